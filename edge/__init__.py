@@ -1,0 +1,1 @@
+"""Robot-side runtime: load a policy package and run it without PyTorch."""

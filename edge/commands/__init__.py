@@ -1,0 +1,1 @@
+"""Sub-commands of `edge`. Each module defines `add_parser(subparsers) -> ArgumentParser` and `run(args) -> int`."""

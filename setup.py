@@ -1,0 +1,37 @@
+"""Onboard policy runtime: LeRobot policies exported to ONNX/TensorRT, run torch-free on a Dynamixel arm."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="edge-policy-runtime",
+    version="0.1.0",
+    description="Run LeRobot ACT / Diffusion / VQ-BeT policies on an embedded arm without PyTorch",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["edge", "edge.*", "export", "export.*",
+                                    "firmware_bridge", "firmware_bridge.*",
+                                    "calibration", "calibration.*"]),
+    package_data={"edge": ["data/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "numpy>=1.23",
+        "onnxruntime>=1.17",
+        "pyserial>=3.5",
+        "dynamixel-sdk>=3.7.31",
+        "pyyaml>=5.4",
+    ],
+    extras_require={
+        # Workstation side. Install `torch==2.13.0` first to get the CPU build.
+        "export": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1", "safetensors>=0.4"],
+        "tensorrt": ["tensorrt>=10.3", "pycuda>=2022.1"],
+        "plot": ["matplotlib>=3.5"],
+        "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15"],
+    },
+    entry_points={
+        "console_scripts": [
+            "edge=edge.cli:main",
+            "edge-export=export.cli:main",
+        ],
+    },
+)
