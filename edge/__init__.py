@@ -1,1 +1,29 @@
-"""Robot-side runtime: load a policy package and run it without PyTorch."""
+"""Robot-side runtime: load a policy package and run it without PyTorch.
+
+    policy = edge.load_policy("packages/act", backend="auto")
+    policy.reset()
+    action = policy.select_action({"observation.state": state, "observation.images.top": frame})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.backends import get_backend
+from edge.errors import BackendError, EdgeError, ObservationError, PackageError
+from edge.package import load_package
+from edge.policies import runner_class
+from edge.policies.base import PolicyRunner
+
+__all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError"]
+
+
+def load_policy(path: str | Path, backend: str = "auto", **options: Any) -> PolicyRunner:
+    """Load a policy package onto a backend ("auto", "onnxruntime", "tensorrt").
+
+    Family options pass through: ACT `temporal_ensemble_coeff`; Diffusion `sampler`,
+    `num_inference_steps`, `seed`; VQ-BeT `greedy`, `temperature`, `seed`.
+    """
+    package = load_package(path)
+    return runner_class(package.manifest.policy_type)(package, get_backend(backend), **options)

@@ -21,3 +21,30 @@ def lerobot_fixtures() -> Path:
     if not LEROBOT_FIXTURES.is_dir():
         pytest.skip(f"LeRobot reference fixtures not found at {LEROBOT_FIXTURES}")
     return LEROBOT_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def export_fixture(lerobot_fixtures: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`export_fixture("act_cam")` → path of that LeRobot fixture exported once per test session."""
+    from export.families.base import ExportOptions
+    from export.pipeline import export_package
+
+    done: dict[str, Path] = {}
+
+    def _export(case: str) -> Path:
+        if case not in done:
+            out = tmp_path_factory.mktemp("packages") / case
+            export_package(lerobot_fixtures / case / "pretrained_model", out, ExportOptions(samples=2),
+                           progress=lambda _msg: None)
+            done[case] = out
+        return done[case]
+
+    return _export
+
+
+@pytest.fixture(scope="session")
+def reference_rollout(lerobot_fixtures: Path):
+    """`reference_rollout("act_cam")` → dict of LeRobot's rollout arrays (obs.<t>.<feature>, action.<t>, ...)."""
+    from safetensors.numpy import load_file
+
+    return lambda case: load_file(str(lerobot_fixtures / case / "reference.safetensors"))

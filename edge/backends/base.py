@@ -1,0 +1,52 @@
+"""The backend interface: load one graph of a package, run it on named numpy arrays.
+
+Backends are interchangeable behind this interface (ONNX Runtime now, TensorRT on the device);
+a policy runner never knows which one it talks to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from edge.errors import PackageError
+from edge.package import GraphSpec, PolicyPackage
+
+
+class GraphSession(ABC):
+    """One loaded graph. `run` takes and returns float32 arrays keyed by the manifest's tensor names."""
+
+    def __init__(self, name: str, spec: GraphSpec):
+        self.name = name
+        self.spec = spec
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ...
+
+
+class Backend(ABC):
+    """Creates GraphSessions for a package's graphs."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def load(self, package: PolicyPackage, graph: str) -> GraphSession:
+        ...
+
+    def describe(self) -> str:
+        """One line saying what this backend runs on (shown to the user)."""
+        return self.name
+
+
+def check_io(graph: str, spec: GraphSpec, actual_inputs: dict[str, list], actual_outputs: dict[str, list]) -> None:
+    """Compare a graph file's real I/O names and shapes with the manifest's; PackageError on mismatch."""
+    for kind, declared, actual in (("input", spec.inputs, actual_inputs), ("output", spec.outputs, actual_outputs)):
+        names = [t.name for t in declared]
+        if sorted(names) != sorted(actual):
+            raise PackageError(f"graph {graph!r}: manifest {kind}s {names} do not match the ONNX file's {list(actual)}")
+        for t in declared:
+            if list(actual[t.name]) != list(t.shape):
+                raise PackageError(f"graph {graph!r}: {kind} {t.name!r} has shape {list(actual[t.name])} in the "
+                                   f"ONNX file but {t.shape} in the manifest")

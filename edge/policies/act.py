@@ -1,0 +1,79 @@
+"""ACT runner: LeRobot's ACTPolicy.select_action semantics on an exported graph.
+
+Either a queue of n_action_steps actions refilled from a fresh chunk when empty, or, with
+temporal_ensemble_coeff set, a new chunk every step blended online exactly as LeRobot's
+ACTTemporalEnsembler does (weights exp(-coeff * i), i = 0 the oldest prediction).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Mapping
+
+import numpy as np
+
+from edge.backends.base import Backend
+from edge.package import PolicyPackage
+from edge.policies.base import PolicyRunner, batched
+
+
+class TemporalEnsembler:
+    """Online weighted average over overlapping chunks (normalised actions), as LeRobot computes it."""
+
+    def __init__(self, coeff: float, chunk_size: int):
+        self.chunk_size = chunk_size
+        self.weights = np.exp(-np.float32(coeff) * np.arange(chunk_size, dtype=np.float32)).astype(np.float32)
+        self.weights_cumsum = np.cumsum(self.weights, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.actions: np.ndarray | None = None  # (remaining, action_dim)
+        self.counts: np.ndarray | None = None  # (remaining,) how many predictions are averaged in
+
+    def update(self, chunk: np.ndarray) -> np.ndarray:
+        """Blend a new (chunk_size, action_dim) prediction in and pop the action for this step."""
+        if self.actions is None:
+            self.actions = chunk.copy()
+            self.counts = np.ones(self.chunk_size, dtype=np.int64)
+        else:
+            idx = self.counts - 1
+            self.actions = self.actions * self.weights_cumsum[idx, None]
+            self.actions = self.actions + chunk[:-1] * self.weights[self.counts, None]
+            self.actions = self.actions / self.weights_cumsum[self.counts, None]
+            self.counts = np.minimum(self.counts + 1, self.chunk_size)
+            self.actions = np.concatenate([self.actions, chunk[-1:]], axis=0)
+            self.counts = np.concatenate([self.counts, [1]])
+        action, self.actions, self.counts = self.actions[0], self.actions[1:], self.counts[1:]
+        return action
+
+
+class ACTRunner(PolicyRunner):
+    policy_type = "act"
+
+    def __init__(self, package: PolicyPackage, backend: Backend, temporal_ensemble_coeff: float | None = None,
+                 **options: Any):
+        super().__init__(package, backend, **options)
+        if temporal_ensemble_coeff is not None:
+            self.chunking.temporal_ensemble_coeff = float(temporal_ensemble_coeff)
+        coeff = self.chunking.temporal_ensemble_coeff
+        self.ensembler = TemporalEnsembler(coeff, self.chunking.chunk_size) if coeff is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
+        if self.ensembler is not None:
+            self.ensembler.reset()
+
+    def _normalized_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds = batched(self.observation(observation))
+        return self.graphs["act"].run(feeds)["action"][0]
+
+    def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.unnormalize(self._normalized_chunk(observation))
+
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.ensembler is not None:
+            return self.unnormalize(self.ensembler.update(self._normalized_chunk(observation)))
+        if not self._queue:
+            self._queue.extend(self._normalized_chunk(observation)[: self.chunking.n_action_steps])
+        return self.unnormalize(self._queue.popleft())

@@ -1,0 +1,54 @@
+"""What every policy runner shares: package graphs on a backend, observation checks, LeRobot's API names.
+
+A runner mirrors LeRobot's policy API: `reset()`, `select_action(obs)` (one action, queue semantics)
+and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are robot-unit actions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from edge.backends.base import Backend, GraphSession
+from edge.normalize import Normalizer
+from edge.observation import ObservationProcessor
+from edge.package import PolicyPackage
+
+
+class PolicyRunner(ABC):
+    policy_type: ClassVar[str]
+
+    def __init__(self, package: PolicyPackage, backend: Backend, **options: Any):
+        if options:
+            raise TypeError(f"{self.policy_type} policies take no option(s) {sorted(options)}")
+        m = package.manifest
+        self.package = package
+        self.backend = backend
+        self.chunking = m.chunking
+        self.action_dim = m.action.dim
+        self.observation = ObservationProcessor(m.inputs)
+        self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,), m.action.name).inverse
+        self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in m.graphs}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [inp.name for inp in self.package.manifest.inputs]
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Clear queues and history; call at the start of every episode."""
+
+    @abstractmethod
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One action (action_dim,) float32 in robot units, with LeRobot's queueing semantics."""
+
+    @abstractmethod
+    def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """A whole chunk (chunk, action_dim) float32 in robot units; does not touch the queue."""
+
+
+def batched(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add the leading batch dimension of 1 the graphs are exported with."""
+    return {k: v[None] for k, v in tensors.items()}

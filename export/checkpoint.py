@@ -1,0 +1,167 @@
+"""Read a LeRobot `pretrained_model/` directory with no lerobot installed and no network.
+
+Reads config.json, model.safetensors and the normalisation statistics, either from the
+pre/post-processor files (LeRobot >= 0.4) or from the older `normalize_inputs.*` /
+`unnormalize_outputs.*` buffers inside model.safetensors. Weights load strictly: a missing,
+unused or mis-shaped key is an error naming the key (LeRobot itself only warns).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from edge.package import Normalization
+
+OLD_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+
+
+class CheckpointError(Exception):
+    """The checkpoint directory is incomplete, inconsistent, or does not match the model."""
+
+
+@dataclass
+class Feature:
+    name: str
+    type: str  # STATE | ENV | VISUAL | ACTION
+    shape: list[int]
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    input_features: list[Feature]
+    output_features: list[Feature]
+    normalization: dict[str, Normalization] = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def policy_type(self) -> str:
+        return self.config["type"]
+
+
+def _hash_dir(path: Path) -> str:
+    """sha256 over every file's relative name and content, in sorted order."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _features(config: dict, key: str) -> list[Feature]:
+    feats = config.get(key)
+    if not isinstance(feats, dict) or not feats:
+        raise CheckpointError(f"config.json: {key!r} is missing or empty")
+    out = []
+    for name, ft in feats.items():
+        if not isinstance(ft, dict) or "type" not in ft or "shape" not in ft:
+            raise CheckpointError(f"config.json: {key}.{name} needs 'type' and 'shape'")
+        out.append(Feature(name, ft["type"], [int(s) for s in ft["shape"]]))
+    return out
+
+
+def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[dict[str, np.ndarray], float] | None:
+    """Stats (flat `<feature>.<stat>` keys) and eps from a processor pipeline's (un)normaliser step."""
+    pipeline = path / json_name
+    if not pipeline.is_file():
+        return None
+    try:
+        steps = json.loads(pipeline.read_text())["steps"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pipeline} is not a LeRobot processor file: {exc}") from None
+    for step in steps:
+        if step.get("registry_name") == registry_name and step.get("state_file"):
+            state_file = path / step["state_file"]
+            if not state_file.is_file():
+                raise CheckpointError(f"{pipeline} names {state_file.name}, which is missing")
+            stats = {k: v.numpy() for k, v in load_file(str(state_file)).items()}
+            return stats, float(step.get("config", {}).get("eps", 1e-8))
+    return None
+
+
+def _old_buffer_stats(state_dict: dict[str, torch.Tensor], features: list[Feature]) -> dict[str, np.ndarray]:
+    """Pre-processor-era checkpoints: `normalize_inputs.buffer_observation_state.mean` and friends."""
+    by_buffer = {"buffer_" + f.name.replace(".", "_"): f.name for f in features}
+    stats = {}
+    for key in list(state_dict):
+        if key.startswith(OLD_NORM_PREFIXES):
+            _, buffer, stat = key.split(".", 2)
+            if buffer in by_buffer:
+                stats[f"{by_buffer[buffer]}.{stat}"] = state_dict[key].numpy()
+            del state_dict[key]
+    return stats
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load config, weights and normalisation statistics; raises CheckpointError naming what is missing."""
+    root = Path(path)
+    if (root / "pretrained_model").is_dir() and not (root / "config.json").exists():
+        root = root / "pretrained_model"
+    for name in ("config.json", "model.safetensors"):
+        if not (root / name).is_file():
+            raise CheckpointError(f"{root} has no {name}: not a LeRobot pretrained_model directory")
+    try:
+        config = json.loads((root / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{root / 'config.json'} is not valid JSON: {exc}") from None
+    if "type" not in config:
+        raise CheckpointError("config.json has no 'type' (expected act, diffusion or vqbet)")
+    try:
+        state_dict = load_file(str(root / "model.safetensors"))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError
+        raise CheckpointError(f"{root / 'model.safetensors'} cannot be read: {exc}") from None
+
+    inputs, outputs = _features(config, "input_features"), _features(config, "output_features")
+    all_feats = inputs + outputs
+    flat: dict[str, np.ndarray] = {}
+    eps = 1e-8
+    for json_name, registry in (("policy_preprocessor.json", "normalizer_processor"),
+                                ("policy_postprocessor.json", "unnormalizer_processor")):
+        found = _processor_stats(root, json_name, registry)
+        if found:
+            flat.update(found[0])
+            eps = found[1]
+    flat.update(_old_buffer_stats(state_dict, all_feats))
+
+    norm_map = config.get("normalization_mapping", {})
+    normalization = {}
+    for f in all_feats:
+        mode = norm_map.get(f.type, "IDENTITY")
+        stats = {k.rsplit(".", 1)[1]: v.astype(np.float32).reshape(-1).tolist()
+                 for k, v in flat.items() if k.rsplit(".", 1)[0] == f.name}
+        if mode != "IDENTITY" and not stats:
+            raise CheckpointError(f"feature {f.name!r} uses {mode} normalisation but the checkpoint has no "
+                                  "statistics for it (no processor files and no normalize_* buffers)")
+        normalization[f.name] = Normalization(mode=mode if stats else "IDENTITY", stats=stats, eps=eps)
+    return Checkpoint(root, config, state_dict, inputs, outputs, normalization, _hash_dir(root))
+
+
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "") -> None:
+    """Load weights refusing any missing, unused or mis-shaped key, and name the key."""
+    expected = module.state_dict()
+    given = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    unused = sorted(set(state_dict) - {prefix + k for k in given}) + sorted(set(given) - set(expected))
+    if unused:
+        raise CheckpointError(f"checkpoint has {len(unused)} weight(s) the model does not use, e.g. {unused[0]!r}"
+                              " (wrong policy type or config?)")
+    missing = sorted(set(expected) - set(given))
+    if missing:
+        raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s), e.g. {prefix + missing[0]!r}")
+    for k, v in given.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"weight {prefix + k!r} has shape {tuple(v.shape)}, the config implies "
+                                  f"{tuple(expected[k].shape)}")
+    module.load_state_dict(given, strict=True)

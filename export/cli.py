@@ -1,0 +1,42 @@
+"""`edge-export <pretrained_model dir> --out <package dir>`: LeRobot checkpoint → policy package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from export.checkpoint import CheckpointError
+from export.families.base import ExportOptions
+from export.onnx_export import ExportError
+from export.pipeline import export_package
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-export", description="Export a LeRobot checkpoint to a policy package.")
+    p.add_argument("checkpoint", help="LeRobot pretrained_model/ directory (config.json, model.safetensors, ...)")
+    p.add_argument("--out", required=True, help="package directory to create")
+    p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
+    p.add_argument("--samples", type=int, default=3, help="validation samples stored in the package (default 3)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (<= 20 for TensorRT 10.3 / JetPack 6)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 1 <= args.opset <= 20:
+        print(f"error: --opset {args.opset} is outside 1..20 (TensorRT 10.3 on JetPack 6 parses up to 20)",
+              file=sys.stderr)
+        return 2
+    options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset)
+    try:
+        export_package(args.checkpoint, args.out, options, force=args.force,
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except (CheckpointError, ExportError, FileExistsError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
