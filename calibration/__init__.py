@@ -1,0 +1,45 @@
+"""Joint calibration (LeRobot-compatible files and unit conversions) and the robot configuration file. No torch."""
+
+from calibration.calibration_file import (
+    MODEL_RESOLUTION,
+    CalibrationError,
+    MotorCalibration,
+    NormMode,
+    calibration_from_dict,
+    calibration_to_json,
+    load_calibration,
+    save_calibration,
+)
+from calibration.normalize import JointNormalizer
+from calibration.robot_config import (
+    FeatureNames,
+    MotorConfig,
+    RobotConfig,
+    RobotConfigError,
+    SafetyLimits,
+    load_robot_config,
+    robot_config_from_dict,
+    robot_config_to_dict,
+    save_robot_config,
+)
+
+__all__ = [
+    "MODEL_RESOLUTION",
+    "CalibrationError",
+    "FeatureNames",
+    "JointNormalizer",
+    "MotorCalibration",
+    "MotorConfig",
+    "NormMode",
+    "RobotConfig",
+    "RobotConfigError",
+    "SafetyLimits",
+    "calibration_from_dict",
+    "calibration_to_json",
+    "load_calibration",
+    "load_robot_config",
+    "robot_config_from_dict",
+    "robot_config_to_dict",
+    "save_calibration",
+    "save_robot_config",
+]

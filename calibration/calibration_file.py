@@ -1,0 +1,129 @@
+"""LeRobot-compatible joint calibration files: `{motor: {id, drive_mode, homing_offset, range_min, range_max}}`.
+
+The JSON is byte-for-byte what LeRobot's `Robot._save_calibration` writes (draccus, indent 4, field order of
+`MotorCalibration`), so a file made on the workstation by LeRobot and one made on the arm by `edge calibrate`
+are interchangeable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+# Encoder ticks per turn of the Dynamixel X-series models LeRobot knows (e-manual, "Specifications").
+MODEL_RESOLUTION: dict[str, int] = {
+    "x_series": 4096,
+    "xl330-m077": 4096,
+    "xl330-m288": 4096,
+    "xl430-w250": 4096,
+    "xm430-w350": 4096,
+    "xm540-w270": 4096,
+    "xc430-w150": 4096,
+}
+
+# Homing_Offset (address 20, 4 bytes) accepts -1,044,479 .. 1,044,479 on X-series servos.
+HOMING_OFFSET_LIMIT = 1_044_479
+
+
+class CalibrationError(ValueError):
+    """A calibration file or value is unusable; the message names the motor and the field."""
+
+
+class NormMode(str, Enum):
+    """How a joint's ticks map to policy units; the values are LeRobot's `MotorNormMode` strings."""
+
+    RANGE_0_100 = "range_0_100"
+    RANGE_M100_100 = "range_m100_100"
+    DEGREES = "degrees"
+
+
+@dataclass(frozen=True)
+class MotorCalibration:
+    """One motor's calibration, field for field LeRobot's `MotorCalibration` (all raw servo ticks)."""
+
+    id: int
+    drive_mode: int
+    homing_offset: int
+    range_min: int
+    range_max: int
+
+    def validate(self, motor: str, resolution: int = 4096) -> None:
+        """Raise CalibrationError naming `motor` and the field if a value cannot be a real X-series setting."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise CalibrationError(f"motor '{motor}': {f.name} must be an integer, got {value!r}")
+        if not 0 <= self.id <= 252:
+            raise CalibrationError(f"motor '{motor}': id must be in 0..252, got {self.id}")
+        if self.drive_mode not in (0, 1):
+            raise CalibrationError(f"motor '{motor}': drive_mode must be 0 or 1, got {self.drive_mode}")
+        if abs(self.homing_offset) > HOMING_OFFSET_LIMIT:
+            raise CalibrationError(
+                f"motor '{motor}': homing_offset {self.homing_offset} outside ±{HOMING_OFFSET_LIMIT}"
+            )
+        for name in ("range_min", "range_max"):
+            if not 0 <= getattr(self, name) <= resolution - 1:
+                raise CalibrationError(
+                    f"motor '{motor}': {name} must be in 0..{resolution - 1}, got {getattr(self, name)}"
+                )
+        if self.range_min >= self.range_max:
+            raise CalibrationError(
+                f"motor '{motor}': range_min ({self.range_min}) must be below range_max ({self.range_max})"
+            )
+
+
+def calibration_from_dict(data: Any, source: str = "calibration") -> dict[str, MotorCalibration]:
+    """Parse the decoded JSON of a calibration file; errors name `source`, the motor and the field."""
+    if not isinstance(data, dict) or not data:
+        raise CalibrationError(f"{source}: expected a non-empty object {{motor: {{id, drive_mode, ...}}}}")
+    expected = [f.name for f in fields(MotorCalibration)]
+    result: dict[str, MotorCalibration] = {}
+    for motor, entry in data.items():
+        if not isinstance(entry, dict):
+            raise CalibrationError(f"{source}: motor '{motor}': expected an object, got {type(entry).__name__}")
+        missing = [name for name in expected if name not in entry]
+        if missing:
+            raise CalibrationError(f"{source}: motor '{motor}': missing field(s) {', '.join(missing)}")
+        unknown = sorted(set(entry) - set(expected))
+        if unknown:
+            raise CalibrationError(f"{source}: motor '{motor}': unknown field(s) {', '.join(unknown)}")
+        calib = MotorCalibration(**{name: entry[name] for name in expected})
+        try:
+            calib.validate(motor)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{source}: {exc}") from None
+        result[motor] = calib
+    return result
+
+
+def calibration_to_json(calibration: Mapping[str, MotorCalibration]) -> str:
+    """Serialise exactly as LeRobot does: a JSON object per motor, 4-space indent, no trailing newline."""
+    return json.dumps({motor: asdict(c) for motor, c in calibration.items()}, indent=4)
+
+
+def load_calibration(path: str | Path) -> dict[str, MotorCalibration]:
+    """Read and validate a LeRobot calibration JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"{path}: not valid JSON ({exc})") from None
+    return calibration_from_dict(data, source=str(path))
+
+
+def save_calibration(calibration: Mapping[str, MotorCalibration], path: str | Path) -> None:
+    """Validate, then write the file atomically (a crash mid-write leaves the previous file intact)."""
+    for motor, calib in calibration.items():
+        calib.validate(motor)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(calibration_to_json(calibration), encoding="utf-8")
+    tmp.replace(path)
