@@ -1,0 +1,41 @@
+"""Self-check: run a package's validation samples on a backend and compare with the export-time outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.backends.base import Backend
+from edge.package import PolicyPackage
+
+
+@dataclass
+class OutputCheck:
+    graph: str
+    output: str
+    max_abs_error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.max_abs_error <= self.tolerance)  # False for NaN too
+
+
+def check_package(package: PolicyPackage, backend: Backend, tolerance: float | None = None) -> list[OutputCheck]:
+    """Max |backend - PyTorch| per graph output over all validation samples."""
+    tol = package.manifest.validation.tolerance if tolerance is None else tolerance
+    samples = package.validation_samples()
+    results = []
+    for name, spec in package.manifest.graphs.items():
+        session = backend.load(package, name)
+        worst = {t.name: 0.0 for t in spec.outputs}
+        for s in range(package.manifest.validation.samples):
+            prefix = f"{name}/{s}/"
+            feeds = {t.name: samples[f"{prefix}in/{t.name}"] for t in spec.inputs}
+            got = session.run(feeds)
+            for t in spec.outputs:
+                err = np.abs(got[t.name].astype(np.float64) - samples[f"{prefix}out/{t.name}"]).max(initial=0.0)
+                worst[t.name] = err if np.isnan(err) else max(worst[t.name], float(err))
+        results += [OutputCheck(name, out, float(err), tol) for out, err in worst.items()]
+    return results

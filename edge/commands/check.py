@@ -1,0 +1,37 @@
+"""`edge check <package> [--backend ...]`: run the validation samples and print the max error per output."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge.backends import BACKENDS, get_backend
+from edge.check import check_package
+from edge.cli import CLIError
+from edge.errors import EdgeError
+from edge.package import load_package
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("check", help="self-check a policy package on a backend")
+    p.add_argument("package", help="policy package directory")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--tolerance", type=float, default=None, help="override the package's tolerance")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        package = load_package(args.package)
+        backend = get_backend(args.backend)
+        results = check_package(package, backend, args.tolerance)
+    except EdgeError as exc:
+        raise CLIError(str(exc)) from None
+    m = package.manifest
+    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
+    print(f"backend  {backend.describe()}")
+    print(f"{'graph':<16} {'output':<20} {'max |err|':>10} {'tolerance':>10}  result")
+    for r in results:
+        print(f"{r.graph:<16} {r.output:<20} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  {'ok' if r.ok else 'FAIL'}")
+    failed = [r for r in results if not r.ok]
+    print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
+    return 1 if failed else 0
