@@ -13,12 +13,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
-# Encoder ticks per turn of the Dynamixel X-series models LeRobot knows (e-manual, "Specifications").
+# Encoder ticks per turn of the Dynamixel X-series models firmware_bridge drives (e-manual, "Specifications").
 MODEL_RESOLUTION: dict[str, int] = {
-    "x_series": 4096,
     "xl330-m077": 4096,
     "xl330-m288": 4096,
     "xl430-w250": 4096,
+    "xm430-w210": 4096,
     "xm430-w350": 4096,
     "xm540-w270": 4096,
     "xc430-w150": 4096,

@@ -1,0 +1,188 @@
+"""Interactive joint calibration on the servos, the way LeRobot calibrates a Dynamixel arm.
+
+Torque off; the user centres the arm and presses Enter (half-turn homing: Homing_Offset makes every centred joint
+read 2047); the user sweeps each joint while a live min/current/max table runs, Enter ends it; the limits go to
+Min/Max_Position_Limit and the file. Streams and the bus are parameters, so tests drive it with a pipe and the
+emulator. If anything fails after the first EEPROM write, the servos get their previous values back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Protocol, TextIO
+
+from calibration.calibration_file import CalibrationError, MotorCalibration, save_calibration
+from calibration.robot_config import RobotConfig
+
+CAL_FIELDS = ("homing_offset", "range_min", "range_max")
+REGISTER_OF = {"homing_offset": "Homing_Offset", "range_min": "Min_Position_Limit", "range_max": "Max_Position_Limit"}
+
+
+class Bus(Protocol):
+    """The part of firmware_bridge.DynamixelBus that calibration uses."""
+
+    def disable_torque(self) -> None: ...
+
+    def write(self, register: str, motor: str, value: int) -> None: ...
+
+    def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, int]: ...
+
+
+class CalibrationAborted(CalibrationError):
+    """The user did not finish (input closed or interrupted); the servos were restored."""
+
+
+def read_servo_calibration(bus: Bus, robot: RobotConfig) -> dict[str, MotorCalibration]:
+    """What the servos hold now, as a calibration (drive_mode is the reverse bit of Drive_Mode)."""
+    names = robot.motor_names
+    regs = {f: bus.sync_read(REGISTER_OF[f], names) for f in CAL_FIELDS}
+    drive = bus.sync_read("Drive_Mode", names)
+    return {
+        m.name: MotorCalibration(m.id, int(drive[m.name]) & 1, *(int(regs[f][m.name]) for f in CAL_FIELDS))
+        for m in robot.motors
+    }
+
+
+def write_servo_calibration(bus: Bus, calibration: dict[str, MotorCalibration]) -> None:
+    """Write Homing_Offset and the position limits (EEPROM: torque is switched off first)."""
+    bus.disable_torque()
+    for motor, calib in calibration.items():
+        for f in CAL_FIELDS:
+            bus.write(REGISTER_OF[f], motor, getattr(calib, f))
+
+
+def calibration_differences(expected: dict[str, MotorCalibration], actual: dict[str, MotorCalibration]) -> list[str]:
+    """One line per differing motor field, e.g. `gripper: range_max file=3295 servo=4095`."""
+    lines = []
+    for motor, want in expected.items():
+        have = actual.get(motor)
+        if have is None:
+            lines.append(f"{motor}: not on the servos")
+            continue
+        for f in ("id", "drive_mode", *CAL_FIELDS):
+            if getattr(want, f) != getattr(have, f):
+                lines.append(f"{motor}: {f} file={getattr(want, f)} servo={getattr(have, f)}")
+    return lines
+
+
+def run_calibration(bus: Bus, robot: RobotConfig, stdin: TextIO, stdout: TextIO,
+                    poll_s: float = 0.05) -> dict[str, MotorCalibration]:
+    """Run the interactive procedure, write the servos and the robot's calibration file, return the calibration.
+
+    Either both end up with the new calibration or the servos are restored (a file that cannot be written
+    counts as a failure).
+    """
+    names = robot.motor_names
+    previous = read_servo_calibration(bus, robot)
+    bus.disable_torque()
+    stdout.write("Torque is off. Move the arm to the middle of its range of motion, then press Enter.\n")
+    stdout.flush()
+    _wait_for_enter(stdin)
+    try:
+        homing = _set_half_turn_homings(bus, robot)
+        swept = [m.name for m in robot.motors if not m.full_turn]
+        full = [m.name for m in robot.motors if m.full_turn]
+        note = f" ({', '.join(full)} take the full 0..4095 turn)" if full else ""
+        stdout.write(f"Move every joint through its whole range of motion{note}; press Enter when done.\n")
+        mins, maxes = _record_ranges(bus, swept, stdin, stdout, poll_s)
+        still = [n for n in swept if mins[n] == maxes[n]]
+        if still:
+            raise CalibrationError(f"motor(s) {', '.join(still)} did not move: no range recorded")
+        for m in robot.motors:
+            if m.full_turn:
+                mins[m.name], maxes[m.name] = 0, m.resolution - 1
+        new = {
+            m.name: replace(previous[m.name], homing_offset=homing[m.name], range_min=mins[m.name],
+                            range_max=maxes[m.name])
+            for m in robot.motors
+        }
+        for m in robot.motors:
+            new[m.name].validate(m.name, m.resolution)
+        write_servo_calibration(bus, new)
+        differences = calibration_differences(new, read_servo_calibration(bus, robot))
+        if differences:
+            raise CalibrationError("servos did not keep the calibration: " + "; ".join(differences))
+        save_calibration(new, robot.calibration)
+    except BaseException:
+        write_servo_calibration(bus, previous)
+        raise
+    stdout.write(f"Calibration written to the servos ({', '.join(names)}) and to {robot.calibration}\n")
+    return new
+
+
+def _set_half_turn_homings(bus: Bus, robot: RobotConfig) -> dict[str, int]:
+    """LeRobot's Dynamixel half-turn homing: clear offset and limits, then offset = 2047 - Present_Position.
+
+    Present_Position already includes Homing_Offset on Dynamixel, so after this the centred arm reads 2047.
+    """
+    for m in robot.motors:
+        bus.write("Homing_Offset", m.name, 0)
+        bus.write("Min_Position_Limit", m.name, 0)
+        bus.write("Max_Position_Limit", m.name, m.resolution - 1)
+    present = bus.sync_read("Present_Position", robot.motor_names)
+    homing = {m.name: (m.resolution - 1) // 2 - int(present[m.name]) for m in robot.motors}
+    for name, offset in homing.items():
+        bus.write("Homing_Offset", name, offset)
+    return homing
+
+
+def _record_ranges(bus: Bus, motors: list[str], stdin: TextIO, stdout: TextIO,
+                   poll_s: float) -> tuple[dict[str, int], dict[str, int]]:
+    """Track min/max Present_Position until Enter; a terminal gets a live table, a pipe gets changes only."""
+    enter = _EnterListener(stdin)
+    live = stdout.isatty()
+    mins: dict[str, int] = {}
+    maxes: dict[str, int] = {}
+    shown = None
+    while True:
+        done = enter.pressed()  # sample before reading, so the last read still counts
+        pos = bus.sync_read("Present_Position", motors) if motors else {}
+        for n in motors:
+            mins[n] = min(mins.get(n, pos[n]), pos[n])
+            maxes[n] = max(maxes.get(n, pos[n]), pos[n])
+        state = (tuple(mins.values()), tuple(maxes.values()))
+        if live or state != shown or done:
+            if live and shown is not None:
+                stdout.write(f"\x1b[{len(motors) + 1}A")
+            stdout.write(_table(motors, mins, pos, maxes))
+            stdout.flush()
+            shown = state
+        if done:
+            return mins, maxes
+        time.sleep(poll_s)
+
+
+def _table(motors: list[str], mins: dict[str, int], pos: dict[str, int], maxes: dict[str, int]) -> str:
+    """The live min/current/max table."""
+    rows = [f"{'MOTOR':<15} | {'MIN':>6} | {'POS':>6} | {'MAX':>6}"]
+    rows += [f"{n:<15} | {mins[n]:>6} | {pos[n]:>6} | {maxes[n]:>6}" for n in motors]
+    return "\n".join(rows) + "\n"
+
+
+def _wait_for_enter(stdin: TextIO) -> None:
+    """Block until a line arrives; closed input aborts."""
+    if not stdin.readline():
+        raise CalibrationAborted("input closed before Enter was pressed; nothing was changed")
+
+
+class _EnterListener:
+    """Reads one line on a background thread so the range table keeps updating while waiting for Enter."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._line: list[str] = []
+        self._event = threading.Event()
+        threading.Thread(target=self._read, args=(stdin,), daemon=True).start()
+
+    def _read(self, stdin: TextIO) -> None:
+        self._line.append(stdin.readline())
+        self._event.set()
+
+    def pressed(self) -> bool:
+        """True once a line came in; closed input raises CalibrationAborted."""
+        if not self._event.is_set():
+            return False
+        if not self._line[0]:
+            raise CalibrationAborted("input closed while recording ranges; previous calibration restored")
+        return True
