@@ -1,0 +1,405 @@
+"""`DynamixelBus`: a chain of X-series servos on one serial port, Protocol 2.0, over dynamixel-sdk.
+
+Register names are the e-manual's (`Goal_Position`, `Present_Position`, ...); values are raw ticks
+and raw register units, signed registers decoded. Every request is validated before anything is
+sent; transient failures (no reply, corrupt reply) are retried a bounded number of times and then
+raised as `BusError`, naming the motors and the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS
+
+from firmware_bridge import tables
+from firmware_bridge.protocol import (
+    BROADCAST_ID,
+    StuffingPacketHandler,
+    TimedPortHandler,
+    latency_timer_file,
+    usb_latency_timer_ms,
+)
+from firmware_bridge.tables import Model, Register
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BusError(RuntimeError):
+    """A bus transaction failed; `motors` names the servos involved and `cause` says why."""
+
+    def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
+        self.motors = tuple(motors)
+        self.cause = cause
+        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}")
+
+
+class _Transient(Exception):
+    """A failure worth retrying (no reply, corrupt reply, port busy)."""
+
+    def __init__(self, motors: Iterable[str], cause: str) -> None:
+        super().__init__(cause)
+        self.motors = tuple(motors)
+        self.cause = cause
+
+
+@dataclass
+class BusStats:
+    """Transaction counters: attempts made, retries spent, transactions that failed for good."""
+
+    transactions: int = 0
+    retries: int = 0
+    failures: int = 0
+
+
+class DynamixelBus:
+    """X-series servos on one port. `motors` maps a name to `(id, model)`, e.g. `{"gripper": (6, "xl330-m288")}`.
+
+    `retries` bounds the extra attempts per transaction; `timeout_slack_ms` is added to every reply
+    timeout on top of the wire time and twice the adapter's latency timer.
+    """
+
+    def __init__(self, port: str, motors: Mapping[str, tuple[int, str]], baudrate: int = 1_000_000, *,
+                 retries: int = 2, timeout_slack_ms: float = 3.0) -> None:
+        if baudrate not in tables.BAUD_CODES:
+            raise ValueError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
+        if not motors:
+            raise ValueError("no motors given")
+        self.motors: dict[str, tuple[int, Model]] = {}
+        seen: dict[int, str] = {}
+        for name, (motor_id, model_name) in motors.items():
+            if not 0 <= motor_id <= 252:
+                raise ValueError(f"motor {name!r}: id {motor_id} outside 0..252")
+            if motor_id in seen:
+                raise ValueError(f"motors {seen[motor_id]!r} and {name!r} share id {motor_id}")
+            seen[motor_id] = name
+            self.motors[name] = (motor_id, tables.model(model_name))
+        self.port = port
+        self.baudrate = baudrate
+        self.retries = retries
+        self.timeout_slack_ms = timeout_slack_ms
+        self.firmware: dict[str, int] = {}
+        self.alerts: set[str] = set()  # motors whose last status packet carried the hardware-error alert bit
+        self.use_fast_sync_read = False
+        self.stats = BusStats()
+        self.latency_timer_ms: int | None = None
+        self._port: TimedPortHandler | None = None
+        self._ph = StuffingPacketHandler()
+        self._lock = threading.RLock()
+
+    # ---- connection -------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True between a successful `connect()` and `disconnect()`."""
+        return self._port is not None
+
+    def connect(self) -> None:
+        """Open the port at `baudrate`, ping every motor and check its model; read firmware versions."""
+        if self._port is not None:
+            raise BusError("connect", [], f"{self.port} is already connected")
+        self.latency_timer_ms = usb_latency_timer_ms(self.port)
+        if self.latency_timer_ms is not None and self.latency_timer_ms > 1:
+            logger.warning(
+                "%s: USB latency timer is %d ms, every reply waits that long; fix: "
+                "echo 1 | sudo tee %s", self.port, self.latency_timer_ms, latency_timer_file(self.port))
+        port = TimedPortHandler(self.port, float(self.latency_timer_ms or 0), self.timeout_slack_ms)
+        try:
+            if not port.setBaudRate(self.baudrate):
+                raise BusError("connect", [], f"cannot set {self.baudrate} bps on {self.port}")
+        except OSError as exc:
+            raise BusError("connect", [], f"cannot open {self.port}: {exc}") from exc
+        self._port = port
+        try:
+            self._check_chain()
+        except BaseException:
+            self._release()
+            raise
+
+    def _check_chain(self) -> None:
+        missing, wrong = [], []
+        for name, (_, expected) in self.motors.items():
+            try:
+                number = self.ping(name)
+            except BusError:
+                missing.append(name)
+                continue
+            if number != expected.number:
+                found = tables.MODEL_BY_NUMBER.get(number)
+                wrong.append(f"{name} is {found.name if found else 'model number'} ({number}), "
+                             f"expected {expected.name} ({expected.number})")
+        if missing:
+            raise BusError("connect", missing, f"no reply to PING on {self.port} at {self.baudrate} bps")
+        if wrong:
+            raise BusError("connect", [w.split()[0] for w in wrong], "; ".join(wrong))
+        self.firmware = {name: self.read("Firmware_Version", name) for name in self.motors}
+        self.use_fast_sync_read = all(v >= tables.FAST_SYNC_READ_MIN_FIRMWARE for v in self.firmware.values())
+
+    def disconnect(self) -> None:
+        """Turn torque off on every motor (best effort) and release the port; safe to call twice."""
+        if self._port is None:
+            return
+        try:
+            self.disable_torque()
+        except BusError as exc:
+            logger.error("disconnect: could not confirm torque off: %s", exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        port, self._port = self._port, None
+        if port is not None and port.ser is not None:
+            port.is_using = False
+            port.closePort()
+
+    def __enter__(self) -> DynamixelBus:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def configure(self, operating_mode: str = "position",
+                  position_limits: Mapping[str, tuple[int, int]] | None = None) -> None:
+        """Torque off, then Return Delay Time 0, the operating mode and (optionally) position limits.
+
+        These are EEPROM registers: they are only written with torque off, which this method ensures.
+        """
+        if operating_mode not in tables.OPERATING_MODES:
+            raise ValueError(f"unknown operating mode {operating_mode!r}; known: {', '.join(tables.OPERATING_MODES)}")
+        limits = dict(position_limits or {})
+        for name, (lo, hi) in limits.items():
+            self._motor(name)
+            if lo > hi:
+                raise ValueError(f"motor {name!r}: position limits ({lo}, {hi}) are reversed")
+        mode = tables.OPERATING_MODES[operating_mode]
+        for name in self.motors:
+            self._encode("Operating_Mode", name, mode)
+        self.disable_torque()
+        for name in self.motors:
+            self.write("Return_Delay_Time", name, 0)
+            self.write("Operating_Mode", name, mode)
+            if name in limits:
+                self.write("Min_Position_Limit", name, limits[name][0])
+                self.write("Max_Position_Limit", name, limits[name][1])
+
+    def enable_torque(self, motors: Iterable[str] | None = None) -> None:
+        """Torque on, confirmed by reading Torque_Enable back (a servo in shutdown refuses)."""
+        names = self._select(motors)
+        self.sync_write("Torque_Enable", {n: 1 for n in names})
+        refused = [n for n, v in self.sync_read("Torque_Enable", names).items() if v != 1]
+        if refused:
+            errors = {n: tables.describe_hw_error(self.read("Hardware_Error_Status", n)) for n in refused}
+            raise BusError("enable torque", refused, f"torque stayed off (hardware error: {errors})")
+
+    def disable_torque(self, motors: Iterable[str] | None = None) -> None:
+        """Torque off, confirmed by reading Torque_Enable back."""
+        names = self._select(motors)
+        self.sync_write("Torque_Enable", {n: 0 for n in names})
+        still_on = [n for n, v in self.sync_read("Torque_Enable", names).items() if v != 0]
+        if still_on:
+            raise BusError("disable torque", still_on, "Torque_Enable still reads 1")
+
+    # ---- single-motor transactions -----------------------------------------------------------
+
+    def ping(self, motor: str) -> int:
+        """The model number `motor` answers with."""
+        motor_id, _ = self._motor(motor)
+
+        def attempt() -> int:
+            number, result, error = self._ph.ping(self._port, motor_id)
+            self._check(result, [motor])
+            self._status(error, motor)
+            return number
+
+        return self._transaction(f"ping {motor}", [motor], attempt)
+
+    def read(self, register: str, motor: str) -> int:
+        """Read one register of one motor (signed registers decoded)."""
+        reg = self._register(register, motor)
+        motor_id, _ = self.motors[motor]
+
+        def attempt() -> int:
+            data, result, error = self._ph.readTxRx(self._port, motor_id, reg.address, reg.size)
+            self._check(result, [motor])
+            self._status(error, motor)
+            return reg.decode(data)
+
+        return self._transaction(f"read {register}", [motor], attempt)
+
+    def write(self, register: str, motor: str, value: int) -> None:
+        """Write one register of one motor and wait for its status (errors raise `BusError`)."""
+        reg, data = self._encode(register, motor, value)
+        motor_id, _ = self.motors[motor]
+
+        def attempt() -> None:
+            result, error = self._ph.writeTxRx(self._port, motor_id, reg.address, reg.size, list(data))
+            self._check(result, [motor])
+            self._status(error, motor)
+
+        self._transaction(f"write {register}={value}", [motor], attempt)
+
+    def reboot(self, motor: str) -> None:
+        """REBOOT: clears a hardware-error shutdown; the motor comes back with torque off."""
+        motor_id, _ = self._motor(motor)
+
+        def attempt() -> None:
+            result, error = self._ph.reboot(self._port, motor_id)
+            self._check(result, [motor])
+            self._status(error, motor)
+
+        self._transaction(f"reboot {motor}", [motor], attempt)
+
+    # ---- group transactions --------------------------------------------------------------------
+
+    def sync_read(self, register: str, motors: Iterable[str] | None = None) -> dict[str, int]:
+        """Read one register from several motors in one transaction (FAST SYNC READ when supported).
+
+        If a fast read fails, the retry is a plain SYNC READ, whose per-servo replies name the culprit.
+        """
+        names = self._select(motors)
+        reg = self._common_register(register, names)
+        ids = {self.motors[n][0]: n for n in names}
+
+        def attempt(n: int) -> dict[str, int]:
+            fast = self.use_fast_sync_read and n == 0
+            replies = self._fast_sync_read(reg, ids) if fast else self._sync_read(reg, ids)
+            return {ids[i]: reg.decode(data) for i, data in replies.items()}
+
+        return self._transaction(f"sync read {register}", names, attempt, pass_attempt=True)
+
+    def _sync_read(self, reg: Register, ids: dict[int, str]) -> dict[int, bytes]:
+        result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), False)
+        self._check(result, ids.values())
+        replies: dict[int, bytes] = {}
+        corrupt = False
+        while len(replies) < len(ids):
+            packet, result = self._ph.rxPacket(self._port, False)
+            if result == COMM_RX_TIMEOUT:
+                break
+            if result != COMM_SUCCESS:
+                corrupt = True
+                continue
+            if packet[4] in ids:
+                self._status(packet[8], ids[packet[4]])
+                replies[packet[4]] = bytes(packet[9 : 9 + reg.size])
+        missing = [name for i, name in ids.items() if i not in replies]
+        if missing:
+            raise _Transient(missing, "corrupt reply (CRC)" if corrupt else "no reply")
+        return replies
+
+    def _fast_sync_read(self, reg: Register, ids: dict[int, str]) -> dict[int, bytes]:
+        result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), True)
+        self._check(result, ids.values())
+        packet, result = self._ph.rxPacket(self._port, True)
+        if result != COMM_SUCCESS or packet[4] != BROADCAST_ID:
+            raise _Transient(ids.values(), f"fast sync read: {self._ph.getTxRxResult(result)}")
+        replies: dict[int, bytes] = {}
+        idx = 8
+        for _ in ids:
+            error, motor_id = packet[idx], packet[idx + 1]
+            if motor_id not in ids:
+                raise _Transient(ids.values(), f"fast sync read: unexpected id {motor_id}")
+            self._status(error, ids[motor_id])
+            replies[motor_id] = bytes(packet[idx + 2 : idx + 2 + reg.size])
+            idx += reg.size + 4
+        return replies
+
+    def sync_write(self, register: str, values: Mapping[str, int]) -> None:
+        """Write one register on several motors in one broadcast packet (no replies)."""
+        names = list(values)
+        reg = self._common_register(register, names)
+        param: list[int] = []
+        for name, value in values.items():
+            param.append(self.motors[name][0])
+            param.extend(self._encode(register, name, value)[1])
+
+        def attempt() -> None:
+            result = self._ph.syncWriteTxOnly(self._port, reg.address, reg.size, param, len(param))
+            self._check(result, names)
+
+        self._transaction(f"sync write {register}", names, attempt)
+
+    # ---- validation and plumbing ----------------------------------------------------------------
+
+    def _motor(self, motor: str) -> tuple[int, Model]:
+        try:
+            return self.motors[motor]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown motor {motor!r}; known: {', '.join(self.motors)}") from None
+
+    def _select(self, motors: Iterable[str] | None) -> list[str]:
+        names = list(self.motors) if motors is None else list(motors)
+        for name in names:
+            self._motor(name)
+        return names
+
+    def _register(self, register: str, motor: str) -> Register:
+        _, model = self._motor(motor)
+        try:
+            return model.registers[register]
+        except (KeyError, TypeError):
+            raise ValueError(f"register {register!r} does not exist on {motor!r} ({model.name})") from None
+
+    def _common_register(self, register: str, names: list[str]) -> Register:
+        if not names:
+            raise ValueError(f"no motors given for {register!r}")
+        regs = {self._register(register, n) for n in names}
+        if len(regs) != 1:
+            raise ValueError(f"register {register!r} differs between models of {names}")
+        return regs.pop()
+
+    def _encode(self, register: str, motor: str, value: int) -> tuple[Register, bytes]:
+        reg = self._register(register, motor)
+        if not reg.writable:
+            raise ValueError(f"register {register!r} is read-only")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise ValueError(f"{register} for {motor!r}: {value!r} is not an integer") from None
+        if not reg.lo <= value <= reg.hi:
+            raise ValueError(f"{register} for {motor!r}: {value} outside {reg.lo}..{reg.hi}")
+        modes = self.motors[motor][1].operating_modes
+        if register == "Operating_Mode" and value not in modes:
+            raise ValueError(f"Operating_Mode for {motor!r}: {value} not supported by this model ({modes})")
+        return reg, reg.encode(value)
+
+    def _check(self, result: int, motors: Iterable[str]) -> None:
+        """Raise `_Transient` when the exchange itself failed (nothing sent, no reply, corrupt reply)."""
+        if result != COMM_SUCCESS:
+            raise _Transient(motors, self._ph.getTxRxResult(result).replace("[TxRxResult] ", ""))
+
+    def _status(self, error: int, motor: str) -> None:
+        """Track the hardware-alert bit of `motor`'s status ERR byte; raise `BusError` on a servo error."""
+        if error & tables.ERR_ALERT:
+            self.alerts.add(motor)
+        else:
+            self.alerts.discard(motor)
+        if error & 0x7F:
+            raise BusError("status", [motor], tables.describe_status_error(error))
+
+    def _transaction(self, what: str, motors: Iterable[str], fn: Callable[..., T], pass_attempt: bool = False) -> T:
+        """Run `fn` with the port lock held, retrying `_Transient` failures up to `retries` times."""
+        with self._lock:
+            if self._port is None:
+                raise BusError(what, motors, "bus is not connected")
+            failure: _Transient | None = None
+            for attempt in range(self.retries + 1):
+                self._port.is_using = False  # an interrupted transaction can leave it stuck
+                self.stats.transactions += 1
+                self.stats.retries += attempt > 0
+                try:
+                    return fn(attempt) if pass_attempt else fn()
+                except _Transient as exc:
+                    failure = exc
+            self.stats.failures += 1
+            assert failure is not None
+            raise BusError(f"{what} failed after {self.retries + 1} attempts", failure.motors, failure.cause)
