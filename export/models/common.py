@@ -38,7 +38,7 @@ class CenterCrop(nn.Module):
         self.size = (int(size[0]), int(size[1]))
 
     def forward(self, x: Tensor) -> Tensor:
-        (h, w), (th, tw) = x.shape[-2:], self.size
+        (h, w), (th, tw) = (int(x.shape[-2]), int(x.shape[-1])), self.size  # plain ints, also when traced
         if th > h or tw > w:
             raise ValueError(f"crop {self.size} is larger than the image {(h, w)}")
         top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
