@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def lerobot_fixtures() -> Path:
     """../shared/fixtures/lerobot: policies built and rolled out by LeRobot 0.4.4 itself."""
     if not LEROBOT_FIXTURES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"LeRobot reference fixtures not found at {LEROBOT_FIXTURES} (required in CI)")
         pytest.skip(f"LeRobot reference fixtures not found at {LEROBOT_FIXTURES}")
     return LEROBOT_FIXTURES
 
