@@ -143,7 +143,7 @@ def _record_ranges(bus: Bus, motors: list[str], stdin: TextIO, stdout: TextIO,
             mins[n] = min(mins.get(n, pos[n]), pos[n])
             maxes[n] = max(maxes.get(n, pos[n]), pos[n])
         state = (tuple(mins.values()), tuple(maxes.values()))
-        if live or state != shown or done:
+        if live or state != shown:
             if live and shown is not None:
                 stdout.write(f"\x1b[{len(motors) + 1}A")
             stdout.write(_table(motors, mins, pos, maxes))

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Connect to the arm described by --robot, then calibrate or check."""
-    from firmware_bridge.bus import BusError, DynamixelBus  # not at import time: `edge` must start without it
+    from firmware_bridge import BusError, DynamixelBus  # not at import time: `edge` must start without it
 
     try:
         robot = load_robot_config(args.robot)
