@@ -7,7 +7,10 @@ import importlib
 from edge.errors import PackageError
 from edge.policies.base import PolicyRunner
 
-RUNNERS = {"act": "edge.policies.act:ACTRunner"}
+RUNNERS = {
+    "act": "edge.policies.act:ACTRunner",
+    "vqbet": "edge.policies.vqbet:VQBeTRunner",
+}
 
 
 def runner_class(policy_type: str) -> type[PolicyRunner]:

@@ -1,0 +1,102 @@
+"""VQ-BeT runner: LeRobot's VQBeTPolicy.select_action with the code sampling done here, in numpy.
+
+The `policy` graph turns the n_obs_steps observation window into code logits and offsets; this runner
+picks one code per residual-VQ layer (multinomial over softmax(logits / temperature) from a seeded
+numpy Generator, or the arg-max with greedy=True), with `sequentially_select` asks the `secondary`
+graph for the secondary logits given the primary code, then runs `decode` for the action chunk.
+History and action queue follow LeRobot: the first observation fills the window, and a chunk of
+action_chunk_size actions is queued whenever the queue is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Mapping
+
+import numpy as np
+
+from edge.backends.base import Backend
+from edge.errors import PackageError
+from edge.package import PolicyPackage
+from edge.policies.base import PolicyRunner
+
+POLICY_KEYS = ("rvq_layers", "codebook_size", "bet_softmax_temperature", "sequentially_select")
+
+
+def sample_codes(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """One code per row of (..., C) logits, drawn from softmax(logits / temperature) by inverse CDF."""
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.random(logits.shape[:-1] + (1,)) * cdf[..., -1:]
+    return np.sum(cdf <= u, axis=-1)
+
+
+class VQBeTRunner(PolicyRunner):
+    policy_type = "vqbet"
+
+    def __init__(self, package: PolicyPackage, backend: Backend, greedy: bool = False,
+                 temperature: float | None = None, seed: int | None = None, **options: Any):
+        super().__init__(package, backend, **options)
+        spec = package.manifest.policy
+        missing = [k for k in POLICY_KEYS if k not in spec]
+        if missing:
+            raise PackageError(f"vqbet manifest 'policy' section lacks {missing}; re-export the package")
+        self.sequential = bool(spec["sequentially_select"])
+        needed = ["policy", "decode"] + (["secondary"] if self.sequential else [])
+        if any(g not in self.graphs for g in needed):
+            raise PackageError(f"vqbet package needs graphs {needed}, has {sorted(self.graphs)}")
+        if not isinstance(greedy, bool):
+            raise ValueError(f"greedy must be True or False, got {greedy!r}")
+        if temperature is not None:
+            if greedy:
+                raise ValueError("temperature has no effect with greedy=True (codes are the arg-max); pass one or the other")
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                    or not math.isfinite(temperature) or temperature <= 0:
+                raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        self.greedy = greedy
+        self.temperature = float(spec["bet_softmax_temperature"] if temperature is None else temperature)
+        self.rng = np.random.default_rng(seed)
+        self._eye = np.eye(int(spec["codebook_size"]), dtype=np.float32)
+        self.last_codes: np.ndarray | None = None  # (rvq_layers,) codes behind the latest chunk
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
+        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
+
+    def choose_codes(self, logits: np.ndarray) -> np.ndarray:
+        """(..., C) logits → (...) int codes: arg-max when greedy, else a seeded softmax draw."""
+        return np.argmax(logits, axis=-1) if self.greedy else sample_codes(logits, self.temperature, self.rng)
+
+    def _observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Append the observation to the history (copied to fill it when empty) and return the (1, n, ...) window."""
+        current = self.observation(observation)
+        self._history.extend([current] * (self._history.maxlen if not self._history else 1))
+        return {name: np.stack([h[name] for h in self._history])[None] for name in current}
+
+    def _normalized_chunk(self, window: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.graphs["policy"].run(window)
+        if self.sequential:
+            primary = self.choose_codes(out["primary_logits"][0])
+            secondary_logits = self.graphs["secondary"].run(
+                {"features": out["features"], "primary_code": self._eye[primary][None]})["secondary_logits"]
+            codes = np.array([primary, self.choose_codes(secondary_logits[0])])
+        else:
+            codes = self.choose_codes(out["logits"][0])
+        self.last_codes = codes
+        feeds = {"codes": self._eye[codes][None], "offsets": out["offsets"]}
+        return self.graphs["decode"].run(feeds)["action"][0]
+
+    def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The whole (action_chunk_size, action_dim) chunk; the observation joins the history, the queue is untouched."""
+        return self.unnormalize(self._normalized_chunk(self._observe(observation)))
+
+    def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        window = self._observe(observation)
+        if not self._queue:
+            self._queue.extend(self._normalized_chunk(window))
+        return self.unnormalize(self._queue.popleft())
