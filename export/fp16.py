@@ -1,0 +1,368 @@
+"""FP16 copies of a package's graphs and the FP16 accuracy preflight, on the workstation's CPU.
+
+`convert_to_fp16` rewrites an FP32 ONNX graph so that weights and activations are FP16 while the
+operations that overflow or lose too much in FP16 (normalisation reductions, Softmax, exp/log/pow,
+the sinusoidal embeddings' sin/cos, cumulative sums, arg-max) stay in FP32 "islands" behind Cast
+nodes. Graph inputs and outputs stay float32, so every backend feeds an FP16 graph exactly like the
+FP32 one. The same file is what TensorRT >= 10.12 builds as a strongly typed network.
+
+`preflight` writes those copies into the package (`fp16/<graph>.onnx`), runs them in ONNX Runtime
+on the CPU against the FP32 graphs on the package's validation samples and through a few policy
+steps, and records the numbers in the manifest's `fp16_preflight` field.
+
+    python -m export.fp16 <package> [--steps 8] [--tolerance 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import inspect
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.errors import EdgeError
+from edge.normalize import Normalizer
+from edge.package import MANIFEST_NAME, PolicyPackage, load_package, sha256_file
+from edge.policies import runner_class
+
+FP16_DIR = "fp16"
+FP16_MAX = float(np.finfo(np.float16).max)
+FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
+
+# Ops that run in FP16: elementwise arithmetic, matrix products, convolutions, pooling and pure data
+# movement. Anything else runs in FP32 — an allow list, so an op nobody thought about stays safe.
+FP16_OPS = frozenset({
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose",
+    "DepthToSpace", "Div", "Einsum", "Elu", "Erf", "Expand", "Flatten", "Gather", "GatherElements", "Gelu",
+    "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu",
+    "MatMul", "Max", "MaxPool", "Min", "Mish", "Mul", "Neg", "Pad", "Relu", "Reshape", "Sigmoid", "Slice",
+    "Softplus", "SpaceToDepth", "Split", "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
+})
+# Why the notable FP32 islands are FP32 (reported per graph; not exhaustive, see FP16_OPS).
+FP32_REASONS = {
+    "LayerNormalization": "mean/variance reduction overflows in FP16",
+    "GroupNormalization": "mean/variance reduction overflows in FP16",
+    "InstanceNormalization": "GroupNorm as exported below opset 18; reduction overflows in FP16",
+    "ReduceMean": "hand-written norms: the variance reduction overflows in FP16",
+    "ReduceSum": "sum overflows in FP16", "ReduceSumSquare": "sum of squares overflows in FP16",
+    "ReduceL2": "sum of squares overflows in FP16", "Pow": "x**2 overflows in FP16 above 256",
+    "Sqrt": "fed by FP32 variances", "Reciprocal": "fed by FP32 variances",
+    "Softmax": "exp/sum over logits", "LogSoftmax": "exp/sum over logits", "Exp": "overflows above 11",
+    "Log": "precision near 1", "Sin": "sinusoidal embedding: FP16 loses the phase of large arguments",
+    "Cos": "sinusoidal embedding: FP16 loses the phase of large arguments",
+    "CumSum": "position indices lose integers above 2048", "Range": "positions lose integers above 2048",
+    "ArgMax": "code selection must see FP32 logits", "Resize": "scales input must be float32",
+}
+TYPE_AGNOSTIC = frozenset({"Shape", "Size"})  # read only the shape of their input: never cast it
+SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
+
+
+class Fp16Error(EdgeError):
+    """A graph could not be converted to FP16, or the FP16 graph does not run."""
+
+
+@dataclass
+class ConversionReport:
+    """What `convert_to_fp16` did: node counts per precision, FP32 op types, weights clipped or flushed."""
+
+    fp16_nodes: int = 0
+    fp32_nodes: dict[str, int] = field(default_factory=dict)
+    casts_added: int = 0
+    weights_fp16: int = 0
+    weights_clipped: int = 0
+    weights_flushed_to_zero: int = 0
+
+
+def _float_constant(node: onnx.NodeProto) -> bool:
+    return (node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value"
+            and node.attribute[0].t.data_type == TensorProto.FLOAT)
+
+
+def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorProto:
+    """Float32 tensor → float16 tensor of the same name, clipping to ±65504 and counting what was lost."""
+    values = numpy_helper.to_array(tensor)
+    big = np.abs(values) > FP16_MAX
+    tiny = (values != 0) & (np.abs(values) < FP16_TINY / 2)
+    report.weights_clipped += int(big.sum())
+    report.weights_flushed_to_zero += int(tiny.sum())
+    report.weights_fp16 += 1
+    return numpy_helper.from_array(np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16), tensor.name)
+
+
+def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tuple[onnx.ModelProto, ConversionReport]:
+    """FP16 copy of an FP32 model: FP16_OPS nodes in FP16, all others (plus `keep_fp32` op types) in FP32.
+
+    Casts go in wherever a tensor crosses precisions (one per tensor and direction); graph inputs
+    and outputs stay float32. Raises Fp16Error for graphs with control-flow subgraphs.
+    """
+    model = copy.deepcopy(model)
+    graph = model.graph
+    keep = set(keep_fp32)
+    original = list(graph.node)  # one set of wrappers: id() of protobuf wrappers is only stable while held
+    if any(n.op_type in SUBGRAPH_OPS for n in original):
+        raise Fp16Error("graphs with If/Loop/Scan subgraphs are not supported by the FP16 converter")
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}
+    elem.update({t.name: t.data_type for t in graph.initializer})
+    report = ConversionReport()
+    fp16 = {id(n): n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
+            for n in original}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in original:
+        for name in n.input:
+            consumers[name].append(n)
+    outputs = {o.name for o in graph.output}
+
+    def fp16_only(name: str) -> bool:  # a constant worth storing in FP16: every reader is an FP16 node
+        return bool(consumers[name]) and name not in outputs and all(fp16[id(c)] for c in consumers[name])
+
+    dtype: dict[str, int] = {i.name: TensorProto.FLOAT for i in graph.input if elem.get(i.name) == TensorProto.FLOAT}
+    for k, init in enumerate(graph.initializer):
+        if init.data_type == TensorProto.FLOAT:
+            if fp16_only(init.name):
+                graph.initializer[k].CopyFrom(_to_fp16(init, report))
+            dtype[init.name] = graph.initializer[k].data_type
+
+    nodes: list[onnx.NodeProto] = []
+    casts: dict[tuple[str, int], str] = {}
+
+    def cast(name: str, to: int) -> str:
+        if (name, to) not in casts:
+            out = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
+            nodes.append(helper.make_node("Cast", [name], [out], name=f"{out}__cast", to=to))
+            casts[(name, to)] = out
+            report.casts_added += 1
+        return casts[(name, to)]
+
+    for node in original:
+        if _float_constant(node):
+            if fp16_only(node.output[0]):
+                node.attribute[0].t.CopyFrom(_to_fp16(node.attribute[0].t, report))
+            dtype[node.output[0]] = node.attribute[0].t.data_type
+            nodes.append(node)
+            continue
+        want = TensorProto.FLOAT16 if fp16[id(node)] else TensorProto.FLOAT
+        if node.op_type not in TYPE_AGNOSTIC:
+            for k, name in enumerate(node.input):
+                if name in dtype and dtype[name] != want:
+                    node.input[k] = cast(name, want)
+        nodes.append(node)
+        if fp16[id(node)]:
+            report.fp16_nodes += 1
+        elif any(elem.get(o) == TensorProto.FLOAT for o in node.output):  # a real FP32 island, not Shape & co.
+            report.fp32_nodes[node.op_type] = report.fp32_nodes.get(node.op_type, 0) + 1
+        for name in node.output:
+            if elem.get(name) == TensorProto.FLOAT:
+                dtype[name] = want
+
+    for out in graph.output:  # FP16 results go back to float32 at the graph boundary
+        if dtype.get(out.name) == TensorProto.FLOAT16:
+            inner = f"{out.name}__fp16"
+            for n in nodes:
+                n.input[:] = [inner if i == out.name else i for i in n.input]
+                n.output[:] = [inner if o == out.name else o for o in n.output]
+            nodes.append(helper.make_node("Cast", [inner], [out.name], name=f"{out.name}__cast", to=TensorProto.FLOAT))
+            report.casts_added += 1
+
+    nodes = [copy.deepcopy(n) for n in nodes]  # detach from graph.node before clearing it
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # intermediate types changed; stale entries would contradict them
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise Fp16Error(f"the FP16 graph does not type-check: {exc}") from None
+    return model, report
+
+
+@dataclass
+class OutputError:
+    """FP16 vs FP32 on one output over all validation samples; `scaled` = max_abs / max(1, ref_max_abs)."""
+
+    max_abs: float
+    ref_max_abs: float
+    scaled: float
+
+
+def compare_graph(fp32_path: Path, fp16_path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str, OutputError]:
+    """Run both graphs in ONNX Runtime on the CPU; per-output worst error over the samples."""
+    import onnxruntime as ort
+
+    def session(path: Path) -> Any:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # CPU ORT warns for every FP16 node it runs through its FP32 kernel
+        try:
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's own exception types
+            raise Fp16Error(f"ONNX Runtime (CPU) cannot load {path}: {exc}") from None
+
+    s32, s16 = session(fp32_path), session(fp16_path)
+    names = [o.name for o in s32.get_outputs()]
+    worst: dict[str, list[float]] = {n: [0.0, 0.0] for n in names}
+    for feeds in samples:
+        for name, a, b in zip(names, s32.run(names, feeds), s16.run(names, feeds)):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            err = float(np.max(np.abs(a - b))) if a.size else 0.0
+            worst[name][0] = max(worst[name][0], err) if np.isfinite(err) else float("inf")
+            worst[name][1] = max(worst[name][1], float(np.max(np.abs(a))) if a.size else 0.0)
+    return {n: OutputError(e, r, e / max(1.0, r)) for n, (e, r) in worst.items()}
+
+
+def graph_samples(package: PolicyPackage, graph: str) -> list[dict[str, np.ndarray]]:
+    """The validation inputs stored for one graph, one feed dict per sample."""
+    arrays = package.validation_samples()
+    feeds: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
+    for key, value in arrays.items():
+        g, s, kind, tensor = key.split("/", 3)
+        if g == graph and kind == "in":
+            feeds[int(s)][tensor] = value
+    return [feeds[s] for s in sorted(feeds)]
+
+
+def synthetic_observations(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Raw robot observations for `steps` steps: states drawn in normalised space and unnormalised, random images."""
+    rng = np.random.default_rng(seed)
+    observations = []
+    for _ in range(steps):
+        obs = {}
+        for inp in package.manifest.inputs:
+            if inp.kind == "image":
+                obs[inp.name] = rng.integers(0, 256, inp.shape, dtype=np.uint8)
+            else:
+                norm = Normalizer(inp.normalization, tuple(inp.shape), inp.name)
+                obs[inp.name] = norm.inverse(rng.standard_normal(inp.shape).astype(np.float32)).astype(np.float32)
+        observations.append(obs)
+    return observations
+
+
+def fp16_view(package: PolicyPackage, files: dict[str, tuple[str, str]]) -> PolicyPackage:
+    """The same package with its graphs swapped for the FP16 files ({graph: (file, sha256)})."""
+    manifest = copy.deepcopy(package.manifest)
+    for name, (file, sha) in files.items():
+        manifest.graphs[name] = dataclasses.replace(manifest.graphs[name], file=file, sha256=sha)
+    return PolicyPackage(package.path, manifest)
+
+
+def _runner(package: PolicyPackage, seed: int) -> Any:
+    """A CPU ONNX Runtime policy runner; families that sample get the same seed on both sides."""
+    cls = runner_class(package.manifest.policy_type)
+    options = {"seed": seed} if "seed" in inspect.signature(cls.__init__).parameters else {}
+    return cls(package, OnnxRuntimeBackend(threads=2), **options)
+
+
+def policy_steps(package: PolicyPackage, fp16: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
+    """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units."""
+    r32, r16 = _runner(package, seed), _runner(fp16, seed)
+    r32.reset()
+    r16.reset()
+    action = package.manifest.action
+    normalize = Normalizer(action.normalization, (action.dim,), action.name)
+    rows = []
+    for t, obs in enumerate(synthetic_observations(package, steps, seed)):
+        a32, a16 = r32.select_action(obs), r16.select_action(obs)
+        rows.append({"step": t, "max_abs": float(np.max(np.abs(a16 - a32))),
+                     "max_abs_normalized": float(np.max(np.abs(normalize(a16) - normalize(a32))))})
+    return rows
+
+
+def write_manifest(package: PolicyPackage) -> None:
+    """Replace manifest.json atomically (temporary file in the same directory, then os.replace)."""
+    target = package.path / MANIFEST_NAME
+    tmp = target.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(package.manifest.to_json())
+    os.replace(tmp, target)
+
+
+def write_fp16_graphs(package: PolicyPackage) -> tuple[dict[str, tuple[str, str]], dict[str, ConversionReport]]:
+    """Convert every graph and write `fp16/<graph>.onnx` atomically; returns {graph: (file, sha256)} and reports."""
+    (package.path / FP16_DIR).mkdir(exist_ok=True)
+    files, reports = {}, {}
+    for name in package.manifest.graphs:
+        model, reports[name] = convert_to_fp16(onnx.load(str(package.graph_path(name))))
+        rel = f"{FP16_DIR}/{name}.onnx"
+        tmp = package.path / f"{rel}.tmp-{os.getpid()}"
+        onnx.save(model, str(tmp))
+        os.replace(tmp, package.path / rel)
+        files[name] = (rel, sha256_file(package.path / rel))
+    return files, reports
+
+
+def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0,
+              progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write FP16 graphs, measure FP16 vs FP32 on CPU ONNX Runtime, record it in the manifest; returns the record.
+
+    `ok` is true when every output's scaled error and every step's normalised action error is within
+    `tolerance`. The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
+    """
+    import onnxruntime
+
+    package = load_package(path)
+    t0 = time.monotonic()
+    progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
+    files, reports = write_fp16_graphs(package)
+    graphs: dict[str, Any] = {}
+    for name, (rel, sha) in files.items():
+        progress(f"graph {name!r}: FP16 vs FP32 on the validation samples (ONNX Runtime CPU)")
+        errors = compare_graph(package.graph_path(name), package.path / rel, graph_samples(package, name))
+        graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
+                        "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
+    progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
+    rows = policy_steps(package, fp16_view(package, files), steps, seed)
+    worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
+    worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
+    record = {"ok": bool(worst_output <= tolerance and worst_step <= tolerance), "tolerance": tolerance,
+              "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": worst_step,
+              "graphs": graphs, "steps": rows, "seed": seed, "onnxruntime": onnxruntime.__version__,
+              "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    package.manifest.fp16_preflight = record
+    write_manifest(package)
+    progress(f"FP16 preflight {'passed' if record['ok'] else 'FAILED'} in {time.monotonic() - t0:.1f} s")
+    return record
+
+
+def format_report(record: dict[str, Any]) -> str:
+    """The preflight record as a plain-text table (per output, then per policy step)."""
+    lines = [f"{'graph':<12} {'output':<24} {'max |fp16-fp32|':>16} {'max |fp32|':>12} {'scaled':>10}"]
+    for g, info in record["graphs"].items():
+        for o, e in info["outputs"].items():
+            lines.append(f"{g:<12} {o:<24} {e['max_abs']:>16.3e} {e['ref_max_abs']:>12.3e} {e['scaled']:>10.3e}")
+        fp32 = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"]["fp32_nodes"].items()))
+        lines.append(f"{'':<12} FP16 nodes {info['conversion']['fp16_nodes']}, FP32 islands: {fp32 or 'none'}")
+    lines.append(f"{'step':>4} {'max |a16-a32| (robot units)':>28} {'normalised':>12}")
+    lines += [f"{r['step']:>4} {r['max_abs']:>28.3e} {r['max_abs_normalized']:>12.3e}" for r in record["steps"]]
+    lines.append(f"{'PASS' if record['ok'] else 'FAIL'} at tolerance {record['tolerance']:g}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.fp16",
+                                description="FP16 preflight: write FP16 graphs into a package and measure their error.")
+    p.add_argument("package", help="policy package directory")
+    p.add_argument("--steps", type=int, default=8, help="policy steps to compare (default 8)")
+    p.add_argument("--tolerance", type=float, default=0.02, help="pass threshold (default 0.02, normalised units)")
+    p.add_argument("--seed", type=int, default=0, help="seed for observations and samplers")
+    args = p.parse_args(argv)
+    try:
+        record = preflight(args.package, args.steps, args.tolerance, args.seed,
+                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(record))
+    return 0 if record["ok"] else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
