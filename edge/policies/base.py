@@ -48,6 +48,20 @@ class PolicyRunner(ABC):
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """A whole chunk (chunk, action_dim) float32 in robot units; does not touch the queue."""
 
+    def observe(self, observation: Mapping[str, np.ndarray]) -> Any:
+        """Record one tick's observation and return what `plan` needs to act on it now.
+
+        Asynchronous execution calls this on the control thread every tick and hands the result to
+        `plan` on the inference thread, so `plan` must not read mutable runner state. Policies without
+        observation history (ACT) just pass the observation through.
+        """
+        return observation
+
+    def plan(self, context: Any) -> np.ndarray:
+        """Actions (n, action_dim) in robot units from an `observe` result: row 0 is for the tick it was
+        observed at. History-based policies override both methods."""
+        return self.predict_action_chunk(context)
+
 
 def batched(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Add the leading batch dimension of 1 the graphs are exported with."""
