@@ -17,6 +17,7 @@ import select
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class EmulatedServo:
         self.regs = model.registers
         self.table = bytearray(256)
         self.faults = Faults()
+        self.writes: deque[tuple[str, int]] = deque(maxlen=100_000)  # accepted host writes, for tests
         self.firmware = firmware
         self.position = position  # encoder ticks, before homing offset / drive mode
         self.velocity = 0.0  # encoder ticks/s
@@ -171,6 +173,7 @@ class EmulatedServo:
     def _apply(self, name: str, value: int) -> None:
         if name == "Torque_Enable" and value and self.get("Hardware_Error_Status"):
             return  # a shutdown keeps torque off until REBOOT
+        self.writes.append((name, value))
         self.put(name, value)
 
     def hardware_error(self, bits: int) -> None:

@@ -102,10 +102,24 @@ class PacketReader:
             if len(self._buf) < 7 + length:
                 return
             raw = bytes(self._buf[: 7 + length])
+            inner = _unstuffed_header(raw)
+            if inner:  # an unstuffed FF FF FD inside the body is a header: resynchronise on it
+                del self._buf[:inner]
+                continue
             del self._buf[: 7 + length]
             ok = crc16(raw[:-2]) == int.from_bytes(raw[-2:], "little")
             body = unstuff(raw[7:-2])
             yield Packet(raw[4], body[0], body[1:], ok, len(raw))
+
+
+def _unstuffed_header(raw: bytes) -> int:
+    """Offset of the first FF FF FD in the body of `raw` that is not followed by a stuffing FD, else 0."""
+    at = raw.find(b"\xff\xff\xfd", 7, len(raw) - 2)
+    while at >= 0:
+        if at + 3 >= len(raw) or raw[at + 3] != 0xFD:
+            return at
+        at = raw.find(b"\xff\xff\xfd", at + 4, len(raw) - 2)
+    return 0
 
 
 class StuffingPacketHandler(Protocol2PacketHandler):

@@ -1,0 +1,48 @@
+"""`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from edge.cli import CLIError
+from firmware_bridge import tables
+from firmware_bridge.emulator import ServoEmulator
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `emulate` and its options."""
+    parser = subparsers.add_parser("emulate", help="emulate a Dynamixel servo chain on a pty",
+                                   description="Serve N emulated X-series servos (Protocol 2.0) on a pty; "
+                                               "prints the port to open, serves until Ctrl-C.")
+    parser.add_argument("--servos", type=int, default=None, help="number of servos (default 6, or as many as --ids)")
+    parser.add_argument("--model", default="xl430-w250", choices=sorted(tables.MODELS), help="servo model")
+    parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
+    parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
+    parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the emulator, print its port, serve until interrupted."""
+    try:
+        ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, (args.servos or 6) + 1))
+    except ValueError:
+        raise CLIError(f"--ids must be comma-separated integers, got {args.ids!r}") from None
+    if args.ids and args.servos is not None and len(ids) != args.servos:
+        raise CLIError(f"--servos {args.servos} but {len(ids)} ids given")
+    if len(set(ids)) != len(ids) or not all(0 <= i <= 252 for i in ids) or not ids:
+        raise CLIError(f"ids must be distinct and in 0..252, got {ids}")
+    try:
+        emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    with emulator:
+        print(emulator.port, flush=True)
+        print(f"{len(ids)} x {args.model} (ids {','.join(map(str, ids))}) at {args.baudrate} bps; Ctrl-C to stop",
+              flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return 0
