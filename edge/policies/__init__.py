@@ -9,6 +9,7 @@ from edge.policies.base import PolicyRunner
 
 RUNNERS = {
     "act": "edge.policies.act:ACTRunner",
+    "diffusion": "edge.policies.diffusion:DiffusionRunner",
     "vqbet": "edge.policies.vqbet:VQBeTRunner",
 }
 

@@ -1,0 +1,90 @@
+"""Diffusion Policy runner: LeRobot's DiffusionPolicy.select_action semantics on exported graphs.
+
+A history of n_obs_steps normalised observations (the first one copied to fill it, as LeRobot's queues
+do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a
+numpy DDIM or DDPM scheduler (a fused K-step graph when the package has one for the sampler and K,
+else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Mapping
+
+import numpy as np
+
+from edge.backends.base import Backend
+from edge.package import PolicyPackage
+from edge.policies.base import PolicyRunner
+from edge.schedulers import SchedulerConfig, make_scheduler
+
+
+class DiffusionRunner(PolicyRunner):
+    """Options: `sampler` ("ddim" | "ddpm"), `num_inference_steps` K, `seed` for the noise generator, and
+    `fused` (default True: use a fused graph when one matches; False forces per-step calls)."""
+
+    policy_type = "diffusion"
+
+    def __init__(self, package: PolicyPackage, backend: Backend, sampler: str | None = None,
+                 num_inference_steps: int | None = None, seed: int | None = None, fused: bool = True,
+                 **options: Any):
+        super().__init__(package, backend, **options)
+        section = package.manifest.policy
+        self.scheduler = make_scheduler(sampler or section["sampler"], SchedulerConfig(**section["scheduler"]),
+                                        section["num_inference_steps"] if num_inference_steps is None
+                                        else num_inference_steps)
+        self.rng = np.random.default_rng(seed)
+        self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
+        self.fused_graph = next((name for name, spec in section.get("fused_graphs", {}).items()
+                                 if fused and spec["sampler"] == self.scheduler.name
+                                 and spec["num_inference_steps"] == self.scheduler.num_inference_steps), None)
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
+        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
+
+    @staticmethod
+    def _push(history: deque, observation: dict[str, np.ndarray]) -> None:
+        """LeRobot's populate_queues: fill an empty history with copies of the first observation."""
+        history.extend([observation] * (1 if history else history.maxlen))
+
+    def encode(self, history: deque) -> np.ndarray:
+        """(1, global_cond_dim) from a full history, each input stacked to (1, n_obs_steps, ...)."""
+        feeds = {name: np.stack([obs[name] for obs in history])[None] for name in self.input_names}
+        return self.graphs["obs_encoder"].run(feeds)["global_cond"]
+
+    def denoise(self, global_cond: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """The normalised (horizon, action_dim) chunk sampled from `noise` (drawn from the generator if None)."""
+        if noise is None:
+            noise = self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
+        else:
+            noise = np.asarray(noise, dtype=np.float32)
+            if noise.size != int(np.prod(self.chunk_shape)):
+                raise ValueError(f"noise must have shape {self.chunk_shape[1:]}, got {noise.shape}")
+            noise = noise.reshape(self.chunk_shape)
+        if self.fused_graph is not None:
+            return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
+        sample, denoiser = noise, self.graphs["denoiser"]
+        for t in self.scheduler.timesteps:
+            feeds = {"sample": sample, "timestep": np.full((1,), t, dtype=np.float32), "global_cond": global_cond}
+            model_output = denoiser.run(feeds)["model_output"]
+            variance_noise = (self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
+                              if self.scheduler.name == "ddpm" and t > 0 else None)
+            sample = self.scheduler.step(model_output, int(t), sample, noise=variance_noise)
+        return sample[0]
+
+    def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
+        """The whole (horizon, action_dim) chunk for the history plus `observation`; state is left untouched."""
+        history = deque(self._history, maxlen=self._history.maxlen)
+        self._push(history, self.observation(observation))
+        return self.unnormalize(self.denoise(self.encode(history), noise))
+
+    def select_action(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
+        """One action; `noise` (horizon, action_dim) seeds the chunk if one is sampled at this step."""
+        self._push(self._history, self.observation(observation))
+        if not self._queue:
+            start = self.chunking.n_obs_steps - 1
+            chunk = self.denoise(self.encode(self._history), noise)
+            self._queue.extend(chunk[start : start + self.chunking.n_action_steps])
+        return self.unnormalize(self._queue.popleft())
