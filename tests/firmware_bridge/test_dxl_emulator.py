@@ -1,0 +1,196 @@
+"""The emulator's register semantics, dynamics, instructions and timing, driven through the real SDK."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite, PortHandler
+
+from edge.cli import CLIError, build_parser
+from firmware_bridge import DynamixelBus, ServoEmulator, tables
+from firmware_bridge.emulator import default_arm_motors
+from firmware_bridge.protocol import StuffingPacketHandler
+
+
+def wait_until(predicate, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_moves_toward_goal_under_profile_velocity(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    bus.write("Profile_Velocity", "elbow_flex", 50)  # 50 x 0.229 rpm = 782 ticks/s
+    start = bus.read("Present_Position", "elbow_flex")
+    bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
+    bus.enable_torque()
+    bus.write("Goal_Position", "elbow_flex", start + 400)
+    time.sleep(0.2)
+    mid = bus.read("Present_Position", "elbow_flex")
+    assert start + 50 < mid < start + 400
+    assert bus.read("Present_Velocity", "elbow_flex") == pytest.approx(50, abs=2)
+    assert bus.read("Moving", "elbow_flex") == 1
+    assert wait_until(lambda: bus.read("Present_Position", "elbow_flex") == start + 400)
+    assert bus.read("Present_Velocity", "elbow_flex") == 0
+    assert 0 < bus.read("Present_Load", "elbow_flex")
+    assert bus.read("Present_Temperature", "elbow_flex") >= 25
+
+
+def test_homing_offset_and_drive_mode(bus: DynamixelBus) -> None:
+    raw = bus.read("Present_Position", "wrist_flex")
+    bus.write("Homing_Offset", "wrist_flex", 100)
+    assert bus.read("Present_Position", "wrist_flex") == raw + 100
+    bus.write("Drive_Mode", "wrist_flex", 1)
+    assert bus.read("Present_Position", "wrist_flex") == -raw + 100
+    bus.write("Operating_Mode", "wrist_flex", 4)
+    bus.write("Goal_Position", "wrist_flex", -raw + 100 + 50)
+    bus.enable_torque(["wrist_flex"])
+    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex") == -raw + 150)
+
+
+def test_torque_on_goes_to_the_stored_goal(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    # Why the safety layer writes goal = present first: the servo drives to whatever goal is stored.
+    present = bus.read("Present_Position", "gripper")
+    bus.write("Goal_Position", "gripper", present + 300)
+    bus.enable_torque(["gripper"])
+    assert wait_until(lambda: bus.read("Present_Position", "gripper") == present + 300)
+
+
+def test_bus_watchdog_stops_the_servo_and_locks_goals(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    bus.write("Profile_Velocity", "shoulder_pan", 20)
+    start = bus.read("Present_Position", "shoulder_pan")
+    bus.write("Goal_Position", "shoulder_pan", start)
+    bus.enable_torque(["shoulder_pan"])
+    bus.write("Bus_Watchdog", "shoulder_pan", 2)  # 40 ms
+    bus.write("Goal_Position", "shoulder_pan", start + 2000)
+    time.sleep(0.15)  # no traffic: the watchdog fires
+    stopped = emulator.register(1, "Present_Position")
+    assert emulator.register(1, "Bus_Watchdog") == 255
+    assert start < stopped < start + 2000
+    time.sleep(0.05)
+    assert emulator.register(1, "Present_Position") == stopped
+    with pytest.raises(Exception, match="data range error"):
+        bus.write("Goal_Position", "shoulder_pan", start)
+    bus.write("Bus_Watchdog", "shoulder_pan", 0)
+    bus.write("Goal_Position", "shoulder_pan", start)
+
+
+def test_hardware_error_shuts_torque_off_until_reboot(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
+    bus.enable_torque()
+    emulator.hardware_error(4, tables.HW_OVERHEATING)
+    assert bus.read("Torque_Enable", "wrist_flex") == 0
+    assert bus.read("Hardware_Error_Status", "wrist_flex") == tables.HW_OVERHEATING
+    bus.write("Torque_Enable", "wrist_flex", 1)
+    assert bus.read("Torque_Enable", "wrist_flex") == 0
+    bus.reboot("wrist_flex")
+    bus.write("Torque_Enable", "wrist_flex", 1)
+    assert bus.read("Torque_Enable", "wrist_flex") == 1
+
+
+def test_factory_reset_and_status_return_level(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    bus.write("Homing_Offset", "gripper", 77)
+    port, handler = bus._port, StuffingPacketHandler()
+    assert handler.factoryReset(port, 6, 0x02) == (COMM_SUCCESS, 0)
+    assert bus.read("Homing_Offset", "gripper") == 0 and bus.read("ID", "gripper") == 6
+    assert bus.read("Return_Delay_Time", "gripper") == 250
+    with pytest.raises(Exception, match="no status packet"):  # level 1: WRITE gets no reply, still lands
+        bus.write("Status_Return_Level", "gripper", 1)
+    with pytest.raises(Exception, match="no status packet"):
+        bus.write("LED", "gripper", 1)
+    assert bus.read("LED", "gripper") == 1
+
+
+def test_bulk_read_and_bulk_write_through_the_sdk(bus: DynamixelBus) -> None:
+    port, handler = bus._port, StuffingPacketHandler()
+    writer = GroupBulkWrite(port, handler)
+    assert writer.addParam(1, 65, 1, [1]) and writer.addParam(2, 20, 4, list((-5).to_bytes(4, "little", signed=True)))
+    assert writer.txPacket() == COMM_SUCCESS
+    reader = GroupBulkRead(port, handler)
+    assert reader.addParam(1, 65, 1) and reader.addParam(2, 20, 4)
+    assert reader.txRxPacket() == COMM_SUCCESS
+    assert reader.getData(1, 65, 1) == 1
+    assert reader.getData(2, 20, 4) == (-5) & 0xFFFFFFFF
+
+
+def test_broadcast_ping_finds_every_servo(bus: DynamixelBus) -> None:
+    found, result = StuffingPacketHandler().broadcastPing(bus._port)
+    assert result == COMM_SUCCESS
+    assert {i: v[0] for i, v in found.items()} == {i: 1060 for i in range(1, 7)}
+
+
+def test_vanished_servo_comes_back(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    emulator.vanish(3)
+    with pytest.raises(Exception, match=r"\[elbow_flex\]"):
+        bus.sync_read("Present_Position")
+    emulator.reappear(3)
+    assert set(bus.sync_read("Present_Position")) == set(bus.motors)
+
+
+def test_delayed_reply_within_and_beyond_the_timeout(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    emulator.delay_replies(2, 0.001)
+    assert bus.read("ID", "shoulder_lift") == 2
+    emulator.delay_replies(2, 0.05, count=-1)
+    with pytest.raises(Exception, match="shoulder_lift"):
+        bus.read("ID", "shoulder_lift")
+    emulator.clear_faults()
+    time.sleep(0.2)
+    assert bus.read("ID", "shoulder_lift") == 2
+
+
+@pytest.mark.parametrize("baudrate", [1_000_000, 4_000_000])
+def test_wire_timing_is_modelled(baudrate: int) -> None:
+    with ServoEmulator.arm(baudrate=baudrate) as emu:
+        bus = DynamixelBus(emu.port, default_arm_motors(), baudrate=baudrate)
+        bus.connect()
+        bus.configure()
+        bus.use_fast_sync_read = False
+        start = time.perf_counter()
+        for _ in range(20):
+            bus.sync_read("Present_Position")
+        per_read = (time.perf_counter() - start) / 20
+        wire = (14 + 6 + 6 * 15) * 10 / baudrate
+        assert wire <= per_read < wire + 0.004
+        bus.disconnect()
+
+
+def test_emulate_command_parses_and_validates() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["emulate", "--servos", "3", "--model", "xl330-m288", "--ids", "4,5,6"])
+    assert (args.servos, args.model, args.ids) == (3, "xl330-m288", "4,5,6")
+    with pytest.raises(CLIError, match="--servos 2 but 3 ids"):
+        args._run(parser.parse_args(["emulate", "--servos", "2", "--ids", "1,2,3"]))
+    with pytest.raises(CLIError, match="distinct"):
+        args._run(parser.parse_args(["emulate", "--ids", "1,1"]))
+
+
+def test_emulate_command_serves_until_interrupted() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "emulate", "--servos", "2", "--no-timing"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/pts/")
+        with DynamixelBus(port, {"a": (1, "xl430-w250"), "b": (2, "xl430-w250")}) as bus:
+            assert set(bus.sync_read("Present_Position")) == {"a", "b"}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+
+
+def test_raw_sdk_port_handler_works_against_the_emulator() -> None:
+    with ServoEmulator({1: "xm430-w350"}, timing=False) as emu:
+        port = PortHandler(emu.port)
+        assert port.openPort()
+        number, result, error = StuffingPacketHandler().ping(port, 1)
+        assert (number, result, error) == (1020, COMM_SUCCESS, 0)
+        port.closePort()
