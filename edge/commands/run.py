@@ -1,0 +1,50 @@
+"""`edge run --robot robot.yaml --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from calibration import CalibrationError, RobotConfigError, load_robot_config
+from edge.backends import BACKENDS
+from edge.chunker import MERGE_RULES
+from edge.cli import CLIError
+from edge.drive import DriveOptions, drive
+from edge.errors import EdgeError
+from firmware_bridge import BusError
+
+
+def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
+    """Options shared by `edge run` and `edge demo`."""
+    p.add_argument("--hz", type=float, default=hz_default, help="control rate (default: the robot file's)")
+    p.add_argument("--async", dest="asynchronous", action="store_true",
+                   help="compute the next chunk while the current one executes (the loop never waits)")
+    p.add_argument("--merge", choices=MERGE_RULES, default="latest", help="how overlapping chunks merge (--async)")
+    p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
+    p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def options_from(args: argparse.Namespace, hz: float, **extra: object) -> DriveOptions:
+    return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
+                        backend=args.backend, telemetry_path=args.telemetry, summary_path=args.summary,
+                        status=not args.quiet, **extra)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="drive a robot with a policy package")
+    p.add_argument("--robot", required=True, type=Path, help="robot file (YAML)")
+    p.add_argument("--policy", required=True, type=Path, help="policy package directory")
+    add_loop_arguments(p, hz_default=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        robot = load_robot_config(args.robot)
+        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz))
+    except (EdgeError, RobotConfigError, CalibrationError, BusError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    return 0

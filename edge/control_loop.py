@@ -1,0 +1,77 @@
+"""The fixed-rate control loop: read → act → safety → write, once per tick, with telemetry.
+
+Each tick: sync read of the joints (plus cameras) → observation in policy units → action from the
+executor (synchronous or asynchronous) → safety layer → sync write. Timing uses absolute deadlines
+(edge/rate.py); a tick that overruns its period is counted as a missed deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from edge.chunker import StepResult
+from edge.rate import RateKeeper
+from edge.telemetry import Telemetry, TickRecord
+
+
+class LoopRobot(Protocol):
+    """What the loop needs from a robot (edge.robot.Robot implements it)."""
+
+    bus_errors: int
+    safety_interventions: int
+
+    def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]: ...
+
+    def write(self, action: np.ndarray | None) -> np.ndarray: ...
+
+
+class Executor(Protocol):
+    def step(self, observation: dict[str, np.ndarray], tick: int) -> StepResult: ...
+
+
+@dataclass
+class LoopConfig:
+    hz: float = 50.0
+    duration_s: float | None = None  # None: until stopped
+    max_ticks: int | None = None
+
+
+def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
+             stop: threading.Event | None = None,
+             on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
+    """Drive `robot` with `executor` until the duration, tick count or `stop` says so."""
+    rate = RateKeeper(config.hz)
+    origin = rate.start
+    previous = None
+    count = 0
+    while not (stop is not None and stop.is_set()):
+        if config.max_ticks is not None and count >= config.max_ticks:
+            break
+        if config.duration_s is not None and count * rate.period >= config.duration_s:
+            break
+        missed_before = rate.missed
+        deadline = rate.wait() if count else rate.start
+        started = time.perf_counter()
+        count += 1
+        observation, present = robot.read()
+        result = executor.step(observation, rate.tick)
+        goal = robot.write(result.action)
+        record = TickRecord(
+            tick=rate.tick, t=started - origin, deadline=deadline - origin,
+            period_ms=0.0 if previous is None else (started - previous) * 1e3,
+            inference_ms=result.inference_ms, queue_depth=result.queue_depth,
+            goal=None if result.action is None else goal.tolist(), present=present.tolist(),
+            bus_errors=robot.bus_errors, safety_interventions=robot.safety_interventions,
+            dropped_actions=result.dropped, missed=rate.missed > missed_before,
+        )
+        previous = started
+        telemetry.missed_deadlines = rate.missed
+        telemetry.add(record)
+        if on_tick is not None:
+            on_tick(record)
+    return telemetry
