@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=3, help="validation samples stored in the package (default 3)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (<= 20 for TensorRT 10.3 / JetPack 6)")
     p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
+    p.add_argument("--fused-steps", type=int, default=None, metavar="K",
+                   help="diffusion: also export a fused graph running K DDIM steps in one call")
     return p
 
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --opset {args.opset} is outside 1..20 (TensorRT 10.3 on JetPack 6 parses up to 20)",
               file=sys.stderr)
         return 2
-    options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset)
+    extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
+    options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, extra=extra)
     try:
         export_package(args.checkpoint, args.out, options, force=args.force,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
