@@ -1,14 +1,27 @@
-"""ONNX Runtime backend: the CPU / embedded default. Full graph optimisation, one thread pool per session."""
+"""ONNX Runtime backend: TensorRT or CUDA execution provider when onnxruntime-gpu offers them, else the CPU.
+
+Full graph optimisation, one thread pool per session. On the TensorRT EP, FP16 and ORT's own engine
+and timing caches (under `<package>/engines/ort-tensorrt`) are provider options; on the CUDA EP, FP16
+means loading the package's FP16 ONNX copy. The CPU always runs the FP32 graphs unless precision="fp16"
+is asked for explicitly (as the FP16 preflight does): ORT's CPU kernels then compute FP16 nodes in FP32.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge.backends.base import Backend, GraphSession, check_io
+from edge.backends.engine_cache import ENGINE_DIR, PRECISIONS, fp16_graph
 from edge.errors import BackendError
 from edge.package import PolicyPackage
+
+TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+PREFERENCE = (TRT_EP, CUDA_EP, CPU_EP)
+ORT_ENGINE_DIR = "ort-tensorrt"
 
 
 class OrtSession(GraphSession):
@@ -21,20 +34,56 @@ class OrtSession(GraphSession):
         return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
 
 
+def fp16_preflight_passed(package: PolicyPackage) -> bool:
+    return bool((package.manifest.fp16_preflight or {}).get("ok"))
+
+
 class OnnxRuntimeBackend(Backend):
+    """`providers` default to the best this onnxruntime build offers (TensorRT EP, CUDA EP, CPU).
+
+    precision "auto" is FP16 on a GPU provider when the package's FP16 preflight passed, else FP32.
+    """
+
     name = "onnxruntime"
 
-    def __init__(self, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, providers: list[str] | None = None, threads: int | None = None, precision: str = "auto"):
         try:
             import onnxruntime
         except ImportError as exc:  # pragma: no cover - base install has it
             raise BackendError(f"onnxruntime is not installed ({exc}); pip install onnxruntime") from None
+        if precision not in ("auto", *PRECISIONS):
+            raise BackendError(f"unknown precision {precision!r}; choose auto, fp32 or fp16")
         self._ort = onnxruntime
-        self.providers = providers or ["CPUExecutionProvider"]
+        available = onnxruntime.get_available_providers()
+        self.providers = providers or [p for p in PREFERENCE if p in available]
         self.threads = threads or max(1, os.cpu_count() or 1)
+        self.precision = precision
+        self.active: list[str] = []  # providers the last loaded session really uses
+        self.resolved: str | None = None  # precision the last loaded session runs in
 
     def describe(self) -> str:
-        return f"onnxruntime {self._ort.__version__} ({', '.join(self.providers)}, {self.threads} threads)"
+        used = self.active or self.providers
+        precision = self.resolved or (self.precision if self.precision != "auto" else "auto precision")
+        return f"onnxruntime {self._ort.__version__} ({', '.join(used)}, {precision}, {self.threads} threads)"
+
+    def precision_for(self, package: PolicyPackage) -> str:
+        if self.precision != "auto":
+            return self.precision
+        gpu = any(p in (TRT_EP, CUDA_EP) for p in self.providers)
+        return "fp16" if gpu and fp16_preflight_passed(package) else "fp32"
+
+    def _providers(self, package: PolicyPackage, fp16: bool) -> list[Any]:
+        """Provider list with options; the TensorRT EP caches its engines under the package."""
+        cache = str(package.path / ENGINE_DIR / ORT_ENGINE_DIR)
+        options = {TRT_EP: {"trt_fp16_enable": fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}}
+        return [(p, options[p]) if p in options else p for p in self.providers]
+
+    def graph_file(self, package: PolicyPackage, graph: str, precision: str) -> Path:
+        """FP16 copy for FP16 without the TensorRT EP (which converts the FP32 graph itself), else the FP32 graph."""
+        if precision == "fp16" and TRT_EP not in self.providers:
+            return fp16_graph(package, graph)[0]
+        return package.graph_path(graph)
 
     def load(self, package: PolicyPackage, graph: str) -> GraphSession:
         ort = self._ort
@@ -45,10 +94,16 @@ class OnnxRuntimeBackend(Backend):
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         spec = package.manifest.graphs[graph]
+        precision = self.precision_for(package)
+        path = self.graph_file(package, graph, precision)
+        if TRT_EP in self.providers:
+            (package.path / ENGINE_DIR / ORT_ENGINE_DIR).mkdir(parents=True, exist_ok=True)
         try:
-            session = ort.InferenceSession(str(package.graph_path(graph)), opts, providers=self.providers)
+            session = ort.InferenceSession(str(path), opts, providers=self._providers(package, precision == "fp16"))
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise BackendError(f"graph {graph!r}: ONNX Runtime could not load {package.graph_path(graph)}: {exc}") from None
+            raise BackendError(f"graph {graph!r}: ONNX Runtime could not load {path}: {exc}") from None
+        self.active = session.get_providers()
+        self.resolved = precision
         check_io(graph, spec, {i.name: i.shape for i in session.get_inputs()},
                  {o.name: o.shape for o in session.get_outputs()})
         return OrtSession(graph, spec, session)
