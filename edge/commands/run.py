@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from calibration import CalibrationError, RobotConfigError, load_robot_config
 from edge.backends import BACKENDS
 from edge.chunker import MERGE_RULES
@@ -37,14 +39,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="drive a robot with a policy package")
     p.add_argument("--robot", required=True, type=Path, help="robot file (YAML)")
     p.add_argument("--policy", required=True, type=Path, help="policy package directory")
+    p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="a constant observation feature, e.g. observation.environment_state=0.1,0,0.2")
     add_loop_arguments(p, hz_default=None)
     return p
+
+
+def parse_features(items: list[str]) -> dict[str, np.ndarray]:
+    features = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            features[name] = np.array([float(v) for v in values.split(",")], np.float32)
+        except ValueError:
+            raise CLIError(f"--feature {item!r}: expected NAME=V1,V2,... with numbers") from None
+    return features
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         robot = load_robot_config(args.robot)
-        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz))
+        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz,
+                                               static_features=parse_features(args.feature)))
     except (EdgeError, RobotConfigError, CalibrationError, BusError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     return 0

@@ -1,0 +1,100 @@
+"""The control loop on the emulated arm over a real pty: asynchronous inference never stalls the servos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge
+from edge.chunker import AsyncExecutor, SyncExecutor
+from edge.control_loop import LoopConfig, run_loop
+from edge.emulated_arm import arm_files, emulated_arm
+from edge.policies import runner_class
+from edge.robot import Robot
+from edge.telemetry import Telemetry
+from firmware_bridge import DynamixelBus, ServoEmulator
+
+DEMO = Path(edge.__file__).parent / "data" / "demo_act"
+TARGET = {"observation.environment_state": np.array([0.1, 0.0, 0.2], np.float32)}
+SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions"}
+
+
+def drive_slow(asynchronous: bool, hz: float, seconds: float, slow_backend) -> tuple[dict, Telemetry]:  # noqa: ANN001
+    delay = 3.0 / hz  # inference takes three control periods
+    policy = runner_class("act")(edge.load_policy(DEMO).package, slow_backend(delay))
+    executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
+    telemetry = Telemetry()
+    try:
+        with emulated_arm(hz=hz) as (config, _emulator), Robot(config, static_features=TARGET) as robot:
+            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
+    finally:
+        executor.close()
+    return telemetry.summary(), telemetry
+
+
+def test_async_loop_meets_every_deadline_with_slow_inference(slow_backend):
+    summary, telemetry = drive_slow(True, hz=100.0, seconds=3.0, slow_backend=slow_backend)
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["ticks"] == 300
+    # Zero on a quiet machine (see benchmarks/bench_loop.py); a shared CI core may cost a tick or two.
+    assert summary["missed_deadlines"] <= 3
+    assert summary["inference_ms"]["p50"] >= 30.0  # the slow backend really was slow
+    errors = [abs(r.t - r.deadline) * 1e3 for r in telemetry.records]
+    assert np.percentile(errors, 99) < 5.0  # loose here; the 1 ms / 0.5 ms figures are in the benchmark
+    acted = [r.goal is not None for r in telemetry.records]
+    assert not acted[0] and all(acted[10:])  # only the first chunk is waited for, and the loop holds meanwhile
+
+
+def test_sync_loop_with_slow_inference_misses_deadlines(slow_backend):
+    """The contrast that shows the async test can fail: LeRobot's inline inference stalls the loop."""
+    summary, _ = drive_slow(False, hz=100.0, seconds=1.0, slow_backend=slow_backend)
+    assert summary["missed_deadlines"] >= 20  # every refill stalls the loop for three periods
+    assert summary["period_ms"]["max"] >= 30.0
+
+
+def test_goals_follow_the_policy_through_calibration(slow_backend):
+    """Each commanded goal is the policy's action, step-capped by the safety layer, in policy units."""
+    policy = edge.load_policy(DEMO)
+    telemetry = Telemetry()
+    with emulated_arm(hz=50.0) as (config, _emulator), Robot(config, static_features=TARGET) as robot:
+        run_loop(robot, SyncExecutor(policy), LoopConfig(hz=50.0, max_ticks=60), telemetry)
+        limit = robot.safety.config.max_step_ticks * 200 / (RANGE_TICKS := 2048) + 1e-6  # m100 units per tick
+    goals = np.array([r.goal for r in telemetry.records])
+    steps = np.abs(np.diff(goals[:, :5], axis=0))
+    assert steps.max() <= limit
+    assert np.all(goals[:, :5] >= -100) and np.all(goals[:, :5] <= 100)
+    assert RANGE_TICKS == 2048
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_run_leaves_torque_off_and_port_free(tmp_path, sig):
+    with ServoEmulator({i: "xl430-w250" for i in range(1, 7)}) as emulator:
+        robot_file = arm_files(tmp_path, emulator.port, hz=50.0)
+        summary = tmp_path / "summary.json"
+        proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--robot", str(robot_file),
+                                 "--policy", str(DEMO), "--summary", str(summary), "--quiet",
+                                 "--feature", "observation.environment_state=0.1,0,0.2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while emulator.register(1, "Torque_Enable") == 0:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "interrupted" in out
+        assert [emulator.register(i, "Torque_Enable") for i in range(1, 7)] == [0] * 6
+        assert set(json.loads(summary.read_text())) == SUMMARY_KEYS
+        bus = DynamixelBus(emulator.port, {"shoulder_pan": (1, "xl430-w250")})
+        bus.connect()  # the port was released: a new client can open it and talk
+        assert bus.read("Torque_Enable", "shoulder_pan") == 0
+        bus.disconnect()
