@@ -10,6 +10,7 @@ servo: `drop_replies`, `corrupt_replies`, `delay_replies`, `hardware_error`, `va
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import pty
@@ -264,6 +265,7 @@ class ServoEmulator:
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
         self._bus_free = 0.0
+        self._late: list[tuple[float, bytes]] = []  # delayed replies: (due time, bytes), a heap
 
     @classmethod
     def arm(cls, model: str = "xl430-w250", **kwargs: object) -> ServoEmulator:
@@ -314,7 +316,7 @@ class ServoEmulator:
             self.servos[servo_id].faults.corrupt = count
 
     def delay_replies(self, servo_id: int, delay_s: float, count: int = 1) -> None:
-        """The next `count` replies of `servo_id` come `delay_s` late (the bus is held meanwhile)."""
+        """The next `count` replies of `servo_id` come `delay_s` late (other traffic is not held up)."""
         with self._lock:
             faults = self.servos[servo_id].faults
             faults.delay_s, faults.delay_count = delay_s, count
@@ -357,7 +359,8 @@ class ServoEmulator:
     def _serve(self) -> None:
         reader = P.PacketReader()
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.002)
+            wait = min([0.002] + [max(0.0, due - time.monotonic()) for due, _ in self._late[:1]])
+            ready, _, _ = select.select([self._master], [], [], wait)
             data = os.read(self._master, 4096) if ready else b""
             now = time.monotonic()
             with self._lock:
@@ -365,6 +368,8 @@ class ServoEmulator:
                     servo.update(now)
                 for packet in reader.feed(data):
                     self._handle(packet, time.monotonic())
+                while self._late and self._late[0][0] <= time.monotonic():
+                    os.write(self._master, heapq.heappop(self._late)[1])
 
     def _present(self, ids: list[int] | None = None) -> list[EmulatedServo]:
         chosen = self.servos if ids is None else {i: self.servos[i] for i in ids if i in self.servos}
@@ -402,9 +407,16 @@ class ServoEmulator:
                 reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
             delayed, faults.delay_count = Faults.take(faults.delay_count)
             start = self._bus_free + (servo.get("Return_Delay_Time") * 2e-6 if self.timing else 0.0)
-            self._bus_free = start + self._wire(len(reply)) + (faults.delay_s if delayed else 0.0)
-            self._sleep_until(self._bus_free)
-            os.write(self._master, reply)
+            self._bus_free = start + self._wire(len(reply))
+            self._write_at(self._bus_free + (faults.delay_s if delayed else 0.0), reply)
+
+    def _write_at(self, due: float, reply: bytes) -> None:
+        """Send `reply` at `due`: now (sleeping out the wire time) or, when delayed, from the serve loop."""
+        if due - time.monotonic() > 0.001:
+            heapq.heappush(self._late, (due, reply))
+            return
+        self._sleep_until(due)
+        os.write(self._master, reply)
 
     def _sleep_until(self, deadline: float) -> None:
         while (left := deadline - time.monotonic()) > 0:
@@ -475,9 +487,8 @@ class ServoEmulator:
         if corrupt:
             reply[-1] ^= 0xFF
         first = self.servos[ids[0]]
-        self._bus_free += self._wire(len(reply)) + delay + (first.get("Return_Delay_Time") * 2e-6 if self.timing else 0)
-        self._sleep_until(self._bus_free)
-        os.write(self._master, bytes(reply))
+        self._bus_free += self._wire(len(reply)) + (first.get("Return_Delay_Time") * 2e-6 if self.timing else 0)
+        self._write_at(self._bus_free + delay, bytes(reply))
 
     def _sync_write(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         address, length = _u16(packet.params, 0), _u16(packet.params, 2)

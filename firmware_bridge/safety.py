@@ -11,8 +11,9 @@ Works in raw ticks; per-joint limits come from the calibration layer. One contro
     # on exit (normal, exception or signal): optional rest pose, torque off, port released
 
 `step` rejects NaN/inf (keeps the joint's last safe goal), clamps to the limits and caps the change
-per tick. A failed transaction or a hardware-error alert opens an error window; if the condition is
-still there `error_window_s` later (checked at every observe/step), the configured reaction is taken:
+per tick. A failed transaction or a hardware-error alert opens an error episode; if it is
+not cleared by `recovery_reads` consecutive good reads within `error_window_s` (checked at every
+observe/step), the configured reaction is taken:
 `hold` (keep the last safe goal, stop forwarding policy goals) or `torque_off`. Once tripped, `step`
 sends nothing until `recover()` (reboots servos in shutdown, re-arms everything). A problem that clears
 inside the window needs nothing. SIGINT/SIGTERM raise `SafetyStop` (a KeyboardInterrupt) in the loop.
@@ -45,21 +46,24 @@ class SafetyStop(KeyboardInterrupt):
 class SafetyConfig:
     """How the layer guards the arm.
 
-    max_step_ticks: largest goal change per tick; error_window_s: how long a fault may last before the
+    max_step_ticks: largest goal change per tick (one for all joints, or per joint); error_window_s: how long a fault may last before the
     reaction; reaction: "hold" or "torque_off"; watchdog_ms: Bus Watchdog window (20 ms units, None = off);
-    rest_pose: ticks to move to on shutdown (None = stay); rest_timeout_s / rest_tick_s: that move's bounds.
+    rest_pose: ticks to move to on shutdown (None = stay); rest_timeout_s / rest_tick_s: that move's bounds;
+    recovery_reads: consecutive good reads that close an error episode, so a flapping link still trips.
     """
 
-    max_step_ticks: int
+    max_step_ticks: int | dict[str, int]
     error_window_s: float = 0.1
     reaction: str = "hold"
     watchdog_ms: int | None = 100
     rest_pose: dict[str, int] | None = None
     rest_timeout_s: float = 3.0
     rest_tick_s: float = 0.02
+    recovery_reads: int = 3
 
     def __post_init__(self) -> None:
-        if self.max_step_ticks <= 0:
+        steps = self.max_step_ticks.values() if isinstance(self.max_step_ticks, Mapping) else [self.max_step_ticks]
+        if not all(step > 0 for step in steps):
             raise ValueError(f"max_step_ticks must be positive, got {self.max_step_ticks}")
         if not self.error_window_s > 0:
             raise ValueError(f"error_window_s must be positive, got {self.error_window_s}")
@@ -67,6 +71,8 @@ class SafetyConfig:
             raise ValueError(f"reaction must be one of {REACTIONS}, got {self.reaction!r}")
         if self.watchdog_ms is not None and not WATCHDOG_UNIT_MS <= self.watchdog_ms <= 127 * WATCHDOG_UNIT_MS:
             raise ValueError(f"watchdog_ms must be in 20..2540, got {self.watchdog_ms}")
+        if self.recovery_reads < 1:
+            raise ValueError(f"recovery_reads must be at least 1, got {self.recovery_reads}")
 
 
 @dataclass
@@ -100,12 +106,17 @@ class SafetyLayer:
                 raise ValueError(f"joint limits given for unknown motor {name!r}")
             if lo > hi:
                 raise ValueError(f"joint {name!r}: limits ({lo}, {hi}) are reversed")
-        for name in (config.rest_pose or {}):
+        steps = config.max_step_ticks
+        per_joint = steps if isinstance(steps, Mapping) else {}
+        for name in [*(config.rest_pose or {}), *per_joint]:
             if name not in bus.motors:
-                raise ValueError(f"rest pose names unknown motor {name!r}")
+                raise ValueError(f"rest pose or max_step_ticks names unknown motor {name!r}")
+        if per_joint and set(per_joint) != set(bus.motors):
+            raise ValueError(f"max_step_ticks has no entry for {sorted(set(bus.motors) - set(per_joint))}")
         self.bus = bus
         self.limits = {name: (int(lo), int(hi)) for name, (lo, hi) in limits.items()}
         self.config = config
+        self.max_step = {m: int(per_joint[m]) if per_joint else int(steps) for m in bus.motors}
         self.counters = SafetyCounters()
         self.tripped: str | None = None  # why the reaction was taken, None while healthy
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
@@ -113,6 +124,7 @@ class SafetyLayer:
         self._goal: dict[str, int] = {}
         self._error_since: float | None = None
         self._error_cause = ""
+        self._good_reads = 0
         self._stopping = False
         self._closed = False
         self._previous_handlers: dict[int, object] = {}
@@ -204,8 +216,10 @@ class SafetyLayer:
         alerted = sorted(self.bus.alerts & set(self.bus.motors))
         if alerted:
             self._on_alerts(alerted)
-        else:
-            self._error_since = None
+        elif self._error_since is not None:
+            self._good_reads += 1
+            if self._good_reads >= self.config.recovery_reads:
+                self._error_since = None
         return dict(self.present)
 
     def step(self, goals: Mapping[str, float]) -> dict[str, int]:
@@ -241,8 +255,8 @@ class SafetyLayer:
 
     def _sanitize(self, goals: Mapping[str, float]) -> dict[str, int]:
         safe = {}
-        step = self.config.max_step_ticks
         for name, previous in self._goal.items():
+            step = self.max_step[name]
             goal = goals.get(name)
             if goal is None:
                 self.counters.missing += 1
@@ -279,6 +293,7 @@ class SafetyLayer:
         if self._error_since is None:
             self._error_since = time.monotonic()
         self._error_cause = cause
+        self._good_reads = 0
         self._check_window()
 
     def _check_window(self) -> None:
@@ -308,7 +323,7 @@ class SafetyLayer:
             self._goal = self._sanitize(rest)
             self.bus.sync_write("Goal_Position", self._goal)
             present = self.bus.sync_read("Present_Position")
-            if self._goal == target and all(abs(present[m] - target[m]) <= self.config.max_step_ticks for m in target):
+            if self._goal == target and all(abs(present[m] - target[m]) <= self.max_step[m] for m in target):
                 return
             time.sleep(self.config.rest_tick_s)
         logger.warning("rest pose not reached within %.1f s", self.config.rest_timeout_s)
