@@ -26,7 +26,7 @@ setup(
         "export": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1", "safetensors>=0.4"],
         "tensorrt": ["tensorrt>=10.3", "pycuda>=2022.1"],
         "plot": ["matplotlib>=3.5"],
-        "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15"],
+        "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5"],
     },
     entry_points={
         "console_scripts": [

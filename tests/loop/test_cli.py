@@ -1,0 +1,39 @@
+"""`edge demo` and `edge report` as a user runs them, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_runs_and_writes_the_summary(tmp_path):
+    summary, telemetry = tmp_path / "summary.json", tmp_path / "run.jsonl"
+    result = edge("demo", "--duration", "2", "--summary", str(summary), "--telemetry", str(telemetry))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(summary.read_text())
+    assert data["ticks"] == 100 and abs(data["hz"] - 50) < 1
+    assert set(data["period_ms"]) == {"p1", "p50", "p99", "max"} and set(data["inference_ms"]) == {"p50", "p99"}
+    assert "missed deadlines" in result.stdout
+    assert len(telemetry.read_text().splitlines()) == 100
+
+    pytest.importorskip("matplotlib")
+    report = edge("report", str(telemetry), "--out", str(tmp_path / "plots"))
+    assert report.returncode == 0, report.stderr
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["run_inference.png", "run_joints.png", "run_period.png"]
+    assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_run_with_a_bad_robot_file_is_one_clear_line(tmp_path):
+    bad = tmp_path / "robot.yaml"
+    bad.write_text("port: /dev/null\n")
+    result = edge("run", "--robot", str(bad), "--policy", "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
