@@ -59,8 +59,20 @@ def write_random_checkpoint(root: Path, config: dict, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     policy = VQBeTPolicy(VQBeTConfig.from_dict(config))
-    for layer in policy.vqbet.action_head.vqvae_model.vq_layer.layers:  # EMA codebooks start at zero
-        layer._codebook.embed.normal_()
+    head = policy.vqbet.action_head
+    n, dim = config["n_obs_steps"], config["gpt_output_dim"]
+    with torch.no_grad():
+        for layer in head.vqvae_model.vq_layer.layers:  # EMA codebooks start at zero
+            layer._codebook.embed.normal_()
+        # Random heads pick the same code whatever the input: centre and sharpen them on sample features
+        # so that observations, not biases, choose the codes.
+        x = policy.vqbet.query_features(torch.rand(32, n, config["input_features"][STATE]["shape"][0]) * 2 - 1,
+                                        torch.rand(32, n, *config["input_features"][IMAGE]["shape"]))[:, n - 1]
+        for mlp in (head.map_to_cbet_preds_primary_bin, head.map_to_cbet_preds_secondary_bin):
+            weight = mlp[0].weight
+            weight[:, :dim] = torch.randn_like(weight[:, :dim]) * 3 / x.std(0) / dim**0.5
+            weight[:, dim:] *= 10  # the secondary head's one-hot primary code
+            mlp[0].bias.copy_(-weight[:, :dim] @ x.mean(0))
     root.mkdir(parents=True)
     (root / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(root / "model.safetensors"))
