@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
     p.add_argument("--fused-steps", type=int, default=None, metavar="K",
                    help="diffusion: also export a fused graph running K DDIM steps in one call")
+    p.add_argument("--fp16-check", action="store_true",
+                   help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
+                        "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
     return p
 
 
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ExportError, FileExistsError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.fp16_check:
+        from export.fp16 import run_preflight
+        return run_preflight(args.out)
     return 0
 
 

@@ -50,6 +50,9 @@ FP16_OPS = frozenset({
     "MatMul", "Max", "MaxPool", "Min", "Mish", "Mul", "Neg", "Pad", "Relu", "Reshape", "Sigmoid", "Slice",
     "Softplus", "SpaceToDepth", "Split", "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
 })
+# Where FP16 pays: these run in FP16 even when fed by an FP32 island.
+HEAVY_OPS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Einsum", "Gemm",
+                       "GlobalAveragePool", "GlobalMaxPool", "MatMul", "MaxPool"})
 # Why the notable FP32 islands are FP32 (reported per graph; not exhaustive, see FP16_OPS).
 FP32_REASONS = {
     "LayerNormalization": "mean/variance reduction overflows in FP16",
@@ -101,6 +104,28 @@ def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorP
     return numpy_helper.from_array(np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16), tensor.name)
 
 
+def _node_precisions(nodes: list[onnx.NodeProto], elem: dict[str, int], initializers: set[str],
+                     keep: set[str]) -> dict[int, bool]:
+    """{id(node): runs in FP16}. FP16_OPS run in FP16, except that a light op (not in HEAVY_OPS) whose
+    activation inputs all come out of FP32 islands joins the island: the eps Add after a variance, the
+    affine Mul/Add after a GroupNorm, the timestep scaling before sin/cos stay FP32."""
+    fp16: dict[int, bool] = {}
+    fp32_tensors: set[str] = set()
+    produced: set[str] = set()  # float tensors computed by nodes (not constants, not graph inputs)
+    for n in nodes:
+        if _float_constant(n):
+            continue
+        outputs = [o for o in n.output if elem.get(o) == TensorProto.FLOAT]
+        acts = [i for i in n.input if i in produced and i not in initializers]
+        allowed = n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
+        follows = n.op_type not in HEAVY_OPS and bool(acts) and all(a in fp32_tensors for a in acts)
+        fp16[id(n)] = allowed and not follows
+        if not fp16[id(n)] and n.op_type not in TYPE_AGNOSTIC:
+            fp32_tensors.update(outputs)
+        produced.update(outputs)
+    return fp16
+
+
 def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tuple[onnx.ModelProto, ConversionReport]:
     """FP16 copy of an FP32 model: FP16_OPS nodes in FP16, all others (plus `keep_fp32` op types) in FP32.
 
@@ -117,8 +142,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
     elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     elem.update({t.name: t.data_type for t in graph.initializer})
     report = ConversionReport()
-    fp16 = {id(n): n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
-            for n in original}
+    fp16 = _node_precisions(original, elem, {i.name for i in graph.initializer}, keep)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for n in original:
         for name in n.input:
@@ -247,24 +271,19 @@ def synthetic_observations(package: PolicyPackage, steps: int, seed: int) -> lis
     return observations
 
 
-def fp16_view(package: PolicyPackage, files: dict[str, tuple[str, str]]) -> PolicyPackage:
-    """The same package with its graphs swapped for the FP16 files ({graph: (file, sha256)})."""
-    manifest = copy.deepcopy(package.manifest)
-    for name, (file, sha) in files.items():
-        manifest.graphs[name] = dataclasses.replace(manifest.graphs[name], file=file, sha256=sha)
-    return PolicyPackage(package.path, manifest)
-
-
-def _runner(package: PolicyPackage, seed: int) -> Any:
-    """A CPU ONNX Runtime policy runner; families that sample get the same seed on both sides."""
+def _runner(package: PolicyPackage, precision: str, seed: int) -> Any:
+    """A CPU ONNX Runtime policy runner in `precision`; families that sample get the same seed on both sides."""
     cls = runner_class(package.manifest.policy_type)
     options = {"seed": seed} if "seed" in inspect.signature(cls.__init__).parameters else {}
-    return cls(package, OnnxRuntimeBackend(threads=2), **options)
+    return cls(package, OnnxRuntimeBackend(["CPUExecutionProvider"], threads=2, precision=precision), **options)
 
 
-def policy_steps(package: PolicyPackage, fp16: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
-    """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units."""
-    r32, r16 = _runner(package, seed), _runner(fp16, seed)
+def policy_steps(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
+    """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units.
+
+    The FP16 side loads the copies listed in `package.manifest.fp16_preflight["graphs"]`.
+    """
+    r32, r16 = _runner(package, "fp32", seed), _runner(package, "fp16", seed)
     r32.reset()
     r16.reset()
     action = package.manifest.action
@@ -319,7 +338,8 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
         graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
                         "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
     progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
-    rows = policy_steps(package, fp16_view(package, files), steps, seed)
+    package.manifest.fp16_preflight = {"graphs": graphs}  # where the FP16 runner finds its graphs
+    rows = policy_steps(package, steps, seed)
     worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
     worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
     record = {"ok": bool(worst_output <= tolerance and worst_step <= tolerance), "tolerance": tolerance,
@@ -354,9 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.02, help="pass threshold (default 0.02, normalised units)")
     p.add_argument("--seed", type=int, default=0, help="seed for observations and samplers")
     args = p.parse_args(argv)
+    return run_preflight(args.package, args.steps, args.tolerance, args.seed)
+
+
+def run_preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0) -> int:
+    """Command-line flavour of `preflight`: table on stdout, progress on stderr; exit 0 pass, 2 error, 3 fail."""
     try:
-        record = preflight(args.package, args.steps, args.tolerance, args.seed,
-                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+        record = preflight(path, steps, tolerance, seed, progress=lambda m: print(m, file=sys.stderr, flush=True))
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,9 @@ def import_tensorrt() -> ModuleType:
         import tensorrt
     except ImportError as exc:
         raise BackendError(f"TensorRT is not available ({exc}): {TENSORRT_HINT}; plus {INSTALL_HINT}") from None
+    if not hasattr(tensorrt, "Builder"):  # e.g. a directory named tensorrt on sys.path (pytest adds tests/)
+        where = list(getattr(tensorrt, "__path__", [])) or getattr(tensorrt, "__file__", "?")
+        raise BackendError(f"the module named tensorrt at {where} is not TensorRT: {TENSORRT_HINT}")
     return tensorrt
 
 

@@ -1,0 +1,33 @@
+"""TensorRT-side tests that need no TensorRT: packages copied per test, Python subprocesses with modules absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STUBS = Path(__file__).resolve().parent / "stubs"
+GPU_MODULES = ("tensorrt", "pycuda", "cuda")
+
+
+@pytest.fixture
+def package_copy(export_fixture: Callable[[str], Path], tmp_path: Path) -> Callable[[str], Path]:
+    """`package_copy("act_env")` → a private copy of the exported fixture (tests here rewrite manifests)."""
+    return lambda case: Path(shutil.copytree(export_fixture(case), tmp_path / case))
+
+
+def run_python(code: str, block: tuple[str, ...] = GPU_MODULES, stubs: bool = False,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter where the `block`ed modules cannot be imported (None in sys.modules),
+    optionally with the test stubs of tensorrt/pycuda first on the path."""
+    prelude = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in block)
+    environ = {**os.environ, **(env or {})}
+    environ["PYTHONPATH"] = os.pathsep.join([str(STUBS)] if stubs else []) or ""
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, env=environ, capture_output=True,
+                          text=True, timeout=120)

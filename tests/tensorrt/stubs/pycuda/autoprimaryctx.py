@@ -1,0 +1,1 @@
+"""Test stub: the real module initialises CUDA's primary context on import."""
