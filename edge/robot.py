@@ -30,10 +30,7 @@ class Robot:
         self.normalizer: JointNormalizer = self.config.normalizer(calibration)
         self.bus = DynamixelBus(self.config.port, self.config.bus_motors(), self.config.baudrate)
         limits = {m: (c.range_min, c.range_max) for m, c in calibration.items()}
-        safety = self.config.safety_ticks(self.normalizer)
-        if isinstance(safety["max_step_ticks"], dict):  # SafetyConfig takes one cap for all joints
-            safety["max_step_ticks"] = min(safety["max_step_ticks"].values())
-        self.safety = SafetyLayer(self.bus, limits, SafetyConfig(**safety))
+        self.safety = SafetyLayer(self.bus, limits, SafetyConfig(**self.config.safety_ticks(self.normalizer)))
         self.motors = list(self.normalizer.motors)
         self._sent: dict[str, float] = {}
 
