@@ -1,0 +1,114 @@
+"""`edge bench-steps <package>`: how few DDIM steps a Diffusion Policy package gets away with, and at what latency.
+
+For each K: the chunk latency (observation window → chunk) with per-step denoiser calls and, where the
+package has one, with the fused K-step graph; and the max / mean deviation of the DDIM-K chunk from the
+DDIM-100 chunk (robot units), on the package's validation observations with the same initial noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge import load_policy
+from edge.cli import CLIError
+from edge.errors import EdgeError
+from edge.package import load_package
+from edge.policies.diffusion import DiffusionRunner
+
+DEFAULT_STEPS = (1, 2, 4, 8, 10, 16, 32, 100)
+REFERENCE_STEPS = 100
+
+
+@dataclass
+class StepRow:
+    """One K of the study; latencies in milliseconds (median), deviations in robot units."""
+
+    steps: int
+    per_step_ms: float
+    fused_ms: float | None
+    max_dev: float
+    mean_dev: float
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench-steps", help="few-step DDIM study of a Diffusion Policy package",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("package", help="a diffusion policy package directory")
+    p.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
+                   help=f"comma-separated DDIM step counts (default {','.join(map(str, DEFAULT_STEPS))})")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per validation sample (default 5)")
+    p.add_argument("--backend", default="auto", help="backend to run on (default auto)")
+    return p
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
+    """Run the few-step study on the package's validation observations (one fixed noise per sample)."""
+    package = load_package(path)
+    if package.manifest.policy_type != "diffusion":
+        raise CLIError(f"{path} is a {package.manifest.policy_type!r} package; bench-steps needs a diffusion one")
+    n_train = package.manifest.policy["scheduler"]["num_train_timesteps"]
+    bad = [k for k in steps if not 1 <= k <= n_train]
+    if bad:
+        raise CLIError(f"step counts {bad} are outside 1..{n_train} (num_train_timesteps)")
+    data = package.validation_samples()
+    names = [inp.name for inp in package.manifest.inputs]
+    windows = [{n: data[f"obs_encoder/{s}/in/{n}"] for n in names} for s in range(package.manifest.validation.samples)]
+    reference = load_policy(path, backend, sampler="ddim", num_inference_steps=min(REFERENCE_STEPS, n_train))
+    noises = np.random.default_rng(seed).standard_normal((len(windows), *reference.chunk_shape), dtype=np.float32)
+
+    def chunks(runner: DiffusionRunner) -> np.ndarray:
+        return np.stack([runner.unnormalize(runner.denoise(runner.graphs["obs_encoder"].run(w)["global_cond"], z))
+                         for w, z in zip(windows, noises)])
+
+    def latency(runner: DiffusionRunner) -> float:
+        return _median_ms(lambda: runner.denoise(runner.graphs["obs_encoder"].run(windows[0])["global_cond"],
+                                                 noises[0]), repeats)
+
+    target = chunks(reference)
+    rows = []
+    for k in steps:
+        per_step = load_policy(path, backend, sampler="ddim", num_inference_steps=k, fused=False)
+        fused = load_policy(path, backend, sampler="ddim", num_inference_steps=k)
+        dev = np.abs(chunks(per_step) - target)
+        rows.append(StepRow(k, latency(per_step), latency(fused) if fused.fused_graph else None,
+                            float(dev.max()), float(dev.mean())))
+    return rows
+
+
+def format_table(rows: list[StepRow]) -> str:
+    """The study as a markdown table."""
+    lines = ["| DDIM steps K | chunk latency, per-step graphs (ms) | chunk latency, fused graph (ms) "
+             f"| max dev. from DDIM-{REFERENCE_STEPS} | mean dev. from DDIM-{REFERENCE_STEPS} |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        fused = f"{r.fused_ms:.2f}" if r.fused_ms is not None else "-"
+        lines.append(f"| {r.steps} | {r.per_step_ms:.2f} | {fused} | {r.max_dev:.3g} | {r.mean_dev:.3g} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    except ValueError:
+        raise CLIError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
+    try:
+        rows = study(args.package, steps, args.repeats, args.backend)
+    except EdgeError as exc:
+        raise CLIError(str(exc)) from None
+    print(format_table(rows))
+    return 0
