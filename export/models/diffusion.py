@@ -166,17 +166,43 @@ class DiffusionModel(nn.Module):
         return torch.cat(global_cond_feats, dim=-1).flatten(start_dim=1)
 
 
-class Resize(nn.Module):
-    """torchvision.transforms.Resize((h, w)) on float tensors: bilinear, antialiased, half-pixel centres."""
+def _aa_bilinear_weights(in_size: int, out_size: int) -> Tensor:
+    """(out, in) matrix of PyTorch's antialiased bilinear resize along one axis (align_corners=False).
 
-    def __init__(self, size: list[int]):
+    Same taps as aten's `_upsample_bilinear2d_aa`: a triangle filter stretched by the scale when downsampling,
+    centred at scale * (i + 0.5), weights normalised per output pixel.
+    """
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    weights = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)
+        taps = torch.tensor([max(0.0, 1.0 - abs((j - center + 0.5) * invscale)) for j in range(lo, hi)],
+                            dtype=torch.float64)
+        weights[i, lo:hi] = taps / taps.sum()
+    return weights.float()
+
+
+class Resize(nn.Module):
+    """torchvision.transforms.Resize((h, w)) on float tensors (bilinear, antialias=True) as two matrix products.
+
+    F.interpolate(antialias=True) has no ONNX export at opset <= 20, so the separable filter is applied as
+    fixed (non-persistent) weight matrices: rows = Wh @ x, then columns @ Ww^T.
+    """
+
+    def __init__(self, size: list[int], input_hw: tuple[int, int]):
         super().__init__()
         if len(size) != 2:
             raise ValueError(f"only an explicit (height, width) resize is supported, got {size}")
         self.size = (int(size[0]), int(size[1]))
+        self.register_buffer("weight_h", _aa_bilinear_weights(input_hw[0], self.size[0]), persistent=False)
+        self.register_buffer("weight_w", _aa_bilinear_weights(input_hw[1], self.size[1]).t().contiguous(),
+                             persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+        return torch.matmul(torch.matmul(self.weight_h, x), self.weight_w)
 
 
 class DiffusionRgbEncoder(nn.Module):
@@ -184,14 +210,14 @@ class DiffusionRgbEncoder(nn.Module):
 
     def __init__(self, config: DiffusionConfig):
         super().__init__()
-        self.resize = Resize(config.resize_shape) if config.resize_shape is not None else None
+        images_shape = next(iter(config.image_features.values()))["shape"]
+        self.resize = Resize(config.resize_shape, images_shape[1:]) if config.resize_shape is not None else None
         self.do_crop = config.crop_shape is not None
         if self.do_crop:
             self.center_crop = CenterCrop(config.crop_shape)
         self.backbone = resnet_trunk(config.vision_backbone, config.use_group_norm)
         if not config.use_group_norm:
             self.backbone.eval()  # BatchNorm2d kept, running statistics used
-        images_shape = next(iter(config.image_features.values()))["shape"]
         if config.crop_shape is not None:
             dummy_h_w = tuple(config.crop_shape)
         elif config.resize_shape is not None:
