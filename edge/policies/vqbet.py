@@ -1,10 +1,11 @@
 """VQ-BeT runner: LeRobot's VQBeTPolicy.select_action with the code sampling done here, in numpy.
 
-The `policy` graph turns the n_obs_steps observation window into code logits and offsets; this runner
-picks one code per residual-VQ layer (multinomial over softmax(logits / temperature) from a seeded
-numpy Generator, or the arg-max with greedy=True), with `sequentially_select` asks the `secondary`
-graph for the secondary logits given the primary code, then runs `decode` for the action chunk.
-History and action queue follow LeRobot: the first observation fills the window, and a chunk of
+Each camera frame goes through the `encoder` graph once, when it arrives; the `policy` graph turns the
+window of n_obs_steps states and image features into code logits and offsets; this runner picks one
+code per residual-VQ layer (multinomial over softmax(logits / temperature) from a seeded numpy
+Generator, or the arg-max with greedy=True), with `sequentially_select` asks the `secondary` graph for
+the secondary logits given the primary code, then runs `decode` for the action chunk. History and
+action queue follow LeRobot: the first observation fills the window, and a chunk of
 action_chunk_size actions is queued whenever the queue is empty.
 """
 
@@ -21,7 +22,7 @@ from edge.errors import PackageError
 from edge.package import PolicyPackage
 from edge.policies.base import PolicyRunner
 
-POLICY_KEYS = ("rvq_layers", "codebook_size", "bet_softmax_temperature", "sequentially_select")
+POLICY_KEYS = ("rvq_layers", "codebook_size", "bet_softmax_temperature", "sequentially_select", "image_feature")
 
 
 def sample_codes(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -44,7 +45,9 @@ class VQBeTRunner(PolicyRunner):
         if missing:
             raise PackageError(f"vqbet manifest 'policy' section lacks {missing}; re-export the package")
         self.sequential = bool(spec["sequentially_select"])
-        needed = ["policy", "decode"] + (["secondary"] if self.sequential else [])
+        self.image_key = spec["image_feature"]
+        self.state_key = next(inp.name for inp in package.manifest.inputs if inp.kind == "state")
+        needed = ["encoder", "policy", "decode"] + (["secondary"] if self.sequential else [])
         if any(g not in self.graphs for g in needed):
             raise PackageError(f"vqbet package needs graphs {needed}, has {sorted(self.graphs)}")
         if not isinstance(greedy, bool):
@@ -73,10 +76,12 @@ class VQBeTRunner(PolicyRunner):
         return np.argmax(logits, axis=-1) if self.greedy else sample_codes(logits, self.temperature, self.rng)
 
     def _observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Append the observation to the history (copied to fill it when empty) and return the (1, n, ...) window."""
+        """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...) window."""
         current = self.observation(observation)
-        self._history.extend([current] * (self._history.maxlen if not self._history else 1))
-        return {name: np.stack([h[name] for h in self._history])[None] for name in current}
+        features = self.graphs["encoder"].run({self.image_key: current[self.image_key][None]})["image_features"][0]
+        step = {self.state_key: current[self.state_key], "image_features": features}
+        self._history.extend([step] * (self._history.maxlen if not self._history else 1))
+        return {name: np.stack([h[name] for h in self._history])[None] for name in step}
 
     def _normalized_chunk(self, window: dict[str, np.ndarray]) -> np.ndarray:
         out = self.graphs["policy"].run(window)

@@ -1,9 +1,12 @@
 """VQ-BeT family: graphs up to the code logits and from the chosen codes on; code sampling is the runtime's.
 
 Graphs (batch 1, normalised tensors):
-- `policy`: the n_obs_steps observation window → `logits` (1, G, C) per RVQ layer and `offsets`
-  (1, G, C, chunk * action_dim) at the current action query; with `sequentially_select` it returns
-  `primary_logits` (1, C) and the GPT `features` (1, D) instead of `logits`.
+- `encoder`: one camera frame (1, C, H, W) → `image_features` (1, F), LeRobot's RGB encoder (centre
+  crop, ResNet, SpatialSoftmax, linear). Frames are encoded independently, so the runtime encodes each
+  frame once, when it arrives, instead of n_obs_steps frames at every new chunk.
+- `policy`: the window of n_obs_steps states and image features → `logits` (1, G, C) per RVQ layer and
+  `offsets` (1, G, C, chunk * action_dim) at the current action query; with `sequentially_select` it
+  returns `primary_logits` (1, C) and the GPT `features` (1, D) instead of `logits`.
 - `secondary` (only with `sequentially_select`): `features` and the chosen primary code one-hot
   → `secondary_logits` (1, C).
 - `decode`: chosen codes one-hot (1, G, C) and `offsets` → `action` (1, chunk, action_dim): the VQ-VAE
@@ -22,21 +25,29 @@ from export.families.base import ExportOptions, FamilyExport, GraphExport, rando
 from export.models.vqbet import OBS_STATE, VQVAE_NUM_LAYERS, VQBeTConfig, VQBeTModel, VQBeTPolicy
 
 
-class PolicyGraph(nn.Module):
-    """(state window, image window) → code logits (or primary logits + features) and offsets, current step only."""
+class EncoderGraph(nn.Module):
+    """One normalised camera frame → its RGB feature vector."""
 
-    def __init__(self, model: VQBeTModel, input_names: list[str]):
+    def __init__(self, model: VQBeTModel):
+        super().__init__()
+        self.rgb_encoder = model.rgb_encoder
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.rgb_encoder(image)
+
+
+class PolicyGraph(nn.Module):
+    """(state window, image-feature window) → code logits (or primary logits + features) and offsets, current step."""
+
+    def __init__(self, model: VQBeTModel):
         super().__init__()
         self.model = model
-        self.input_names = input_names
-        self.image_key = model.config.image_features[0]
 
-    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
-        batch = dict(zip(self.input_names, tensors))
+    def forward(self, state: Tensor, image_features: Tensor) -> tuple[Tensor, ...]:
         cfg, head = self.model.config, self.model.action_head
         # The GPT is causal, so the current query's output does not depend on the future query tokens;
         # they are still fed, as LeRobot does.
-        x = self.model.query_features(batch[OBS_STATE], batch[self.image_key])[:, cfg.n_obs_steps - 1]
+        x = self.model.query_features(state, image_features)[:, cfg.n_obs_steps - 1]
         if cfg.sequentially_select:
             return head.primary_logits(x), x, head.offsets(x)
         return head.logits(x), head.offsets(x)
@@ -87,10 +98,17 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
     model = policy.vqbet
     n_embed, chunk_dim = config.vqvae_n_embed, config.action_chunk_size * config.action_dim
     offsets_shape = (1, VQVAE_NUM_LAYERS, n_embed, chunk_dim)
-    shapes = {f.name: (1, config.n_obs_steps, *f.shape) for f in ckpt.input_features}
+    image_key = config.image_features[0]
+    image_shape = {image_key: (1, *config.input_features[image_key]["shape"])}
+    window = {OBS_STATE: (1, config.n_obs_steps, config.state_dim),
+              "image_features": (1, config.n_obs_steps, model.rgb_encoder.feature_dim)}
     policy_outputs = ["primary_logits", "features", "offsets"] if config.sequentially_select else ["logits", "offsets"]
-    graphs = [GraphExport("policy", PolicyGraph(model, list(shapes)), list(shapes), policy_outputs,
-                          random_inputs(shapes, options.samples, options.seed))]
+    graphs = [
+        GraphExport("encoder", EncoderGraph(model), [image_key], ["image_features"],
+                    random_inputs(image_shape, options.samples, options.seed)),
+        GraphExport("policy", PolicyGraph(model), list(window), policy_outputs,
+                    random_inputs(window, options.samples, options.seed + 5)),
+    ]
     if config.sequentially_select:
         features = random_inputs({"features": (1, config.gpt_output_dim)}, options.samples, options.seed + 1)
         codes = one_hot_samples((1, n_embed), options.samples, options.seed + 2)
@@ -108,7 +126,7 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
         "bet_softmax_temperature": config.bet_softmax_temperature,
         "sequentially_select": config.sequentially_select,
         "n_action_pred_token": config.n_action_pred_token,
-        "image_feature": config.image_features[0],
+        "image_feature": image_key,
     }
     return FamilyExport(graphs=graphs, chunking=chunking, policy=policy_section)
 

@@ -130,10 +130,13 @@ class VQBeTModel(nn.Module):
             torch.stack([torch.arange(i, i + config.action_chunk_size) for i in range(num_tokens)]),
         )
 
-    def query_features(self, state: Tensor, image: Tensor) -> Tensor:
-        """GPT outputs at the action-query positions: (B, n_obs_steps + n_action_pred_token - 1, gpt_output_dim)."""
+    def query_features(self, state: Tensor, img_features: Tensor) -> Tensor:
+        """GPT outputs at the action-query positions: (B, n_obs_steps + n_action_pred_token - 1, gpt_output_dim).
+
+        `img_features` (B, n_obs_steps, feature_dim) are `rgb_encoder` outputs, one per step and independent
+        of each other, so a runtime may encode each frame once as it arrives.
+        """
         batch_size, n_obs_steps = state.shape[:2]
-        img_features = self.rgb_encoder(image.flatten(0, 1)).unflatten(0, (batch_size, n_obs_steps))
         # Tokens per step: [camera, state, action query], then the extra future action queries.
         input_tokens = torch.stack(
             [
@@ -155,7 +158,8 @@ class VQBeTModel(nn.Module):
     def forward(self, state: Tensor, image: Tensor, greedy: bool = False) -> Tensor:
         """LeRobot's rollout: the chunk predicted at the current step's action query (index n_obs_steps - 1)."""
         batch_size, n_obs_steps = state.shape[:2]
-        predicted_action = self.action_head(self.query_features(state, image), greedy=greedy)["predicted_action"]
+        img_features = self.rgb_encoder(image.flatten(0, 1)).unflatten(0, (batch_size, n_obs_steps))
+        predicted_action = self.action_head(self.query_features(state, img_features), greedy=greedy)["predicted_action"]
         return predicted_action[:, n_obs_steps - 1, :].reshape(batch_size, self.config.action_chunk_size, -1)
 
 

@@ -66,8 +66,9 @@ def write_random_checkpoint(root: Path, config: dict, seed: int = 0) -> Path:
             layer._codebook.embed.normal_()
         # Random heads pick the same code whatever the input: centre and sharpen them on sample features
         # so that observations, not biases, choose the codes.
+        images = torch.rand(32 * n, *config["input_features"][IMAGE]["shape"])
         x = policy.vqbet.query_features(torch.rand(32, n, config["input_features"][STATE]["shape"][0]) * 2 - 1,
-                                        torch.rand(32, n, *config["input_features"][IMAGE]["shape"]))[:, n - 1]
+                                        policy.vqbet.rgb_encoder(images).unflatten(0, (32, n)))[:, n - 1]
         for mlp in (head.map_to_cbet_preds_primary_bin, head.map_to_cbet_preds_secondary_bin):
             weight = mlp[0].weight
             weight[:, :dim] = torch.randn_like(weight[:, :dim]) * 3 / x.std(0) / dim**0.5

@@ -26,7 +26,7 @@ def greedy_chunk(policy, state: torch.Tensor, image: torch.Tensor) -> torch.Tens
     """LeRobot's sequential head with arg-max codes, written out from the module's weights."""
     model, cfg = policy.vqbet, policy.config
     head = model.action_head
-    x = model.query_features(state[None], image[None])[0, cfg.n_obs_steps - 1]
+    x = model.query_features(state[None], model.rgb_encoder(image)[None])[0, cfg.n_obs_steps - 1]
     primary = int(head.map_to_cbet_preds_primary_bin(x).argmax())
     secondary_in = torch.cat([x, F.one_hot(torch.tensor(primary), cfg.vqvae_n_embed).float()])
     secondary = int(head.map_to_cbet_preds_secondary_bin(secondary_in).argmax())
@@ -58,7 +58,7 @@ def reference_chunks(checkpoint, obs: list[dict[str, np.ndarray]]) -> list[np.nd
 
 def test_sequential_package_layout(sequential_package):
     m = load_package(sequential_package).manifest
-    assert set(m.graphs) == {"policy", "secondary", "decode"}
+    assert set(m.graphs) == {"encoder", "policy", "secondary", "decode"}
     assert [t.name for t in m.graphs["policy"].outputs] == ["primary_logits", "features", "offsets"]
     assert m.policy["sequentially_select"] is True and m.chunking.n_action_steps == 4
 
