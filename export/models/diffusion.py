@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from export.models.common import CenterCrop, SpatialSoftmax, feature_map_shape, resnet_trunk
