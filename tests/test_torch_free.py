@@ -30,7 +30,8 @@ import importlib, pkgutil
 import edge, firmware_bridge, calibration
 for pkg in (edge, firmware_bridge, calibration):
     for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-        importlib.import_module(info.name)
+        if not info.name.endswith(".__main__"):  # running the CLI is not importing
+            importlib.import_module(info.name)
 print("imported")
 """
     result = run_without_torch(code)
