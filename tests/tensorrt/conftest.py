@@ -22,7 +22,7 @@ def package_copy(export_fixture: Callable[[str], Path], tmp_path: Path) -> Calla
     return lambda case: Path(shutil.copytree(export_fixture(case), tmp_path / case))
 
 
-def run_python(code: str, block: tuple[str, ...] = GPU_MODULES, stubs: bool = False,
+def _run_python(code: str, block: tuple[str, ...] = GPU_MODULES, stubs: bool = False,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter where the `block`ed modules cannot be imported (None in sys.modules),
     optionally with the test stubs of tensorrt/pycuda first on the path."""
@@ -31,3 +31,18 @@ def run_python(code: str, block: tuple[str, ...] = GPU_MODULES, stubs: bool = Fa
     environ["PYTHONPATH"] = os.pathsep.join([str(STUBS)] if stubs else []) or ""
     return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, env=environ, capture_output=True,
                           text=True, timeout=120)
+
+
+@pytest.fixture
+def run_python() -> Callable[..., subprocess.CompletedProcess]:
+    """Fixture form of `_run_python` (test modules here are not a package, so they cannot import conftest)."""
+    return _run_python
+
+
+@pytest.fixture
+def edge_cli() -> Callable[..., tuple[int, str]]:
+    """`edge_cli("build", pkg, stubs=True)` → (exit status, stderr + stdout) of `edge ...` in a fresh interpreter."""
+    def run(*args: str, **kwargs) -> tuple[int, str]:
+        proc = _run_python(f"from edge.cli import main\nsys.exit(main({list(args)!r}))", **kwargs)
+        return proc.returncode, proc.stderr + proc.stdout
+    return run
