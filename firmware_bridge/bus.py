@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import operator
+import select
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -228,10 +230,8 @@ class DynamixelBus:
         motor_id, _ = self.motors[motor]
 
         def attempt() -> int:
-            data, result, error = self._ph.readTxRx(self._port, motor_id, reg.address, reg.size)
-            self._check(result, [motor])
-            self._status(error, motor)
-            return reg.decode(data)
+            self._check(self._ph.readTx(self._port, motor_id, reg.address, reg.size), [motor])
+            return reg.decode(self._collect(reg, {motor_id: motor})[motor_id])
 
         return self._transaction(f"read {register}", [motor], attempt)
 
@@ -279,6 +279,13 @@ class DynamixelBus:
     def _sync_read(self, reg: Register, ids: dict[int, str]) -> dict[int, bytes]:
         result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), False)
         self._check(result, ids.values())
+        return self._collect(reg, ids)
+
+    def _collect(self, reg: Register, ids: dict[int, str]) -> dict[int, bytes]:
+        """Status packets of `ids` carrying `reg`, until all arrived or the reply timeout passed.
+
+        A packet of the wrong length (a late reply to an earlier request) is ignored.
+        """
         replies: dict[int, bytes] = {}
         corrupt = False
         while len(replies) < len(ids):
@@ -288,7 +295,7 @@ class DynamixelBus:
             if result != COMM_SUCCESS:
                 corrupt = True
                 continue
-            if packet[4] in ids:
+            if packet[4] in ids and (packet[5] | packet[6] << 8) == reg.size + 4:
                 self._status(packet[8], ids[packet[4]])
                 replies[packet[4]] = bytes(packet[9 : 9 + reg.size])
         missing = [name for i, name in ids.items() if i not in replies]
@@ -300,7 +307,8 @@ class DynamixelBus:
         result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), True)
         self._check(result, ids.values())
         packet, result = self._ph.rxPacket(self._port, True)
-        if result != COMM_SUCCESS or packet[4] != BROADCAST_ID:
+        if result != COMM_SUCCESS or packet[4] != BROADCAST_ID or \
+                (packet[5] | packet[6] << 8) != 1 + len(ids) * (reg.size + 4):
             raise _Transient(ids.values(), f"fast sync read: {self._ph.getTxRxResult(result)}")
         replies: dict[int, bytes] = {}
         idx = 8
@@ -386,6 +394,15 @@ class DynamixelBus:
         if error & 0x7F:
             raise BusError("status", [motor], tables.describe_status_error(error))
 
+    def _drain(self) -> None:
+        """After a failed attempt, let late replies arrive and discard them so no retry reads them."""
+        port = self._port
+        quiet_s = (2.0 * port.latency_ms + port.slack_ms) / 1000.0
+        deadline = time.monotonic() + 4 * quiet_s
+        while select.select([port.ser.fileno()], [], [], quiet_s)[0] and time.monotonic() < deadline:
+            port.ser.reset_input_buffer()
+        port.ser.reset_input_buffer()
+
     def _transaction(self, what: str, motors: Iterable[str], fn: Callable[..., T], pass_attempt: bool = False) -> T:
         """Run `fn` with the port lock held, retrying `_Transient` failures up to `retries` times."""
         with self._lock:
@@ -400,6 +417,7 @@ class DynamixelBus:
                     return fn(attempt) if pass_attempt else fn()
                 except _Transient as exc:
                     failure = exc
+                    self._drain()
             self.stats.failures += 1
             assert failure is not None
             raise BusError(f"{what} failed after {self.retries + 1} attempts", failure.motors, failure.cause)

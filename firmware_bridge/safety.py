@@ -12,8 +12,8 @@ Works in raw ticks; per-joint limits come from the calibration layer. One contro
 
 `step` rejects NaN/inf (keeps the joint's last safe goal), clamps to the limits and caps the change
 per tick. A failed transaction or a hardware-error alert opens an error episode; if it is
-not cleared by `recovery_reads` consecutive good reads within `error_window_s` (checked at every
-observe/step), the configured reaction is taken:
+not cleared by `recovery_reads` consecutive good reads within `error_window_s`, the configured
+reaction is taken at the next observe/step (so at most one tick after the window):
 `hold` (keep the last safe goal, stop forwarding policy goals) or `torque_off`. Once tripped, `step`
 sends nothing until `recover()` (reboots servos in shutdown, re-arms everything). A problem that clears
 inside the window needs nothing. SIGINT/SIGTERM raise `SafetyStop` (a KeyboardInterrupt) in the loop.
@@ -119,6 +119,7 @@ class SafetyLayer:
         self.max_step = {m: int(per_joint[m]) if per_joint else int(steps) for m in bus.motors}
         self.counters = SafetyCounters()
         self.tripped: str | None = None  # why the reaction was taken, None while healthy
+        self.reaction_delay_s: float | None = None  # first error -> reaction, for the last reaction
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
         self.present: dict[str, int] = {}
         self._goal: dict[str, int] = {}
@@ -304,8 +305,9 @@ class SafetyLayer:
     def _react(self) -> None:
         self.tripped = self._error_cause
         self.counters.reactions += 1
+        self.reaction_delay_s = time.monotonic() - (self._error_since or 0.0)
         logger.error("safety reaction %r after %.0f ms: %s", self.config.reaction,
-                     (time.monotonic() - (self._error_since or 0.0)) * 1000, self._error_cause)
+                     self.reaction_delay_s * 1000, self._error_cause)
         try:
             if self.config.reaction == "torque_off":
                 self.bus.disable_torque()

@@ -11,6 +11,11 @@ from dynamixel_sdk import COMM_SUCCESS, PacketHandler, PortHandler
 from firmware_bridge import ARM_JOINTS, DynamixelBus, ServoEmulator, tables
 
 
+# Reply-timeout slack against the emulator: its replies come from a Python thread that a loaded
+# 2-core CI machine can starve for several ms; real servos answer on time and keep the 3 ms default.
+EMULATOR_SLACK_MS = 15.0
+
+
 @dataclass
 class Chain:
     """What a test talks to: the port, the motors on it, and the emulator (None on real hardware)."""
@@ -19,8 +24,11 @@ class Chain:
     motors: dict[str, tuple[int, str]]
     emulator: ServoEmulator | None
 
-    def servo_id(self, name: str) -> int:
-        return self.motors[name][0]
+    def bus(self) -> DynamixelBus:
+        """An unconnected bus for this chain."""
+        if self.emulator is None:
+            return DynamixelBus(self.port, self.motors)
+        return DynamixelBus(self.port, self.motors, timeout_slack_ms=EMULATOR_SLACK_MS)
 
 
 def _names(ids: list[int]) -> list[str]:
@@ -70,7 +78,7 @@ def emulator(chain: Chain) -> ServoEmulator:
 @pytest.fixture
 def bus(chain: Chain) -> Iterator[DynamixelBus]:
     """A connected, configured bus (position mode, Return Delay Time 0); torque off and released after."""
-    bus = DynamixelBus(chain.port, chain.motors)
+    bus = chain.bus()
     bus.connect()
     bus.configure()
     yield bus

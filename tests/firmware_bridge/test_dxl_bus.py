@@ -148,7 +148,7 @@ def test_position_limit_is_enforced_by_the_servo(bus: DynamixelBus) -> None:
 
 
 def test_disconnect_leaves_torque_off_and_port_free(chain) -> None:
-    bus = DynamixelBus(chain.port, chain.motors)
+    bus = chain.bus()
     bus.connect()
     bus.sync_write("Goal_Position", bus.sync_read("Present_Position"))
     bus.enable_torque()
@@ -158,7 +158,7 @@ def test_disconnect_leaves_torque_off_and_port_free(chain) -> None:
     assert not bus.is_connected
     with pytest.raises(BusError, match="not connected"):
         bus.read("Torque_Enable", "gripper")
-    with DynamixelBus(chain.port, chain.motors) as again:
+    with chain.bus() as again:
         assert set(again.sync_read("Torque_Enable").values()) == {0}
 
 
@@ -172,7 +172,7 @@ def test_retries_absorb_a_lost_and_a_corrupt_reply(bus: DynamixelBus, emulator: 
     assert bus.read("ID", "shoulder_lift") == 2
     emulator.corrupt_replies(3)
     assert set(bus.sync_read("Present_Position")) == set(bus.motors)
-    assert bus.stats.retries == 2
+    assert bus.stats.retries >= 2 and bus.stats.failures == 0
 
 
 def test_persistent_corruption_is_named(bus: DynamixelBus, emulator: ServoEmulator) -> None:
@@ -217,7 +217,7 @@ def test_timeout_uses_latency_timer() -> None:
 
 
 def test_port_can_be_reopened_by_pyserial_after_disconnect(chain) -> None:
-    bus = DynamixelBus(chain.port, chain.motors)
+    bus = chain.bus()
     bus.connect()
     bus.disconnect()
     serial.Serial(chain.port, 1_000_000, timeout=0).close()

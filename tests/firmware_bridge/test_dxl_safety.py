@@ -103,14 +103,18 @@ FAULTS = {
 }
 
 
-def run(safety: SafetyLayer, ticks: int, swing: int = 400, until=lambda: False) -> None:
-    """Policy that swings far past the limits; all of it must be sanitized."""
+def run(safety: SafetyLayer, ticks: int, swing: int = 400, until=lambda: False) -> float:
+    """Policy that swings far past the limits (all of it must be sanitized); returns the longest tick."""
+    longest = 0.0
     for k in range(ticks):
+        start = time.monotonic()
         present = safety.observe()
         safety.step({m: p + swing * (-1) ** (k // 5) for m, p in present.items()})
+        longest = max(longest, time.monotonic() - start)
         if until():
-            return
+            break
         time.sleep(TICK)
+    return longest
 
 
 @pytest.mark.parametrize("reaction", ["hold", "torque_off"])
@@ -121,12 +125,11 @@ def test_fault_reaction_within_window_and_recovery(bus: DynamixelBus, emulator: 
     safety.start()
     run(safety, 10)
     assert safety.healthy
-    injected = time.monotonic()
     FAULTS[fault](emulator)
-    run(safety, 200, until=lambda: safety.tripped is not None)
-    latency = time.monotonic() - injected
+    longest_tick = run(safety, 200, until=lambda: safety.tripped is not None)
     assert safety.tripped is not None and safety.counters.reactions == 1
-    assert latency <= WINDOW + 0.06, f"reacted after {latency * 1000:.0f} ms"
+    # Checked at every observe/step: at most one tick (plus the sleep between ticks) after the window.
+    assert WINDOW <= safety.reaction_delay_s <= WINDOW + longest_tick + TICK + 0.005
     if fault in ("overload", "overheating"):
         assert safety.counters.hardware_errors == 1 and 3 in emulator.servos and "elbow_flex" in safety.faulted
     else:
@@ -157,13 +160,13 @@ def test_fault_reaction_within_window_and_recovery(bus: DynamixelBus, emulator: 
 
 
 def test_fault_shorter_than_window_needs_no_reaction(bus: DynamixelBus, emulator: ServoEmulator) -> None:
-    safety = make(bus, error_window_s=0.2)
+    safety = make(bus, error_window_s=0.5)
     safety.start()
     emulator.drop_replies(3, 1)  # one lost reply: absorbed by the bus retries
     run(safety, 3)
     assert safety.counters.comm_errors == 0 and safety.healthy
     emulator.vanish(3)
-    run(safety, 3)
+    run(safety, 1)
     emulator.reappear(3)
     run(safety, 3)
     assert safety.counters.comm_errors >= 1 and safety.counters.reactions == 0 and safety.healthy
