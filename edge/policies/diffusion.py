@@ -88,3 +88,13 @@ class DiffusionRunner(PolicyRunner):
             chunk = self.denoise(self.encode(self._history), noise)
             self._queue.extend(chunk[start : start + self.chunking.n_action_steps])
         return self.unnormalize(self._queue.popleft())
+
+    def observe(self, observation: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
+        """Asynchronous execution: record the tick's observation, return a snapshot of the history."""
+        self._push(self._history, self.observation(observation))
+        return tuple(self._history)
+
+    def plan(self, context: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
+        """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], robot units."""
+        chunk = self.denoise(self.encode(deque(context)))
+        return self.unnormalize(chunk[self.chunking.n_obs_steps - 1 :])
