@@ -388,7 +388,12 @@ class ServoEmulator:
         for servo in self._present():
             servo.heard_instruction(arrival)
         handler = _HANDLERS.get(packet.instruction, ServoEmulator._unknown)
-        handler(self, packet, targets)
+        try:
+            handler(self, packet, targets)
+        except (IndexError, ValueError):  # parameters too short for the instruction
+            if packet.id != P.BROADCAST_ID:
+                self._send([(s, P.encode_status(s.get("ID"), s.status_error(tables.ERR_DATA_LENGTH)))
+                            for s in targets], 0)
 
     def _wire(self, n_bytes: int) -> float:
         return n_bytes * 10.0 / self.baudrate if self.timing else 0.0

@@ -194,3 +194,15 @@ def test_raw_sdk_port_handler_works_against_the_emulator() -> None:
         number, result, error = StuffingPacketHandler().ping(port, 1)
         assert (number, result, error) == (1020, COMM_SUCCESS, 0)
         port.closePort()
+
+
+def test_malformed_instruction_gets_a_length_error_and_the_emulator_keeps_serving(bus: DynamixelBus,
+                                                                                   emulator: ServoEmulator) -> None:
+    from firmware_bridge import protocol as P
+    port = bus._port
+    port.clearPort()
+    port.writePort(P.encode(2, P.READ, b"\x84"))  # READ needs 4 parameter bytes
+    port.setPacketTimeout(11)
+    packet, result = StuffingPacketHandler().rxPacket(port, False)
+    assert result == COMM_SUCCESS and packet[8] == tables.ERR_DATA_LENGTH
+    assert bus.read("ID", "shoulder_lift") == 2
