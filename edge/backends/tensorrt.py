@@ -143,14 +143,14 @@ class TensorRTBackend(Backend):
         self.precision = precision
         self.cache_dir = cache_dir
         self._runtime = self._trt.Runtime(self._trt.Logger(self._trt.Logger.WARNING))
-        self._chosen: dict[Path, str] = {}  # package path -> precision in use
+        self._chosen: dict[Path, tuple[str, dict[str, EngineStatus]]] = {}  # package -> precision, engines
 
     @property
     def version(self) -> str:
         return self._trt.__version__
 
     def describe(self) -> str:
-        used = ", ".join(sorted(set(self._chosen.values()))) or self.precision
+        used = ", ".join(sorted({precision for precision, _ in self._chosen.values()})) or self.precision
         return (f"tensorrt {self.version} on {self.gpu.name} (sm {self.gpu.compute_capability}), {used} engines, "
                 f"CUDA via {self._memory.library}")
 
@@ -161,16 +161,17 @@ class TensorRTBackend(Backend):
     def precision_for(self, package: PolicyPackage) -> str:
         """The precision whose engines are all fresh (FP16 first under "auto"); BackendError saying what to build."""
         if package.path in self._chosen:
-            return self._chosen[package.path]
+            return self._chosen[package.path][0]
         reasons = []
         for precision in (("fp16", "fp32") if self.precision == "auto" else (self.precision,)):
             try:
-                bad = [s for s in self.statuses(package, precision).values() if s.state != "fresh"]
+                statuses = self.statuses(package, precision)
             except BackendError as exc:
                 reasons.append(str(exc))
                 continue
+            bad = [s for s in statuses.values() if s.state != "fresh"]
             if not bad:
-                self._chosen[package.path] = precision
+                self._chosen[package.path] = precision, statuses
                 return precision
             reasons += [s.reason for s in bad]
         flag = " --fp16" if self.precision != "fp32" else ""
@@ -178,7 +179,8 @@ class TensorRTBackend(Backend):
                            f"device with `edge build {package.path}{flag}` (add --rebuild to replace stale ones)")
 
     def load(self, package: PolicyPackage, graph: str) -> GraphSession:
-        status = self.statuses(package, self.precision_for(package))[graph]
+        self.precision_for(package)
+        status = self._chosen[package.path][1][graph]  # checked once per package, not per graph
         engine = self._runtime.deserialize_cuda_engine(status.path.read_bytes())
         if engine is None:
             raise BackendError(f"graph {graph!r}: TensorRT could not deserialize {status.path}; "
