@@ -75,8 +75,9 @@ class VQBeTRunner(PolicyRunner):
         """(..., C) logits → (...) int codes: arg-max when greedy, else a seeded softmax draw."""
         return np.argmax(logits, axis=-1) if self.greedy else sample_codes(logits, self.temperature, self.rng)
 
-    def _observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...) window."""
+    def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...)
+        window — a fresh array, so asynchronous execution can plan from it while the history moves on."""
         current = self.observation(observation)
         features = self.graphs["encoder"].run({self.image_key: current[self.image_key][None]})["image_features"][0]
         step = {self.state_key: current[self.state_key], "image_features": features}
@@ -96,12 +97,16 @@ class VQBeTRunner(PolicyRunner):
         feeds = {"codes": self._eye[codes][None], "offsets": out["offsets"]}
         return self.graphs["decode"].run(feeds)["action"][0]
 
+    def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
+        """The chunk for an `observe` window, robot units (asynchronous execution)."""
+        return self.unnormalize(self._normalized_chunk(context))
+
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """The whole (action_chunk_size, action_dim) chunk; the observation joins the history, the queue is untouched."""
-        return self.unnormalize(self._normalized_chunk(self._observe(observation)))
+        return self.unnormalize(self._normalized_chunk(self.observe(observation)))
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        window = self._observe(observation)
+        window = self.observe(observation)
         if not self._queue:
             self._queue.extend(self._normalized_chunk(window))
         return self.unnormalize(self._queue.popleft())

@@ -46,7 +46,7 @@ def fixture_logits(policy, reference_rollout) -> np.ndarray:
     ref = reference_rollout("vqbet_cam")
     obs = {k.split(".", 2)[2]: v for k, v in ref.items() if k.startswith("obs.0.")}
     policy.reset()
-    return policy.graphs["policy"].run(policy._observe(obs))["logits"][0]
+    return policy.graphs["policy"].run(policy.observe(obs))["logits"][0]
 
 
 def test_chi2_sf_known_values():
