@@ -295,8 +295,9 @@ class DynamixelBus:
             if result != COMM_SUCCESS:
                 corrupt = True
                 continue
-            if packet[4] in ids and (packet[5] | packet[6] << 8) == reg.size + 4:
-                self._status(packet[8], ids[packet[4]])
+            length = packet[5] | packet[6] << 8
+            if packet[4] in ids and (length == reg.size + 4 or (length == 4 and packet[8] & 0x7F)):
+                self._status(packet[8], ids[packet[4]])  # raises on an error status (which has no data)
                 replies[packet[4]] = bytes(packet[9 : 9 + reg.size])
         missing = [name for i, name in ids.items() if i not in replies]
         if missing:
@@ -307,9 +308,9 @@ class DynamixelBus:
         result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), True)
         self._check(result, ids.values())
         packet, result = self._ph.rxPacket(self._port, True)
-        if result != COMM_SUCCESS or packet[4] != BROADCAST_ID or \
-                (packet[5] | packet[6] << 8) != 1 + len(ids) * (reg.size + 4):
-            raise _Transient(ids.values(), f"fast sync read: {self._ph.getTxRxResult(result)}")
+        self._check(result, ids.values())
+        if packet[4] != BROADCAST_ID or (packet[5] | packet[6] << 8) != 1 + len(ids) * (reg.size + 4):
+            raise _Transient(ids.values(), "fast sync read: unexpected reply")
         replies: dict[int, bytes] = {}
         idx = 8
         for _ in ids:

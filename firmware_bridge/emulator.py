@@ -50,10 +50,17 @@ class Faults:
     delay_count: int = 0
     present: bool = True
 
-    @staticmethod
-    def take(count: int) -> tuple[bool, int]:
-        """(fault applies now, remaining count)."""
-        return (count != 0, count - 1 if count > 0 else count)
+    def consume(self) -> tuple[bool, bool, float]:
+        """Apply the pending faults to one reply: (dropped, corrupted, extra delay in seconds)."""
+        dropped, self.drop = _take(self.drop)
+        corrupted, self.corrupt = _take(self.corrupt)
+        delayed, self.delay_count = _take(self.delay_count)
+        return dropped, corrupted, self.delay_s if delayed else 0.0
+
+
+def _take(count: int) -> tuple[bool, int]:
+    """(fault applies now, remaining count) for a count where -1 means forever."""
+    return count != 0, count - 1 if count > 0 else count
 
 
 class EmulatedServo:
@@ -403,17 +410,14 @@ class ServoEmulator:
         for servo, reply in replies:
             if servo.get("Status_Return_Level") < level:
                 continue
-            faults = servo.faults
-            drop, faults.drop = Faults.take(faults.drop)
-            if drop:
+            dropped, corrupted, delay = servo.faults.consume()
+            if dropped:
                 continue
-            corrupt, faults.corrupt = Faults.take(faults.corrupt)
-            if corrupt:
+            if corrupted:
                 reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
-            delayed, faults.delay_count = Faults.take(faults.delay_count)
             start = self._bus_free + (servo.get("Return_Delay_Time") * 2e-6 if self.timing else 0.0)
             self._bus_free = start + self._wire(len(reply))
-            self._write_at(self._bus_free + (faults.delay_s if delayed else 0.0), reply)
+            self._write_at(self._bus_free + delay, reply)
 
     def _write_at(self, due: float, reply: bytes) -> None:
         """Send `reply` at `due`: now (sleeping out the wire time) or, when delayed, from the serve loop."""
@@ -450,8 +454,7 @@ class ServoEmulator:
         if packet.id != P.BROADCAST_ID:
             self._send([(s, P.encode_status(s.get("ID"), s.status_error())) for s in targets], 2)
         for servo in targets:
-            servo.put("Hardware_Error_Status", 0)
-            servo.reset_ram()
+            servo.reset_ram()  # clears Hardware_Error_Status too
 
     def _factory_reset(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         if packet.id != P.BROADCAST_ID:
@@ -476,14 +479,11 @@ class ServoEmulator:
             servo = self.servos.get(servo_id)
             if servo is None or not servo.faults.present:
                 break
-            faults = servo.faults
-            drop, faults.drop = Faults.take(faults.drop)
-            if drop:
+            dropped, corrupted, late = servo.faults.consume()
+            if dropped:
                 break
-            hit, faults.corrupt = Faults.take(faults.corrupt)
-            corrupt |= hit
-            hit, faults.delay_count = Faults.take(faults.delay_count)
-            delay += faults.delay_s if hit else 0.0
+            corrupt |= corrupted
+            delay += late
             error, data = servo.read(address, length)
             reply += bytes([error, servo_id]) + data.ljust(length, b"\0")
             reply += P.crc16(reply).to_bytes(2, "little")

@@ -66,9 +66,9 @@ def test_extended_position_value_with_ff_ff_fd_goes_out_stuffed(bus: DynamixelBu
     assert emulator.register(6, "Goal_Position") == value
     bus.sync_write("Goal_Position", {name: value + 1})
     bus.sync_write("Goal_Position", {name: value})
-    assert emulator.register(6, "Goal_Position") == value
     assert bus.read("Goal_Position", name) == value  # and the stuffed status packet is decoded
     assert bus.sync_read("Goal_Position", [name]) == {name: value}
+    assert emulator.register(6, "Goal_Position") == value
 
 
 def test_plain_sdk_packet_with_ff_ff_fd_is_not_understood(emulator: ServoEmulator) -> None:
