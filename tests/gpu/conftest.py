@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tensorrt_gpu():
-    """The TensorRT module, or skip (pytest puts tests/ on sys.path, so `tensorrt` may be tests/tensorrt)."""
+    """The TensorRT module and a GPU, or skip."""
     from edge.backends.cuda_memory import cuda_memory
     from edge.backends.tensorrt import import_tensorrt
     from edge.errors import BackendError

@@ -1,5 +1,5 @@
 """Backend choice and fallback with TensorRT / CUDA bindings really absent (fresh interpreters), `edge build`'s
-flow against the API stub in tests/tensorrt/stubs, and ONNX Runtime's GPU provider options."""
+flow against the API stub in tests/trt_backend/stubs, and ONNX Runtime's GPU provider options."""
 
 from __future__ import annotations
 
