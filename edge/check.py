@@ -12,10 +12,13 @@ from edge.package import PolicyPackage
 
 @dataclass
 class OutputCheck:
+    """Max |error| of one output. FP16 runs are judged like the FP16 preflight: error / max(1, max |ref|)."""
+
     graph: str
     output: str
     max_abs_error: float
     tolerance: float
+    precision: str = "fp32"
 
     @property
     def ok(self) -> bool:
@@ -23,19 +26,28 @@ class OutputCheck:
 
 
 def check_package(package: PolicyPackage, backend: Backend, tolerance: float | None = None) -> list[OutputCheck]:
-    """Max |backend - PyTorch| per graph output over all validation samples."""
-    tol = package.manifest.validation.tolerance if tolerance is None else tolerance
+    """Max |backend - PyTorch| per graph output over all validation samples (scaled for FP16 backends)."""
     samples = package.validation_samples()
     results = []
     for name, spec in package.manifest.graphs.items():
         session = backend.load(package, name)
+        precision = backend.precision_for(package)
+        if tolerance is not None:
+            tol = tolerance
+        elif precision == "fp16":
+            tol = (package.manifest.fp16_preflight or {}).get("tolerance", 0.02)
+        else:
+            tol = package.manifest.validation.tolerance
         worst = {t.name: 0.0 for t in spec.outputs}
         for s in range(package.manifest.validation.samples):
             prefix = f"{name}/{s}/"
             feeds = {t.name: samples[f"{prefix}in/{t.name}"] for t in spec.inputs}
             got = session.run(feeds)
             for t in spec.outputs:
-                err = np.abs(got[t.name].astype(np.float64) - samples[f"{prefix}out/{t.name}"]).max(initial=0.0)
+                ref = samples[f"{prefix}out/{t.name}"]
+                err = np.abs(got[t.name].astype(np.float64) - ref).max(initial=0.0)
+                if precision == "fp16":
+                    err /= max(1.0, float(np.abs(ref).max(initial=0.0)))
                 worst[t.name] = err if np.isnan(err) else max(worst[t.name], float(err))
-        results += [OutputCheck(name, out, float(err), tol) for out, err in worst.items()]
+        results += [OutputCheck(name, out, float(err), tol, precision) for out, err in worst.items()]
     return results

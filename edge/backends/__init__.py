@@ -53,6 +53,10 @@ class AutoBackend(Backend):
                      "".join(f" [skipped {s}]" for s in self.skipped[package.path]))
         return session
 
+    def precision_for(self, package: PolicyPackage) -> str:
+        chosen = self.chosen.get(package.path)
+        return chosen.precision_for(package) if chosen is not None else "fp32"
+
     def describe(self) -> str:
         if not self.chosen:
             return "auto (chooses when a package is loaded)"

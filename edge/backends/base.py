@@ -39,6 +39,10 @@ class Backend(ABC):
         """One line saying what this backend runs on (shown to the user)."""
         return self.name
 
+    def precision_for(self, package: PolicyPackage) -> str:
+        """"fp32" or "fp16": what this backend runs `package` in (decides which tolerance a self-check uses)."""
+        return "fp32"
+
 
 def check_io(graph: str, spec: GraphSpec, actual_inputs: dict[str, list], actual_outputs: dict[str, list]) -> None:
     """Compare a graph file's real I/O names and shapes with the manifest's; PackageError on mismatch."""

@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     m = package.manifest
     print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
     print(f"backend  {backend.describe()}")
-    print(f"{'graph':<16} {'output':<20} {'max |err|':>10} {'tolerance':>10}  result")
+    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'tolerance':>10}  result")
     for r in results:
-        print(f"{r.graph:<16} {r.output:<20} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  {'ok' if r.ok else 'FAIL'}")
+        print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  "
+              f"{'ok' if r.ok else 'FAIL'}")
     failed = [r for r in results if not r.ok]
     print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
     return 1 if failed else 0
