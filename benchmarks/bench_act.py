@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,8 @@ import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.act import build_policy  # noqa: E402
+from edge.timing import call_times_ms  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
-
-
-def timed(fn, repeats: int) -> np.ndarray:  # noqa: ANN001
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return np.array(out)
 
 
 def bench_case(fixtures: Path, case: str, workdir: Path, repeats: int) -> dict:
@@ -52,8 +41,8 @@ def bench_case(fixtures: Path, case: str, workdir: Path, repeats: int) -> dict:
         with torch.no_grad():
             policy.predict_action_chunk(tensors)
 
-    t_rt = timed(lambda: runner.predict_action_chunk(obs), repeats)
-    t_pt = timed(eager, repeats)
+    t_rt = call_times_ms(lambda: runner.predict_action_chunk(obs), repeats, warmup=5)
+    t_pt = call_times_ms(eager, repeats, warmup=5)
     return {"case": case, "rt": t_rt, "pt": t_pt}
 
 

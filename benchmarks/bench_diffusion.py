@@ -10,10 +10,8 @@ test extras (torch, diffusers). Writes its section of benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +27,12 @@ from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.families.diffusion import ObsEncoderGraph, build_policy  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
+from edge.timing import median_ms  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "lerobot" / "diffusion_cam" / "pretrained_model"
 STEPS = [1, 2, 4, 8, 10, 16, 32, 100]
 K = 10
 REPEATS = 20
-
-
-def median_ms(fn, repeats: int = REPEATS) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def eager_sampler(window: dict[str, np.ndarray], noise: np.ndarray):

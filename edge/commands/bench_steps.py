@@ -8,8 +8,6 @@ DDIM-100 chunk (robot units), on the package's validation observations with the 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +15,7 @@ import numpy as np
 from edge import load_policy
 from edge.cli import CLIError
 from edge.errors import EdgeError
+from edge.timing import median_ms
 from edge.package import load_package
 from edge.policies.diffusion import DiffusionRunner
 
@@ -46,16 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
     """Run the few-step study on the package's validation observations (one fixed noise per sample)."""
     package = load_package(path)
@@ -76,7 +65,7 @@ def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", 
                          for w, z in zip(windows, noises)])
 
     def latency(runner: DiffusionRunner) -> float:
-        return _median_ms(lambda: runner.denoise(runner.graphs["obs_encoder"].run(windows[0])["global_cond"],
+        return median_ms(lambda: runner.denoise(runner.graphs["obs_encoder"].run(windows[0])["global_cond"],
                                                  noises[0]), repeats)
 
     target = chunks(reference)
