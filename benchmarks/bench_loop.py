@@ -22,12 +22,8 @@ import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
 from conftest import SlowBackend  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.chunker import AsyncExecutor, SyncExecutor  # noqa: E402
-from edge.control_loop import LoopConfig, run_loop  # noqa: E402
-from edge.emulated_arm import emulated_arm  # noqa: E402
+from edge.emulated_arm import drive_emulated  # noqa: E402
 from edge.policies import runner_class  # noqa: E402
-from edge.robot import Robot  # noqa: E402
-from edge.telemetry import Telemetry  # noqa: E402
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
 TARGET = {"observation.environment_state": np.array([0.1, 0.0, 0.2], np.float32)}
@@ -36,13 +32,7 @@ TARGET = {"observation.environment_state": np.array([0.1, 0.0, 0.2], np.float32)
 def run(asynchronous: bool, slow: bool, hz: float, seconds: float) -> dict:
     backend = SlowBackend(3.0 / hz) if slow else OnnxRuntimeBackend(threads=1)
     policy = runner_class("act")(edge.load_policy(DEMO).package, backend)
-    executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry()
-    try:
-        with emulated_arm(hz=hz) as (config, _emu), Robot(config, static_features=TARGET) as robot:
-            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
-    finally:
-        executor.close()
+    telemetry = drive_emulated(policy, hz, seconds, asynchronous, TARGET)
     errors = np.array([abs(r.t - r.deadline) * 1e3 for r in telemetry.records])
     work = np.diff([r.t for r in telemetry.records]) * 1e3
     s = telemetry.summary()

@@ -13,7 +13,14 @@ from typing import Iterator
 
 import yaml
 
+import numpy as np
+
 from calibration import RobotConfig, load_robot_config
+from edge.chunker import AsyncExecutor, SyncExecutor
+from edge.control_loop import LoopConfig, run_loop
+from edge.policies.base import PolicyRunner
+from edge.robot import Robot
+from edge.telemetry import Telemetry
 from firmware_bridge import ARM_JOINTS, ServoEmulator
 
 MODEL = "xl430-w250"
@@ -47,3 +54,18 @@ def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotC
     with tempfile.TemporaryDirectory(prefix="edge-arm-") as tmp, \
             ServoEmulator({i: MODEL for i in range(1, len(ARM_JOINTS) + 1)}, timing=timing) as emulator:
         yield load_robot_config(arm_files(Path(tmp), emulator.port, hz)), emulator
+
+
+def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous: bool = False,
+                   static_features: dict[str, np.ndarray] | None = None) -> Telemetry:
+    """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks)."""
+    executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
+    telemetry = Telemetry()
+    try:
+        with emulated_arm(hz=hz) as (config, _emulator), \
+                Robot(config, static_features=static_features or {}) as robot:
+            policy.reset()
+            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
+    finally:
+        executor.close()
+    return telemetry

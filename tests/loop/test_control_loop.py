@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import edge
-from edge.chunker import AsyncExecutor, SyncExecutor
+from edge.chunker import SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
-from edge.emulated_arm import arm_files, emulated_arm
+from edge.emulated_arm import arm_files, drive_emulated, emulated_arm
 from edge.policies import runner_class
 from edge.robot import Robot
 from edge.telemetry import Telemetry
@@ -28,18 +28,10 @@ SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", 
 
 
 def drive_slow(asynchronous: bool, hz: float, seconds: float, slow_backend) -> tuple[dict, Telemetry]:  # noqa: ANN001
-    delay = 3.0 / hz  # inference takes three control periods
-    policy = runner_class("act")(edge.load_policy(DEMO).package, slow_backend(delay))
-    executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry()
-    try:
-        with emulated_arm(hz=hz) as (config, _emulator), Robot(config, static_features=TARGET) as robot:
-            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
-    finally:
-        executor.close()
+    """The demo ACT on the emulated arm, every inference taking three control periods."""
+    policy = runner_class("act")(edge.load_policy(DEMO).package, slow_backend(3.0 / hz))
+    telemetry = drive_emulated(policy, hz, seconds, asynchronous, TARGET)
     return telemetry.summary(), telemetry
-
-
 def test_async_loop_meets_every_deadline_with_slow_inference(slow_backend):
     summary, telemetry = drive_slow(True, hz=100.0, seconds=3.0, slow_backend=slow_backend)
     assert set(summary) == SUMMARY_KEYS
