@@ -66,6 +66,11 @@ class JointNormalizer:
         self._lo = self._min.astype(np.int64)
         self._hi = self._max.astype(np.int64)
 
+    @property
+    def limits(self) -> dict[str, tuple[int, int]]:
+        """Calibrated `{motor: (range_min, range_max)}` in ticks, the joint limits firmware_bridge's SafetyLayer takes."""
+        return {m: (int(lo), int(hi)) for m, lo, hi in zip(self.motors, self._lo, self._hi)}
+
     def normalize(self, ticks: np.ndarray | Sequence[int]) -> np.ndarray:
         """Present_Position ticks (motor order) -> policy units as float64.
 

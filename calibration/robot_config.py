@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -25,7 +25,11 @@ from calibration.calibration_file import (
 )
 from calibration.normalize import JointNormalizer
 
+if TYPE_CHECKING:
+    from firmware_bridge.safety import SafetyConfig
+
 REACTIONS = ("hold", "torque_off")
+WATCHDOG_MS = (20, 2540)  # Bus_Watchdog 1..127 in 20 ms units
 BAUDRATES = (9_600, 57_600, 115_200, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 4_500_000)
 
 
@@ -51,18 +55,18 @@ class MotorConfig:
 
 @dataclass(frozen=True)
 class SafetyLimits:
-    """Safety section in physical units; `RobotConfig.safety_ticks` converts it for firmware_bridge's safety layer.
+    """Safety section in physical units; `RobotConfig.safety_config` converts it for firmware_bridge's safety layer.
 
     max_step_deg: largest goal change per control tick, in degrees of servo shaft (one number, or one per motor).
     error_window_s: how long bus errors may persist before `reaction` fires.
     reaction: `hold` (keep the last good goal, torque on) or `torque_off`.
-    watchdog_ms: no new action for this long triggers `reaction`.
+    watchdog_ms: the servos' Bus Watchdog: no packet for this long stops them (None: off).
     """
 
     max_step_deg: float | dict[str, float]
     error_window_s: float
     reaction: str
-    watchdog_ms: int
+    watchdog_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -128,25 +132,24 @@ class RobotConfig:
             resolutions=[m.resolution for m in self.motors],
         )
 
-    def safety_ticks(self, normalizer: JointNormalizer) -> dict[str, Any]:
-        """The safety section in raw ticks, as keyword arguments for firmware_bridge's safety config.
+    def safety_config(self, normalizer: JointNormalizer) -> SafetyConfig:
+        """The safety section as firmware_bridge's `SafetyConfig` (raw ticks).
 
-        max_step_ticks: per-motor `{name: ticks}` (at least 1); rest_pose: `{name: goal ticks}` or None.
+        Degrees become ticks at 4095/360 (never below 1 tick); the rest pose goes through `normalizer.goal`, so
+        it is clamped to the calibrated range. Use with `SafetyLayer(bus, normalizer.limits, config)`.
         """
+        from firmware_bridge.safety import SafetyConfig  # calibration itself needs no bus
+
+        def ticks(deg: float, motor: MotorConfig) -> int:
+            return max(1, round(deg * (motor.resolution - 1) / 360))
+
         steps = self.safety.max_step_deg
-        per_motor = steps if isinstance(steps, dict) else {m.name: steps for m in self.motors}
+        max_step = {m.name: ticks(steps[m.name] if isinstance(steps, dict) else steps, m) for m in self.motors}
         rest = None
         if self.rest_pose is not None:
             rest = normalizer.goal(np.array([self.rest_pose[name] for name in self.motor_names]))
-        return {
-            "max_step_ticks": {
-                m.name: max(1, round(per_motor[m.name] * (m.resolution - 1) / 360)) for m in self.motors
-            },
-            "error_window_s": self.safety.error_window_s,
-            "reaction": self.safety.reaction,
-            "watchdog_ms": self.safety.watchdog_ms,
-            "rest_pose": rest,
-        }
+        return SafetyConfig(max_step_ticks=max_step, error_window_s=self.safety.error_window_s,
+                            reaction=self.safety.reaction, watchdog_ms=self.safety.watchdog_ms, rest_pose=rest)
 
 
 def load_robot_config(path: str | Path) -> RobotConfig:
@@ -192,9 +195,10 @@ def robot_config_from_dict(data: Any, base_dir: str | Path = ".") -> RobotConfig
         max_step: float | dict[str, float] = {n: step.number(n, positive=True) for n in names}
     else:
         max_step = safety.number("max_step_deg", positive=True)
-    watchdog_ms = safety.integer("watchdog_ms")
-    if watchdog_ms <= 0:
-        raise RobotConfigError(f"field 'safety.watchdog_ms': must be positive, got {watchdog_ms}")
+    watchdog_ms = None if safety.get("watchdog_ms") is None else safety.integer("watchdog_ms")
+    if watchdog_ms is not None and not WATCHDOG_MS[0] <= watchdog_ms <= WATCHDOG_MS[1]:
+        raise RobotConfigError(f"field 'safety.watchdog_ms': must be in {WATCHDOG_MS[0]}..{WATCHDOG_MS[1]} "
+                               f"(the servo's Bus Watchdog, 20 ms units) or null for off, got {watchdog_ms}")
     limits = SafetyLimits(max_step, safety.number("error_window_s", positive=True), reaction, watchdog_ms)
 
     rest_pose = None

@@ -65,18 +65,32 @@ def test_writer_keeps_a_sibling_calibration_file_relative(tmp_path: Path) -> Non
     assert yaml.safe_load((tmp_path / "copy.yaml").read_text())["calibration"] == "calibration.json"
 
 
-def test_safety_section_converted_to_ticks(tmp_path: Path) -> None:
+def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
+    safety = pytest.importorskip("firmware_bridge.safety")
+    from firmware_bridge import DynamixelBus
+
     data = example()
     data["safety"]["max_step_deg"] = {n: 9.0 for n in NAMES} | {"gripper": 0.01}
     robot = load(tmp_path, data)
     calib = {n: MotorCalibration(i + 1, 0, 0, 1000, 3000) for i, n in enumerate(NAMES)}
-    ticks = robot.safety_ticks(robot.normalizer(calib))
-    assert ticks["max_step_ticks"]["shoulder_pan"] == round(9.0 * 4095 / 360) == 102
-    assert ticks["max_step_ticks"]["gripper"] == 1  # never zero: a zero step would freeze the joint
-    assert ticks["reaction"] == "hold" and ticks["watchdog_ms"] == 200 and ticks["error_window_s"] == 0.5
+    norm = robot.normalizer(calib)
+    config = robot.safety_config(norm)
+    assert isinstance(config, safety.SafetyConfig)
+    assert config.max_step_ticks["shoulder_pan"] == round(9.0 * 4095 / 360) == 102
+    assert config.max_step_ticks["gripper"] == 1  # never zero: a zero step would freeze the joint
+    assert (config.reaction, config.watchdog_ms, config.error_window_s) == ("hold", 200, 0.5)
     # rest pose in policy units -> goal ticks: shoulder_lift -95 of range_m100_100 over 1000..3000
-    assert ticks["rest_pose"]["shoulder_lift"] == int((-95 + 100) / 200 * 2000 + 1000) == 1050
-    assert ticks["rest_pose"]["gripper"] == 1100
+    assert config.rest_pose["shoulder_lift"] == int((-95 + 100) / 200 * 2000 + 1000) == 1050
+    assert config.rest_pose["gripper"] == 1100
+    assert norm.limits["elbow_flex"] == (1000, 3000)
+    # what a control loop builds from them (the bus is not opened by the constructor)
+    layer = safety.SafetyLayer(DynamixelBus("/dev/null", robot.bus_motors()), norm.limits, config)
+    assert layer.max_step["wrist_flex"] == 102
+
+    data["safety"]["max_step_deg"] = 6.0
+    data["safety"]["watchdog_ms"] = None
+    config = load(tmp_path, data).safety_config(norm)
+    assert set(config.max_step_ticks.values()) == {68} and config.watchdog_ms is None
 
 
 def mutate(path: list, value=None, delete: bool = False):
@@ -111,6 +125,7 @@ def mutate(path: list, value=None, delete: bool = False):
         (mutate(["safety", "reaction"], "panic"), "field 'safety.reaction': 'panic' is not one of hold, torque_off"),
         (mutate(["safety", "max_step_deg"], {"gripper": 3}), "field 'safety.max_step_deg.shoulder_pan' is missing"),
         (mutate(["safety", "max_step_deg"], -1), "field 'safety.max_step_deg': must be positive"),
+        (mutate(["safety", "watchdog_ms"], 5), r"field 'safety.watchdog_ms': must be in 20..2540"),
         (mutate(["rest_pose", "gripper"], 150), "field 'rest_pose.gripper': 150.0 outside 0..100"),
         (mutate(["rest_pose", "elbow"], 0), r"unknown field\(s\) 'rest_pose.elbow'"),
         (mutate(["features", "state"], ""), "field 'features.state': expected a non-empty string"),
