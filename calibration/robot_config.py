@@ -114,7 +114,6 @@ class RobotConfig:
                 raise CalibrationError(
                     f"{source}: motor '{m.name}': id {calibration[m.name].id} but the robot file says {m.id}"
                 )
-            calibration[m.name].validate(m.name, m.resolution)
         extra = [name for name in calibration if name not in self.motor_names]
         if extra:
             raise CalibrationError(f"{source}: motor(s) {', '.join(extra)} not in the robot file")
