@@ -33,6 +33,8 @@ class JointNormalizer:
         apply_drive_mode: bool = False,
     ) -> None:
         self.motors: tuple[str, ...] = tuple(motors)
+        if len(set(self.motors)) != len(self.motors):
+            raise CalibrationError(f"duplicate motor names in {list(self.motors)}")
         if len(norm_modes) != len(self.motors):
             raise CalibrationError(f"{len(self.motors)} motors but {len(norm_modes)} normalisation modes")
         resolutions = [4096] * len(self.motors) if resolutions is None else resolutions
@@ -59,10 +61,9 @@ class JointNormalizer:
         self._max_res = np.array(resolutions, dtype=np.float64) - 1
         self._degrees = np.array([m is NormMode.DEGREES for m in modes])
         self._m100 = np.array([m is NormMode.RANGE_M100_100 for m in modes])
-        self._p100 = np.array([m is NormMode.RANGE_0_100 for m in modes])
         inverted = np.array([apply_drive_mode and c.drive_mode == 1 for c in cal])
         self._flip_m100 = inverted & self._m100
-        self._flip_p100 = inverted & self._p100
+        self._flip_p100 = inverted & np.array([m is NormMode.RANGE_0_100 for m in modes])
         self._lo = self._min.astype(np.int64)
         self._hi = self._max.astype(np.int64)
 
