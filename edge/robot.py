@@ -14,7 +14,7 @@ import numpy as np
 from calibration import JointNormalizer, RobotConfig
 from edge.camera import Camera
 from firmware_bridge import DynamixelBus
-from firmware_bridge.safety import SafetyConfig, SafetyLayer
+from firmware_bridge.safety import SafetyLayer
 
 
 @dataclass
@@ -26,11 +26,9 @@ class Robot:
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        calibration = self.config.load_calibration()
-        self.normalizer: JointNormalizer = self.config.normalizer(calibration)
+        self.normalizer: JointNormalizer = self.config.normalizer()
         self.bus = DynamixelBus(self.config.port, self.config.bus_motors(), self.config.baudrate)
-        limits = {m: (c.range_min, c.range_max) for m, c in calibration.items()}
-        self.safety = SafetyLayer(self.bus, limits, SafetyConfig(**self.config.safety_ticks(self.normalizer)))
+        self.safety = SafetyLayer(self.bus, self.normalizer.limits, self.config.safety_config(self.normalizer))
         self.motors = list(self.normalizer.motors)
         self._sent: dict[str, float] = {}
 
