@@ -2,5 +2,7 @@
 
 from firmware_bridge.bus import BusError, BusStats, DynamixelBus
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator, default_arm_motors
+from firmware_bridge.safety import SafetyConfig, SafetyCounters, SafetyLayer, SafetyStop
 
-__all__ = ["ARM_JOINTS", "BusError", "BusStats", "DynamixelBus", "ServoEmulator", "default_arm_motors"]
+__all__ = ["ARM_JOINTS", "BusError", "BusStats", "DynamixelBus", "SafetyConfig", "SafetyCounters", "SafetyLayer",
+           "SafetyStop", "ServoEmulator", "default_arm_motors"]

@@ -419,6 +419,9 @@ class DynamixelBus:
                 except _Transient as exc:
                     failure = exc
                     self._drain()
+                except OSError as exc:  # the adapter went away (unplugged, permissions)
+                    self.stats.failures += 1
+                    raise BusError(what, motors, f"port error on {self.port}: {exc}") from exc
             self.stats.failures += 1
             assert failure is not None
             raise BusError(f"{what} failed after {self.retries + 1} attempts", failure.motors, failure.cause)

@@ -85,6 +85,7 @@ class EmulatedServo:
     # ---- control table -------------------------------------------------------------------------
 
     def get(self, name: str) -> int:
+        """Current value of register `name`."""
         reg = self.regs[name]
         return reg.decode(self.table[reg.address : reg.address + reg.size])
 
@@ -128,10 +129,12 @@ class EmulatedServo:
 
     @property
     def torque(self) -> bool:
+        """Torque_Enable is set."""
         return self.get("Torque_Enable") == 1
 
     @property
     def direction(self) -> int:
+        """-1 when Drive_Mode selects reverse rotation."""
         return -1 if self.get("Drive_Mode") & 1 else 1
 
     def status_error(self, error: int = 0) -> int:
@@ -193,6 +196,7 @@ class EmulatedServo:
     # ---- dynamics ----------------------------------------------------------------------------
 
     def heard_instruction(self, now: float) -> None:
+        """An instruction packet went by on the bus: feeds the Bus Watchdog."""
         self.last_instruction = now
 
     def update(self, now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 
 from edge.cli import CLIError
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the emulator, print its port, serve until interrupted."""
+    """Start the emulator, print its port, serve until SIGINT (Ctrl-C) or SIGTERM."""
     try:
         ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, (args.servos or 6) + 1))
     except ValueError:
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
+        signal.signal(sig, signal.default_int_handler)
     with emulator:
         print(emulator.port, flush=True)
         print(f"{len(ids)} x {args.model} (ids {','.join(map(str, ids))}) at {args.baudrate} bps; Ctrl-C to stop",

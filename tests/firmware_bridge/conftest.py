@@ -77,9 +77,11 @@ def emulator(chain: Chain) -> ServoEmulator:
 
 @pytest.fixture
 def bus(chain: Chain) -> Iterator[DynamixelBus]:
-    """A connected, configured bus (position mode, Return Delay Time 0); torque off and released after."""
+    """A connected bus, torque off and port released after. On the emulator it is also configured
+    (position mode, Return Delay Time 0); a real arm's EEPROM is left as calibrated."""
     bus = chain.bus()
     bus.connect()
-    bus.configure()
+    if chain.emulator is not None:
+        bus.configure()
     yield bus
     bus.disconnect()

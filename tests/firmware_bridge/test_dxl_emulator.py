@@ -13,6 +13,11 @@ from firmware_bridge.emulator import default_arm_motors
 from firmware_bridge.protocol import StuffingPacketHandler
 
 
+@pytest.fixture(autouse=True)
+def _emulator_only(emulator: ServoEmulator) -> None:
+    """This module tests the emulator itself (and rewrites EEPROM, moves joints far): skipped on hardware."""
+
+
 def wait_until(predicate, timeout: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
