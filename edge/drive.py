@@ -35,6 +35,7 @@ class DriveOptions:
     summary_path: Path | None = None
     status: bool = True
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    bus_timeout_slack_ms: float = 3.0
 
 
 def check_compatible(policy: edge.PolicyRunner, robot: RobotConfig, static: Mapping[str, np.ndarray]) -> None:
@@ -76,7 +77,8 @@ def drive(robot_config: RobotConfig, package: str | Path, options: DriveOptions)
           f"{options.hz:g} Hz, {mode}", file=sys.stderr)
     interrupted = False
     try:
-        with Robot(robot_config, static_features=options.static_features) as robot:
+        with Robot(robot_config, static_features=options.static_features,
+                   bus_timeout_slack_ms=options.bus_timeout_slack_ms) as robot:
             policy.reset()
             try:
                 run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry,

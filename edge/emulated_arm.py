@@ -25,6 +25,7 @@ from firmware_bridge import ARM_JOINTS, ServoEmulator
 
 MODEL = "xl430-w250"
 RANGE = (1024, 3072)  # calibrated ticks, centred on 2048 where the emulator's servos start
+BUS_SLACK_MS = 15.0  # reply slack for a Python emulator thread on a shared CPU (real servos: the default 3 ms)
 
 
 def arm_files(directory: Path, port: str, hz: float, baudrate: int = 1_000_000) -> Path:
@@ -63,7 +64,7 @@ def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous
     telemetry = Telemetry()
     try:
         with emulated_arm(hz=hz) as (config, _emulator), \
-                Robot(config, static_features=static_features or {}) as robot:
+                Robot(config, static_features=static_features or {}, bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
             policy.reset()
             run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
     finally:

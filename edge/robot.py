@@ -24,10 +24,12 @@ class Robot:
     config: RobotConfig
     cameras: Mapping[str, Camera] = field(default_factory=dict)
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    bus_timeout_slack_ms: float = 3.0  # extra reply time; the in-process emulator needs more on a busy machine
 
     def __post_init__(self) -> None:
         self.normalizer: JointNormalizer = self.config.normalizer()
-        self.bus = DynamixelBus(self.config.port, self.config.bus_motors(), self.config.baudrate)
+        self.bus = DynamixelBus(self.config.port, self.config.bus_motors(), self.config.baudrate,
+                                timeout_slack_ms=self.bus_timeout_slack_ms)
         self.safety = SafetyLayer(self.bus, self.normalizer.limits, self.config.safety_config(self.normalizer))
         self.motors = list(self.normalizer.motors)
         self._sent: dict[str, float] = {}

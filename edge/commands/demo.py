@@ -10,7 +10,7 @@ import numpy as np
 from edge.cli import CLIError
 from edge.commands.run import add_loop_arguments, options_from
 from edge.drive import drive
-from edge.emulated_arm import emulated_arm
+from edge.emulated_arm import BUS_SLACK_MS, emulated_arm
 from edge.errors import EdgeError
 
 BUNDLED = {"act": Path(__file__).resolve().parents[1] / "data" / "demo_act"}
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with emulated_arm(hz=args.hz) as (robot, emulator):
             print(f"emulated servos on {emulator.port}")
-            drive(robot, package, options_from(args, args.hz, static_features={
+            drive(robot, package, options_from(args, args.hz, bus_timeout_slack_ms=BUS_SLACK_MS, static_features={
                 "observation.environment_state": DEMO_TARGET}))
     except EdgeError as exc:
         raise CLIError(str(exc)) from None

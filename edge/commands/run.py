@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="drive a robot with a policy package")
     p.add_argument("--robot", required=True, type=Path, help="robot file (YAML)")
     p.add_argument("--policy", required=True, type=Path, help="policy package directory")
+    p.add_argument("--bus-slack-ms", type=float, default=3.0,
+                   help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="a constant observation feature, e.g. observation.environment_state=0.1,0,0.2")
     add_loop_arguments(p, hz_default=None)
@@ -61,7 +63,7 @@ def parse_features(items: list[str]) -> dict[str, np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     try:
         robot = load_robot_config(args.robot)
-        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz,
+        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz, bus_timeout_slack_ms=args.bus_slack_ms,
                                                static_features=parse_features(args.feature)))
     except (EdgeError, RobotConfigError, CalibrationError, BusError, ValueError) as exc:
         raise CLIError(str(exc)) from None

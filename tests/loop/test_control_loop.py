@@ -16,7 +16,7 @@ import pytest
 import edge
 from edge.chunker import SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
-from edge.emulated_arm import arm_files, drive_emulated, emulated_arm
+from edge.emulated_arm import BUS_SLACK_MS, arm_files, drive_emulated, emulated_arm
 from edge.policies import runner_class
 from edge.robot import Robot
 from edge.telemetry import Telemetry
@@ -56,7 +56,8 @@ def test_goals_are_step_capped_and_inside_limits():
     """Every goal the loop commanded stayed inside the calibrated range and within the per-tick cap."""
     policy = edge.load_policy(DEMO)
     telemetry = Telemetry()
-    with emulated_arm(hz=50.0) as (config, _emulator), Robot(config, static_features=TARGET) as robot:
+    with emulated_arm(hz=50.0) as (config, _emulator), \
+            Robot(config, static_features=TARGET, bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
         run_loop(robot, SyncExecutor(policy), LoopConfig(hz=50.0, max_ticks=60), telemetry)
         caps = robot.safety.config.max_step_ticks
         limit = np.array([caps[m] for m in robot.motors[:5]]) * 200 / 2048 + 1e-6  # range_m100_100 units per tick
@@ -74,7 +75,7 @@ def test_signal_mid_run_leaves_torque_off_and_port_free(tmp_path, sig):
         summary = tmp_path / "summary.json"
         proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--robot", str(robot_file),
                                  "--policy", str(DEMO), "--summary", str(summary), "--quiet",
-                                 "--feature", "observation.environment_state=0.1,0,0.2"],
+                                 "--feature", "observation.environment_state=0.1,0,0.2", "--bus-slack-ms", "15"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while emulator.register(1, "Torque_Enable") == 0:
