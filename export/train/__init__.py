@@ -1,0 +1,1 @@
+"""Minimal trainers for the project's LeRobot-compatible models on the simulated reach task (CPU, minutes)."""
