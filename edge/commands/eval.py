@@ -1,0 +1,121 @@
+"""`edge eval <package> [--episodes 50] [--seed S] [--pytorch] ...`: closed-loop success on the simulated reach task.
+
+Runs the package's runner on edge.sim's reach-around-an-obstacle task (20 Hz, far faster than real
+time) and prints the success rate, collisions and the share of episodes passing the obstacle on each
+side. `--pytorch` runs the same runner on the PyTorch networks rebuilt from the package's source
+checkpoint (needs torch and this project's `export` package: a workstation, not the robot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from edge.backends import BACKENDS, get_backend
+from edge.cli import CLIError
+from edge.errors import EdgeError
+from edge.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
+from edge.package import load_package
+from edge.policies import runner_class
+
+BUNDLED = Path(__file__).resolve().parents[1] / "data"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("eval", help="success rate of a policy package on the simulated reach task")
+    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
+    p.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
+    p.add_argument("--backend", default=None, choices=BACKENDS, help="runtime backend (default auto; "
+                   "onnxruntime when --precision is given)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                   help="fp16 runs the package's FP16 preflight graphs (python -m export.fp16)")
+    p.add_argument("--steps", type=int, default=None, help="diffusion: num_inference_steps K")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="diffusion: sampler")
+    p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
+    p.add_argument("--pytorch", action="store_true",
+                   help="run the PyTorch networks from the package's source checkpoint (workstation, needs torch)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="with --pytorch: the pretrained_model directory (default: the manifest's source)")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def resolve_package(name: str) -> Path:
+    path = Path(name)
+    if not path.exists() and (BUNDLED / f"demo_{name}").is_dir():
+        return BUNDLED / f"demo_{name}"
+    if not path.is_dir():
+        raise CLIError(f"{name}: no such package directory")
+    return path
+
+
+def make_backend(args: argparse.Namespace):  # noqa: ANN201
+    if args.pytorch:
+        if args.backend is not None or args.precision is not None:
+            raise CLIError("--pytorch runs PyTorch in FP32; it takes no --backend or --precision")
+        try:
+            from export.torch_backend import TorchBackend
+        except ImportError as exc:
+            raise CLIError(f"--pytorch needs torch and the project's export package on this machine ({exc}); "
+                           "run it on the workstation (pip install '.[export]')") from None
+        return TorchBackend(args.checkpoint)
+    if args.checkpoint is not None:
+        raise CLIError("--checkpoint is only used with --pytorch")
+    if args.precision is not None:
+        return get_backend(args.backend or "onnxruntime", precision=args.precision)
+    return get_backend(args.backend or "auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise CLIError("--episodes must be at least 1")
+    path = resolve_package(args.package)
+    try:
+        package = load_package(path)
+        cls = runner_class(package.manifest.policy_type)
+        options = runner_options(cls, seed=args.seed, num_inference_steps=args.steps, sampler=args.sampler,
+                                 greedy=args.greedy or None)
+        unused = [flag for flag, value, key in (("--steps", args.steps, "num_inference_steps"),
+                                                ("--sampler", args.sampler, "sampler"),
+                                                ("--greedy", args.greedy or None, "greedy"))
+                  if value is not None and key not in options]
+        if unused:
+            raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
+        policy = cls(package, make_backend(args), **options)
+    except (EdgeError, ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
+    name = ("pytorch" if args.pytorch else policy.backend.describe())
+    print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, seed {args.seed}"
+          + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
+    t0 = time.monotonic()
+    tty = sys.stderr.isatty()
+
+    def progress(i: int, r) -> None:  # noqa: ANN001
+        if args.quiet:
+            return
+        line = (f"  episode {i}/{args.episodes}: {r.successes} successes, {r.collisions} collisions, "
+                f"left {r.sides['left']} / right {r.sides['right']}  ({time.monotonic() - t0:.1f} s)")
+        sys.stderr.write(("\r" + line if tty else line + "\n"))
+        sys.stderr.flush()
+
+    try:
+        result = evaluate(policy, args.episodes, args.seed, progress=progress)
+    except EdgeError as exc:
+        raise CLIError(str(exc)) from None
+    if tty and not args.quiet:
+        sys.stderr.write("\n")
+    label = "pytorch" if args.pytorch else (args.precision or "default precision")
+    row = format_row(f"{package.manifest.policy_type} {label}", result)
+    print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
+    s = result.summary()
+    print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "
+          f"{result.collisions}, timeouts {result.timeouts}, left {100 * s['left']:.1f}% / right "
+          f"{100 * s['right']:.1f}%, {time.monotonic() - t0:.1f} s")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **s}, indent=2))
+    return 0
