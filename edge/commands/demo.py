@@ -1,38 +1,152 @@
-"""`edge demo`: needs nothing — an emulated 6-servo arm, the bundled policy, 10 s at 50 Hz, then the summary."""
+"""`edge demo [--policy act|diffusion|vqbet] [--seed S]`: a bundled trained policy on an emulated arm, no robot.
+
+The policy does the simulated reach task (edge.sim): an emulated 6-servo arm starts at a scene's
+start pose, the policy gets the scene's target and obstacle as `observation.environment_state`
+(and, for image policies, a simulated top-down camera of the present arm), and runs at the task's
+20 Hz through the real serial stack and safety layer. At the end the tool path from the servos'
+present positions says whether the target was reached and on which side of the obstacle.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+import edge
 from edge.cli import CLIError
-from edge.commands.run import add_loop_arguments, options_from
-from edge.drive import drive
+from edge.commands.run import add_loop_arguments
+from edge.chunker import AsyncExecutor, SyncExecutor
+from edge.control_loop import LoopConfig, run_loop
+from edge.drive import _status_line, check_compatible
 from edge.emulated_arm import BUS_SLACK_MS, emulated_arm
 from edge.errors import EdgeError
+from edge.robot import Robot
+from edge.sim import Scene, TaskConfig, sample_scene
+from edge.sim.camera import SimCamera
+from edge.sim.reach import ENV_DIM, joints_for, side_of
+from edge.telemetry import Telemetry, format_summary
+from firmware_bridge.safety import SafetyStop
 
-BUNDLED = {"act": Path(__file__).resolve().parents[1] / "data" / "demo_act"}
-DEMO_TARGET = np.array([0.15, -0.10, 0.20], np.float32)  # the bundled ACT's environment_state: a fixed target
+DATA = Path(__file__).resolve().parents[1] / "data"
+FAMILIES = ("act", "diffusion", "vqbet")
+ENV_STATE = "observation.environment_state"
+DEFAULT_DURATION_S = 6.0  # an episode is at most TaskConfig.max_steps = 120 ticks = 6 s at 20 Hz
+
+
+def bundled() -> dict[str, Path]:
+    """The demo packages this install has: edge/data/demo_<family> with a manifest."""
+    return {f: DATA / f"demo_{f}" for f in FAMILIES if (DATA / f"demo_{f}" / "manifest.json").is_file()}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="run a bundled policy on an emulated arm (no robot, no GPU needed)")
-    p.add_argument("--policy", choices=sorted(BUNDLED), default="act", help="bundled policy (default act)")
-    add_loop_arguments(p, hz_default=50.0)
-    p.set_defaults(duration=10.0)
+    p = sub.add_parser("demo", help="run a bundled trained policy on an emulated arm (no robot, no GPU needed)")
+    p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")
+    p.add_argument("--package", type=Path, default=None,
+                   help="run this reach-task policy package instead of a bundled one")
+    p.add_argument("--seed", type=int, default=0, help="scene (start, target, obstacle) seed (default 0)")
+    add_loop_arguments(p, hz_default=TaskConfig.hz)
+    p.set_defaults(duration=DEFAULT_DURATION_S)
     return p
 
 
+def place_arm(emulator: Any, robot_config: Any, joints: np.ndarray) -> None:
+    """Move the (torque-off) emulated servos to `joints` (policy units) before the robot connects."""
+    ticks = robot_config.normalizer().unnormalize(joints)
+    ids = {m.name: m.id for m in robot_config.motors}
+    for name, tick in zip(robot_config.normalizer().motors, ticks):
+        servo = emulator.servos[ids[name]]
+        servo.position = float(tick)
+        servo.velocity = 0.0
+        servo.put("Present_Position", int(tick))
+        servo.put("Goal_Position", int(tick))
+
+
+def episode_outcome(scene: Scene, path: np.ndarray, config: TaskConfig = TaskConfig()) -> dict[str, Any]:
+    """Reached / collided / side from a recorded tool path, judged like edge.sim.ReachEnv (up to the first arrival)."""
+    if len(path) == 0:
+        return {"reached": False, "collided": False, "side": None, "ticks_to_target": None}
+    near = np.linalg.norm(path - scene.target, axis=1) < config.success_radius
+    end = int(np.argmax(near)) + 1 if near.any() else len(path)
+    travelled = path[:end]
+    collided = bool((np.linalg.norm(travelled - scene.obstacle, axis=1) < config.obstacle_radius).any())
+    side = side_of(scene, travelled)
+    return {"reached": bool(near.any()) and not collided, "arrived": bool(near.any()), "collided": collided,
+            "side": {1: "left", -1: "right"}.get(side), "ticks_to_target": end if near.any() else None,
+            "closest_to_target": float(np.min(np.linalg.norm(path - scene.target, axis=1)))}
+
+
 def run(args: argparse.Namespace) -> int:
-    package = BUNDLED[args.policy]
+    packages = bundled()
+    if args.package is not None:
+        package = args.package
+    elif args.policy not in packages:
+        raise CLIError(f"no bundled {args.policy} policy in this install (have: {', '.join(packages) or 'none'})")
+    else:
+        package = packages[args.policy]
+    scene = sample_scene(np.random.default_rng(args.seed))
+    print(f"scene {args.seed}: start {np.round(scene.start, 1).tolist()}, target {np.round(scene.target, 1).tolist()}, "
+          f"obstacle {np.round(scene.obstacle, 1).tolist()}")
     print(f"starting an emulated 6-servo arm ({args.hz:g} Hz, {args.duration:g} s)")
+    telemetry = Telemetry(args.telemetry)
+    interrupted = False
     try:
-        with emulated_arm(hz=args.hz) as (robot, emulator):
+        policy = edge.load_policy(package, backend=args.backend)
+        inputs = {i.name: i for i in policy.package.manifest.inputs}
+        if ENV_STATE in inputs and inputs[ENV_STATE].shape != [ENV_DIM]:
+            raise CLIError(f"{package} is not a reach-task policy: its {ENV_STATE} input is "
+                           f"{inputs[ENV_STATE].shape}, the task gives [{ENV_DIM}] (target x, y and obstacle x, y, /100)")
+        if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
+            raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
+        static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
+        cameras: dict[str, SimCamera] = {}
+        with emulated_arm(hz=args.hz) as (robot_config, emulator):
             print(f"emulated servos on {emulator.port}")
-            drive(robot, package, options_from(args, args.hz, bus_timeout_slack_ms=BUS_SLACK_MS, static_features={
-                "observation.environment_state": DEMO_TARGET}))
+            check_compatible(policy, robot_config, static)
+            place_arm(emulator, robot_config, joints_for(scene.start))
+            robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
+            present = lambda: robot.normalizer.normalize([robot.safety.present[m] for m in robot.motors])  # noqa: E731
+            cameras = {i.name: SimCamera(scene, present, i.shape[0]) for i in policy.package.manifest.inputs
+                       if i.kind == "image"}
+            robot.cameras = cameras
+            executor = AsyncExecutor(policy, merge=args.merge) if args.asynchronous else SyncExecutor(policy)
+            print(f"policy {package.name} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}"
+                  + (f"; simulated camera {', '.join(cameras)}" if cameras else ""), file=sys.stderr)
+            try:
+                with robot:
+                    policy.reset()
+                    run_loop(robot, executor, LoopConfig(args.hz, args.duration), telemetry,
+                             on_tick=None if args.quiet else (lambda r: _status_line(r, args.hz)))
+            except (KeyboardInterrupt, SafetyStop):
+                interrupted = True
+            finally:
+                executor.close()
+                if not args.quiet:
+                    sys.stderr.write("\n")
     except EdgeError as exc:
         raise CLIError(str(exc)) from None
+    finally:
+        telemetry.close()
+    summary = telemetry.summary()
+    path = np.array([r.present[:2] for r in telemetry.records]) if telemetry.records else np.zeros((0, 2))
+    outcome = episode_outcome(scene, path)
+    summary["task"] = {"seed": args.seed, "policy": args.policy, **outcome,
+                       "scene": {k: getattr(scene, k).tolist() for k in ("start", "target", "obstacle")}}
+    print(("interrupted: torque off, port released\n" if interrupted else "") + format_summary(summary))
+    print(describe(outcome))
+    if args.summary is not None:
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def describe(outcome: dict[str, Any]) -> str:
+    side = f"passing {outcome['side']} of the obstacle" if outcome["side"] else "no path"
+    if outcome["reached"]:
+        return f"target reached after {outcome['ticks_to_target']} ticks, {side}"
+    if outcome["collided"]:
+        return f"target not reached: the tool entered the obstacle ({side})"
+    return f"target not reached (closest {outcome.get('closest_to_target', float('nan')):.1f} units), {side}"
