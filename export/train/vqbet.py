@@ -178,7 +178,7 @@ def vqvae_loss(policy: VQBeTPolicy, actions: Tensor, update: bool = True) -> tup
     quantized, codes, commit = rvq(vqvae.vq_layer, vqvae.encoder(x), update)
     recon = (x - vqvae.decoder(quantized)).abs().mean()
     loss = recon + commit.sum() * COMMITMENT_WEIGHT
-    return loss, {"recon_l1": float(recon.detach()), "codes": sum(len(torch.unique(codes[:, i])) for i in range(codes.shape[1]))}
+    return loss, {"recon_l1": recon.item(), "codes": sum(len(torch.unique(codes[:, i])) for i in range(codes.shape[1]))}
 
 
 @torch.no_grad()
@@ -246,7 +246,7 @@ def bet_loss(policy: VQBeTPolicy, config: dict, batch: dict[str, Tensor],
     secondary_loss = focal_loss(logits[:, 1], codes[:, 1])
     loss = (primary_loss * config["primary_code_loss_weight"] + secondary_loss * config["secondary_code_loss_weight"]
             + config["offset_loss_weight"] * offset_loss)
-    return loss, {"primary": float(primary_loss), "secondary": float(secondary_loss), "offset_l1": float(offset_loss),
+    return loss, {"primary": primary_loss.item(), "secondary": secondary_loss.item(), "offset_l1": offset_loss.item(),
                   "primary_hit": float((sampled[:, 0] == codes[:, 0]).float().mean())}
 
 
@@ -288,8 +288,8 @@ def train_vqvae(policy: VQBeTPolicy, config: dict, data: dict[str, np.ndarray], 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
-        logs.append({"loss": float(loss), **info})
+        losses.append(loss.item())
+        logs.append({"loss": losses[-1], **info})
         if step % log_every == 0 or step == steps:
             _log("vqvae", step, steps, logs, t0)
             logs = []
@@ -327,8 +327,8 @@ def train_bet(policy: VQBeTPolicy, config: dict, data: dict[str, np.ndarray], st
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(float(loss))
-        logs.append({"loss": float(loss), **info})
+        losses.append(loss.item())
+        logs.append({"loss": losses[-1], **info})
         if step % log_every == 0 or step == steps:
             _log("bet", step, steps, logs, t0)
             logs = []
