@@ -153,12 +153,15 @@ def test_wire_timing_is_modelled(baudrate: int) -> None:
         bus.connect()
         bus.configure()
         bus.use_fast_sync_read = False
-        start = time.perf_counter()
+        times = []
         for _ in range(20):
+            start = time.perf_counter()
             bus.sync_read("Present_Position")
-        per_read = (time.perf_counter() - start) / 20
+            times.append(time.perf_counter() - start)
         wire = (14 + 6 + 6 * 15) * 10 / baudrate
-        assert wire <= per_read < wire + 0.004
+        # Never faster than the wire allows; the upper bound only guards against gross over-delay (a
+        # median, so one scheduling hiccup of a shared CI core does not decide it).
+        assert wire <= min(times) and sorted(times)[10] < wire + 0.01
         bus.disconnect()
 
 
