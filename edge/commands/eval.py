@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     if tty and not args.quiet:
         sys.stderr.write("\n")
-    label = "pytorch" if args.pytorch else (args.precision or "default precision")
-    row = format_row(f"{package.manifest.policy_type} {label}", result)
+    label = "pytorch" if args.pytorch else (args.precision or "default")
+    row = format_row(f"{package.manifest.policy_type}/{label}", result)
     print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
     s = result.summary()
     print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "

@@ -1,0 +1,51 @@
+"""`edge demo` on a reach-task package: the arm starts at the scene's start, the outcome is reported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from edge.commands.demo import episode_outcome
+from edge.sim import Scene, TaskConfig, render
+from edge.sim.camera import SimCamera
+from edge.sim.reach import joints_for
+
+SCENE = Scene(start=np.array([0.0, -70.0]), target=np.array([0.0, 60.0]), obstacle=np.array([0.0, 0.0]))
+
+
+def test_demo_starts_at_the_scene_and_reports_the_outcome(act_package, tmp_path):
+    summary, telemetry = tmp_path / "s.json", tmp_path / "t.jsonl"
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--package", str(act_package), "--seed", "3",
+                             "--duration", "1", "--quiet", "--summary", str(summary), "--telemetry", str(telemetry)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(summary.read_text())
+    assert data["ticks"] == 20 and abs(data["hz"] - TaskConfig.hz) < 1
+    first = json.loads(telemetry.read_text().splitlines()[0])["present"]
+    start = np.array(data["task"]["scene"]["start"])
+    np.testing.assert_allclose(first, joints_for(start), atol=0.2)  # one tick of 2048 over 200 units ≈ 0.1
+    assert ("target reached" in result.stdout) or ("target not reached" in result.stdout)
+
+
+def test_episode_outcome_from_paths():
+    up = np.linspace(SCENE.start, SCENE.target, 50)
+    left = np.concatenate([np.linspace(SCENE.start, [-40, 0], 30), np.linspace([-40, 0], SCENE.target, 30)])
+    assert episode_outcome(SCENE, up)["collided"] and not episode_outcome(SCENE, up)["reached"]
+    out = episode_outcome(SCENE, left)
+    assert out["reached"] and out["side"] == "left" and out["ticks_to_target"] <= 60
+    out = episode_outcome(SCENE, left * [-1, 1])
+    assert out["reached"] and out["side"] == "right"
+    assert not episode_outcome(SCENE, left[:20])["reached"]
+
+
+def test_sim_camera_renders_the_present_tool_point():
+    joints = [joints_for(np.array([-50.0, -50.0]))]
+    cam = SimCamera(SCENE, lambda: joints[0], size=48)
+    frame = cam.read()
+    assert frame.shape == (48, 48, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, render(SCENE, np.array([-50.0, -50.0]), 48))
+    joints[0] = joints_for(np.array([50.0, 50.0]))
+    assert not np.array_equal(cam.read(), frame)  # follows the arm

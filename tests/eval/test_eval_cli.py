@@ -1,0 +1,42 @@
+"""`edge eval` as a user runs it (subprocess), on a small random-weight package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def edge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_eval_prints_the_table(act_package, tmp_path):
+    out = tmp_path / "r.json"
+    result = edge("eval", str(act_package), "--episodes", "3", "--seed", "5", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["configuration", "episodes", "success"] and "left" in header and "collisions" in header
+    assert row.split()[:2] == ["act/default", "3"]
+    assert "episode 3/3" in result.stderr
+    data = json.loads(out.read_text())
+    assert data["episodes"] == 3 and abs(data["left"] + data["right"] - 1) < 1e-9
+
+
+def test_eval_pytorch_and_fp32_agree(diffusion_package, tmp_path):
+    rows = []
+    for extra in (["--pytorch"], ["--precision", "fp32"]):
+        out = tmp_path / f"{extra[0]}.json"
+        result = edge("eval", str(diffusion_package), "--episodes", "3", "--steps", "2", "--quiet",
+                      "--json", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        rows.append(json.loads(out.read_text()))
+    keys = ("successes", "collisions", "left", "right", "mean_steps")
+    assert [rows[0][k] for k in keys] == [rows[1][k] for k in keys]
+
+
+def test_eval_user_errors_are_one_line(act_package):
+    for args in (["--steps", "3"], ["--precision", "fp16"], ["--pytorch", "--precision", "fp16"]):
+        result = edge("eval", str(act_package), "--episodes", "1", *args)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: "), args
+        assert "Traceback" not in result.stderr
