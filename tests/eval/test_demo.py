@@ -30,6 +30,17 @@ def test_demo_starts_at_the_scene_and_reports_the_outcome(act_package, tmp_path)
     assert ("target reached" in result.stdout) or ("target not reached" in result.stdout)
 
 
+def test_demo_feeds_an_image_policy_from_the_sim_camera(export_fixture, tmp_path):
+    """LeRobot's vqbet_cam (state + 96x96 camera, no environment_state): frames come from SimCamera."""
+    package = export_fixture("vqbet_cam")
+    summary = tmp_path / "s.json"
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--package", str(package), "--duration", "0.5",
+                             "--quiet", "--summary", str(summary)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "simulated camera observation.images.top" in result.stderr
+    assert json.loads(summary.read_text())["ticks"] == 10
+
+
 def test_episode_outcome_from_paths():
     up = np.linspace(SCENE.start, SCENE.target, 50)
     left = np.concatenate([np.linspace(SCENE.start, [-40, 0], 30), np.linspace([-40, 0], SCENE.target, 30)])

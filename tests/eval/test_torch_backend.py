@@ -13,9 +13,12 @@ from export.fp16 import graph_samples
 from export.torch_backend import TorchBackend
 
 
-@pytest.mark.parametrize("fixture", ["act_package", "diffusion_package"])
+@pytest.mark.parametrize("fixture", ["act_package", "diffusion_package", "vqbet_cam"])
 def test_torch_matches_onnxruntime_on_validation_samples(fixture, request):
-    package = load_package(request.getfixturevalue(fixture))
+    if fixture == "vqbet_cam":  # LeRobot's own VQ-BeT (image encoder, secondary-code graph), exported
+        package = load_package(request.getfixturevalue("export_fixture")("vqbet_cam"))
+    else:
+        package = load_package(request.getfixturevalue(fixture))
     torch_backend, ort = TorchBackend(threads=1), OnnxRuntimeBackend(["CPUExecutionProvider"], threads=1)
     for graph in package.manifest.graphs:
         t, o = torch_backend.load(package, graph), ort.load(package, graph)
