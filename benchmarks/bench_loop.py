@@ -26,7 +26,7 @@ from edge.emulated_arm import drive_emulated  # noqa: E402
 from edge.policies import runner_class  # noqa: E402
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
-TARGET = {"observation.environment_state": np.array([0.1, 0.0, 0.2], np.float32)}
+TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}  # target, obstacle
 
 
 def run(asynchronous: bool, slow: bool, hz: float, seconds: float) -> dict:

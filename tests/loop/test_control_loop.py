@@ -23,7 +23,7 @@ from edge.telemetry import Telemetry
 from firmware_bridge import DynamixelBus, ServoEmulator
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
-TARGET = {"observation.environment_state": np.array([0.1, 0.0, 0.2], np.float32)}
+TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}  # target, obstacle
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions"}
 
 
@@ -75,7 +75,8 @@ def test_signal_mid_run_leaves_torque_off_and_port_free(tmp_path, sig):
         summary = tmp_path / "summary.json"
         proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--robot", str(robot_file),
                                  "--policy", str(DEMO), "--summary", str(summary), "--quiet",
-                                 "--feature", "observation.environment_state=0.1,0,0.2", "--bus-slack-ms", "15"],
+                                 "--feature", "observation.environment_state=0.1,0.6,0.05,-0.05",
+                                 "--bus-slack-ms", "15"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while emulator.register(1, "Torque_Enable") == 0:

@@ -12,7 +12,7 @@ import edge
 from edge.chunker import AsyncExecutor, SyncExecutor, _Timeline
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
-OBS = {"observation.state": np.zeros(6, np.float32), "observation.environment_state": np.zeros(3, np.float32)}
+OBS = {"observation.state": np.zeros(6, np.float32), "observation.environment_state": np.zeros(4, np.float32)}
 
 
 def chunk(value: float, n: int = 4, dim: int = 2) -> np.ndarray:
