@@ -94,6 +94,10 @@ VQVAE_BATCH_SIZE = 64
 COMMITMENT_WEIGHT = 5.0  # LeRobot's VqVae.vqvae_forward: rep_loss = recon + vq_loss * 5
 EMA_DECAY = 0.8  # vector_quantize_pytorch's default, which LeRobot's ResidualVQ uses
 EMA_EPS = 1e-5
+# Without dead-code re-seeding, LeRobot's kaiming-uniform codebooks (tiny next to the encoder's outputs)
+# leave the primary layer on one or two codes here, so the code heads cannot carry the left/right choice.
+DEAD_CODE_THRESHOLD = 2.0  # vector_quantize_pytorch's EuclideanCodebook default
+DEAD_CODE_STEPS = 0.7  # fraction of phase 1 with re-seeding on
 
 
 def make_config(**overrides) -> dict:
@@ -141,9 +145,12 @@ def build_model(config: dict, seed: int = 0) -> VQBeTPolicy:
 # --- phase 1: residual VQ-VAE --------------------------------------------------------------------
 
 
-def rvq(vq_layer: nn.Module, x: Tensor, update: bool) -> tuple[Tensor, Tensor, Tensor]:
+def rvq(vq_layer: nn.Module, x: Tensor, update: bool, dead_code_threshold: float = 0.0,
+        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """LeRobot's ResidualVQ forward (training mode): (straight-through quantized (B, D), codes (B, G),
-    commitment losses (G,)). With `update`, each codebook takes an EMA step toward its assigned inputs."""
+    commitment losses (G,)). With `update`, each codebook takes an EMA step toward its assigned inputs,
+    and codes whose EMA cluster size is below `dead_code_threshold` are replaced by random inputs of the
+    batch (vector_quantize_pytorch's `threshold_ema_dead_code`; LeRobot leaves it at 0, off)."""
     residual, quantized_out, codes, losses = x, torch.zeros_like(x), [], []
     for layer in vq_layer.layers:
         cb = layer._codebook
@@ -158,6 +165,12 @@ def rvq(vq_layer: nn.Module, x: Tensor, update: bool) -> tuple[Tensor, Tensor, T
                 size = cb.cluster_size
                 size = (size + EMA_EPS) / (size.sum(-1, keepdim=True) + size.shape[-1] * EMA_EPS) * size.sum(-1, keepdim=True)
                 cb.embed.copy_(cb.embed_avg / size.unsqueeze(-1))
+                dead = cb.cluster_size[0] < dead_code_threshold
+                if dead.any():
+                    pick = torch.randint(0, len(residual), (int(dead.sum()),), generator=generator)
+                    cb.embed[0][dead] = residual.detach()[pick]
+                    cb.cluster_size[0][dead] = dead_code_threshold
+                    cb.embed_avg[0][dead] = residual.detach()[pick] * dead_code_threshold
         losses.append(F.mse_loss(quantize.detach(), residual))
         quantize = residual + (quantize - residual).detach()
         residual = residual - quantize.detach()
@@ -171,14 +184,16 @@ def action_chunks(actions: Tensor, chunk: int) -> Tensor:
     return torch.cat([actions[:, j : j + chunk] for j in range(actions.shape[1] + 1 - chunk)], dim=0)
 
 
-def vqvae_loss(policy: VQBeTPolicy, actions: Tensor, update: bool = True) -> tuple[Tensor, dict]:
+def vqvae_loss(policy: VQBeTPolicy, actions: Tensor, update: bool = True, dead_code_threshold: float = 0.0,
+               generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
     """LeRobot's VqVae.vqvae_forward on the sliding chunks of `actions` (B, L, A) (normalised)."""
     vqvae = policy.vqbet.action_head.vqvae_model
     x = action_chunks(actions, policy.config.action_chunk_size).flatten(1)
-    quantized, codes, commit = rvq(vqvae.vq_layer, vqvae.encoder(x), update)
+    quantized, codes, commit = rvq(vqvae.vq_layer, vqvae.encoder(x), update, dead_code_threshold, generator)
     recon = (x - vqvae.decoder(quantized)).abs().mean()
     loss = recon + commit.sum() * COMMITMENT_WEIGHT
-    return loss, {"recon_l1": recon.item(), "codes": sum(len(torch.unique(codes[:, i])) for i in range(codes.shape[1]))}
+    used = [len(torch.unique(codes[:, i])) for i in range(codes.shape[1])]
+    return loss, {"recon_l1": recon.item(), "primary_codes": used[0], "secondary_codes": used[1]}
 
 
 @torch.no_grad()
@@ -269,9 +284,14 @@ def _log(phase: str, step: int, steps: int, values: list[dict], t0: float) -> No
 
 
 def train_vqvae(policy: VQBeTPolicy, config: dict, data: dict[str, np.ndarray], stats: dict, steps: int,
-                batch_size: int = VQVAE_BATCH_SIZE, seed: int = 0, log_every: int = 250) -> list[float]:
-    """Phase 1; returns the per-step losses. Leaves the codebooks frozen and `discretized` set."""
+                batch_size: int = VQVAE_BATCH_SIZE, seed: int = 0, log_every: int = 250,
+                dead_code_threshold: float = DEAD_CODE_THRESHOLD) -> list[float]:
+    """Phase 1; returns the per-step losses. Leaves the codebooks frozen and `discretized` set.
+
+    Dead codes are re-seeded from the batch during the first DEAD_CODE_STEPS of the steps only, so the
+    codebooks and the decoder settle together before the end."""
     rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     obs_offsets, action_offsets = offsets(config)
     vqvae = policy.vqbet.action_head.vqvae_model
     actions_only = {k: data[k] for k in (ACTION, "episode_index")}
@@ -284,7 +304,8 @@ def train_vqvae(policy: VQBeTPolicy, config: dict, data: dict[str, np.ndarray], 
         frames = rng.integers(0, len(data[ACTION]), batch_size)
         batch = normalize_batch(windows(actions_only, frames, obs_offsets, action_offsets), stats,
                                 config["normalization_mapping"])
-        loss, info = vqvae_loss(policy, batch[ACTION])
+        threshold = dead_code_threshold if step <= DEAD_CODE_STEPS * steps else 0.0
+        loss, info = vqvae_loss(policy, batch[ACTION], dead_code_threshold=threshold, generator=generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
