@@ -110,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     if tty and not args.quiet:
         sys.stderr.write("\n")
     label = "pytorch" if args.pytorch else (args.precision or "default")
+    scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
+    if scheduler is not None:
+        label += f"/{scheduler.name}-{scheduler.num_inference_steps}"
+    if options.get("greedy"):
+        label += "/greedy"
     row = format_row(f"{package.manifest.policy_type}/{label}", result)
     print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
     s = result.summary()
