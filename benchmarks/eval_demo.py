@@ -61,8 +61,12 @@ class Config:
 
 def configurations(family: str, package) -> list[Config]:  # noqa: ANN001
     if family != "diffusion":
-        return [Config("PyTorch", "pytorch", {}, None), Config("ONNX Runtime FP32", "fp32", {}, "PyTorch"),
-                Config("FP16 preflight graphs", "fp16", {}, "PyTorch")]
+        configs = [Config("PyTorch", "pytorch", {}, None), Config("ONNX Runtime FP32", "fp32", {}, "PyTorch"),
+                   Config("FP16 preflight graphs", "fp16", {}, "PyTorch")]
+        if family == "vqbet":  # sampled codes by default; arg-max codes too
+            configs += [Config("PyTorch (greedy codes)", "pytorch", {"greedy": True}, None),
+                        Config("ONNX Runtime FP32 (greedy codes)", "fp32", {"greedy": True}, "PyTorch (greedy codes)")]
+        return configs
     default_k = package.manifest.policy["num_inference_steps"]
     sampler = package.manifest.policy["sampler"]
     configs = [Config(f"PyTorch ({sampler.upper()} {default_k})", "pytorch", {}, None),
