@@ -73,7 +73,7 @@ def train(model: torch.nn.Module, config: dict, data: dict[str, np.ndarray], obs
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        running.append(float(loss))
+        running.append(loss.item())
         if step % tc.log_every == 0 or step == tc.steps:
             print(f"  step {step:5d}/{tc.steps}  loss {np.mean(running):.4f}  {time.monotonic() - t0:6.1f} s",
                   file=sys.stderr, flush=True)
