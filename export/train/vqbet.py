@@ -4,7 +4,9 @@ Phase 1 (LeRobot's `discretize`, `n_vqvae_training_steps`): the residual VQ-VAE 
 action chunks (sliding windows of `action_chunk_size` over each training window's actions): an MLP
 encoder, two EMA codebooks (decay 0.8, nearest-code assignment, straight-through), an MLP decoder;
 loss = L1 reconstruction + 5 * commitment (MSE of the encoder output to its detached codes, summed
-over the two layers). Then the codebooks are frozen (`discretized`, `freeze_codebook` set).
+over the two layers). Then the codebooks are frozen (`discretized`, `freeze_codebook` set). One
+addition to LeRobot's settings: dead codes are re-seeded from the batch early in phase 1
+(vector_quantize_pytorch's `threshold_ema_dead_code`), else the primary codebook collapses here.
 
 Phase 2 (LeRobot's `VQBeTHead.loss_fn`): the RGB encoder, projectors, GPT and the code/offset heads
 learn, with the VQ-VAE frozen. For every action query token (n_obs_steps historical + the future ones)
@@ -43,7 +45,7 @@ IMAGES = True
 # and the obstacle are seen in the image.
 CONFIG: dict = {
     "type": "vqbet",
-    "n_obs_steps": 3,
+    "n_obs_steps": 2,
     "input_features": {STATE: {"type": "STATE", "shape": [6]}, IMAGE: {"type": "VISUAL", "shape": [3, 48, 48]}},
     "output_features": {ACTION: {"type": "ACTION", "shape": [6]}},
     "device": "cpu",
@@ -88,7 +90,7 @@ CONFIG: dict = {
     "scheduler_warmup_steps": 50,
 }
 
-STEPS = 600  # phase-2 (GPT) steps by default; phase 1 runs config["n_vqvae_training_steps"]
+STEPS = 800  # phase-2 (GPT) steps by default; phase 1 runs config["n_vqvae_training_steps"]
 BATCH_SIZE = 32
 VQVAE_BATCH_SIZE = 64
 COMMITMENT_WEIGHT = 5.0  # LeRobot's VqVae.vqvae_forward: rep_loss = recon + vq_loss * 5
