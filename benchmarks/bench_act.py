@@ -7,6 +7,7 @@ Both sides get the same observation; the runtime's time includes validation and 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -41,8 +42,10 @@ def bench_case(fixtures: Path, case: str, workdir: Path, repeats: int) -> dict:
         with torch.no_grad():
             policy.predict_action_chunk(tensors)
 
-    t_rt = call_times_ms(lambda: runner.predict_action_chunk(obs), repeats, warmup=5)
-    t_pt = call_times_ms(eager, repeats, warmup=5)
+    # Interleaved, one call of each per round, so both sides see the same machine load.
+    rounds = [(call_times_ms(lambda: runner.predict_action_chunk(obs), 1, warmup=5 if i == 0 else 0)[0],
+               call_times_ms(eager, 1, warmup=5 if i == 0 else 0)[0]) for i in range(repeats)]
+    t_rt, t_pt = (np.array(x) for x in zip(*rounds))
     return {"case": case, "rt": t_rt, "pt": t_pt}
 
 
@@ -60,8 +63,10 @@ def main() -> None:
             rows.append(f"| {case} | {np.median(r['pt']):.2f} | {np.percentile(r['pt'], 99):.2f} | "
                         f"{np.median(r['rt']):.2f} | {np.percentile(r['rt'], 99):.2f} | "
                         f"**{np.median(r['pt']) / np.median(r['rt']):.1f}x** |")
+    load = os.getloadavg()[0]
     table = "\n".join([
-        f"Per-chunk latency in ms over {args.repeats} calls after 5 warm-up calls; torch {torch.__version__} "
+        f"Per-chunk latency in ms over {args.repeats} interleaved calls after 5 warm-up calls (1-min load average "
+        f"{load:.2f} at the end); torch {torch.__version__} "
         f"({torch.get_num_threads()} threads) vs ONNX Runtime (all graph optimisations, one thread per core). "
         "Goal: the runtime at least 3x faster than eager PyTorch on act_cam.",
         "",

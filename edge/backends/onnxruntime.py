@@ -91,6 +91,9 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.intra_op_num_threads = self.threads
+        # No busy-waiting between runs: idle inference threads would steal the cores the control loop,
+        # the bus and the camera need (and, in benchmarks, the other side of the comparison).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         spec = package.manifest.graphs[graph]
