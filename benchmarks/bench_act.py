@@ -42,10 +42,10 @@ def bench_case(fixtures: Path, case: str, workdir: Path, repeats: int) -> dict:
         with torch.no_grad():
             policy.predict_action_chunk(tensors)
 
-    # Interleaved, one call of each per round, so both sides see the same machine load.
-    rounds = [(call_times_ms(lambda: runner.predict_action_chunk(obs), 1, warmup=5 if i == 0 else 0)[0],
-               call_times_ms(eager, 1, warmup=5 if i == 0 else 0)[0]) for i in range(repeats)]
-    t_rt, t_pt = (np.array(x) for x in zip(*rounds))
+    # One block each, not interleaved: torch's OpenMP workers busy-wait after a call and would slow
+    # whatever runs next, as a robot running only the runtime never sees.
+    t_rt = call_times_ms(lambda: runner.predict_action_chunk(obs), repeats, warmup=5)
+    t_pt = call_times_ms(eager, repeats, warmup=5)
     return {"case": case, "rt": t_rt, "pt": t_pt}
 
 
@@ -65,7 +65,7 @@ def main() -> None:
                         f"**{np.median(r['pt']) / np.median(r['rt']):.1f}x** |")
     load = os.getloadavg()[0]
     table = "\n".join([
-        f"Per-chunk latency in ms over {args.repeats} interleaved calls after 5 warm-up calls (1-min load average "
+        f"Per-chunk latency in ms over {args.repeats} calls after 5 warm-up calls (1-min load average "
         f"{load:.2f} at the end); torch {torch.__version__} "
         f"({torch.get_num_threads()} threads) vs ONNX Runtime (all graph optimisations, one thread per core). "
         "Goal: the runtime at least 3x faster than eager PyTorch on act_cam.",
