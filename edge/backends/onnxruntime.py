@@ -42,11 +42,14 @@ class OnnxRuntimeBackend(Backend):
     """`providers` default to the best this onnxruntime build offers (TensorRT EP, CUDA EP, CPU).
 
     precision "auto" is FP16 on a GPU provider when the package's FP16 preflight passed, else FP32.
+    `spinning=True` lets idle worker threads busy-wait between runs (ORT's own default): faster small graphs,
+    but on a small CPU it steals the control loop's time (benchmarks/RESULTS.md, loop section), so it is off.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, providers: list[str] | None = None, threads: int | None = None, precision: str = "auto"):
+    def __init__(self, providers: list[str] | None = None, threads: int | None = None, precision: str = "auto",
+                 spinning: bool = False):
         try:
             import onnxruntime
         except ImportError as exc:  # pragma: no cover - base install has it
@@ -54,6 +57,7 @@ class OnnxRuntimeBackend(Backend):
         if precision not in ("auto", *PRECISIONS):
             raise BackendError(f"unknown precision {precision!r}; choose auto, fp32 or fp16")
         self._ort = onnxruntime
+        self.spinning = spinning
         available = onnxruntime.get_available_providers()
         self.providers = providers or [p for p in PREFERENCE if p in available]
         self.threads = threads or max(1, os.cpu_count() or 1)
@@ -91,9 +95,9 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.intra_op_num_threads = self.threads
-        # No busy-waiting between runs: idle inference threads would steal the cores the control loop,
-        # the bus and the camera need (and, in benchmarks, the other side of the comparison).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning keeps worker threads busy-waiting between runs: ~1.5x faster on small graphs (diffusion
+        # denoiser steps), but with it the 100 Hz loop on 2 cores missed deadlines it otherwise meets.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         spec = package.manifest.graphs[graph]
