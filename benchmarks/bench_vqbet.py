@@ -70,7 +70,7 @@ def main() -> None:
             rows = timed({
                 "edge runtime, chunk step, greedy": lambda: greedy.predict_action_chunk(obs),
                 "edge runtime, chunk step, sampled": lambda: sampled.predict_action_chunk(obs),
-                "edge runtime, step without a new chunk (frame encode + history)": lambda: greedy._observe(obs),
+                "edge runtime, step without a new chunk (frame encode + history)": lambda: greedy.observe(obs),
                 "PyTorch eager (same module), chunk, greedy": lambda: policy.predict_action_chunk(
                     state, image, greedy=True),
                 "PyTorch eager (same module), chunk, sampled": lambda: policy.predict_action_chunk(state, image),
