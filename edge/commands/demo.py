@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,14 @@ import numpy as np
 
 import edge
 from edge.cli import CLIError
-from edge.commands.run import add_loop_arguments
-from edge.chunker import AsyncExecutor, SyncExecutor
-from edge.control_loop import LoopConfig, run_loop
-from edge.drive import _status_line, check_compatible
+from edge.commands.run import add_loop_arguments, options_from
+from edge.drive import drive
 from edge.emulated_arm import BUS_SLACK_MS, emulated_arm
 from edge.errors import EdgeError
 from edge.robot import Robot
 from edge.sim import Scene, TaskConfig, sample_scene
 from edge.sim.camera import SimCamera
 from edge.sim.reach import ENV_DIM, joints_for, side_of
-from edge.telemetry import Telemetry, format_summary
-from firmware_bridge.safety import SafetyStop
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FAMILIES = ("act", "diffusion", "vqbet")
@@ -49,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--package", type=Path, default=None,
                    help="run this reach-task policy package instead of a bundled one")
     p.add_argument("--seed", type=int, default=0, help="scene (start, target, obstacle) seed (default 0)")
+    p.add_argument("--outcome", type=Path, default=None,
+                   help="write the episode's outcome (scene, reached, side) as JSON")
     add_loop_arguments(p, hz_default=TaskConfig.hz)
     p.set_defaults(duration=DEFAULT_DURATION_S)
     return p
@@ -92,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"scene {args.seed}: start {np.round(scene.start, 1).tolist()}, target {np.round(scene.target, 1).tolist()}, "
           f"obstacle {np.round(scene.obstacle, 1).tolist()}")
     print(f"starting an emulated 6-servo arm ({args.hz:g} Hz, {args.duration:g} s)")
-    telemetry = Telemetry(args.telemetry)
-    interrupted = False
     try:
         policy = edge.load_policy(package, backend=args.backend)
         inputs = {i.name: i for i in policy.package.manifest.inputs}
@@ -103,43 +98,22 @@ def run(args: argparse.Namespace) -> int:
         if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
             raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
         static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
-        cameras: dict[str, SimCamera] = {}
         with emulated_arm(hz=args.hz) as (robot_config, emulator):
             print(f"emulated servos on {emulator.port}")
-            check_compatible(policy, robot_config, static)
             place_arm(emulator, robot_config, joints_for(scene.start))
             robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
             present = lambda: robot.normalizer.normalize([robot.safety.present[m] for m in robot.motors])  # noqa: E731
-            cameras = {i.name: SimCamera(scene, present, i.shape[0]) for i in policy.package.manifest.inputs
-                       if i.kind == "image"}
-            robot.cameras = cameras
-            executor = AsyncExecutor(policy, merge=args.merge) if args.asynchronous else SyncExecutor(policy)
-            print(f"policy {package.name} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}"
-                  + (f"; simulated camera {', '.join(cameras)}" if cameras else ""), file=sys.stderr)
-            try:
-                with robot:
-                    policy.reset()
-                    run_loop(robot, executor, LoopConfig(args.hz, args.duration), telemetry,
-                             on_tick=None if args.quiet else (lambda r: _status_line(r, args.hz)))
-            except (KeyboardInterrupt, SafetyStop):
-                interrupted = True
-            finally:
-                executor.close()
-                if not args.quiet:
-                    sys.stderr.write("\n")
+            robot.cameras = {i.name: SimCamera(scene, present, i.shape[0]) for i in inputs.values() if i.kind == "image"}
+            telemetry, _ = drive(robot, policy, options_from(args, args.hz))
     except EdgeError as exc:
         raise CLIError(str(exc)) from None
-    finally:
-        telemetry.close()
-    summary = telemetry.summary()
     path = np.array([r.present[:2] for r in telemetry.records]) if telemetry.records else np.zeros((0, 2))
     outcome = episode_outcome(scene, path)
-    summary["task"] = {"seed": args.seed, "policy": args.policy, **outcome,
-                       "scene": {k: getattr(scene, k).tolist() for k in ("start", "target", "obstacle")}}
-    print(("interrupted: torque off, port released\n" if interrupted else "") + format_summary(summary))
     print(describe(outcome))
-    if args.summary is not None:
-        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    if args.outcome is not None:
+        task = {"seed": args.seed, "policy": args.policy if args.package is None else str(args.package), **outcome,
+                "scene": {k: getattr(scene, k).tolist() for k in ("start", "target", "obstacle")}}
+        Path(args.outcome).write_text(json.dumps(task, indent=2))
     return 0
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+import edge
 from calibration import CalibrationError, RobotConfigError, load_robot_config
 from edge.backends import BACKENDS
 from edge.chunker import MERGE_RULES
 from edge.cli import CLIError
 from edge.drive import DriveOptions, drive
+from edge.robot import Robot
 from edge.errors import EdgeError
 from firmware_bridge import BusError
 
@@ -29,10 +31,9 @@ def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> 
     p.add_argument("--quiet", action="store_true", help="no live status line")
 
 
-def options_from(args: argparse.Namespace, hz: float, **extra: object) -> DriveOptions:
+def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
     return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
-                        backend=args.backend, telemetry_path=args.telemetry, summary_path=args.summary,
-                        status=not args.quiet, **extra)
+                        telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,9 +63,10 @@ def parse_features(items: list[str]) -> dict[str, np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        robot = load_robot_config(args.robot)
-        drive(robot, args.policy, options_from(args, args.hz or robot.control_hz, bus_timeout_slack_ms=args.bus_slack_ms,
-                                               static_features=parse_features(args.feature)))
+        config = load_robot_config(args.robot)
+        policy = edge.load_policy(args.policy, backend=args.backend)
+        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms)
+        drive(robot, policy, options_from(args, args.hz or config.control_hz))
     except (EdgeError, RobotConfigError, CalibrationError, BusError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     return 0

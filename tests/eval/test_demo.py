@@ -17,15 +17,16 @@ SCENE = Scene(start=np.array([0.0, -70.0]), target=np.array([0.0, 60.0]), obstac
 
 
 def test_demo_starts_at_the_scene_and_reports_the_outcome(act_package, tmp_path):
-    summary, telemetry = tmp_path / "s.json", tmp_path / "t.jsonl"
+    summary, telemetry, outcome = tmp_path / "s.json", tmp_path / "t.jsonl", tmp_path / "o.json"
     result = subprocess.run([sys.executable, "-m", "edge", "demo", "--package", str(act_package), "--seed", "3",
-                             "--duration", "1", "--quiet", "--summary", str(summary), "--telemetry", str(telemetry)],
+                             "--duration", "1", "--quiet", "--summary", str(summary), "--telemetry", str(telemetry),
+                             "--outcome", str(outcome)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     data = json.loads(summary.read_text())
     assert data["ticks"] == 20 and abs(data["hz"] - TaskConfig.hz) < 1
     first = json.loads(telemetry.read_text().splitlines()[0])["present"]
-    start = np.array(data["task"]["scene"]["start"])
+    start = np.array(json.loads(outcome.read_text())["scene"]["start"])
     np.testing.assert_allclose(first, joints_for(start), atol=0.2)  # one tick of 2048 over 200 units ≈ 0.1
     assert ("target reached" in result.stdout) or ("target not reached" in result.stdout)
 
@@ -37,7 +38,7 @@ def test_demo_feeds_an_image_policy_from_the_sim_camera(export_fixture, tmp_path
     result = subprocess.run([sys.executable, "-m", "edge", "demo", "--package", str(package), "--duration", "0.5",
                              "--quiet", "--summary", str(summary)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "simulated camera observation.images.top" in result.stderr
+    assert "cameras observation.images.top" in result.stderr
     assert json.loads(summary.read_text())["ticks"] == 10
 
 

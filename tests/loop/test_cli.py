@@ -14,14 +14,18 @@ def edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_demo_runs_and_writes_the_summary(tmp_path):
-    summary, telemetry = tmp_path / "summary.json", tmp_path / "run.jsonl"
-    result = edge("demo", "--duration", "2", "--summary", str(summary), "--telemetry", str(telemetry))
+    summary, telemetry, outcome = tmp_path / "summary.json", tmp_path / "run.jsonl", tmp_path / "outcome.json"
+    result = edge("demo", "--duration", "2", "--summary", str(summary), "--telemetry", str(telemetry),
+                  "--outcome", str(outcome))
     assert result.returncode == 0, result.stderr
     data = json.loads(summary.read_text())
     assert data["ticks"] == 40 and abs(data["hz"] - 20) < 1  # the reach task's 20 Hz
     assert set(data["period_ms"]) == {"p1", "p50", "p99", "max"} and set(data["inference_ms"]) == {"p50", "p99"}
     assert "missed deadlines" in result.stdout and "target " in result.stdout
-    assert data["task"]["policy"] == "act" and data["task"]["side"] in ("left", "right")
+    assert set(data) == {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors",
+                         "safety_interventions"}
+    task = json.loads(outcome.read_text())
+    assert task["policy"] == "act" and task["side"] in ("left", "right")
     assert len(telemetry.read_text().splitlines()) == 40
 
     pytest.importorskip("matplotlib")
