@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from benchmarks._results import write_section
-from firmware_bridge import DynamixelBus, ServoEmulator, default_arm_motors
-from firmware_bridge.protocol import FAST_SYNC_READ, SYNC_READ, SYNC_WRITE, encode, encode_status
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import write_section  # noqa: E402
+from firmware_bridge import DynamixelBus, ServoEmulator, default_arm_motors  # noqa: E402
+from firmware_bridge.protocol import FAST_SYNC_READ, SYNC_READ, SYNC_WRITE, encode, encode_status  # noqa: E402
 
 SERVOS = 6
 DATA = 4  # Present_Position / Goal_Position are 4 bytes
