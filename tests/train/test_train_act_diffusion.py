@@ -83,7 +83,7 @@ def test_act_l1_ignores_padded_actions(data):
     diff = np.abs(a - actions_hat.detach().numpy()) * ~p[..., None]
     assert info["l1_loss"] == pytest.approx(diff.sum() / a.size, rel=1e-5)
     kld = 0.5 * (mu.pow(2) + log_sigma_x2.exp() - 1 - log_sigma_x2).sum(-1).mean()
-    assert float(base) == pytest.approx(info["l1_loss"] + 10.0 * float(kld), rel=1e-5)
+    assert base.item() == pytest.approx(info["l1_loss"] + 10.0 * kld.item(), rel=1e-5)
 
 
 def test_diffusion_noising_matches_the_schedule():
