@@ -45,13 +45,11 @@ class SyncExecutor:
         self.policy.reset()
 
     def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
-        queue = getattr(self.policy, "_queue", None)
-        needs_inference = queue is None or len(queue) == 0
+        needs_inference = self.policy.queued_actions == 0  # always, with ACT's temporal ensembling
         t0 = time.perf_counter()
         action = self.policy.select_action(observation)
         elapsed = (time.perf_counter() - t0) * 1e3
-        depth = len(queue) if queue is not None else 0
-        return StepResult(action, depth, elapsed if needs_inference else None)
+        return StepResult(action, self.policy.queued_actions, elapsed if needs_inference else None)
 
     def close(self) -> None:
         pass

@@ -33,6 +33,13 @@ class PolicyRunner(ABC):
         self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in m.graphs}
 
     @property
+    def queued_actions(self) -> int:
+        """Actions left in the select_action queue (0: the next select_action runs inference).
+
+        Every runner keeps LeRobot's action queue as `self._queue`, created in `reset()`."""
+        return len(self._queue)
+
+    @property
     def input_names(self) -> list[str]:
         return [inp.name for inp in self.package.manifest.inputs]
 
