@@ -27,6 +27,7 @@ MANIFEST_FORMAT = "edge-policy-package"
 MANIFEST_VERSION = 1
 NORM_MODES = ("IDENTITY", "MEAN_STD", "MIN_MAX", "QUANTILES", "QUANTILE10")
 INPUT_KINDS = ("state", "env_state", "image")
+WEIGHT_STORAGE = ("float32", "float16")  # how the graphs store their weights (compute is float32 either way)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Manifest:
     validation: Validation
     policy: dict[str, Any] = field(default_factory=dict)
     fp16_preflight: dict[str, Any] | None = None
+    weights: str = "float32"  # "float16": the graphs store float16-rounded weights and compute in float32
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
@@ -178,6 +180,8 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
 def _check_semantics(m: Manifest) -> None:
     if not m.graphs:
         raise PackageError("manifest lists no graphs")
+    if m.weights not in WEIGHT_STORAGE:
+        raise PackageError(f"manifest field 'weights' is {m.weights!r} (expected one of {WEIGHT_STORAGE})")
     for inp in m.inputs:
         if inp.kind not in INPUT_KINDS:
             raise PackageError(f"input {inp.name!r}: unknown kind {inp.kind!r} (expected one of {INPUT_KINDS})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge.package import WEIGHT_STORAGE
 from export.checkpoint import CheckpointError
 from export.families.base import ExportOptions
 from export.onnx_export import ExportError
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
     p.add_argument("--fused-steps", type=int, default=None, metavar="K",
                    help="diffusion: also export a fused graph running K DDIM steps in one call")
+    p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
+                   help="float16: round the weights to float16 and store them so (half the file size); "
+                        "ONNX Runtime still computes in float32 (default float32)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
@@ -34,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
-    options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, extra=extra)
+    options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
+                            extra=extra)
     try:
         export_package(args.checkpoint, args.out, options, force=args.force,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))

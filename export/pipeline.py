@@ -10,12 +10,13 @@ from typing import Callable
 
 import numpy as np
 
-from edge.package import (MANIFEST_NAME, ActionOutput, GraphSpec, Manifest, ObservationInput, Source, Validation,
-                          sha256_file)
+from edge.package import (MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput, Source,
+                          Validation, sha256_file)
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.families import family_module
 from export.families.base import ExportOptions
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
+from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"
 KINDS = {"STATE": "state", "ENV": "env_state", "VISUAL": "image"}
@@ -54,6 +55,11 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     t0 = time.monotonic()
     progress(f"reading checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
+    if options.weights not in WEIGHT_STORAGE:
+        raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
+    if options.weights == "float16":
+        progress("rounding the weights to float16 (they are stored as float16, computed in float32)")
+        ckpt.state_dict = round_to_float16(ckpt.state_dict)
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
     family = family_module(ckpt.policy_type).build(ckpt, options)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +70,10 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")
             path = tmp / f"{graph.name}.onnx"
             ins, outs = export_graph(graph, path, options.opset)
+            if options.weights == "float16":
+                report = store_float16(path)
+                progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {report.converted} initializers stored as "
+                         f"float16, {report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
             expected = [torch_outputs(graph, s) for s in graph.samples]
             progress(f"[{i}/{len(family.graphs)}] checking {graph.name!r}: ONNX Runtime vs PyTorch on "
                      f"{len(graph.samples)} samples")
@@ -83,6 +93,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             validation=Validation(VALIDATION_FILE, len(family.graphs[0].samples),
                                   max(g.tolerance for g in family.graphs), errors),
             policy=family.policy,
+            weights=options.weights,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
         if out.exists():

@@ -41,6 +41,7 @@ class ExportOptions:
     samples: int = 3
     seed: int = 0
     opset: int = 17
+    weights: str = "float32"  # or "float16": weights rounded and stored as float16, computed in float32
     extra: dict[str, Any] = field(default_factory=dict)
 
 
