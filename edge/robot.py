@@ -33,6 +33,7 @@ class Robot:
         self.safety = SafetyLayer(self.bus, self.normalizer.limits, self.config.safety_config(self.normalizer))
         self.motors = list(self.normalizer.motors)
         self._sent: dict[str, float] = {}
+        self._present = np.zeros(len(self.motors), np.float32)
 
     def __enter__(self) -> "Robot":
         self.bus.connect()
@@ -43,6 +44,7 @@ class Robot:
             self.bus.disconnect()
             raise
         self._sent = dict(self.safety.present)
+        self._present = self.normalizer.observation(self.safety.present)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,11 +57,15 @@ class Robot:
 
     def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The observation dict the policy takes, and the joint positions in policy units."""
-        present = self.normalizer.observation(self.safety.observe())
+        present = self._present = self.normalizer.observation(self.safety.observe())
         obs = {self.config.features.state: present, **self.static_features}
         for name, cam in self.cameras.items():
             obs[name] = cam.read()
         return obs, present
+
+    def present_joints(self) -> np.ndarray:
+        """Joint positions of the latest `read()` (policy units): what a simulated camera draws the arm at."""
+        return self._present
 
     def write(self, action: np.ndarray | None) -> np.ndarray:
         """Command an action (policy units, motor order) through the safety layer; None re-sends the last goal

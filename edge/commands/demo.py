@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"emulated servos on {emulator.port}")
             place_arm(emulator, robot_config, joints_for(scene.start))
             robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
-            present = lambda: robot.normalizer.normalize([robot.safety.present[m] for m in robot.motors])  # noqa: E731
-            robot.cameras = {i.name: SimCamera(scene, present, i.shape[0]) for i in inputs.values() if i.kind == "image"}
+            robot.cameras = {i.name: SimCamera(scene, robot.present_joints, i.shape[0])
+                             for i in inputs.values() if i.kind == "image"}
             telemetry, _ = drive(robot, policy, options_from(args, args.hz))
     except EdgeError as exc:
         raise CLIError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 It satisfies edge.camera.Camera. The robot reads its cameras right after the joints, so the frame a
 policy sees shows the tool where the joints it reads put it; `joints` is a callback returning the
-latest present joint vector in policy units (the demo wires it to the robot's last bus reading).
+latest present joint vector in policy units (the demo passes `Robot.present_joints`).
 """
 
 from __future__ import annotations
