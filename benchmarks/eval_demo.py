@@ -10,11 +10,11 @@ for Diffusion, DDIM at K = 2, 4, 10 on both PyTorch and ONNX Runtime. Every conf
 same scenes (--seed) and the same sampler seed, single-threaded on the CPU. The table goes to
 benchmarks/RESULTS.md, section "eval".
 
-The PyTorch policy needs the package's source checkpoint. The bundled packages are exported from a
-temporary directory, so unless --checkpoint names it, the checkpoint is regenerated with
-examples/make_demo_policies.py's recipe (same episodes, steps and seed, one thread) into
-/tmp/edge-eval-checkpoints and used only if its content hash equals the manifest's source.sha256;
-otherwise the PyTorch rows say "n/a" and the deltas are against nothing.
+The PyTorch policy needs the package's source checkpoint: --checkpoint, else the manifest's source
+(examples/make_demo_policies.py keeps it under build/demo_checkpoints/), else it is regenerated with
+that script's recipe (same episodes and steps, each of the recipe's training seeds in turn, one
+thread) into /tmp/edge-eval-checkpoints. A checkpoint is used only if its content hash equals the
+manifest's source.sha256; otherwise the PyTorch rows say "n/a" and the deltas are against nothing.
 """
 
 from __future__ import annotations
@@ -101,25 +101,21 @@ def source_checkpoint(family: str, package, given: Path | None, log) -> tuple[Pa
             log(f"{family}: {path} ({how}) is not the package's checkpoint (sha256 differs)")
     try:
         recipe = _recipe()
-        steps = recipe.FAMILIES[family]
+        seeds = recipe.FAMILIES[family].seeds
     except (KeyError, AttributeError, OSError) as exc:
         return None, f"no checkpoint and no recipe to regenerate it ({exc})"
-    from export.train.dataset import generate
-    trainer = importlib.import_module(f"export.train.{family}")
     out = CACHE / want[:16] / "pretrained_model"
-    log(f"{family}: regenerating the checkpoint ({recipe.EPISODES} episodes, {steps} steps, seed 0, 1 thread)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t0 = time.monotonic()
-        data = generate(recipe.EPISODES, seed=0, images=trainer.IMAGES)
-        trainer.train_policy(data, out, seed=0, steps=steps)
-        log(f"{family}: regenerated in {time.monotonic() - t0:.0f} s")
+        for seed in seeds:
+            log(f"{family}: regenerating the checkpoint of training seed {seed} (examples/make_demo_policies.py)")
+            recipe.train_checkpoint(family, seed, out)
+            if load_checkpoint(out).sha256 == want:
+                return out, f"regenerated with examples/make_demo_policies.py, training seed {seed} (hash verified)"
     finally:
         torch.set_num_threads(threads)
-    if load_checkpoint(out).sha256 == want:
-        return out, "regenerated (hash verified)"
-    return None, "regenerated checkpoint's hash differs from the manifest's (training not reproducible here)"
+    return None, "regenerated checkpoints' hashes differ from the manifest's (training not reproducible here)"
 
 
 def with_fp16(path: Path, tmp: Path, log, notes: list[str]) -> Path:  # noqa: ANN001

@@ -85,8 +85,9 @@ class TorchBackend(Backend):
         path = self.checkpoint or Path(package.manifest.source.checkpoint)
         if not path.exists():
             raise BackendError(f"the PyTorch policy needs the package's source checkpoint, but {path} does not exist"
-                               " (it was exported from a temporary or another machine's directory); "
-                               "pass the pretrained_model directory explicitly")
+                               " (it was exported on another machine or from a temporary directory); pass the "
+                               "pretrained_model directory explicitly (the bundled demos' checkpoints: python "
+                               "examples/make_demo_policies.py rebuilds them under build/demo_checkpoints/)")
         return path
 
     def family(self, package: PolicyPackage) -> FamilyExport:
