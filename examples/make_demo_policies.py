@@ -1,10 +1,12 @@
 """Build the bundled demo packages: each family trained on the reach task's expert demonstrations, exported.
 
     python examples/make_demo_policies.py [--families act diffusion vqbet] [--out-dir edge/data] [--eval 50]
+                                          [--reuse]
 
-For each family: generate EPISODES expert episodes (data seed 0), train with `export.train.<family>`
+For each family: generate the recipe's expert episodes (data seed 0), train with `export.train.<family>`
 (single-threaded; a few minutes per family on a laptop CPU, VQ-BeT about 25), keep the LeRobot-format
 checkpoint under build/demo_checkpoints/ and export it with `export_package` to <out-dir>/demo_<family>.
+--reuse takes checkpoints already there instead of training them again (to re-export only).
 
 A family whose recipe lists several training seeds is trained once per seed and the candidate that does
 best on VALIDATION_EPISODES episodes of the task is bundled: first the one whose rarer side of the
@@ -48,12 +50,13 @@ class Recipe:
     steps: int  # optimiser steps (VQ-BeT: phase-2 steps; phase 1 runs its config's n_vqvae_training_steps)
     seeds: tuple[int, ...] = (0,)  # training seeds; more than one: the best on the validation episodes wins
     weights: str = "float32"  # package weight storage (float16 halves a ResNet18 encoder's 45 MB)
+    episodes: int = EPISODES  # expert demonstrations
 
 
 FAMILIES = {
     "act": Recipe(3000, seeds=(0, 1, 2)),
     "diffusion": Recipe(5000),
-    "vqbet": Recipe(3000, weights="float16"),
+    "vqbet": Recipe(3000, weights="float16", episodes=400),
 }
 
 
@@ -61,14 +64,15 @@ def checkpoint_dir(family: str, seed: int) -> Path:
     return CHECKPOINTS / family / f"seed{seed}" / "pretrained_model"
 
 
-def train_checkpoint(family: str, seed: int, out: Path | None = None, episodes: int = EPISODES) -> Path:
+def train_checkpoint(family: str, seed: int, out: Path | None = None) -> Path:
     """Train `family` with training seed `seed` on the recipe's demonstrations; returns the checkpoint."""
+    recipe = FAMILIES[family]
     trainer = importlib.import_module(f"export.train.{family}")
-    data = generate(episodes, seed=DATA_SEED, images=trainer.IMAGES)
+    data = generate(recipe.episodes, seed=DATA_SEED, images=trainer.IMAGES)
     out = out or checkpoint_dir(family, seed)
     t0 = time.monotonic()
-    ckpt = trainer.train_policy(data, out, seed=seed, steps=FAMILIES[family].steps)
-    print(f"{family}: trained seed {seed}, {FAMILIES[family].steps} steps on {episodes} episodes in "
+    ckpt = trainer.train_policy(data, out, seed=seed, steps=recipe.steps)
+    print(f"{family}: trained seed {seed}, {recipe.steps} steps on {recipe.episodes} episodes in "
           f"{time.monotonic() - t0:.0f} s", flush=True)
     return ckpt
 
@@ -97,10 +101,17 @@ def select(family: str, checkpoints: dict[int, Path], options: ExportOptions) ->
     return checkpoints[best]
 
 
-def build(family: str, out_dir: Path, episodes: int, eval_episodes: int) -> Path:
+def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
     recipe = FAMILIES[family]
     options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights)
-    checkpoints = {seed: train_checkpoint(family, seed, episodes=episodes) for seed in recipe.seeds}
+    checkpoints = {}
+    for seed in recipe.seeds:
+        existing = checkpoint_dir(family, seed)
+        if reuse and (existing / "config.json").is_file():
+            print(f"{family}: reusing {existing}", flush=True)
+            checkpoints[seed] = existing
+        else:
+            checkpoints[seed] = train_checkpoint(family, seed)
     ckpt = select(family, checkpoints, options) if len(checkpoints) > 1 else checkpoints[recipe.seeds[0]]
     out = out_dir / f"demo_{family}"
     export_package(ckpt, out, options, force=True)
@@ -113,12 +124,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
     ap.add_argument("--out-dir", type=Path, default=ROOT / "edge" / "data")
-    ap.add_argument("--episodes", type=int, default=EPISODES)
+    ap.add_argument("--reuse", action="store_true", help="reuse checkpoints under build/demo_checkpoints/")
     ap.add_argument("--eval", type=int, default=0, metavar="N", help="evaluate each bundled package on N episodes")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for family in args.families:
-        build(family, args.out_dir, args.episodes, args.eval)
+        build(family, args.out_dir, args.eval, args.reuse)
 
 
 if __name__ == "__main__":

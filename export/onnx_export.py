@@ -25,8 +25,12 @@ def torch_outputs(graph: GraphExport, sample: dict[str, np.ndarray]) -> dict[str
     return {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.output_names, out)}
 
 
-def export_graph(graph: GraphExport, path: Path, opset: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Write `graph` as ONNX (batch 1, fixed shapes) and return its input/output specs."""
+def export_graph(graph: GraphExport, path: Path, opset: int, fold_batch_norm: bool = True
+                 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Write `graph` as ONNX (batch 1, fixed shapes) and return its input/output specs.
+
+    With `fold_batch_norm` the exporter folds eval-mode BatchNorm into the preceding convolution;
+    without, BatchNormalization stays a node (ONNX Runtime and TensorRT fuse it when they load)."""
     example = tuple(torch.from_numpy(graph.samples[0][n]) for n in graph.input_names)
     graph.module.eval()
     with warnings.catch_warnings(), torch.no_grad():
@@ -34,6 +38,7 @@ def export_graph(graph: GraphExport, path: Path, opset: int) -> tuple[list[Tenso
         try:
             torch.onnx.export(graph.module, example, str(path), input_names=graph.input_names,
                               output_names=graph.output_names, opset_version=opset, do_constant_folding=True,
+                              training=torch.onnx.TrainingMode.EVAL if fold_batch_norm else torch.onnx.TrainingMode.PRESERVE,
                               dynamo=False)
         except Exception as exc:
             raise ExportError(f"graph {graph.name!r}: torch.onnx.export failed: {exc}") from exc

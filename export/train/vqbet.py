@@ -16,8 +16,12 @@ offset_loss_weight * L1(target chunk, decoded sampled codes + their offsets). As
 offsets are gathered at the codes *sampled* (multinomial, bet_softmax_temperature) from the predicted
 logits, and the decoded part carries no gradient.
 
-Images go through LeRobot's RGB encoder with its training-time random crop (one crop offset per
-batch, as torchvision's RandomCrop does on a batched tensor); the saved checkpoint is a LeRobot
+Images go through LeRobot's RGB encoder, with its training-time random crop when the config has a
+`crop_shape` (one crop offset per batch, as torchvision's RandomCrop does on a batched tensor). The
+reach task's config has none: a crop would shift where the target appears, and here the policy must
+read absolute positions from a 48x48 frame. The backbone keeps torchvision's BatchNorm
+(`use_group_norm: false`, which LeRobot allows without pretrained weights): with GroupNorm, LeRobot's
+default, 3000 phase-2 steps reached 44% closed-loop success on the task; with BatchNorm, 94%. The saved checkpoint is a LeRobot
 `pretrained_model/` the exporter reads like any other.
 """
 
@@ -60,10 +64,10 @@ CONFIG: dict = {
     "n_action_pred_token": 3,
     "action_chunk_size": 5,
     "vision_backbone": "resnet18",
-    "crop_shape": [44, 44],
+    "crop_shape": None,  # no random crop: the 48x48 frame is the whole task space, positions are absolute
     "crop_is_random": True,
     "pretrained_backbone_weights": None,
-    "use_group_norm": True,
+    "use_group_norm": False,  # BatchNorm: from scratch it learnt the scene in the same steps, GroupNorm did not
     "spatial_softmax_num_keypoints": 16,
     "n_vqvae_training_steps": 1500,
     "vqvae_n_embed": 16,
@@ -90,7 +94,7 @@ CONFIG: dict = {
     "scheduler_warmup_steps": 50,
 }
 
-STEPS = 800  # phase-2 (GPT) steps by default; phase 1 runs config["n_vqvae_training_steps"]
+STEPS = 3000  # phase-2 (GPT) steps by default (about 23 min on one CPU thread); phase 1 runs n_vqvae_training_steps
 BATCH_SIZE = 32
 VQVAE_BATCH_SIZE = 64
 COMMITMENT_WEIGHT = 5.0  # LeRobot's VqVae.vqvae_forward: rep_loss = recon + vq_loss * 5
