@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             "6 units of the target without entering the obstacle, within 120 ticks (6 s at 20 Hz). "
             "Left/right: which side of the start→target line the path passed the obstacle on (all episodes). "
             "Δ: success points vs the PyTorch policy at the same sampler settings; same outcome: episodes whose "
-            "success, collision and side all equal the PyTorch policy's on the same scene.\n\n"
+            "success, collision and side all equal the PyTorch policy's on the same scene. VQ-BeT's sampled codes "
+            "come from one random stream over all episodes (seeded once, as a LeRobot rollout would): once a draw that "
+            "came out differently changes an episode's length, every later episode draws different numbers, so for sampled configurations 'same outcome' "
+            "after that compares independent samples; the greedy rows compare like for like.\n\n"
             + markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {n}" for n in notes + goals))
     print("\n".join(notes + goals))
     if not args.no_write:
