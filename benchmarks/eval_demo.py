@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{family}: {path} holds a {package.manifest.policy_type} package, skipped")
                 continue
             checkpoint, how = source_checkpoint(family, package, given.get(family), log)
+            if package.manifest.weights != "float32":
+                notes.append(f"{family}: the package stores {package.manifest.weights}-rounded weights (computed in "
+                             "float32): its rows run those, the PyTorch rows the checkpoint's float32 weights")
             notes.append(f"{family}: PyTorch checkpoint: {how}")
             fp16_path = with_fp16(path, Path(tmp), log, notes)
             results: dict[str, EvalResult] = {}
