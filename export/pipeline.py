@@ -49,14 +49,14 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                    force: bool = False, progress: Progress = print) -> Manifest:
     """Export a LeRobot checkpoint to a policy package at `out`; nothing is written if any step fails."""
     options = options or ExportOptions()
+    if options.weights not in WEIGHT_STORAGE:
+        raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
     t0 = time.monotonic()
     progress(f"reading checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
-    if options.weights not in WEIGHT_STORAGE:
-        raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
     if options.weights == "float16":
         progress("rounding the weights to float16 (they are stored as float16, computed in float32)")
         ckpt.state_dict = round_to_float16(ckpt.state_dict)

@@ -21,8 +21,8 @@ Images go through LeRobot's RGB encoder, with its training-time random crop when
 reach task's config has none: a crop would shift where the target appears, and here the policy must
 read absolute positions from a 48x48 frame. The backbone keeps torchvision's BatchNorm
 (`use_group_norm: false`, which LeRobot allows without pretrained weights): with GroupNorm, LeRobot's
-default, 3000 phase-2 steps reached 44% closed-loop success on the task; with BatchNorm, 94%. The saved checkpoint is a LeRobot
-`pretrained_model/` the exporter reads like any other.
+default, 3000 phase-2 steps reached 44% closed-loop success on the task; with BatchNorm, 94%. The
+saved checkpoint is a LeRobot `pretrained_model/` the exporter reads like any other.
 """
 
 from __future__ import annotations

@@ -114,14 +114,20 @@ def finish(thread: threading.Thread) -> int:
     return thread.status
 
 
+def start_sweep(robot: Path, user: "User", screen: "Screen", monkeypatch) -> threading.Thread:
+    """`edge calibrate` started, the centring step confirmed, waiting at the sweep prompt."""
+    edge = start_edge(["calibrate", "--robot", str(robot)], user, screen, monkeypatch)
+    screen.wait_for(CENTRE_PROMPT)
+    user.enter()
+    screen.wait_for(SWEEP_PROMPT)
+    return edge
+
+
 def test_interactive_calibration_then_check(arm, monkeypatch, capsys) -> None:
     emulator, robot = arm
     user, screen = User(emulator), Screen()
     try:
-        edge = start_edge(["calibrate", "--robot", str(robot)], user, screen, monkeypatch)
-        screen.wait_for(CENTRE_PROMPT)
-        user.enter()
-        screen.wait_for(SWEEP_PROMPT)
+        edge = start_sweep(robot, user, screen, monkeypatch)
         for side in (0, 1):  # every joint to one end, then the other
             user.hold({i: CENTRE[i] + SWEEP[i][side] for i in CENTRE})
         user.hold(CENTRE)
@@ -169,10 +175,7 @@ def test_closing_input_mid_sweep_restores_the_servos(arm, monkeypatch, capsys) -
     emulator, robot = arm
     user, screen = User(emulator), Screen()
     try:
-        edge = start_edge(["calibrate", "--robot", str(robot)], user, screen, monkeypatch)
-        screen.wait_for(CENTRE_PROMPT)
-        user.enter()
-        screen.wait_for(SWEEP_PROMPT)
+        edge = start_sweep(robot, user, screen, monkeypatch)
         assert emulator.register(6, "Homing_Offset") == lerobot_half_turn_homing(CENTRE[6])
         user.keys.close()  # Ctrl-D
         status = finish(edge)

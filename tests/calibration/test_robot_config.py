@@ -16,7 +16,6 @@ from calibration import (
     NormMode,
     RobotConfigError,
     load_robot_config,
-    robot_config_from_dict,
     save_calibration,
     save_robot_config,
 )
