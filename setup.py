@@ -16,7 +16,10 @@ setup(
     include_package_data=True,
     install_requires=[
         "numpy>=1.23",
-        "onnxruntime>=1.17",
+        # Not on aarch64: a Jetson keeps NVIDIA's onnxruntime-gpu, which `onnxruntime` would overwrite (both write
+        # the same module); there install onnxruntime-gpu from NVIDIA, or onnxruntime for the CPU only.
+        "onnxruntime>=1.17; platform_machine != 'aarch64'",
+        "onnx>=1.15",  # reading graphs for the TensorRT compatibility check (edge check, edge build)
         "pyserial>=3.5",
         "dynamixel-sdk>=3.7.31",
         "pyyaml>=5.4",
@@ -24,7 +27,9 @@ setup(
     extras_require={
         # Workstation side. Install `torch==2.13.0` first to get the CPU build.
         "export": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1", "safetensors>=0.4"],
-        "tensorrt": ["tensorrt>=10.3", "pycuda>=2022.1"],
+        # TensorRT itself comes with JetPack on a Jetson (python3-libnvinfer); cuda-python 13 targets CUDA 13,
+        # JetPack 6 ships CUDA 12.6. Install `cuda-python>=13` yourself on a CUDA 13 machine.
+        "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6,<13"],
         "plot": ["matplotlib>=3.5"],
         "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5"],
     },

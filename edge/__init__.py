@@ -19,11 +19,14 @@ from edge.policies.base import PolicyRunner
 __all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError"]
 
 
-def load_policy(path: str | Path, backend: str = "auto", **options: Any) -> PolicyRunner:
+def load_policy(path: str | Path, backend: str = "auto", engine_dir: str | Path | None = None,
+                **options: Any) -> PolicyRunner:
     """Load a policy package onto a backend ("auto", "onnxruntime", "tensorrt").
 
-    Family options pass through: ACT `temporal_ensemble_coeff`; Diffusion `sampler`,
+    `engine_dir`: where `edge build --engine-dir` put the TensorRT engines (default $EDGE_ENGINE_DIR, else
+    `<package>/engines`). Family options pass through: ACT `temporal_ensemble_coeff`; Diffusion `sampler`,
     `num_inference_steps`, `seed`; VQ-BeT `greedy`, `temperature`, `seed`.
     """
     package = load_package(path)
-    return runner_class(package.manifest.policy_type)(package, get_backend(backend), **options)
+    backend_options = {"engine_dir": engine_dir} if engine_dir is not None and backend != "onnxruntime" else {}
+    return runner_class(package.manifest.policy_type)(package, get_backend(backend, **backend_options), **options)

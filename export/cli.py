@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
                    help="float16: round the weights to float16 and store them so (half the file size); "
                         "ONNX Runtime still computes in float32 (default float32)")
+    p.add_argument("--no-tensorrt-check", action="store_true",
+                   help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                             extra=extra)
     try:
         export_package(args.checkpoint, args.out, options, force=args.force,
-                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                       tensorrt_check=not args.no_tensorrt_check)
     except (CheckpointError, ExportError, FileExistsError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

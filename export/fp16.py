@@ -4,11 +4,15 @@
 operations that overflow or lose too much in FP16 (normalisation reductions, Softmax, exp/log/pow,
 the sinusoidal embeddings' sin/cos, cumulative sums, arg-max) stay in FP32 "islands" behind Cast
 nodes. Graph inputs and outputs stay float32, so every backend feeds an FP16 graph exactly like the
-FP32 one. The same file is what TensorRT >= 10.12 builds as a strongly typed network.
+FP32 one. The same file is what every TensorRT >= 10.0 builds as a strongly typed network for FP16
+engines, so the islands the preflight checked are the ones the engine runs. LayerNormalization is
+decomposed into ReduceMean/Sub/Pow/Sqrt/Div kept FP32: TensorRT 10.x's importer for it calls
+`setComputePrecision`, which strongly typed networks reject (docs/tensorrt.md).
 
-`preflight` writes those copies into the package (`fp16/<graph>.onnx`), runs them in ONNX Runtime
-on the CPU against the FP32 graphs on the package's validation samples and through a few policy
-steps, and records the numbers in the manifest's `fp16_preflight` field.
+`preflight` converts every graph, checks the copies (ONNX checker, TensorRT 10.3 operator support, ONNX
+Runtime on the CPU against the FP32 graphs on the package's validation samples and through a few
+policy steps) in a staging folder, and only then moves them to `fp16/<graph>.onnx` and records the
+numbers in the manifest's `fp16_preflight` field: an error at any step leaves the package untouched.
 
     python -m export.fp16 <package> [--steps 8] [--tolerance 0.02]
 """
@@ -20,6 +24,7 @@ import copy
 import dataclasses
 import inspect
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -32,6 +37,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.backends.trt_compat import check_model
 from edge.errors import EdgeError
 from edge.normalize import Normalizer
 from edge.package import MANIFEST_NAME, PolicyPackage, load_package, sha256_file
@@ -53,6 +59,10 @@ FP16_OPS = frozenset({
 # Where FP16 pays: these run in FP16 even when fed by an FP32 island.
 HEAVY_OPS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Einsum", "Gemm",
                        "GlobalAveragePool", "GlobalMaxPool", "MatMul", "MaxPool"})
+# Activations keep their input's range (or squash it), so an FP32 island before them (a GroupNorm's output,
+# say) is no cause to keep them FP32: they run in FP16 wherever they are.
+ACTIVATIONS = frozenset({"Elu", "Erf", "Gelu", "HardSigmoid", "HardSwish", "LeakyRelu", "Mish", "Relu", "Sigmoid",
+                         "Softplus", "Tanh"})
 # Why the notable FP32 islands are FP32 (reported per graph; not exhaustive, see FP16_OPS).
 FP32_REASONS = {
     "LayerNormalization": "mean/variance reduction overflows in FP16",
@@ -82,6 +92,7 @@ class ConversionReport:
 
     fp16_nodes: int = 0
     fp32_nodes: dict[str, int] = field(default_factory=dict)
+    decomposed: dict[str, int] = field(default_factory=dict)
     casts_added: int = 0
     weights_fp16: int = 0
     weights_clipped: int = 0
@@ -91,6 +102,64 @@ class ConversionReport:
 def _float_constant(node: onnx.NodeProto) -> bool:
     return (node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value"
             and node.attribute[0].t.data_type == TensorProto.FLOAT)
+
+
+def _weight_cast(node: onnx.NodeProto, fp16_initializers: set[str]) -> bool:
+    """A Cast of a float16-stored weight to float32 (`edge-export --weights float16`): storage, not an island."""
+    to = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "to"), None)
+    return node.op_type == "Cast" and node.input[0] in fp16_initializers and to == TensorProto.FLOAT
+
+
+def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
+    """Replace each LayerNormalization by ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add, in place.
+
+    Returns the names of the nodes that must stay FP32 (the reductions, the centring, square, root and
+    division) and the count replaced. Same formula as the ONNX operator (opset 17 function body).
+    """
+    graph = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    ranks = {v.name: len(v.type.tensor_type.shape.dim)
+             for v in [*onnx.shape_inference.infer_shapes(model).graph.value_info, *graph.input]}
+    keep: set[str] = set()
+    nodes, count = [], 0
+    for index, ln in enumerate(graph.node):
+        if ln.op_type != "LayerNormalization" or ln.domain not in ("", "ai.onnx"):
+            nodes.append(ln)
+            continue
+        count += 1
+        attrs = {a.name: helper.get_attribute_value(a) for a in ln.attribute}
+        axis, eps = attrs.get("axis", -1), attrs.get("epsilon", 1e-5)
+        axes = list(range(axis, 0)) if axis < 0 else list(range(axis, ranks[ln.input[0]]))
+        p = f"{ln.name or f'LayerNormalization_{index}'}__decomposed"
+        x, out = ln.input[0], ln.output[0]
+        consts = [numpy_helper.from_array(np.array(2.0, np.float32), f"{p}/two"),
+                  numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps")]
+        if opset >= 18:  # ReduceMean takes axes as an input from opset 18
+            consts.append(numpy_helper.from_array(np.array(axes, np.int64), f"{p}/axes"))
+            reduce = {"inputs": [f"{p}/axes"], "attrs": {"keepdims": 1}}
+        else:
+            reduce = {"inputs": [], "attrs": {"axes": axes, "keepdims": 1}}
+        graph.initializer.extend(consts)
+
+        def node(op: str, inputs: list[str], name: str, **attrs: Any) -> onnx.NodeProto:
+            return helper.make_node(op, inputs, [f"{p}/{name}"], name=f"{p}/{name}", **attrs)
+
+        new = [node("ReduceMean", [x, *reduce["inputs"]], "mean", **reduce["attrs"]),
+               node("Sub", [x, f"{p}/mean"], "centred"),
+               node("Pow", [f"{p}/centred", f"{p}/two"], "squared"),
+               node("ReduceMean", [f"{p}/squared", *reduce["inputs"]], "variance", **reduce["attrs"]),
+               node("Add", [f"{p}/variance", f"{p}/eps"], "variance_eps"),
+               node("Sqrt", [f"{p}/variance_eps"], "std"),
+               node("Div", [f"{p}/centred", f"{p}/std"], "normalised"),
+               node("Mul", [f"{p}/normalised", ln.input[1]], "scaled")]
+        if len(ln.input) > 2 and ln.input[2]:
+            new.append(node("Add", [f"{p}/scaled", ln.input[2]], "shifted"))
+        new[-1].output[0] = out
+        keep.update(n.name for n in new if n.op_type in ("ReduceMean", "Sub", "Pow", "Sqrt", "Div"))
+        nodes += new
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return keep, count
 
 
 def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorProto:
@@ -105,20 +174,22 @@ def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorP
 
 
 def _node_precisions(nodes: list[onnx.NodeProto], elem: dict[str, int], initializers: set[str],
-                     keep: set[str]) -> dict[int, bool]:
-    """{id(node): runs in FP16}. FP16_OPS run in FP16, except that a light op (not in HEAVY_OPS) whose
-    activation inputs all come out of FP32 islands joins the island: the eps Add after a variance, the
-    affine Mul/Add after a GroupNorm, the timestep scaling before sin/cos stay FP32."""
+                     keep: set[str], keep_nodes: set[str], weight_casts: set[int]) -> dict[int, bool]:
+    """{id(node): runs in FP16}. FP16_OPS run in FP16, except `keep` op types, `keep_nodes` by name, and a
+    light op (not in HEAVY_OPS, not an activation) whose activation inputs all come out of FP32 islands:
+    it joins the island (the eps Add after a variance, the affine Mul/Add after a GroupNorm, the timestep
+    scaling before sin/cos stay FP32)."""
     fp16: dict[int, bool] = {}
     fp32_tensors: set[str] = set()
     produced: set[str] = set()  # float tensors computed by nodes (not constants, not graph inputs)
     for n in nodes:
-        if _float_constant(n):
+        if _float_constant(n) or id(n) in weight_casts:
             continue
         outputs = [o for o in n.output if elem.get(o) == TensorProto.FLOAT]
         acts = [i for i in n.input if i in produced and i not in initializers]
-        allowed = n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
-        follows = n.op_type not in HEAVY_OPS and bool(acts) and all(a in fp32_tensors for a in acts)
+        allowed = (n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
+                   and n.name not in keep_nodes)
+        follows = (n.op_type not in HEAVY_OPS | ACTIVATIONS and bool(acts) and all(a in fp32_tensors for a in acts))
         fp16[id(n)] = allowed and not follows
         if not fp16[id(n)] and n.op_type not in TYPE_AGNOSTIC:
             fp32_tensors.update(outputs)
@@ -130,19 +201,26 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
     """FP16 copy of an FP32 model: FP16_OPS nodes in FP16, all others (plus `keep_fp32` op types) in FP32.
 
     Casts go in wherever a tensor crosses precisions (one per tensor and direction); graph inputs
-    and outputs stay float32. Raises Fp16Error for graphs with control-flow subgraphs.
+    and outputs stay float32. LayerNormalization is decomposed first (its reductions stay FP32). Casts
+    that only widen float16-stored weights are dropped where every reader runs in FP16. Raises Fp16Error
+    for graphs with control-flow subgraphs.
     """
     model = copy.deepcopy(model)
     graph = model.graph
     keep = set(keep_fp32)
-    original = list(graph.node)  # one set of wrappers: id() of protobuf wrappers is only stable while held
-    if any(n.op_type in SUBGRAPH_OPS for n in original):
+    if any(n.op_type in SUBGRAPH_OPS for n in graph.node):
         raise Fp16Error("graphs with If/Loop/Scan subgraphs are not supported by the FP16 converter")
+    report = ConversionReport()
+    keep_nodes, count = _decompose_layer_norms(model)
+    if count:
+        report.decomposed["LayerNormalization"] = count
+    original = list(graph.node)  # one set of wrappers: id() of protobuf wrappers is only stable while held
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
     elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     elem.update({t.name: t.data_type for t in graph.initializer})
-    report = ConversionReport()
-    fp16 = _node_precisions(original, elem, {i.name for i in graph.initializer}, keep)
+    fp16_initializers = {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    weight_casts = {id(n) for n in original if _weight_cast(n, fp16_initializers)}
+    fp16 = _node_precisions(original, elem, {i.name for i in graph.initializer}, keep, keep_nodes, weight_casts)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for n in original:
         for name in n.input:
@@ -161,6 +239,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
 
     nodes: list[onnx.NodeProto] = []
     casts: dict[tuple[str, int], str] = {}
+    alias: dict[str, str] = {}  # output of a dropped weight Cast -> the float16 weight itself
 
     def cast(name: str, to: int) -> str:
         if (name, to) not in casts:
@@ -171,6 +250,15 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         return casts[(name, to)]
 
     for node in original:
+        if id(node) in weight_casts:
+            if fp16_only(node.output[0]):
+                alias[node.output[0]] = node.input[0]
+                dtype[node.input[0]] = TensorProto.FLOAT16
+            else:
+                nodes.append(node)
+                dtype[node.output[0]] = TensorProto.FLOAT
+            continue
+        node.input[:] = [alias.get(name, name) for name in node.input]
         if _float_constant(node):
             if fp16_only(node.output[0]):
                 node.attribute[0].t.CopyFrom(_to_fp16(node.attribute[0].t, report))
@@ -304,44 +392,67 @@ def write_manifest(package: PolicyPackage) -> None:
     os.replace(tmp, target)
 
 
-def write_fp16_graphs(package: PolicyPackage) -> tuple[dict[str, tuple[str, str]], dict[str, ConversionReport]]:
-    """Convert every graph and write `fp16/<graph>.onnx` atomically; returns {graph: (file, sha256)} and reports."""
-    (package.path / FP16_DIR).mkdir(exist_ok=True)
+def stage_fp16_graphs(package: PolicyPackage, staging: Path) -> tuple[dict[str, tuple[str, str]],
+                                                                          dict[str, ConversionReport]]:
+    """Convert every graph, refuse one TensorRT 10.3 would not parse, save it under `staging` (a folder inside
+    the package); returns {graph: (file relative to the package, sha256)} and the conversion reports."""
     files, reports = {}, {}
     for name in package.manifest.graphs:
         model, reports[name] = convert_to_fp16(onnx.load(str(package.graph_path(name))))
-        rel = f"{FP16_DIR}/{name}.onnx"
-        tmp = package.path / f"{rel}.tmp-{os.getpid()}"
-        onnx.save(model, str(tmp))
-        os.replace(tmp, package.path / rel)
-        files[name] = (rel, sha256_file(package.path / rel))
+        problems = check_model(model, name)
+        if problems:
+            raise Fp16Error(f"the FP16 graph would not parse on TensorRT: {'; '.join(map(str, problems))}")
+        path = staging / f"{name}.onnx"
+        onnx.save(model, str(path))
+        files[name] = (str(path.relative_to(package.path)), sha256_file(path))
     return files, reports
+
+
+def commit_fp16_graphs(package: PolicyPackage, graphs: dict[str, Any]) -> None:
+    """Move the checked FP16 graphs from staging to `fp16/` and point the record's files there."""
+    (package.path / FP16_DIR).mkdir(exist_ok=True)
+    for name, info in graphs.items():
+        rel = f"{FP16_DIR}/{name}.onnx"
+        os.replace(package.path / info["file"], package.path / rel)
+        info["file"] = rel
 
 
 def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write FP16 graphs, measure FP16 vs FP32 on CPU ONNX Runtime, record it in the manifest; returns the record.
+    """Convert graphs, measure FP16 vs FP32 on CPU ONNX Runtime, then write the FP16 graphs and the manifest record.
 
     `ok` is true when every output's scaled error and every step's normalised action error is within
-    `tolerance`. The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
+    `tolerance`. Nothing in the package changes unless every step ran (a failed tolerance is recorded,
+    an error is not). The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
     """
     import onnxruntime
 
     package = load_package(path)
     t0 = time.monotonic()
-    progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
-    files, reports = write_fp16_graphs(package)
-    graphs: dict[str, Any] = {}
-    for name, (rel, sha) in files.items():
-        progress(f"graph {name!r}: FP16 vs FP32 on the validation samples (ONNX Runtime CPU)")
-        errors = compare_graph(package.graph_path(name), package.path / rel, graph_samples(package, name))
-        graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
-                        "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
-    progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
-    package.manifest.fp16_preflight = {"graphs": graphs}  # where the FP16 runner finds its graphs
-    rows = policy_steps(package, steps, seed)
-    worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
-    worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
+    samples = {name: graph_samples(package, name) for name in package.manifest.graphs}  # unreadable: error now
+    staging = package.path / f".{FP16_DIR}.tmp-{os.getpid()}"
+    staging.mkdir()
+    try:
+        progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
+        files, reports = stage_fp16_graphs(package, staging)
+        graphs: dict[str, Any] = {}
+        for name, (rel, sha) in files.items():
+            progress(f"graph {name!r}: FP16 vs FP32 on the validation samples (ONNX Runtime CPU)")
+            errors = compare_graph(package.graph_path(name), package.path / rel, samples[name])
+            graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
+                            "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
+        previous = package.manifest.fp16_preflight
+        progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
+        package.manifest.fp16_preflight = {"graphs": graphs}  # where the FP16 runner finds its (staged) graphs
+        try:
+            rows = policy_steps(package, steps, seed)
+        finally:
+            package.manifest.fp16_preflight = previous
+        worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
+        worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
+        commit_fp16_graphs(package, graphs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     record = {"ok": bool(worst_output <= tolerance and worst_step <= tolerance), "tolerance": tolerance,
               "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": worst_step,
               "graphs": graphs, "steps": rows, "seed": seed, "onnxruntime": onnxruntime.__version__,
@@ -359,7 +470,9 @@ def format_report(record: dict[str, Any]) -> str:
         for o, e in info["outputs"].items():
             lines.append(f"{g:<12} {o:<24} {e['max_abs']:>16.3e} {e['ref_max_abs']:>12.3e} {e['scaled']:>10.3e}")
         fp32 = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"]["fp32_nodes"].items()))
-        lines.append(f"{'':<12} FP16 nodes {info['conversion']['fp16_nodes']}, FP32 islands: {fp32 or 'none'}")
+        split = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"].get("decomposed", {}).items()))
+        lines.append(f"{'':<12} FP16 nodes {info['conversion']['fp16_nodes']}, FP32 islands: {fp32 or 'none'}"
+                     + (f", decomposed: {split}" if split else ""))
     lines.append(f"{'step':>4} {'max |a16-a32| (robot units)':>28} {'normalised':>12}")
     lines += [f"{r['step']:>4} {r['max_abs']:>28.3e} {r['max_abs_normalized']:>12.3e}" for r in record["steps"]]
     lines.append(f"{'PASS' if record['ok'] else 'FAIL'} at tolerance {record['tolerance']:g}")

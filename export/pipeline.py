@@ -10,12 +10,13 @@ from typing import Callable
 
 import numpy as np
 
+from edge.backends.trt_compat import check_file, support_table
 from edge.package import (MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput, Source,
                           Validation, sha256_file)
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.families import family_module
 from export.families.base import ExportOptions
-from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
+from export.onnx_export import ExportError, compare_with_onnxruntime, export_graph, torch_outputs
 from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"
@@ -46,8 +47,11 @@ def action_output(ckpt: Checkpoint) -> ActionOutput:
 
 
 def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptions | None = None,
-                   force: bool = False, progress: Progress = print) -> Manifest:
-    """Export a LeRobot checkpoint to a policy package at `out`; nothing is written if any step fails."""
+                   force: bool = False, progress: Progress = print, tensorrt_check: bool = True) -> Manifest:
+    """Export a LeRobot checkpoint to a policy package at `out`; nothing is written if any step fails.
+
+    `tensorrt_check`: refuse graphs that TensorRT 10.3's ONNX parser would not take (edge/backends/trt_compat.py).
+    """
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:
         raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
@@ -75,6 +79,11 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                 report = store_float16(path)
                 progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {report.converted} initializers stored as "
                          f"float16, {report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
+            problems = check_file(path, graph.name) if tensorrt_check else []
+            if problems:
+                raise ExportError(f"TensorRT {support_table()['tensorrt']} would not parse graph {graph.name!r}: "
+                                  + "; ".join(map(str, problems)) + " (--no-tensorrt-check exports it for ONNX "
+                                  "Runtime only)")
             expected = [torch_outputs(graph, s) for s in graph.samples]
             progress(f"[{i}/{len(family.graphs)}] checking {graph.name!r}: ONNX Runtime vs PyTorch on "
                      f"{len(graph.samples)} samples")

@@ -1,8 +1,11 @@
 """Backend selection: `get_backend("auto" | "onnxruntime" | "tensorrt")`.
 
 "auto" picks, per package, the best that works on this machine: TensorRT engines already built for
-this device (`edge build`) → ONNX Runtime's TensorRT EP → its CUDA EP → its CPU EP, and logs one line
-saying which and why the better ones were skipped (also in `describe()`). It never builds engines.
+this device (`edge build`) -> ONNX Runtime's TensorRT EP -> its CUDA EP -> its CPU EP, and logs one line
+saying which and why the better ones were skipped (also in `describe()`). It never builds engines, and it
+initialises CUDA only when engines for the installed TensorRT are on disk: a machine without them never
+loads a CUDA library or creates a TensorRT runtime. If TensorRT engines fail to deserialize or to get an
+execution context, the whole package falls back to ONNX Runtime with a logged warning saying why.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends.base import Backend, GraphSession
+from edge.backends.engine_cache import cache_root, candidate_versions
 from edge.errors import BackendError
 from edge.package import PolicyPackage
 
@@ -19,35 +23,69 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 log = logging.getLogger("edge.backends")
 
 
-def select_backend(package: PolicyPackage) -> tuple[Backend, list[str]]:
+def select_backend(package: PolicyPackage, engine_dir: str | Path | None = None) -> tuple[Backend, list[str]]:
     """The best backend for `package` here, and why each better one was skipped."""
     from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.backends.tensorrt import TensorRTBackend
 
     skipped = []
-    try:
-        backend = TensorRTBackend()
-        backend.precision_for(package)  # raises unless every graph has a fresh engine for this device
-        return backend, skipped
-    except BackendError as exc:
-        skipped.append(f"tensorrt: {exc}")
+    root = cache_root(package, engine_dir)
+    versions = candidate_versions(root, list(package.manifest.graphs))
+    if not versions:
+        skipped.append(f"tensorrt: no engines in {root} for every graph (build them on the device with "
+                       f"`edge build {package.path}`)")
+    else:
+        from edge.backends.tensorrt import TensorRTBackend, import_tensorrt
+        try:
+            version = import_tensorrt().__version__  # loads TensorRT's library; CUDA is not initialised yet
+            if version not in versions:
+                raise BackendError(f"the engines in {root} were built with TensorRT {', '.join(sorted(versions))}, "
+                                   f"this is TensorRT {version}; rebuild them with `edge build {package.path}`")
+            backend = TensorRTBackend(engine_dir=engine_dir)
+            backend.precision_for(package)  # raises unless every graph has a fresh engine for this device
+            return backend, skipped
+        except BackendError as exc:
+            skipped.append(f"tensorrt: {exc}")
     return OnnxRuntimeBackend(), skipped
 
 
 class AutoBackend(Backend):
-    """Defers the choice to the first `load` of each package (engines are per package)."""
+    """Defers the choice to the first `load` of each package (engines are per package).
+
+    With TensorRT chosen, the first load deserializes every graph of the package, so a failure in any
+    of them moves the whole package to ONNX Runtime instead of mixing backends.
+    """
 
     name = "auto"
 
-    def __init__(self) -> None:
+    def __init__(self, engine_dir: str | Path | None = None) -> None:
+        self.engine_dir = engine_dir
         self.chosen: dict[Path, Backend] = {}
         self.skipped: dict[Path, list[str]] = {}
+        self._loaded: dict[tuple[Path, str], GraphSession] = {}
+
+    def _choose(self, package: PolicyPackage) -> None:
+        backend, skipped = select_backend(package, self.engine_dir)
+        if backend.name == "tensorrt":
+            sessions: dict[str, GraphSession] = {}
+            try:
+                for graph in package.manifest.graphs:
+                    sessions[graph] = backend.load(package, graph)
+            except BackendError as exc:
+                for session in sessions.values():
+                    session.close()
+                log.warning("backend auto: TensorRT engines for %s did not load (%s); using ONNX Runtime",
+                            package.path, exc)
+                from edge.backends.onnxruntime import OnnxRuntimeBackend
+                backend, skipped = OnnxRuntimeBackend(), [*skipped, f"tensorrt: {exc}"]
+            else:
+                self._loaded.update({(package.path, g): s for g, s in sessions.items()})
+        self.chosen[package.path], self.skipped[package.path] = backend, skipped
 
     def load(self, package: PolicyPackage, graph: str) -> GraphSession:
         first = package.path not in self.chosen
         if first:
-            self.chosen[package.path], self.skipped[package.path] = select_backend(package)
-        session = self.chosen[package.path].load(package, graph)
+            self._choose(package)
+        session = self._loaded.pop((package.path, graph), None) or self.chosen[package.path].load(package, graph)
         if first:  # after the first load, when the backend knows its providers and precision
             log.info("backend auto -> %s%s", self.chosen[package.path].describe(),
                      "".join(f" [skipped {s}]" for s in self.skipped[package.path]))
@@ -66,13 +104,14 @@ class AutoBackend(Backend):
 def get_backend(name: str = "auto", **options: Any) -> Backend:
     """Return a backend instance; "auto" picks the best one available on this machine per package.
 
-    `options` go to the backend: OnnxRuntimeBackend(providers, threads, precision),
-    TensorRTBackend(precision, cache_dir).
+    `options` go to the backend: OnnxRuntimeBackend(providers, threads, precision, spinning),
+    TensorRTBackend(precision, engine_dir, cuda), AutoBackend(engine_dir).
     """
     if name == "auto":
-        if options:
-            raise BackendError(f"backend 'auto' takes no options (got {sorted(options)}); name a backend to pass them")
-        return AutoBackend()
+        if set(options) - {"engine_dir"}:
+            raise BackendError(f"backend 'auto' takes only engine_dir (got {sorted(options)}); name a backend to "
+                               "pass other options")
+        return AutoBackend(**options)
     if name == "onnxruntime":
         from edge.backends.onnxruntime import OnnxRuntimeBackend
         return OnnxRuntimeBackend(**options)

@@ -25,6 +25,15 @@ class GraphSession(ABC):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ...
 
+    def close(self) -> None:
+        """Give back what the session holds (device memory for TensorRT); nothing to do by default."""
+
+    def __enter__(self) -> "GraphSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class Backend(ABC):
     """Creates GraphSessions for a package's graphs."""

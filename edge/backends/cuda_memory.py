@@ -1,22 +1,36 @@
-"""The few CUDA calls the TensorRT backend makes, behind one small adapter: pycuda, else cuda-python.
+"""The few CUDA calls the TensorRT path makes, behind one small adapter: cuda-python first, else pycuda.
 
-pycuda is what the design card names; NVIDIA's current TensorRT samples use cuda-python
-(`cuda.bindings.runtime`, formerly `cuda.cudart`). Either is enough; nothing else touches CUDA.
-Written to both libraries' documented APIs; UNVERIFIED here (no GPU), see docs/tensorrt.md.
+Which context: TensorRT's runtime uses the device's *primary* context (the CUDA runtime API's). The
+control loop calls the policy from its own thread and `AsyncExecutor` from a worker thread, so every
+call must work on whichever thread makes it:
+
+- cuda-python's runtime API (`cuda.bindings.runtime`, the module NVIDIA's samples use from TensorRT 10.x;
+  `cuda.cudart` before cuda-python 12.6.1) binds the primary context implicitly on each thread's first
+  runtime call, so it needs no context handling. That is why it is preferred.
+- pycuda's driver API has per-thread context stacks: `pycuda.autoprimaryctx` pushes the primary context
+  on the importing thread only, and `memcpy_htod_async` on any other thread fails with "invalid device
+  context" (pycuda: pycuda/autoprimaryctx.py; reported in inducer/pycuda#242, NVIDIA/TensorRT#475). So
+  PycudaMemory retains the primary context (`Device.retain_primary_context()`, doc/driver.rst) and
+  `activate()` pushes it around every call and pops it after, on the calling thread.
+
+Written to both libraries' documented APIs; run on a GPU only by tests/gpu (see docs/tensorrt.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from edge.errors import BackendError
 
-INSTALL_HINT = "pip install pycuda (or cuda-python); on a Jetson use the CUDA that JetPack ships"
+# cuda-python 13 targets CUDA 13; JetPack 6 ships CUDA 12.6, so the pin keeps the 12.x bindings there.
+INSTALL_HINT = ("pip install 'cuda-python>=12.6,<13' for CUDA 12 (JetPack 6), or 'cuda-python>=13' for CUDA 13; "
+                "pycuda also works")
 
 
 @dataclass(frozen=True)
@@ -28,9 +42,17 @@ class GpuInfo:
 
 
 class CudaMemory(ABC):
-    """Device memory, pinned host memory, one stream's async copies. Device pointers are plain ints."""
+    """Device memory, pinned host memory, one stream's async copies. Device pointers are plain ints.
+
+    Every call must be made inside `with memory.activate():` on the thread that makes it.
+    """
 
     library: str
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this adapter's CUDA context current on the calling thread for the block (no-op if implicit)."""
+        yield
 
     @abstractmethod
     def gpu(self) -> GpuInfo: ...
@@ -42,6 +64,9 @@ class CudaMemory(ABC):
     def stream_handle(self, stream: Any) -> int: ...
 
     @abstractmethod
+    def destroy_stream(self, stream: Any) -> None: ...
+
+    @abstractmethod
     def alloc(self, nbytes: int) -> int: ...
 
     @abstractmethod
@@ -49,6 +74,9 @@ class CudaMemory(ABC):
 
     @abstractmethod
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray: ...
+
+    @abstractmethod
+    def free_pinned(self, array: np.ndarray) -> None: ...
 
     @abstractmethod
     def htod(self, dst: int, src: np.ndarray, stream: Any) -> None: ...
@@ -62,29 +90,120 @@ class CudaMemory(ABC):
     @abstractmethod
     def synchronize(self, stream: Any) -> None: ...
 
+    @abstractmethod
+    def free_bytes(self) -> int:
+        """Free device memory in bytes (tests check that `close()` gives memory back)."""
+
+
+class CudaPythonMemory(CudaMemory):
+    """cuda-python's runtime API; every call returns (error, *results). Works from any thread unaided."""
+
+    library = "cuda-python"
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:  # cuda-python < 12.6.1 layout (release notes 12.6.1: cuda.cudart -> cuda.bindings.runtime)
+            from cuda import cudart
+        try:  # cuda-bindings >= 12.9: int(handle) is deprecated in 13.0 (13.0.0 release notes)
+            from cuda.bindings.utils import get_cuda_native_handle
+        except ImportError:
+            get_cuda_native_handle = int
+        self._rt = cudart
+        self._handle = get_cuda_native_handle
+        self._device = self._call(cudart.cudaGetDevice(), "cudaGetDevice")  # fails here without a driver or GPU
+
+    def _call(self, result: tuple, what: str) -> Any:
+        err, *rest = result
+        if err != self._rt.cudaError_t.cudaSuccess:
+            raise BackendError(f"CUDA runtime error in {what}: {getattr(err, 'name', err)}")
+        return rest[0] if len(rest) == 1 else tuple(rest)
+
+    def gpu(self) -> GpuInfo:
+        props = self._call(self._rt.cudaGetDeviceProperties(self._device), "cudaGetDeviceProperties")
+        name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
+        return GpuInfo(name, f"{props.major}.{props.minor}")
+
+    def stream(self) -> Any:
+        return self._call(self._rt.cudaStreamCreate(), "cudaStreamCreate")
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(self._handle(stream))
+
+    def destroy_stream(self, stream: Any) -> None:
+        self._call(self._rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
+
+    def alloc(self, nbytes: int) -> int:
+        return int(self._call(self._rt.cudaMalloc(max(1, nbytes)), "cudaMalloc"))
+
+    def free(self, ptr: int) -> None:
+        self._call(self._rt.cudaFree(ptr), "cudaFree")
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Page-locked host array viewing cudaMallocHost memory (samples/python/common_runtime.py, HostDeviceMem)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        ptr = int(self._call(self._rt.cudaMallocHost(max(1, nbytes)), "cudaMallocHost"))
+        raw = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_uint8)), (max(1, nbytes),))
+        return raw[:nbytes].view(dtype).reshape(shape)
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        self._call(self._rt.cudaFreeHost(array.ctypes.data), "cudaFreeHost")
+
+    def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call(self._rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, stream), "cudaMemcpyAsync")
+
+    def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._call(self._rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, stream), "cudaMemcpyAsync")
+
+    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._call(self._rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
+
+    def synchronize(self, stream: Any) -> None:
+        self._call(self._rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+    def free_bytes(self) -> int:
+        return int(self._call(self._rt.cudaMemGetInfo(), "cudaMemGetInfo")[0])
+
 
 class PycudaMemory(CudaMemory):
-    """pycuda on the device's primary context (the one TensorRT's runtime uses too)."""
+    """pycuda on the device's retained primary context, pushed around every call on the calling thread."""
 
     library = "pycuda"
 
     def __init__(self) -> None:
-        import pycuda.autoprimaryctx  # noqa: F401  (initialises CUDA, retains the primary context)
         import pycuda.driver as cuda
 
+        cuda.init()
         self._cuda = cuda
-        self._allocations: dict[int, Any] = {}  # keeps DeviceAllocation objects alive
+        self._context = cuda.Device(0).retain_primary_context()  # not made current (doc/driver.rst)
+        self._allocations: dict[int, Any] = {}  # keeps DeviceAllocation objects alive until free()
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
 
     def gpu(self) -> GpuInfo:
-        dev = self._cuda.Context.get_device()
-        major, minor = dev.compute_capability()
-        return GpuInfo(dev.name(), f"{major}.{minor}")
+        with self.activate():
+            dev = self._cuda.Context.get_device()
+            major, minor = dev.compute_capability()
+            return GpuInfo(dev.name(), f"{major}.{minor}")
 
     def stream(self) -> Any:
         return self._cuda.Stream()
 
     def stream_handle(self, stream: Any) -> int:
         return int(stream.handle)
+
+    def destroy_stream(self, stream: Any) -> None:
+        pass  # pycuda destroys a Stream when it is garbage-collected
 
     def alloc(self, nbytes: int) -> int:
         allocation = self._cuda.mem_alloc(max(1, nbytes))
@@ -96,6 +215,9 @@ class PycudaMemory(CudaMemory):
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return self._cuda.pagelocked_empty(shape, dtype)
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        array.base.free()  # the HostAllocation behind pagelocked_empty's array
 
     def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
         self._cuda.memcpy_htod_async(dst, src, stream)
@@ -109,74 +231,23 @@ class PycudaMemory(CudaMemory):
     def synchronize(self, stream: Any) -> None:
         stream.synchronize()
 
-
-class CudaPythonMemory(CudaMemory):
-    """cuda-python's runtime API; every call returns (error, *results)."""
-
-    library = "cuda-python"
-
-    def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:  # cuda-python < 12.6 layout
-            from cuda import cudart
-        self._rt = cudart
-
-    def _call(self, result: tuple) -> Any:
-        err, *rest = result
-        if err != self._rt.cudaError_t.cudaSuccess:
-            raise BackendError(f"CUDA runtime error {err}")
-        return rest[0] if len(rest) == 1 else tuple(rest)
-
-    def gpu(self) -> GpuInfo:
-        props = self._call(self._rt.cudaGetDeviceProperties(self._call(self._rt.cudaGetDevice())))
-        name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
-        return GpuInfo(name, f"{props.major}.{props.minor}")
-
-    def stream(self) -> Any:
-        return self._call(self._rt.cudaStreamCreate())
-
-    def stream_handle(self, stream: Any) -> int:
-        return int(stream)
-
-    def alloc(self, nbytes: int) -> int:
-        return int(self._call(self._rt.cudaMalloc(max(1, nbytes))))
-
-    def free(self, ptr: int) -> None:
-        self._call(self._rt.cudaFree(ptr))
-
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """Page-locked host array; lives until the process exits (sessions are loaded once per run)."""
-        dtype = np.dtype(dtype)
-        nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-        ptr = self._call(self._rt.cudaMallocHost(nbytes))
-        raw = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_uint8)), (nbytes,))
-        return raw[: int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
-
-    def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self._rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, stream))
-
-    def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self._rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, stream))
-
-    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
-        self._call(self._rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))
-
-    def synchronize(self, stream: Any) -> None:
-        self._call(self._rt.cudaStreamSynchronize(stream))
+    def free_bytes(self) -> int:
+        return int(self._cuda.mem_get_info()[0])
 
 
-def cuda_memory() -> CudaMemory:
-    """pycuda if importable, else cuda-python; BackendError naming what to install when neither is."""
+LIBRARIES = {"cuda-python": CudaPythonMemory, "pycuda": PycudaMemory}
+
+
+def cuda_memory(library: str | None = None) -> CudaMemory:
+    """cuda-python if usable, else pycuda (or the named `library`); BackendError naming what to install."""
+    if library is not None and library not in LIBRARIES:
+        raise BackendError(f"unknown CUDA library {library!r}; choose one of {sorted(LIBRARIES)}")
     problems = []
-    for cls in (PycudaMemory, CudaPythonMemory):
+    for name in [library] if library else list(LIBRARIES):
         try:
-            return cls()
+            return LIBRARIES[name]()
         except ImportError as exc:
-            problems.append(f"{cls.library}: {exc}")
-        except Exception as exc:  # a library is installed but CUDA is not usable (no driver, no GPU)
-            problems.append(f"{cls.library}: {type(exc).__name__}: {exc}")
+            problems.append(f"{name}: {exc}")
+        except Exception as exc:  # installed, but CUDA is not usable here (no driver, no GPU)
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
     raise BackendError(f"no usable CUDA Python bindings ({'; '.join(problems)}); {INSTALL_HINT}")

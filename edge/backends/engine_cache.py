@@ -3,11 +3,26 @@
 An engine only runs on the TensorRT version and GPU it was built with, in the precision it was
 built for, from the exact ONNX bytes it was parsed from. Layout:
 
-    <package>/engines/trt<version>_<gpu>_sm<cc>_<precision>/<graph>.engine   the serialized engine
-                                                           /<graph>.json     its EngineKey + engine sha256
-                                                           /timing.cache     TensorRT's timing cache
+    <engine dir>/trt<version>_<gpu>_sm<cc>_<precision>/<graph>.engine   the serialized engine
+                                                      /<graph>.json     its EngineKey, build options, sha256
+                                                      /timing.cache     TensorRT's timing cache
 
-Nothing here imports TensorRT or CUDA, so cache keys and stale-engine detection are tested on CPU.
+The engine dir is `<package>/engines`, or the one given to `edge build --engine-dir` (then the runtime is
+pointed at it with `engine_dir=` / `$EDGE_ENGINE_DIR`). Nothing here imports TensorRT or CUDA, so cache
+keys, the precision rule and stale-engine detection are tested on CPU.
+
+The precision rule, the same on every TensorRT >= 10.0 (`NetworkDefinitionCreationFlag::kSTRONGLY_TYPED`
+exists since 10.0: include/NvInfer.h on release/10.3):
+
+- FP16: a strongly typed network parsed from the FP16 ONNX that `python -m export.fp16` wrote and checked
+  on the CPU, so what the preflight validated is what the engine runs. No `BuilderFlag.FP16` (deprecated in
+  10.12, gone in 11.0: NvInfer.h on release/10.12 and release/11.0).
+- FP32: the FP32 ONNX, weakly typed on 10.x (the 10.x ONNX parser's LayerNormalization importer calls
+  `setComputePrecision`, which strongly typed networks reject: onnx-tensorrt onnxOpImporters.cpp at the
+  release/10.1-GA tag, NvInfer.h release/10.3), always strongly typed on 11.x (the flag is ignored there).
+- Both: `BuilderFlag.TF32` cleared. TF32 is enabled by default (NvInfer.h, BuilderFlag::kTF32) and Orin is
+  Ampere (sm_87), where it would round FP32 matmul inputs to 10-bit mantissas; Polygraphy clears it unless
+  asked (tools/Polygraphy/polygraphy/backend/trt/config.py, release/10.3).
 """
 
 from __future__ import annotations
@@ -25,8 +40,10 @@ from edge.errors import BackendError
 from edge.package import PolicyPackage, sha256_file
 
 ENGINE_DIR = "engines"
+ENGINE_DIR_ENV = "EDGE_ENGINE_DIR"
 PRECISIONS = ("fp32", "fp16")
-STRONGLY_TYPED_FROM = (10, 12)  # BuilderFlag.FP16 is deprecated from here and gone in TensorRT 11
+MIN_TENSORRT = (10, 0)  # tensor-address I/O (set_tensor_address / execute_async_v3) and kSTRONGLY_TYPED
+ALWAYS_STRONGLY_TYPED_FROM = (11, 0)  # kSTRONGLY_TYPED deprecated and ignored: NvInfer.h release/11.0
 TIMING_CACHE = "timing.cache"
 
 
@@ -39,6 +56,7 @@ class EngineKey:
     compute_capability: str
     precision: str
     onnx_sha256: str
+    builder_flags: str
 
     def directory(self) -> str:
         """The per-device, per-precision folder name (the ONNX hash is checked from the .json)."""
@@ -56,17 +74,39 @@ class EngineStatus:
     reason: str
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """Builder settings that change the engine but not whether it may run: `edge build` rebuilds on a change."""
+
+    workspace_mb: int = 0  # 0: TensorRT's default (the device's memory)
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
 
 
-def strongly_typed(tensorrt_version: str) -> bool:
-    """FP16 through a strongly typed network from the FP16 ONNX (TensorRT >= 10.12), not the FP16 flag."""
-    return version_tuple(tensorrt_version) >= STRONGLY_TYPED_FROM
+def check_version(tensorrt_version: str) -> None:
+    """BackendError unless this TensorRT has the APIs the backend uses (10.0 and later)."""
+    if version_tuple(tensorrt_version) < MIN_TENSORRT:
+        raise BackendError(f"TensorRT {tensorrt_version} is too old: the backend needs TensorRT >= 10.0 "
+                           "(JetPack 6 ships 10.3)")
 
 
-def cache_root(package: PolicyPackage, cache_dir: str | Path | None = None) -> Path:
-    return Path(cache_dir) if cache_dir is not None else package.path / ENGINE_DIR
+def strongly_typed(precision: str, tensorrt_version: str) -> bool:
+    """Is the network strongly typed? FP16 always (from the FP16 ONNX); FP32 only where TensorRT forces it (11+)."""
+    return precision == "fp16" or version_tuple(tensorrt_version) >= ALWAYS_STRONGLY_TYPED_FROM
+
+
+def builder_flags(precision: str, tensorrt_version: str) -> str:
+    """The builder settings the precision rule gives, as recorded in an engine's key."""
+    return ",".join((["strongly_typed"] if strongly_typed(precision, tensorrt_version) else []) + ["tf32_off"])
+
+
+def cache_root(package: PolicyPackage, engine_dir: str | Path | None = None) -> Path:
+    """The engine dir: `engine_dir`, else $EDGE_ENGINE_DIR, else `<package>/engines`."""
+    if engine_dir is None:
+        engine_dir = os.environ.get(ENGINE_DIR_ENV) or None
+    return Path(engine_dir) if engine_dir is not None else package.path / ENGINE_DIR
 
 
 def fp16_graph(package: PolicyPackage, graph: str) -> tuple[Path, str]:
@@ -82,23 +122,35 @@ def fp16_graph(package: PolicyPackage, graph: str) -> tuple[Path, str]:
     return path, sha
 
 
-def engine_source(package: PolicyPackage, graph: str, precision: str, tensorrt_version: str) -> tuple[Path, str]:
-    """The ONNX file an engine is built from and its sha256: the FP16 copy for strongly typed FP16 builds."""
+def engine_source(package: PolicyPackage, graph: str, precision: str) -> tuple[Path, str]:
+    """The ONNX file an engine is built from and its sha256: the preflight's FP16 copy for FP16 engines."""
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    if precision == "fp16" and strongly_typed(tensorrt_version):
+    if precision == "fp16":
         try:
             return fp16_graph(package, graph)
         except BackendError as exc:
-            raise BackendError(f"TensorRT {tensorrt_version} builds FP16 only from an FP16 ONNX (strongly typed "
-                               f"network): {exc}") from None
+            raise BackendError(f"FP16 engines are built only from the FP16 ONNX the preflight checked (strongly "
+                               f"typed network): {exc}") from None
     return package.graph_path(graph), package.manifest.graphs[graph].sha256
 
 
 def engine_key(package: PolicyPackage, graph: str, precision: str, tensorrt_version: str, gpu: str,
                compute_capability: str) -> EngineKey:
-    return EngineKey(tensorrt_version, gpu, compute_capability, precision,
-                     engine_source(package, graph, precision, tensorrt_version)[1])
+    return EngineKey(tensorrt_version, gpu, compute_capability, precision, engine_source(package, graph, precision)[1],
+                     builder_flags(precision, tensorrt_version))
+
+
+def candidate_versions(root: Path, graphs: list[str]) -> set[str]:
+    """TensorRT versions with an engine on disk for every graph (read from the .json files; no TensorRT needed)."""
+    versions: dict[str, set[str]] = {}
+    for meta in root.glob("*/*.json") if root.is_dir() else []:
+        try:
+            key = json.loads(meta.read_text())["key"]
+            versions.setdefault(key["tensorrt"], set()).add(meta.stem)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {v for v, found in versions.items() if set(graphs) <= found}
 
 
 def engine_files(root: Path, key: EngineKey, graph: str) -> tuple[Path, Path]:
@@ -106,8 +158,8 @@ def engine_files(root: Path, key: EngineKey, graph: str) -> tuple[Path, Path]:
     return folder / f"{graph}.engine", folder / f"{graph}.json"
 
 
-def check_engine(root: Path, key: EngineKey, graph: str) -> EngineStatus:
-    """Is there a usable engine for `graph` under `key`? Explains a missing or stale one in words."""
+def check_engine(root: Path, key: EngineKey, graph: str, options: BuildOptions | None = None) -> EngineStatus:
+    """Is there a usable engine for `graph` under `key` (built with `options`, when given)? Says why not in words."""
     engine, meta = engine_files(root, key, graph)
     if not engine.exists() and not meta.exists():
         others = sorted(p.parent.name for p in root.glob(f"*/{graph}.engine")) if root.is_dir() else []
@@ -128,6 +180,10 @@ def check_engine(root: Path, key: EngineKey, graph: str) -> EngineStatus:
         return EngineStatus(graph, "stale", engine, f"engine {engine} was built for different inputs: {'; '.join(diff)}")
     if sha256_file(engine) != recorded.get("engine_sha256"):
         return EngineStatus(graph, "stale", engine, f"engine {engine} changed after it was built (truncated or modified)")
+    built_with = recorded.get("options")
+    if options is not None and built_with != dataclasses.asdict(options):
+        return EngineStatus(graph, "stale", engine, f"engine {engine} was built with options {built_with}, "
+                                                    f"now {dataclasses.asdict(options)}")
     return EngineStatus(graph, "fresh", engine, f"engine {engine} matches {key.directory()}")
 
 
@@ -139,11 +195,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_engine(root: Path, key: EngineKey, graph: str, data: bytes, details: dict[str, Any]) -> Path:
-    """Store an engine and its metadata (key, engine sha256, `details` such as build seconds)."""
+def write_engine(root: Path, key: EngineKey, graph: str, data: bytes, options: BuildOptions,
+                 details: dict[str, Any]) -> Path:
+    """Store an engine and its metadata (key, build options, engine sha256, `details` such as build seconds)."""
     engine, meta = engine_files(root, key, graph)
     write_atomic(engine, data)
-    record = {"key": dataclasses.asdict(key), "engine_sha256": sha256_file(engine),
+    record = {"key": dataclasses.asdict(key), "options": dataclasses.asdict(options), "engine_sha256": sha256_file(engine),
               "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details}
     write_atomic(meta, json.dumps(record, indent=2).encode())
     return engine

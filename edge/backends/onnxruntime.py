@@ -9,6 +9,7 @@ is asked for explicitly (as the FP16 preflight does): ORT's CPU kernels then com
 from __future__ import annotations
 
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,33 @@ from edge.package import PolicyPackage
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 PREFERENCE = (TRT_EP, CUDA_EP, CPU_EP)
 ORT_ENGINE_DIR = "ort-tensorrt"
+ORT_HINT = ("on a Jetson install NVIDIA's onnxruntime-gpu wheel for your JetPack (CUDA and TensorRT providers), or "
+            "`pip install onnxruntime` for the CPU only; elsewhere `pip install onnxruntime`")
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, or BackendError saying which distribution to install (setup.py leaves it out on aarch64)."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendError(f"no onnxruntime is importable ({exc}): {ORT_HINT}") from None
+    return onnxruntime
+
+
+def onnxruntime_conflict() -> str | None:
+    """The fix when both onnxruntime and onnxruntime-gpu are installed (both write the `onnxruntime` module, and
+    whichever came last wins: the GPU providers can disappear, microsoft/onnxruntime#26996, #7748); else None."""
+    installed = {}
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            installed[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if len(installed) < 2:
+        return None
+    return (f"both onnxruntime {installed['onnxruntime']} and onnxruntime-gpu {installed['onnxruntime-gpu']} are "
+            "installed and overwrite each other's files; fix: `pip uninstall -y onnxruntime onnxruntime-gpu` then "
+            "reinstall only onnxruntime-gpu (on a Jetson, NVIDIA's wheel for your JetPack)")
 
 
 class OrtSession(GraphSession):
@@ -50,10 +78,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, providers: list[str] | None = None, threads: int | None = None, precision: str = "auto",
                  spinning: bool = False):
-        try:
-            import onnxruntime
-        except ImportError as exc:  # pragma: no cover - base install has it
-            raise BackendError(f"onnxruntime is not installed ({exc}); pip install onnxruntime") from None
+        onnxruntime = import_onnxruntime()
         if precision not in ("auto", *PRECISIONS):
             raise BackendError(f"unknown precision {precision!r}; choose auto, fp32 or fp16")
         self._ort = onnxruntime

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from edge.backends import BACKENDS, get_backend
+from edge.backends.onnxruntime import onnxruntime_conflict
+from edge.backends.trt_compat import package_problems, support_table
 from edge.check import check_package
 from edge.cli import CLIError
 from edge.errors import EdgeError
@@ -16,16 +18,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("package", help="policy package directory")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--tolerance", type=float, default=None, help="override the package's tolerance")
+    p.add_argument("--engine-dir", default=None, help="TensorRT engine directory given to `edge build --engine-dir`")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         package = load_package(args.package)
-        backend = get_backend(args.backend)
+        options = {"engine_dir": args.engine_dir} if args.engine_dir and args.backend != "onnxruntime" else {}
+        backend = get_backend(args.backend, **options)
         results = check_package(package, backend, args.tolerance)
+        problems = package_problems(package)
     except EdgeError as exc:
         raise CLIError(str(exc)) from None
+    conflict = onnxruntime_conflict()
+    if conflict:
+        print(f"warning: {conflict}")
     m = package.manifest
     print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
     print(f"backend  {backend.describe()}")
@@ -33,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  "
               f"{'ok' if r.ok else 'FAIL'}")
+    trt = f"TensorRT {support_table()['tensorrt']} ONNX parser"
+    print(f"{trt}: " + ("every node supported" if not problems else "would refuse " + "; ".join(map(str, problems))))
     failed = [r for r in results if not r.ok]
     print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
     return 1 if failed else 0

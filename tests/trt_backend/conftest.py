@@ -12,7 +12,6 @@ from typing import Callable
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STUBS = Path(__file__).resolve().parent / "stubs"
 GPU_MODULES = ("tensorrt", "pycuda", "cuda")
 
 
@@ -22,13 +21,11 @@ def package_copy(export_fixture: Callable[[str], Path], tmp_path: Path) -> Calla
     return lambda case: Path(shutil.copytree(export_fixture(case), tmp_path / case))
 
 
-def _run_python(code: str, block: tuple[str, ...] = GPU_MODULES, stubs: bool = False,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter where the `block`ed modules cannot be imported (None in sys.modules),
-    optionally with the test stubs of tensorrt/pycuda first on the path."""
+def _run_python(code: str, block: tuple[str, ...] = GPU_MODULES,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter where the `block`ed modules cannot be imported (None in sys.modules)."""
     prelude = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in block)
-    environ = {**os.environ, **(env or {})}
-    environ["PYTHONPATH"] = os.pathsep.join([str(STUBS)] if stubs else []) or ""
+    environ = {**os.environ, "PYTHONPATH": "", **(env or {})}
     return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, env=environ, capture_output=True,
                           text=True, timeout=120)
 
@@ -41,8 +38,9 @@ def run_python() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def edge_cli() -> Callable[..., tuple[int, str]]:
-    """`edge_cli("build", pkg, stubs=True)` → (exit status, stderr + stdout) of `edge ...` in a fresh interpreter."""
+    """`edge_cli("build", pkg)` → (exit status, stderr + stdout) of `edge ...` in a fresh interpreter."""
     def run(*args: str, **kwargs) -> tuple[int, str]:
         proc = _run_python(f"from edge.cli import main\nsys.exit(main({list(args)!r}))", **kwargs)
         return proc.returncode, proc.stderr + proc.stdout
     return run
+

@@ -1,0 +1,516 @@
+"""Run the project's TensorRT paths against one version of NVIDIA's real binding module; print a JSON report.
+
+Started by test_real_bindings.py in a fresh interpreter per TensorRT version, with the `tensorrt_bindings`
+wheel and placeholder engine libraries on the paths. `import tensorrt` gives the real module, except that
+Builder, Runtime and OnnxParser (which need the engine libraries) are hand-written fakes held to the real
+classes by strict_api.py. The fakes' behaviour is the documented one, kept minimal: the parser reads
+I/O from the ONNX file and fails where told to (and, like TensorRT 10.x's LayerNormalization importer, in
+a strongly typed 10.x network: onnx-tensorrt onnxOpImporters.cpp release/10.1-GA + NvInfer.h release/10.3),
+the builder records what it was asked for in the "engine", deserialization returns None for bytes it did
+not write, and an execution context computes the graph with ONNX Runtime on fake device memory.
+
+    python bindings_probe.py '{"act": "<package>", "work": "<dir>"}'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import tensorrt_bindings as real
+
+import fake_gpu
+import strict_api
+
+FAIL_OPS: set[str] = set()  # op types the fake parser refuses (scenario "parser_fails")
+
+
+class FakeTensor:
+    def __init__(self, name: str, shape: list[int]) -> None:
+        self.name = name
+        self.shape = real.Dims(shape)
+
+
+class FakeNetwork:
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.inputs: list[Any] = []
+        self.io: list[dict[str, Any]] = []
+        self.onnx = ""
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_input(self, index: int) -> Any:
+        return self.inputs[index]
+
+    @property
+    def strongly_typed(self) -> bool:
+        if strict_api_version() >= (11, 0):
+            return True  # NvInfer.h release/11.0: always strongly typed
+        return bool(self.flags & (1 << int(real.NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+
+
+class FakeParserError:
+    def __init__(self, desc: str, node: int, node_name: str) -> None:
+        self._desc, self._node, self._name = desc, node, node_name
+
+    def desc(self) -> str:
+        return self._desc
+
+    def node(self) -> int:
+        return self._node
+
+    def node_name(self) -> str:
+        return self._name
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int]:
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+
+
+class FakeParser:
+    def __init__(self, network: Any, logger: Any) -> None:
+        self._network = network._impl
+        self._errors: list[Any] = []
+
+    def parse_from_file(self, model: str) -> bool:
+        graph = onnx.load(model).graph
+        for i, node in enumerate(graph.node):
+            if node.op_type in FAIL_OPS:
+                self._errors.append(API.wrap("ParserError", FakeParserError(f"{node.op_type} refused", i, node.name)))
+            # 10.x's importer calls setComputePrecision (rejected when strongly typed); 11.0's uses addNormalizationV2
+            if node.op_type == "LayerNormalization" and self._network.strongly_typed and strict_api_version() < (11,):
+                self._errors.append(API.wrap("ParserError", FakeParserError(
+                    "setComputePrecision is rejected by strongly typed networks", i, node.name)))
+        if self._errors:
+            return False
+        initializers = {t.name for t in graph.initializer}
+        net = self._network
+        net.onnx = model
+        net.inputs = [API.wrap("ITensor", FakeTensor(v.name, _dims(v))) for v in graph.input if v.name not in initializers]
+        net.io = [{"name": v.name, "input": kind == "in", "shape": _dims(v)}
+                  for kind, values in (("in", graph.input), ("out", graph.output)) for v in values
+                  if v.name not in initializers]
+        return True
+
+    @property
+    def num_errors(self) -> int:
+        return len(self._errors)
+
+    def get_error(self, index: int) -> Any:
+        return self._errors[index]
+
+
+class FakeHostMemory:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+
+class FakeTimingCache:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def serialize(self) -> Any:
+        return API.wrap("IHostMemory", FakeHostMemory(self.data + b"+"))
+
+
+class FakeConfig:
+    def __init__(self) -> None:
+        self.flags = {real.BuilderFlag.TF32}  # "Enabled by default" (NvInfer.h, BuilderFlag::kTF32)
+        self.pools: dict[str, int] = {}
+        self.cache: Any = None
+        self.progress_monitor: Any = None
+
+    def set_flag(self, flag: Any) -> None:
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: Any) -> None:
+        self.flags.discard(flag)
+
+    def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
+        self.pools[str(pool)] = pool_size
+
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> Any:
+        return API.wrap("ITimingCache", FakeTimingCache(bytes(serialized_timing_cache)))
+
+    def set_timing_cache(self, cache: Any, ignore_mismatch: bool) -> bool:
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self) -> Any:
+        return self.cache
+
+
+class FakeBuilder:
+    def __init__(self, logger: Any) -> None:
+        pass
+
+    def create_network(self, flags: int = 0) -> Any:
+        return API.wrap("INetworkDefinition", FakeNetwork(flags))
+
+    def create_builder_config(self) -> Any:
+        return API.wrap("IBuilderConfig", FakeConfig())
+
+    def build_serialized_network(self, network: Any, config: Any) -> Any:
+        net, cfg = network._impl, config._impl
+        monitor = cfg.progress_monitor
+        monitor.phase_start("Building engine", None, 2)
+        for step in range(2):
+            monitor.step_complete("Building engine", step)
+        monitor.phase_finish("Building engine")
+        payload = {"fake_engine": True, "onnx": net.onnx, "io": net.io, "network_flags": net.flags,
+                   "strongly_typed": net.strongly_typed, "tf32": real.BuilderFlag.TF32 in cfg.flags,
+                   "fp16_flag": any(str(f).endswith(".FP16") for f in cfg.flags), "pools": cfg.pools,
+                   "timing_cache": len(cfg.cache._impl.data)}
+        return API.wrap("IHostMemory", FakeHostMemory(json.dumps(payload).encode()))
+
+
+class FakeContext:
+    """Computes the engine's ONNX graph with ONNX Runtime on the fake device memory it was pointed at."""
+
+    def __init__(self, engine: "FakeEngine") -> None:
+        self._engine = engine
+        self._addresses: dict[str, int] = {}
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        self._addresses[name] = memory
+        return True
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        import onnxruntime as ort
+
+        e = self._engine
+        if e.session is None:
+            e.session = ort.InferenceSession(e.payload["onnx"], providers=["CPUExecutionProvider"])
+        feeds = {t["name"]: fake_gpu.read(self._addresses[t["name"]], tuple(t["shape"]), np.float32)
+                 for t in e.payload["io"] if t["input"]}
+        outputs = [t["name"] for t in e.payload["io"] if not t["input"]]
+        for name, value in zip(outputs, e.session.run(outputs, feeds)):
+            fake_gpu.write(self._addresses[name], np.asarray(value, np.float32))
+        return True
+
+
+class FakeEngine:
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.session: Any = None
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self.payload["io"])
+
+    def get_tensor_name(self, index: int) -> str:
+        return self.payload["io"][index]["name"]
+
+    def _tensor(self, name: str) -> dict[str, Any]:
+        return next(t for t in self.payload["io"] if t["name"] == name)
+
+    def get_tensor_mode(self, name: str) -> Any:
+        return real.TensorIOMode.INPUT if self._tensor(name)["input"] else real.TensorIOMode.OUTPUT
+
+    def get_tensor_shape(self, name: str) -> Any:
+        return real.Dims(self._tensor(name)["shape"])
+
+    def get_tensor_dtype(self, name: str) -> Any:
+        return real.DataType.FLOAT
+
+    def create_execution_context(self, *args: Any) -> Any:
+        return API.wrap("IExecutionContext", FakeContext(self))
+
+
+class FakeRuntime:
+    def __init__(self, logger: Any) -> None:
+        pass
+
+    def deserialize_cuda_engine(self, serialized_engine: bytes) -> Any:
+        try:
+            payload = json.loads(bytes(serialized_engine))
+        except ValueError:
+            return None  # "None if it could not be deserialized" (the binding's docstring)
+        return API.wrap("ICudaEngine", FakeEngine(payload))
+
+
+API = strict_api.StrictApi(real, {"Builder": FakeBuilder, "Runtime": FakeRuntime, "OnnxParser": FakeParser})
+
+
+def strict_api_version() -> tuple[int, ...]:
+    from edge.backends.engine_cache import version_tuple
+    return version_tuple(real.__version__)
+
+
+sys.modules["tensorrt"] = API.module
+sys.modules["cuda"] = None  # type: ignore[assignment]  # device memory: HostMemory, or the pycuda stub
+
+from edge.backends import cuda_memory as cuda_memory_module  # noqa: E402
+
+cuda_memory_module.LIBRARIES["cuda-python"] = fake_gpu.HostMemory  # stands for cuda-python on a GPU
+
+
+def edge_cli(*args: str) -> tuple[int, str]:
+    from edge.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+def engine_payload(folder: Path, graph: str) -> dict[str, Any]:
+    return json.loads((folder / f"{graph}.engine").read_bytes())
+
+
+def engine_folder(package: Path, precision: str, root: Path | None = None) -> Path:
+    from edge.backends.engine_cache import builder_flags  # noqa: F401  (the folder name does not hold flags)
+    return (root or package / "engines") / f"trt{real.__version__}_test-gpu_sm87_{precision}"
+
+
+def scenario_build_and_run(ctx: dict[str, Any]) -> dict[str, Any]:
+    import edge
+    from edge.backends.tensorrt import TensorRTBackend
+    from edge.check import check_package
+    from edge.package import load_package
+
+    package = Path(ctx["act"])
+    facts: dict[str, Any] = {}
+    for precision in ("fp32", "fp16"):
+        code, out = edge_cli("build", str(package), *(["--fp16"] if precision == "fp16" else []))
+        payload = engine_payload(engine_folder(package, precision), "act")
+        results = check_package(load_package(package), TensorRTBackend(precision=precision))
+        facts[precision] = {"exit": code, "log": out[-600:], "onnx": str(Path(payload["onnx"]).relative_to(package)),
+                            **{k: payload[k] for k in ("network_flags", "strongly_typed", "tf32", "fp16_flag")},
+                            "check_ok": all(r.ok for r in results),
+                            "worst": max(r.max_abs_error for r in results)}
+    code, out = edge_cli("build", str(package))
+    facts["again"] = {"exit": code, "log": out}
+    code, out = edge_cli("build", str(package), "--workspace-mb", "256")
+    facts["workspace"] = {"exit": code, "log": out}
+    code, out = edge_cli("build", str(package), "--workspace-mb", "256", "--rebuild")
+    payload = engine_payload(engine_folder(package, "fp32"), "act")
+    facts["workspace_rebuild"] = {"exit": code, "pools": payload["pools"], "timing_cache": payload["timing_cache"]}
+    policy = edge.load_policy(package)
+    observation = {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
+                   for i in policy.package.manifest.inputs}
+    facts["auto"] = {"describe": policy.backend.describe(), "action_shape": list(policy.select_action(observation).shape),
+                     "action_dim": policy.package.manifest.action.dim}
+    return facts
+
+
+def scenario_engine_dir(ctx: dict[str, Any]) -> dict[str, Any]:
+    import edge
+    from edge.backends import select_backend
+    from edge.package import load_package
+
+    package, root = Path(ctx["act"]), Path(ctx["work"]) / "engine-dir"
+    code, out = edge_cli("build", str(package), "--engine-dir", str(root))
+    facts = {"exit": code, "log": out, "built": (engine_folder(package, "fp32", root) / "act.engine").is_file()}
+    facts["given"] = edge.load_policy(package, engine_dir=root).backend.describe()
+    os.environ["EDGE_ENGINE_DIR"] = str(root)
+    try:
+        facts["env"] = select_backend(load_package(package))[0].name
+    finally:
+        del os.environ["EDGE_ENGINE_DIR"]
+    return facts
+
+
+def scenario_deserialize_fails(ctx: dict[str, Any]) -> dict[str, Any]:
+    from edge.backends import AutoBackend
+    from edge.backends.engine_cache import write_engine, BuildOptions, EngineKey
+    from edge.package import load_package
+    from edge.errors import BackendError
+
+    package = Path(ctx["act"])
+    folder = engine_folder(package, "fp32")
+    meta = json.loads((folder / "act.json").read_text())
+    for sub in ("fp16",):  # leave only FP32 engines, the ones corrupted below
+        for f in engine_folder(package, sub).glob("*"):
+            f.unlink()
+    write_engine(package / "engines", EngineKey(**meta["key"]), "act", b"not an engine",
+                 BuildOptions(**meta["options"]), {})  # "fresh" on disk, but TensorRT cannot read it
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("edge.backends").addHandler(handler)
+    logging.getLogger("edge.backends").setLevel(logging.INFO)
+    auto = AutoBackend()
+    session = auto.load(load_package(package), "act")
+    facts = {"describe": auto.describe(), "log": records, "session": type(session).__name__}
+    from edge.backends.tensorrt import TensorRTBackend
+    try:
+        TensorRTBackend(precision="fp32").load(load_package(package), "act")
+        facts["direct"] = "loaded"
+    except BackendError as exc:
+        facts["direct"] = str(exc)
+    return facts
+
+
+def scenario_parser_fails(ctx: dict[str, Any]) -> dict[str, Any]:
+    from edge.backends.engine_cache import BuildOptions
+    from edge.backends.trt_builder import EngineBuilder
+    from edge.errors import BackendError
+
+    package, work = Path(ctx["act"]), Path(ctx["work"])
+    builder = EngineBuilder(API.module, report=lambda _m: None)
+    facts = {}
+    FAIL_OPS.add("MatMul")
+    try:
+        builder.build(package / "act.onnx", "fp32", work / "t.cache", BuildOptions())
+        facts["refused"] = "built"
+    except BackendError as exc:
+        facts["refused"] = str(exc)
+    finally:
+        FAIL_OPS.clear()
+    for name, path in (("fp32_onnx_typed", package / "act.onnx"), ("fp16_onnx_typed", package / "fp16" / "act.onnx")):
+        try:  # FP16 engines are strongly typed: the FP32 graph's LayerNormalization breaks that on 10.x
+            builder.build(path, "fp16", work / "t.cache", BuildOptions())
+            facts[name] = "built"
+        except BackendError as exc:
+            facts[name] = str(exc)
+    dynamic = onnx.load(str(package / "act.onnx"))
+    dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.save(dynamic, str(work / "dynamic.onnx"))
+    try:
+        builder.build(work / "dynamic.onnx", "fp32", work / "t.cache", BuildOptions())
+        facts["dynamic"] = "built"
+    except BackendError as exc:
+        facts["dynamic"] = str(exc)
+    return facts
+
+
+def _tiny_session(work: Path, memory: Any) -> Any:
+    """An engine for out = 2 * x + y on (1, 3) float32 tensors, through the real builder and session code."""
+    from onnx import TensorProto, helper
+
+    from edge.backends.engine_cache import BuildOptions
+    from edge.backends.trt_builder import EngineBuilder
+    from edge.backends.trt_session import EngineSession
+    from edge.package import GraphSpec, TensorSpec
+
+    two = onnx.numpy_helper.from_array(np.array([2.0], np.float32), "two")
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("x", "y", "out")]
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Add", ["x2", "y"], ["out"])],
+                              "g", vi[:2], vi[2:], [two])
+    path = work / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    data = EngineBuilder(API.module, report=lambda _m: None).build(path, "fp32", work / "tiny.cache", BuildOptions())
+    engine = API.module.Runtime(API.module.Logger(API.module.Logger.WARNING)).deserialize_cuda_engine(data)
+    spec = GraphSpec("tiny.onnx", "0", [TensorSpec("x", [1, 3]), TensorSpec("y", [1, 3])], [TensorSpec("out", [1, 3])], 17)
+    return EngineSession("tiny", spec, API.module, engine, memory)
+
+
+def scenario_session(ctx: dict[str, Any]) -> dict[str, Any]:
+    from edge.errors import BackendError
+
+    work = Path(ctx["work"])
+    memory = fake_gpu.HostMemory()
+    before = (dict(fake_gpu.DEVICE), set(fake_gpu.PINNED))
+    x, y = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
+    facts: dict[str, Any] = {}
+    with _tiny_session(work, memory) as a, _tiny_session(work, memory) as b:
+        facts["run"] = a.run({"x": x, "y": y})["out"].tolist()
+        facts["names"] = [a.input_names, a.output_names]
+        b.bind("x", a.device_buffer("out"))  # b reads a's output where it lies on the GPU
+        facts["chained"] = b.run_device({"y": y}, ["out"])["out"].tolist()
+        spare = b.alloc_like("x")  # ping-pong: copy on the device, rebind, run without feeding x
+        b.copy_device(spare, a.device_buffer("out"))
+        b.bind("x", spare)
+        facts["nothing_fetched"] = b.run_device() == {}
+        facts["pingpong"] = b.run_device(fetch=["out"])["out"].tolist()
+        b.bind("x", None)
+        facts["rebound"] = b.run({"x": x, "y": y})["out"].tolist()
+        try:
+            b.bind("x", type(spare)(spare.ptr, (1, 4), np.dtype(np.float32)))
+            facts["bad_bind"] = "accepted"
+        except BackendError as exc:
+            facts["bad_bind"] = str(exc)
+        facts["held"] = len(fake_gpu.DEVICE) - len(before[0])
+    facts["freed"] = dict(fake_gpu.DEVICE) == before[0] and fake_gpu.PINNED == before[1]
+    try:
+        a.run({"x": x, "y": y})
+        facts["after_close"] = "ran"
+    except BackendError as exc:
+        facts["after_close"] = str(exc)
+    a.close()  # idempotent
+    return facts
+
+
+def scenario_worker_thread(ctx: dict[str, Any]) -> dict[str, Any]:
+    """A session made on this thread with the pycuda stub (per-thread contexts) runs on a worker thread."""
+    from edge.backends.cuda_memory import cuda_memory
+
+    work = Path(ctx["work"])
+    memory = cuda_memory("pycuda")
+    session = _tiny_session(work, memory)
+    x, y = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
+    result: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            result["out"] = session.run({"x": x, "y": y})["out"].tolist()
+        except Exception as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    closer = threading.Thread(target=session.close)  # closed from yet another thread
+    closer.start()
+    closer.join()
+    result["freed"] = session.closed and not fake_gpu.DEVICE and not fake_gpu.PINNED
+    result["library"] = memory.library
+    return result
+
+
+def scenario_dynamic_engine(ctx: dict[str, Any]) -> dict[str, Any]:
+    from edge.backends.trt_session import EngineSession
+    from edge.errors import BackendError
+    from edge.package import GraphSpec, TensorSpec
+
+    payload = {"onnx": "", "io": [{"name": "x", "input": True, "shape": [-1, 3]},
+                                  {"name": "out", "input": False, "shape": [-1, 3]}]}
+    engine = API.module.Runtime(API.module.Logger(API.module.Logger.WARNING)).deserialize_cuda_engine(
+        json.dumps(payload).encode())
+    spec = GraphSpec("d.onnx", "0", [TensorSpec("x", [1, 3])], [TensorSpec("out", [1, 3])], 17)
+    try:
+        EngineSession("d", spec, API.module, engine, fake_gpu.HostMemory())
+        return {"refused": "loaded"}
+    except BackendError as exc:
+        return {"refused": str(exc), "leaked": len(fake_gpu.DEVICE)}
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "session": scenario_session, "worker_thread": scenario_worker_thread, "dynamic_engine": scenario_dynamic_engine,
+    "build_and_run": scenario_build_and_run, "engine_dir": scenario_engine_dir, "parser_fails": scenario_parser_fails,
+    "deserialize_fails": scenario_deserialize_fails,
+}
+
+
+def main() -> None:
+    ctx = json.loads(sys.argv[1])
+    report: dict[str, Any] = {"version": real.__version__, "scenarios": {}}
+    for name, scenario in SCENARIOS.items():
+        try:
+            report["scenarios"][name] = {"ok": True, **scenario(ctx)}
+        except Exception as exc:  # reported per scenario; the test names the failing one
+            report["scenarios"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                         "traceback": traceback.format_exc()[-3000:]}
+    report["used"] = sorted(strict_api.USED)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

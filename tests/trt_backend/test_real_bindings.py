@@ -1,0 +1,127 @@
+"""The TensorRT path against NVIDIA's real Python bindings of TensorRT 10.3 (JetPack 6), 10.12 and 11.4.
+
+One fresh interpreter per version runs bindings_probe.py: the project's builder, engine session, backend
+and `edge build` against the real module (classes, method signatures, enum values), with only what
+needs the engine libraries or a GPU hand-written (see strict_api.py, fake_gpu.py, stubs/pycuda). Any
+attribute, argument or keyword the code uses that a version lacks fails the scenario that used it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from real_bindings import BINDING_VERSIONS, REPO, tensorrt_bindings
+from export.fp16 import preflight
+
+
+@pytest.fixture(scope="module", params=BINDING_VERSIONS)
+def probe(request, export_fixture, tmp_path_factory) -> dict:
+    env = tensorrt_bindings(request.param)
+    work = tmp_path_factory.mktemp(f"trt{request.param}")
+    act = shutil.copytree(export_fixture("act_env"), work / "act_env")
+    preflight(act, steps=1, progress=lambda _m: None)  # the FP16 ONNX that FP16 engines are built from
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "trt_backend" / "bindings_probe.py"),
+                           json.dumps({"act": str(act), "work": str(work)})],
+                          cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["version"] == request.param
+    return report
+
+
+def scenario(probe: dict, name: str) -> dict:
+    result = probe["scenarios"][name]
+    assert result["ok"], f"TensorRT {probe['version']} {name}: {result['error']}\n{result['traceback']}"
+    return result
+
+
+def test_real_enum_values():
+    """The facts the code relies on, read from the real modules (not from the code under test)."""
+    script = ("import tensorrt_bindings as t, json; print(json.dumps([t.__version__, "
+              "int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED), hasattr(t.BuilderFlag, 'FP16'), "
+              "hasattr(t.BuilderFlag, 'TF32')]))")
+    seen = {}
+    for version in BINDING_VERSIONS:
+        env = tensorrt_bindings(version)
+        out = subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        seen[version] = json.loads(out)[1:]
+    assert seen == {"10.3.0": [1, True, True], "10.12.0.36": [1, True, True], "11.4.0.106": [0, False, True]}
+
+
+def test_build_and_run_under_the_precision_rule(probe):
+    facts = scenario(probe, "build_and_run")
+    eleven = probe["version"].startswith("11.")
+    fp32, fp16 = facts["fp32"], facts["fp16"]
+    assert fp32["exit"] == 0 and fp16["exit"] == 0, (fp32["log"], fp16["log"])
+    assert fp32["onnx"] == "act.onnx" and fp16["onnx"] == "fp16/act.onnx"  # FP16: what the preflight checked
+    assert fp16["strongly_typed"] and not fp16["fp16_flag"] and not fp32["fp16_flag"]
+    assert fp32["strongly_typed"] == eleven  # 11.x is always strongly typed, 10.x FP32 stays weakly typed
+    assert fp16["network_flags"] == (0 if eleven else 2) and fp32["network_flags"] == 0  # 1 << STRONGLY_TYPED(1)
+    assert not fp32["tf32"] and not fp16["tf32"]
+    assert fp32["check_ok"] and fp16["check_ok"]  # the engine session feeds and reads the right buffers
+    assert "act: up to date" in facts["again"]["log"] and facts["again"]["exit"] == 0
+    assert facts["workspace"]["exit"] == 2 and "'workspace_mb': 256" in facts["workspace"]["log"]
+    assert facts["workspace_rebuild"]["exit"] == 0
+    assert facts["workspace_rebuild"]["pools"] == {"MemoryPoolType.WORKSPACE": 256 << 20}
+    assert facts["workspace_rebuild"]["timing_cache"] == 1  # the first build's timing cache was loaded
+    assert facts["auto"]["describe"].startswith(f"auto -> tensorrt {probe['version']}")
+    assert facts["auto"]["action_shape"] == [facts["auto"]["action_dim"]]
+
+
+def test_engine_dir_is_where_the_runtime_looks(probe):
+    facts = scenario(probe, "engine_dir")
+    assert facts["exit"] == 0 and facts["built"] and "EDGE_ENGINE_DIR=" in facts["log"]
+    assert facts["given"].startswith("auto -> tensorrt") and facts["env"] == "tensorrt"
+
+
+def test_failed_deserialization_falls_back_with_a_message(probe):
+    facts = scenario(probe, "deserialize_fails")
+    assert facts["describe"].startswith("auto -> onnxruntime") and facts["session"] == "OrtSession"
+    assert any("could not deserialize" in line and "using ONNX Runtime" in line for line in facts["log"])
+    assert "could not deserialize" in facts["direct"] and "--rebuild" in facts["direct"]
+
+
+def test_parser_errors_layer_norm_and_dynamic_shapes(probe):
+    facts = scenario(probe, "parser_fails")
+    assert "could not parse" in facts["refused"] and "MatMul refused" in facts["refused"]
+    # a strongly typed 10.x network cannot take the FP32 graph's LayerNormalization; the FP16 graph has none
+    assert facts["fp16_onnx_typed"] == "built"
+    assert ("setComputePrecision" in facts["fp32_onnx_typed"]) != probe["version"].startswith("11.")
+    assert "dynamic shape" in facts["dynamic"]
+
+
+def test_engine_session_lifecycle_and_device_hooks(probe):
+    facts = scenario(probe, "session")
+    assert facts["run"] == [[12.0, 24.0, 36.0]] and facts["names"] == [["x", "y"], ["out"]]
+    assert facts["chained"] == [[34.0, 68.0, 102.0]] and facts["pingpong"] == facts["chained"]
+    assert facts["nothing_fetched"] and facts["rebound"] == facts["run"]
+    assert "cannot bind 'x'" in facts["bad_bind"]
+    assert facts["held"] == 7 and facts["freed"]  # 3 + 3 tensor buffers + 1 alloc_like, all given back
+    assert "session is closed" in facts["after_close"]
+
+
+def test_session_runs_on_a_worker_thread_with_pycuda(probe):
+    facts = scenario(probe, "worker_thread")
+    assert facts.get("error") is None and facts["out"] == [[12.0, 24.0, 36.0]]
+    assert facts["library"] == "pycuda" and facts["freed"]
+
+
+def test_dynamic_engine_is_refused_at_load(probe):
+    facts = scenario(probe, "dynamic_engine")
+    assert "dynamic shapes" in facts["refused"] and facts["leaked"] == 0
+
+
+def test_every_member_used_exists(probe):
+    """The members exercised above (a failing lookup already failed its scenario); 11.x never saw FP16."""
+    used = set(probe["used"])
+    assert {"IBuilderConfig.clear_flag", "IBuilderConfig.progress_monitor=", "Builder.build_serialized_network",
+            "OnnxParser.get_error", "ParserError.desc", "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_dtype",
+            "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
+            "Runtime.deserialize_cuda_engine", "INetworkDefinition.get_input", "ITensor.shape"} <= used
