@@ -6,7 +6,7 @@ the sinusoidal embeddings' sin/cos, cumulative sums, arg-max) stay in FP32 "isla
 nodes. Graph inputs and outputs stay float32, so every backend feeds an FP16 graph exactly like the
 FP32 one. The same file is what every TensorRT >= 10.0 builds as a strongly typed network for FP16
 engines, so the islands the preflight checked are the ones the engine runs. LayerNormalization is
-decomposed into ReduceMean/Sub/Pow/Sqrt/Div kept FP32: TensorRT 10.x's importer for it calls
+decomposed into ReduceMean/Sub/Mul/Sqrt/Div kept FP32: TensorRT 10.x's importer for it calls
 `setComputePrecision`, which strongly typed networks reject (docs/tensorrt.md).
 
 `preflight` converts every graph, checks the copies (ONNX checker, TensorRT 10.3 operator support, ONNX
@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +112,12 @@ def _weight_cast(node: onnx.NodeProto, fp16_initializers: set[str]) -> bool:
 
 
 def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
-    """Replace each LayerNormalization by ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add, in place.
+    """Replace each LayerNormalization by ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div/Mul/Add, in place.
 
     Returns the names of the nodes that must stay FP32 (the reductions, the centring, square, root and
-    division) and the count replaced. Same formula as the ONNX operator (opset 17 function body).
+    division) and the count replaced. Same formula as the ONNX operator (opset 17 function body). The
+    square is Mul(d, d), not Pow(d, 2): ONNX Runtime's LayerNormFusion would fuse the Pow form back into
+    one LayerNormalization across the FP16->FP32 Cast in front and then fail on the mixed types.
     """
     graph = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -132,8 +135,7 @@ def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
         axes = list(range(axis, 0)) if axis < 0 else list(range(axis, ranks[ln.input[0]]))
         p = f"{ln.name or f'LayerNormalization_{index}'}__decomposed"
         x, out = ln.input[0], ln.output[0]
-        consts = [numpy_helper.from_array(np.array(2.0, np.float32), f"{p}/two"),
-                  numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps")]
+        consts = [numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps")]
         if opset >= 18:  # ReduceMean takes axes as an input from opset 18
             consts.append(numpy_helper.from_array(np.array(axes, np.int64), f"{p}/axes"))
             reduce = {"inputs": [f"{p}/axes"], "attrs": {"keepdims": 1}}
@@ -146,7 +148,7 @@ def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
 
         new = [node("ReduceMean", [x, *reduce["inputs"]], "mean", **reduce["attrs"]),
                node("Sub", [x, f"{p}/mean"], "centred"),
-               node("Pow", [f"{p}/centred", f"{p}/two"], "squared"),
+               node("Mul", [f"{p}/centred", f"{p}/centred"], "squared"),
                node("ReduceMean", [f"{p}/squared", *reduce["inputs"]], "variance", **reduce["attrs"]),
                node("Add", [f"{p}/variance", f"{p}/eps"], "variance_eps"),
                node("Sqrt", [f"{p}/variance_eps"], "std"),
@@ -155,7 +157,7 @@ def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
         if len(ln.input) > 2 and ln.input[2]:
             new.append(node("Add", [f"{p}/scaled", ln.input[2]], "shifted"))
         new[-1].output[0] = out
-        keep.update(n.name for n in new if n.op_type in ("ReduceMean", "Sub", "Pow", "Sqrt", "Div"))
+        keep.update(f"{p}/{name}" for name in ("mean", "centred", "squared", "variance", "std", "normalised"))
         nodes += new
     del graph.node[:]
     graph.node.extend(nodes)
@@ -429,7 +431,10 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
 
     package = load_package(path)
     t0 = time.monotonic()
-    samples = {name: graph_samples(package, name) for name in package.manifest.graphs}  # unreadable: error now
+    try:  # before anything is written: a damaged archive stops the preflight here
+        samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise Fp16Error(f"{package.path}: the validation samples cannot be read ({exc})") from None
     staging = package.path / f".{FP16_DIR}.tmp-{os.getpid()}"
     staging.mkdir()
     try:

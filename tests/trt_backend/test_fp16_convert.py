@@ -115,3 +115,54 @@ def test_control_flow_is_refused():
     model = make_model(nodes, [vinfo("c", [], TensorProto.BOOL), vinfo("x", [1])], [vinfo("y", [1])])
     with pytest.raises(Fp16Error, match="If/Loop/Scan"):
         convert_to_fp16(model)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_layer_norm_is_decomposed_with_fp32_reductions(opset):
+    """Strongly typed TensorRT 10.x builds cannot take LayerNormalization: it becomes FP32 reductions, same result."""
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32) * 30, "w")
+    scale = numpy_helper.from_array(rng.uniform(0.5, 1.5, 16).astype(np.float32), "scale")
+    bias = numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "bias")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("LayerNormalization", ["h", "scale", "bias"], ["n"], name="ln", axis=-1, epsilon=1e-5),
+             helper.make_node("Relu", ["n"], ["y"])]
+    model = make_model(nodes, [vinfo("x", [3, 8])], [vinfo("y", [3, 16])], [w, scale, bias], opset=opset)
+    fp16, report = convert_to_fp16(model)
+    kinds = [n.op_type for n in fp16.graph.node]
+    assert "LayerNormalization" not in kinds and report.decomposed == {"LayerNormalization": 1}
+    assert report.fp32_nodes == {"ReduceMean": 2, "Sub": 1, "Mul": 2, "Add": 2, "Sqrt": 1, "Div": 1}
+    x = rng.standard_normal((3, 8)).astype(np.float32) * 10  # h ~ 1000: its squares overflow FP16
+    (ref,), (got,) = run(model, {"x": x}), run(fp16, {"x": x})
+    assert np.all(np.isfinite(got)) and np.max(np.abs(got - ref)) < 2e-2 * max(1.0, np.max(np.abs(ref)))
+
+
+def test_float16_stored_weights_are_not_islands():
+    """`--weights float16` puts a Cast after each weight: storage, not an FP32 island, and no FP16->FP32->FP16 chain."""
+    w16 = numpy_helper.from_array(np.linspace(-1, 1, 16, dtype=np.float16).reshape(4, 4), "w.float16")
+    nodes = [helper.make_node("Cast", ["w.float16"], ["w"], name="w.to_float32", to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    model = make_model(nodes, [vinfo("x", [2, 4])], [vinfo("y", [2, 4])], [w16])
+    fp16, report = convert_to_fp16(model)
+    assert report.fp32_nodes == {} and report.fp16_nodes == 1
+    matmul = next(n for n in fp16.graph.node if n.op_type == "MatMul")
+    assert matmul.input[1] == "w.float16" and [n.op_type for n in fp16.graph.node].count("Cast") == 2  # x in, y out
+    x = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(fp16, {"x": x})[0], run(model, {"x": x})[0], rtol=1e-2, atol=1e-2)
+
+
+def test_activation_after_a_norm_runs_in_fp16():
+    """A GroupNorm (InstanceNormalization below opset 18) and its affine Mul stay FP32; the Mish after them does not."""
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.zeros(2, np.float32), "b"),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, (1, 2, 1)).astype(np.float32), "gamma"),
+             numpy_helper.from_array(rng.standard_normal((2, 2, 1)).astype(np.float32), "k")]
+    nodes = [helper.make_node("InstanceNormalization", ["x", "s", "b"], ["n"]),
+             helper.make_node("Mul", ["n", "gamma"], ["g"]),
+             helper.make_node("Mish", ["g"], ["m"]),
+             helper.make_node("Conv", ["m", "k"], ["y"])]
+    model = make_model(nodes, [vinfo("x", [1, 2, 8])], [vinfo("y", [1, 2, 8])], inits, opset=18)
+    fp16, report = convert_to_fp16(model)
+    assert report.fp32_nodes == {"InstanceNormalization": 1, "Mul": 1} and report.fp16_nodes == 2
+    x = rng.standard_normal((1, 2, 8)).astype(np.float32)
+    np.testing.assert_allclose(run(fp16, {"x": x})[0], run(model, {"x": x})[0], rtol=1e-2, atol=1e-2)

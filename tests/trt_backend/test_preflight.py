@@ -58,3 +58,11 @@ def test_export_with_fp16_check(lerobot_fixtures, tmp_path, capsys):
 def test_bad_package_is_a_clean_error(tmp_path, capsys):
     assert fp16_main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_corrupt_validation_samples_write_nothing(package_copy, capsys):
+    path = package_copy("act_env")
+    (path / "validation.npz").write_bytes(b"not a zip archive")
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    assert fp16_main([str(path), "--steps", "1"]) == 2
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before  # no fp16/, no staging, same manifest
