@@ -58,3 +58,25 @@ def tensorrt_bindings(version: str) -> dict[str, str]:
         done.touch()
     return {"PYTHONPATH": os.pathsep.join([str(root / "wheel"), str(HERE), str(STUBS)]),
             "LD_LIBRARY_PATH": str(root / "lib")}
+
+
+# NVIDIA's cuda-python runtime bindings import without a GPU (calls then return an error code).
+CUDA_BINDINGS = {"12": "cuda-bindings>=12.6,<13", "13": "cuda-bindings>=13,<14"}  # JetPack 6's pin; CUDA 13
+
+
+def cuda_bindings(major: str) -> dict[str, str]:
+    """Environment (PYTHONPATH) importing the real `cuda.bindings` of that major version, cached like the above."""
+    if sys.platform != "linux":
+        pytest.skip("the cuda-bindings wheels tested here are Linux ones")
+    root = bindings_cache().parent / f"cuda-bindings-{major}-cp{sys.version_info[0]}{sys.version_info[1]}"
+    done = root / ".ready"
+    if not done.is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "site").mkdir(parents=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "--dest", str(root), CUDA_BINDINGS[major], "cuda-pathfinder"], check=True, timeout=300)
+        for wheel in root.glob("*.whl"):
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(root / "site")
+        done.touch()
+    return {"PYTHONPATH": os.pathsep.join([str(root / "site"), str(HERE)])}

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from real_bindings import BINDING_VERSIONS, REPO, tensorrt_bindings
+from real_bindings import BINDING_VERSIONS, CUDA_BINDINGS, REPO, cuda_bindings, tensorrt_bindings
 from export.fp16 import preflight
 
 
@@ -125,3 +125,19 @@ def test_every_member_used_exists(probe):
             "OnnxParser.get_error", "ParserError.desc", "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_dtype",
             "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
             "Runtime.deserialize_cuda_engine", "INetworkDefinition.get_input", "ITensor.shape"} <= used
+
+
+@pytest.mark.parametrize("major", sorted(CUDA_BINDINGS))
+def test_cuda_python_adapter_against_the_real_runtime_module(major):
+    """cuda-bindings 12.x (the JetPack 6 pin) and 13.x: the calls bind, the stream handle is read the supported way,
+    and without a GPU the adapter fails with CUDA's own error name."""
+    env = cuda_bindings(major)
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "trt_backend" / "cuda_probe.py")], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["version"].startswith(f"{major}.")
+    assert report["no_gpu"].startswith("no usable CUDA Python bindings (cuda-python: BackendError: CUDA runtime error "
+                                       "in cudaGetDevice: cudaError")
+    assert report["handle"] == 1234 and report["free_bytes"] == 1 << 30 and report["gpu"] == ["", "0.0"]
+    assert len(report["calls"]) == 11
