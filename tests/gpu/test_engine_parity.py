@@ -1,69 +1,112 @@
-"""TensorRT engines vs ONNX Runtime (CPU, FP32) for every policy family, plus latency. Needs TensorRT + GPU.
+"""TensorRT engines for every bundled package, FP32 and FP16, vs ONNX Runtime on the CPU. Needs TensorRT and a GPU.
 
-Runs `edge build` (FP32, then FP16 after the FP16 preflight) into a copy of each exported fixture,
-compares every graph on the package's validation samples, and prints median latencies.
+Parity is judged like the FP16 preflight (scaled error max |trt - ort| / max(1, max |ort|)) at the package's own
+tolerances: the export tolerance for FP32, the preflight's for FP16. Also: the async executor on its worker
+thread, both CUDA bindings, and device memory given back by close().
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import numpy as np
 import pytest
 
+import edge
 from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.backends.tensorrt import TensorRTBackend, build_engines
+from edge.backends.tensorrt import TensorRTBackend
+from edge.backends.trt_builder import build_engines
+from edge.chunker import AsyncExecutor
 from edge.package import load_package
+from edge.policies import runner_class
 from export.fp16 import graph_samples, preflight
 
-CASES = ["act_env", "act_cam", "diffusion_cam", "vqbet_cam"]
-TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # scaled error: max |trt - ort| / max(1, max |ort|)
+BUNDLED = ["demo_act", "demo_diffusion", "demo_vqbet"]
 
 
-@pytest.fixture
-def gpu_package(tensorrt_gpu, export_fixture, tmp_path):
-    def make(case: str):
-        path = shutil.copytree(export_fixture(case), tmp_path / case)
-        preflight(path, steps=2, progress=lambda _m: None)
-        return load_package(path)
-    return make
+def built(bundled_copy, name: str, precision: str):
+    path = bundled_copy(name)
+    preflight(path, steps=2, progress=lambda _m: None)
+    package = load_package(path)
+    build_engines(package, precision, report=print)
+    return package
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("case", CASES)
-def test_engine_matches_onnxruntime(gpu_package, case, precision):
-    package = gpu_package(case)
-    build_engines(package, precision, report=print)
+@pytest.mark.parametrize("name", BUNDLED)
+def test_engine_matches_onnxruntime(tensorrt_gpu, bundled_copy, name, precision):
+    package = built(bundled_copy, name, precision)
+    tolerance = package.manifest.validation.tolerance if precision == "fp32" else \
+        package.manifest.fp16_preflight["tolerance"]
     trt_backend, ort_backend = TensorRTBackend(precision=precision), OnnxRuntimeBackend(["CPUExecutionProvider"])
     for graph in package.manifest.graphs:
-        trt_session, ort_session = trt_backend.load(package, graph), ort_backend.load(package, graph)
-        for feeds in graph_samples(package, graph):
-            ref, got = ort_session.run(feeds), trt_session.run(feeds)
-            for name, expected in ref.items():
-                err = float(np.max(np.abs(got[name] - expected))) / max(1.0, float(np.max(np.abs(expected))))
-                assert err <= TOLERANCE[precision], f"{case}/{graph}/{name} {precision}: {err:.3g}"
-        feeds = graph_samples(package, graph)[0]
-        for _ in range(10):
-            trt_session.run(feeds)
-        times = []
-        for _ in range(50):
-            t0 = time.perf_counter()
-            trt_session.run(feeds)
-            times.append(time.perf_counter() - t0)
-        print(f"{case}/{graph} {precision}: median {np.median(times) * 1e3:.2f} ms on {trt_backend.describe()}")
+        with trt_backend.load(package, graph) as trt_session:
+            ort_session = ort_backend.load(package, graph)
+            for feeds in graph_samples(package, graph):
+                ref, got = ort_session.run(feeds), trt_session.run(feeds)
+                for out, expected in ref.items():
+                    err = float(np.max(np.abs(got[out] - expected))) / max(1.0, float(np.max(np.abs(expected))))
+                    assert err <= tolerance, f"{name}/{graph}/{out} {precision}: {err:.3g} > {tolerance}"
+            feeds = graph_samples(package, graph)[0]
+            times = []
+            for i in range(60):
+                t0 = time.perf_counter()
+                trt_session.run(feeds)
+                times.append(time.perf_counter() - t0)
+            print(f"{name}/{graph} {precision}: median {np.median(times[10:]) * 1e3:.2f} ms on {trt_backend.describe()}")
 
 
-def test_device_resident_run(gpu_package):
+@pytest.mark.parametrize("library", ["cuda-python", "pycuda"])
+def test_async_executor_on_its_worker_thread(tensorrt_gpu, bundled_copy, library):
+    package = built(bundled_copy, "demo_act", "fp32")
+    try:
+        backend = TensorRTBackend(precision="fp32", cuda=library)
+    except edge.BackendError as exc:
+        pytest.skip(str(exc))
+    policy = runner_class(package.manifest.policy_type)(package, backend)
+    reference = edge.load_policy(package.path, backend="onnxruntime")
+    observation = {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
+                   for i in package.manifest.inputs}
+    executor = AsyncExecutor(policy)
+    try:
+        actions = []
+        for tick in range(12):
+            actions.append(executor.step(observation, tick).action)
+            time.sleep(0.02)
+    finally:
+        executor.close()
+    assert all(a is not None and np.all(np.isfinite(a)) for a in actions[-5:])
+    expected = reference.predict_action_chunk(observation)
+    np.testing.assert_allclose(policy.predict_action_chunk(observation), expected, atol=1e-3, rtol=1e-3)
+
+
+def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
+    package = built(bundled_copy, "demo_vqbet", "fp32")
+    backend = TensorRTBackend(precision="fp32")
+    memory = backend.memory
+    with memory.activate():
+        before = memory.free_bytes()
+    sessions = [backend.load(package, g) for g in package.manifest.graphs]
+    with memory.activate():
+        held = before - memory.free_bytes()
+    for session in sessions:
+        session.close()
+    with memory.activate():
+        after = memory.free_bytes()
+    assert held > 0 and before - after < max(8 << 20, held // 10), (before, held, after)
+    with pytest.raises(edge.BackendError, match="closed"):
+        sessions[0].run(graph_samples(package, sessions[0].name)[0])
+
+
+def test_device_resident_run(tensorrt_gpu, bundled_copy):
     """run_device with the output fetched equals run; a bound ping-pong input buffer is used as given."""
-    package = gpu_package("diffusion_cam")
-    build_engines(package, "fp32", report=print)
-    session = TensorRTBackend(precision="fp32").load(package, "denoiser")
-    feeds = graph_samples(package, "denoiser")[0]
-    expected = session.run(feeds)["model_output"]
-    other = session.alloc_like("sample")
-    session.copy_device(other, session.device_buffer("sample"))  # the sample fed above, copied on the GPU
-    session.bind("sample", other)
-    rest = {k: v for k, v in feeds.items() if k != "sample"}
-    np.testing.assert_array_equal(session.run_device(rest, ["model_output"])["model_output"], expected)
-    session.bind("sample", None)
+    package = built(bundled_copy, "demo_diffusion", "fp32")
+    with TensorRTBackend(precision="fp32").load(package, "denoiser") as session:
+        feeds = graph_samples(package, "denoiser")[0]
+        expected = session.run(feeds)["model_output"]
+        other = session.alloc_like("sample")
+        session.copy_device(other, session.device_buffer("sample"))  # the sample fed above, copied on the GPU
+        session.bind("sample", other)
+        rest = {k: v for k, v in feeds.items() if k != "sample"}
+        np.testing.assert_array_equal(session.run_device(rest, ["model_output"])["model_output"], expected)
+        session.bind("sample", None)
