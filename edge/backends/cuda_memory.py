@@ -9,7 +9,7 @@ call must work on whichever thread makes it:
   runtime call, so it needs no context handling. That is why it is preferred.
 - pycuda's driver API has per-thread context stacks: `pycuda.autoprimaryctx` pushes the primary context
   on the importing thread only, and `memcpy_htod_async` on any other thread fails with "invalid device
-  context" (pycuda: pycuda/autoprimaryctx.py; reported in inducer/pycuda#242, NVIDIA/TensorRT#475). So
+  context" (pycuda: pycuda/autoprimaryctx.py; reported with TensorRT in inducer/pycuda#242). So
   PycudaMemory retains the primary context (`Device.retain_primary_context()`, doc/driver.rst) and
   `activate()` pushes it around every call and pops it after, on the calling thread.
 
