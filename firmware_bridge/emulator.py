@@ -33,6 +33,7 @@ UNLIMITED_ACCEL = 1e6  # ticks/s^2 when Profile_Acceleration is 0
 AMBIENT_C = 25.0
 WATCHDOG_TRIPPED = 0xFF  # Bus_Watchdog reads -1 (255 unsigned) after it fired
 _GOALS = {"Goal_PWM", "Goal_Current", "Goal_Velocity", "Goal_Position"}
+POSITION_MODE = 3  # the only mode that uses Min/Max_Position_Limit
 
 
 def default_arm_motors(model: str = "xl430-w250") -> dict[str, tuple[int, str]]:
@@ -174,7 +175,7 @@ class EmulatedServo:
             return tables.ERR_DATA_RANGE
         if name in _GOALS and self.get("Bus_Watchdog") == WATCHDOG_TRIPPED:
             return tables.ERR_DATA_RANGE
-        if name == "Goal_Position" and self.get("Operating_Mode") in (3, 5):
+        if name == "Goal_Position" and self.get("Operating_Mode") == POSITION_MODE:  # e-manual: not in 4 or 5
             if not self.get("Min_Position_Limit") <= value <= self.get("Max_Position_Limit"):
                 return tables.ERR_DATA_LIMIT
         if name == "Goal_Velocity" and abs(value) > self.get("Velocity_Limit"):
