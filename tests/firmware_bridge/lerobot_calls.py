@@ -11,6 +11,8 @@ X_SERIES_CONTROL_TABLE (motors/dynamixel/tables.py), copied here as LeRobot has 
 
 from __future__ import annotations
 
+import time
+
 from dynamixel_sdk import COMM_SUCCESS, GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler
 
 # LeRobot 0.4.4 X_SERIES_CONTROL_TABLE entries used below: {name: (address, size)}.
@@ -30,6 +32,18 @@ SIGNED = {"Homing_Offset", "Goal_PWM", "Goal_Current", "Goal_Velocity", "Present
           "Present_Velocity", "Present_Position", "Goal_Position"}
 
 
+class SharingPortHandler(PortHandler):
+    """The SDK's PortHandler, except that a read with nothing waiting yields the CPU for 0.2 ms: the SDK spins on
+    the port, which in one Python process would starve the emulator's thread of the GIL (a real servo is not in
+    the process). Timeouts and every packet stay the SDK's."""
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+        data = super().readPort(length)
+        if not data:
+            time.sleep(0.0002)
+        return data
+
+
 class LeRobotError(RuntimeError):
     """What LeRobot raises: a communication failure or a status packet carrying an error."""
 
@@ -43,7 +57,7 @@ class LeRobotCalls:
 
     def __init__(self, port: str, motors: dict[str, int]) -> None:
         self.motors = motors
-        self.port = PortHandler(port)
+        self.port = SharingPortHandler(port)
         self.handler = PacketHandler(2.0)
         self.reader = GroupSyncRead(self.port, self.handler, 0, 0)
         self.writer = GroupSyncWrite(self.port, self.handler, 0, 0)
