@@ -23,7 +23,7 @@ LEROBOT_TABLE = {
     "Torque_Enable": (64, 1), "Hardware_Error_Status": (70, 1), "Position_D_Gain": (80, 2),
     "Position_I_Gain": (82, 2), "Position_P_Gain": (84, 2), "Feedforward_2nd_Gain": (88, 2),
     "Feedforward_1st_Gain": (90, 2), "Goal_Current": (102, 2), "Goal_Position": (116, 4), "Moving": (122, 1),
-    "Moving_Status": (123, 1), "Present_PWM": (124, 2), "Present_Current": (126, 2),
+    "Profile_Acceleration": (108, 4), "Profile_Velocity": (112, 4), "Moving_Status": (123, 1), "Present_PWM": (124, 2), "Present_Current": (126, 2),
     "Present_Velocity": (128, 4), "Present_Position": (132, 4), "Velocity_Trajectory": (136, 4),
     "Position_Trajectory": (140, 4), "Present_Temperature": (146, 1),
 }
