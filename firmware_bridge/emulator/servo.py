@@ -278,7 +278,7 @@ class EmulatedServo:
         self.pending.clear()
 
     def _set_torque(self, on: bool, now: float) -> None:
-        if on and self.get("Hardware_Error_Status"):
+        if on and self.get("Hardware_Error_Status") & self.get("Shutdown"):
             return  # a shutdown keeps torque off until REBOOT (control_table_shutdown.md)
         if on and not self.torque:
             if self.get("Operating_Mode") == POSITION_MODE:
