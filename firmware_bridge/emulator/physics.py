@@ -29,7 +29,8 @@ NO_LOAD_CURRENT_FRACTION = 0.1
 MECHANICAL_TIME_CONSTANT_S = 0.02
 THERMAL_TIME_CONSTANT_S = 300.0
 STALL_RISE_FACTOR = 2.5
-TRACKING_GAIN = 100.0  # 1/s: how hard the position loop pulls the shaft onto the profile's trajectory
+TRACKING_GAIN = 40.0  # 1/s: how hard the position loop pulls the shaft onto the profile's trajectory
+VELOCITY_LOOP_S = 0.01  # the velocity loop's time constant (with the gain above: damping ~0.8, no ringing)
 OVERLOAD_CREEP = 0.02  # fraction of no-load speed at which a load beyond the stall torque pushes the shaft back
 OVERLOAD_TORQUE = 1.5  # an injected overload: this many times the stall torque
 
@@ -91,8 +92,9 @@ class Motor:
             self._heat(dt)
             return
         max_torque = p.stall_torque * duty_limit
-        if current_limit is not None:
-            max_torque = min(max_torque, p.stall_torque * current_limit / p.stall_current)
+        current_bound = current_limit is not None and current_limit < p.stall_current * duty_limit
+        if current_bound:
+            max_torque = p.stall_torque * current_limit / p.stall_current
         top_speed = p.no_load_speed * duty_limit
         if kind == POSITION:
             error = target - self.shaft
@@ -104,12 +106,13 @@ class Motor:
             wanted, top_speed = target * p.no_load_speed, abs(target) * p.no_load_speed
         else:  # CURRENT: an unloaded shaft runs up to speed as soon as the current beats friction
             wanted = math.copysign(p.no_load_speed, target) if abs(target) > p.no_load_current else 0.0
-            max_torque = min(max_torque, p.stall_torque * abs(target) / p.stall_current)
+            if abs(target) < p.stall_current * duty_limit:
+                current_bound, max_torque = True, p.stall_torque * abs(target) / p.stall_current
         wanted = max(-top_speed, min(top_speed, wanted))
         if self.external_load:
-            self._overloaded(dt, max_torque, wanted)
+            self._overloaded(dt, max_torque, at_output_limit=not current_bound)
             return
-        torque = p.inertia * (wanted - self.velocity) / dt
+        torque = p.inertia * (wanted - self.velocity) / max(dt, VELOCITY_LOOP_S)
         self.torque = max(-max_torque, min(max_torque, torque))
         self.velocity += self.torque / p.inertia * dt
         if kind == POSITION and abs(target - self.shaft - self.velocity * dt) < 0.5 and abs(feedforward) < 1e-9 \
@@ -122,14 +125,15 @@ class Motor:
         self.current = self.torque * p.stall_current / p.stall_torque + friction
         self._heat(dt)
 
-    def _overloaded(self, dt: float, max_torque: float, wanted: float) -> None:
-        """A load beyond the stall torque: the motor pushes back at its limit and still creeps backwards."""
+    def _overloaded(self, dt: float, max_torque: float, at_output_limit: bool) -> None:
+        """A load beyond the stall torque: the motor pushes back at its limit and still creeps backwards. Held by
+        the current limit (current-based modes) the output is where it was asked to be, not at its maximum."""
         p = self.p
         self.velocity = -OVERLOAD_CREEP * p.no_load_speed
         self.shaft += self.velocity * dt
         self.torque = max_torque
         self.current = max_torque * p.stall_current / p.stall_torque
-        self.saturated = max_torque > 0
+        self.saturated = at_output_limit and max_torque > 0
         self._heat(dt)
 
     def _heat(self, dt: float) -> None:
