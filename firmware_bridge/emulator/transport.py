@@ -80,7 +80,7 @@ class ServoEmulator(InstructionSet):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
-        self._started = now
+        self.started_at = now  # time.monotonic() at start(): timed faults count from here
         self._now = now
         self._rate = baudrate  # the host's line rate at the packet being handled
         self._listening: list[EmulatedServo] = []
@@ -102,7 +102,7 @@ class ServoEmulator(InstructionSet):
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._stop.clear()
-        self._started = time.monotonic()
+        self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._serve, name="servo-emulator", daemon=True)
         self._thread.start()
         return self.port
@@ -219,7 +219,7 @@ class ServoEmulator(InstructionSet):
 
     def _run_schedule(self, now: float) -> None:
         """Switch timed faults on and off as their windows open and close."""
-        elapsed = now - self._started
+        elapsed = now - self.started_at
         for index, fault in enumerate(self.timed_faults):
             active = fault.active(elapsed)
             if active == self._fault_on[index]:

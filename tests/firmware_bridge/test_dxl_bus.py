@@ -163,6 +163,16 @@ def test_disconnect_leaves_torque_off_and_port_free(chain) -> None:
         assert set(again.sync_read("Torque_Enable").values()) == {0}
 
 
+def test_stale_bytes_are_drained_before_each_request(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    """A reply nobody collected sits in the input buffer; the next request starts by discarding it."""
+    port = bus._port
+    assert PacketHandler(2.0).readTx(port, 2, 20, 4) == 0  # Homing_Offset of shoulder_lift, reply left unread
+    time.sleep(0.05)
+    assert port.ser.in_waiting > 0
+    emulator.set_register(2, "Homing_Offset", 55)
+    assert bus.read("Homing_Offset", "shoulder_lift") == 55  # not the stale 0
+
+
 def test_stuck_is_using_is_cleared(bus: DynamixelBus) -> None:
     bus._port.is_using = True  # what an interrupted SDK transaction leaves behind
     assert bus.read("ID", "gripper") == bus.motors["gripper"][0]

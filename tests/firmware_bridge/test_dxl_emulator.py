@@ -228,3 +228,20 @@ def test_malformed_instruction_gets_a_length_error_and_the_emulator_keeps_servin
     packet, result = StuffingPacketHandler().rxPacket(port, False)
     assert result == COMM_SUCCESS and packet[8] == tables.ERR_DATA_LENGTH
     assert bus.read("ID", "shoulder_lift") == 2
+
+
+def test_a_burst_faster_than_the_wire_delays_the_next_reply() -> None:
+    """Packets written faster than 1 Mbps queue up (an adapter's buffer): the reply comes after they have gone out."""
+    from firmware_bridge import protocol as P
+    with ServoEmulator.arm() as emulator:  # wire timing on
+        bus = DynamixelBus(emulator.port, default_arm_motors(), timeout_slack_ms=100.0)
+        bus.connect()
+        goals = b"".join(bytes([i]) + (2048).to_bytes(4, "little") for i in range(1, 7))
+        burst = P.encode(P.BROADCAST_ID, P.SYNC_WRITE, (116).to_bytes(2, "little") + (4).to_bytes(2, "little") + goals)
+        port = bus._port
+        start = time.perf_counter()
+        port.ser.write(burst * 50)  # 50 sync writes in one go: 50 x 44 bytes = 22 ms of wire at 1 Mbps
+        assert bus.read("ID", "gripper") == 6
+        elapsed = time.perf_counter() - start
+        bus.disconnect()
+    assert elapsed >= 0.9 * 50 * len(burst) * 10 / 1_000_000
