@@ -40,8 +40,8 @@ def test_moves_toward_goal_under_profile_velocity(bus: DynamixelBus, emulator: S
     assert bus.read("Present_Velocity", "elbow_flex") == pytest.approx(50, abs=2)
     assert bus.read("Moving", "elbow_flex") == 1
     assert 0 < bus.read("Present_Load", "elbow_flex")  # friction while it turns
-    assert wait_until(lambda: bus.read("Present_Position", "elbow_flex") == start + 400)
-    assert bus.read("Present_Velocity", "elbow_flex") == 0
+    assert wait_until(lambda: bus.sync_read("Present_Velocity", ["elbow_flex"]) == {"elbow_flex": 0}
+                      and bus.read("Present_Position", "elbow_flex") == start + 400)  # settled on the goal
     assert bus.read("Present_Load", "elbow_flex") == 0  # an unloaded joint held still needs no torque
     assert bus.read("Present_Temperature", "elbow_flex") >= 25
 
