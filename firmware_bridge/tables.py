@@ -80,6 +80,7 @@ class Model:
     motor: MotorSpec
     current_unit_ma: float | None  # Present/Goal_Current unit; None: no current sensing (Present_Load, 0.1 %)
     page: str  # e-manual page the table was taken from
+    fast_read_firmware: int  # first firmware with FAST SYNC/BULK READ (protocol2.md: X430/540 v45, X330 v46)
 
     @property
     def size(self) -> int:
@@ -185,7 +186,8 @@ def _model(name: str, number: int, modes: tuple[int, ...], volts: int, motor: Mo
     velocity_limit = regs["Velocity_Limit"].hi
     regs["Goal_Velocity"] = replace(regs["Goal_Velocity"], min=-velocity_limit, max=velocity_limit)
     table = dict(sorted(regs.items(), key=lambda item: item[1].address))
-    return Model(name, number, modes, table, volts, motor, current_unit_ma, page)
+    return Model(name, number, modes, table, volts, motor, current_unit_ma, page,
+                 fast_read_firmware=46 if name.startswith("xl330") else 45)
 
 
 _ALL_MODES = (0, 1, 3, 4, 5, 16)
@@ -244,9 +246,6 @@ OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_positio
 BAUD_RATES = {0: 9_600, 1: 57_600, 2: 115_200, 3: 1_000_000, 4: 2_000_000, 5: 3_000_000, 6: 4_000_000,
               7: 4_500_000}
 BAUD_CODES = {bps: code for code, bps in BAUD_RATES.items()}
-
-# FAST SYNC READ exists on X430/540 firmware 45 and later, X330 46 (e-manual, protocol2.md, Fast Sync Read).
-FAST_SYNC_READ_MIN_FIRMWARE = 45
 
 # Hardware Error Status bits (control_table_shutdown.md).
 HW_INPUT_VOLTAGE = 0x01

@@ -126,8 +126,8 @@ class InstructionSet:
         delay, corrupt, first = 0.0, False, None
         for servo_id, address, length in requests:
             servo = next(iter(self._hearing([servo_id])), None)
-            if servo is None:
-                break
+            if servo is None or servo.firmware < servo.model.fast_read_firmware:
+                break  # absent, or firmware that does not know the instruction
             dropped, corrupted, late = servo.faults.consume()
             if dropped:
                 break

@@ -50,12 +50,17 @@ def test_fast_and_plain_sync_read_agree(bus: DynamixelBus) -> None:
     assert a == b
 
 
-def test_old_firmware_falls_back_to_plain_sync_read() -> None:
-    with ServoEmulator({1: "xl330-m288", 2: "xl330-m288"}, timing=False, firmware=44) as emu:
-        bus = DynamixelBus(emu.port, {"a": (1, "xl330-m288"), "b": (2, "xl330-m288")})
+@pytest.mark.parametrize("model,firmware", [("xl330-m288", 45), ("xl430-w250", 44)])
+def test_old_firmware_falls_back_to_plain_sync_read(model: str, firmware: int) -> None:
+    # protocol2.md, Fast Sync Read: X430/540 from firmware 45, X330 from 46.
+    with ServoEmulator({1: model, 2: model}, timing=False, firmware=firmware) as emu:
+        bus = DynamixelBus(emu.port, {"a": (1, model), "b": (2, model)}, retries=0)
         bus.connect()
         assert not bus.use_fast_sync_read
         assert set(bus.sync_read("Present_Position")) == {"a", "b"}
+        bus.use_fast_sync_read = True  # forced: servos that do not know FAST SYNC READ do not answer it
+        with pytest.raises(BusError, match="sync read ID failed after 1 attempts"):
+            bus.sync_read("ID")
         bus.disconnect()
 
 
