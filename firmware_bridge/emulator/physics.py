@@ -9,8 +9,8 @@ the recommended supply ("Specifications"); what it does not give is assumed here
   (it sets the reflected inertia);
 * copper loss I^2 R with R = supply / stall current; a first-order thermal model with time constant
   THERMAL_TIME_CONSTANT_S whose thermal resistance puts a stalled servo's steady rise at STALL_RISE_FACTOR times
-  its factory Temperature_Limit rise: a stall overheats in about tau * ln(2.5 / 1.5) ~ 2.5 minutes, an unloaded
-  servo turning all the time settles about 1 % of that stall rise above ambient.
+  its factory Temperature_Limit rise: a stall overheats in about tau * ln(2.5 / 1.5) ~ 2.5 minutes, while an
+  unloaded servo settles a few percent of that stall rise above ambient however long it runs.
 """
 
 from __future__ import annotations

@@ -73,10 +73,10 @@ class ServoEmulator(InstructionSet):
             if fault.servo_id not in self.servos:
                 raise ValueError(f"fault on id {fault.servo_id}: no such servo (ids {sorted(self.servos)})")
         self._fault_on = [False] * len(self.timed_faults)
+        self._lock = threading.RLock()
         self.set_hand(hand)
         self.port = ""
         self.instructions = 0  # valid instruction packets received
-        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
@@ -129,10 +129,11 @@ class ServoEmulator(InstructionSet):
     def set_hand(self, hand: Hand | None) -> None:
         """A person's hand on every torque-off joint (None takes it away); each joint is swept around where it is."""
         now = time.monotonic()
-        for servo in self.servos.values():
-            servo.update(now)
-            servo.hand = hand
-            servo.hand_centre, servo.hand_since = servo.motor.shaft, now
+        with self._lock:
+            for servo in self.servos.values():
+                servo.update(now)
+                servo.hand = hand
+                servo.hand_centre, servo.hand_since = servo.motor.shaft, now
 
     def set_shaft(self, servo_id: int, ticks: float) -> None:
         """Turn a joint by hand to `ticks` (encoder ticks before Drive_Mode and Homing_Offset)."""
