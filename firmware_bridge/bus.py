@@ -141,7 +141,7 @@ class DynamixelBus:
         if wrong:
             raise BusError("connect", [w.split()[0] for w in wrong], "; ".join(wrong))
         self.firmware = {name: self.read("Firmware_Version", name) for name in self.motors}
-        self.use_fast_sync_read = all(v >= tables.FAST_SYNC_READ_MIN_FIRMWARE for v in self.firmware.values())
+        self.use_fast_sync_read = all(v >= self.motors[n][1].fast_read_firmware for n, v in self.firmware.items())
 
     def disconnect(self) -> None:
         """Turn torque off on every motor (best effort) and release the port; safe to call twice."""
@@ -361,10 +361,10 @@ class DynamixelBus:
     def _common_register(self, register: str, names: list[str]) -> Register:
         if not names:
             raise ValueError(f"no motors given for {register!r}")
-        regs = {self._register(register, n) for n in names}
-        if len(regs) != 1:
+        regs = [self._register(register, n) for n in names]
+        if len({r.layout for r in regs}) != 1:
             raise ValueError(f"register {register!r} differs between models of {names}")
-        return regs.pop()
+        return regs[0]
 
     def _encode(self, register: str, motor: str, value: int) -> tuple[Register, bytes]:
         reg = self._register(register, motor)

@@ -1,4 +1,8 @@
-"""`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C."""
+"""`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C.
+
+`--hand` moves every torque-off joint as a person calibrating the arm would; `--fault ID:KIND@START[+DURATION]`
+(repeatable) rehearses a lost, slow or failing servo without writing Python.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 
 from edge.cli import CLIError
 from firmware_bridge import tables
-from firmware_bridge.emulator import ServoEmulator
+from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,10 +21,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description="Serve N emulated X-series servos (Protocol 2.0) on a pty; "
                                                "prints the port to open, serves until Ctrl-C.")
     parser.add_argument("--servos", type=int, default=None, help="number of servos (default 6, or as many as --ids)")
-    parser.add_argument("--model", default="xl430-w250", choices=sorted(tables.MODELS), help="servo model")
+    parser.add_argument("--model", default="xl430-w250",
+                        help="servo model for every id, or one per id comma-separated (a mixed chain such as "
+                             "Koch's xl430-w250,xl430-w250,xl330-m288,xl330-m288,xl330-m288,xl330-m288); "
+                             f"known: {', '.join(sorted(tables.MODELS))}")
     parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
+    parser.add_argument("--hand", action="store_true",
+                        help="a hand moves every torque-off joint slowly back and forth (+-79 degrees) around where "
+                             "it was taken, so `edge calibrate` can be run against the emulator")
+    parser.add_argument("--hand-period", type=float, default=Hand.period_s, metavar="S",
+                        help=f"seconds for one back-and-forth of the hand (default {Hand.period_s:g})")
+    parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
+                        help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
+                             "overheat; seconds from start, no DURATION = until the end "
+                             "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
     return parser
 
 
@@ -34,16 +50,25 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--servos {args.servos} but {len(ids)} ids given")
     if len(set(ids)) != len(ids) or not all(0 <= i <= 252 for i in ids) or not ids:
         raise CLIError(f"ids must be distinct and in 0..252, got {ids}")
+    models = args.model.split(",")
+    if len(models) not in (1, len(ids)):
+        raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
+    chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
+    if args.hand_period <= 0:
+        raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
     try:
-        emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
+        faults = [TimedFault.parse(text) for text in args.fault]
+        emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing,
+                                 hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
     with emulator:
         print(emulator.port, flush=True)
-        print(f"{len(ids)} x {args.model} (ids {','.join(map(str, ids))}) at {args.baudrate} bps; Ctrl-C to stop",
-              flush=True)
+        extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
+        print(f"{', '.join(f'{i}: {m}' for i, m in chain.items())} at {args.baudrate} bps"
+              f"{''.join(f'; {e}' for e in extras)}; Ctrl-C to stop", flush=True)
         try:
             while True:
                 time.sleep(1.0)

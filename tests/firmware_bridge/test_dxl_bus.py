@@ -50,12 +50,17 @@ def test_fast_and_plain_sync_read_agree(bus: DynamixelBus) -> None:
     assert a == b
 
 
-def test_old_firmware_falls_back_to_plain_sync_read() -> None:
-    with ServoEmulator({1: "xl330-m288", 2: "xl330-m288"}, timing=False, firmware=44) as emu:
-        bus = DynamixelBus(emu.port, {"a": (1, "xl330-m288"), "b": (2, "xl330-m288")})
+@pytest.mark.parametrize("model,firmware", [("xl330-m288", 45), ("xl430-w250", 44)])
+def test_old_firmware_falls_back_to_plain_sync_read(model: str, firmware: int) -> None:
+    # protocol2.md, Fast Sync Read: X430/540 from firmware 45, X330 from 46.
+    with ServoEmulator({1: model, 2: model}, timing=False, firmware=firmware) as emu:
+        bus = DynamixelBus(emu.port, {"a": (1, model), "b": (2, model)}, retries=0)
         bus.connect()
         assert not bus.use_fast_sync_read
         assert set(bus.sync_read("Present_Position")) == {"a", "b"}
+        bus.use_fast_sync_read = True  # forced: servos that do not know FAST SYNC READ do not answer it
+        with pytest.raises(BusError, match="sync read ID failed after 1 attempts"):
+            bus.sync_read("ID")
         bus.disconnect()
 
 
@@ -161,6 +166,16 @@ def test_disconnect_leaves_torque_off_and_port_free(chain) -> None:
         bus.read("Torque_Enable", "gripper")
     with chain.bus() as again:
         assert set(again.sync_read("Torque_Enable").values()) == {0}
+
+
+def test_stale_bytes_are_drained_before_each_request(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    """A reply nobody collected sits in the input buffer; the next request starts by discarding it."""
+    port = bus._port
+    assert PacketHandler(2.0).readTx(port, 2, 20, 4) == 0  # Homing_Offset of shoulder_lift, reply left unread
+    time.sleep(0.05)
+    assert port.ser.in_waiting > 0
+    emulator.set_register(2, "Homing_Offset", 55)
+    assert bus.read("Homing_Offset", "shoulder_lift") == 55  # not the stale 0
 
 
 def test_stuck_is_using_is_cleared(bus: DynamixelBus) -> None:

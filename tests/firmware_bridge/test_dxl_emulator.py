@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite, PortHandler
+from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite
 
 from edge.cli import CLIError, build_parser
 from firmware_bridge import DynamixelBus, ServoEmulator, tables
 from firmware_bridge.emulator import default_arm_motors
 from firmware_bridge.protocol import StuffingPacketHandler
+from tests.firmware_bridge.lerobot_calls import SharingPortHandler
 
 
 @pytest.fixture(autouse=True)
@@ -38,22 +39,25 @@ def test_moves_toward_goal_under_profile_velocity(bus: DynamixelBus, emulator: S
     assert start + 50 < mid < start + 400
     assert bus.read("Present_Velocity", "elbow_flex") == pytest.approx(50, abs=2)
     assert bus.read("Moving", "elbow_flex") == 1
-    assert wait_until(lambda: bus.read("Present_Position", "elbow_flex") == start + 400)
-    assert bus.read("Present_Velocity", "elbow_flex") == 0
-    assert 0 < bus.read("Present_Load", "elbow_flex")
+    assert 0 < bus.read("Present_Load", "elbow_flex")  # friction while it turns
+    assert wait_until(lambda: bus.sync_read("Present_Velocity", ["elbow_flex"]) == {"elbow_flex": 0}
+                      and bus.read("Present_Position", "elbow_flex") == start + 400)  # settled on the goal
+    assert bus.read("Present_Load", "elbow_flex") == 0  # an unloaded joint held still needs no torque
     assert bus.read("Present_Temperature", "elbow_flex") >= 25
 
 
-def test_homing_offset_and_drive_mode(bus: DynamixelBus) -> None:
+def test_homing_offset_and_drive_mode(bus: DynamixelBus, emulator: ServoEmulator) -> None:
     raw = bus.read("Present_Position", "wrist_flex")
     bus.write("Homing_Offset", "wrist_flex", 100)
     assert bus.read("Present_Position", "wrist_flex") == raw + 100
-    bus.write("Drive_Mode", "wrist_flex", 1)
-    assert bus.read("Present_Position", "wrist_flex") == -raw + 100
+    bus.write("Drive_Mode", "wrist_flex", 1)  # reverse: the count runs the other way, inside one turn
+    mirrored = (-raw) % 4096
+    assert bus.read("Present_Position", "wrist_flex") == mirrored + 100
     bus.write("Operating_Mode", "wrist_flex", 4)
-    bus.write("Goal_Position", "wrist_flex", -raw + 100 + 50)
+    bus.write("Goal_Position", "wrist_flex", mirrored + 100 + 50)
     bus.enable_torque(["wrist_flex"])
-    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex") == -raw + 150)
+    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex") == mirrored + 150)
+    assert emulator.servos[4].motor.shaft == raw - 50  # +50 in reverse is -50 at the shaft
 
 
 def test_torque_on_goes_to_the_stored_goal(bus: DynamixelBus, emulator: ServoEmulator) -> None:
@@ -175,17 +179,27 @@ def test_emulate_command_parses_and_validates() -> None:
         args._run(parser.parse_args(["emulate", "--ids", "1,1"]))
 
 
+def test_emulate_command_rejects_a_model_list_that_does_not_fit() -> None:
+    parser = build_parser()
+    with pytest.raises(CLIError, match="names 2 models for 3 ids"):
+        args = parser.parse_args(["emulate", "--ids", "1,2,3", "--model", "xl430-w250,xl330-m288"])
+        args._run(args)
+    with pytest.raises(CLIError, match="unknown Dynamixel model 'xl999'"):
+        args = parser.parse_args(["emulate", "--model", "xl999"])
+        args._run(args)
+
+
 def test_emulate_command_serves_until_interrupted() -> None:
     import os
     import signal
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "emulate", "--servos", "2", "--no-timing"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "emulate", "--servos", "2", "--no-timing",
+                             "--model", "xl430-w250,xl330-m288"], stdout=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")
-        with DynamixelBus(port, {"a": (1, "xl430-w250"), "b": (2, "xl430-w250")}) as bus:
+        with DynamixelBus(port, {"a": (1, "xl430-w250"), "b": (2, "xl330-m288")}) as bus:  # a mixed chain
             assert set(bus.sync_read("Present_Position")) == {"a", "b"}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
@@ -197,7 +211,7 @@ def test_emulate_command_serves_until_interrupted() -> None:
 
 def test_raw_sdk_port_handler_works_against_the_emulator() -> None:
     with ServoEmulator({1: "xm430-w350"}, timing=False) as emu:
-        port = PortHandler(emu.port)
+        port = SharingPortHandler(emu.port)  # the SDK's PortHandler, yielding the GIL while it waits
         assert port.openPort()
         number, result, error = StuffingPacketHandler().ping(port, 1)
         assert (number, result, error) == (1020, COMM_SUCCESS, 0)
@@ -214,3 +228,20 @@ def test_malformed_instruction_gets_a_length_error_and_the_emulator_keeps_servin
     packet, result = StuffingPacketHandler().rxPacket(port, False)
     assert result == COMM_SUCCESS and packet[8] == tables.ERR_DATA_LENGTH
     assert bus.read("ID", "shoulder_lift") == 2
+
+
+def test_a_burst_faster_than_the_wire_delays_the_next_reply() -> None:
+    """Packets written faster than 1 Mbps queue up (an adapter's buffer): the reply comes after they have gone out."""
+    from firmware_bridge import protocol as P
+    with ServoEmulator.arm() as emulator:  # wire timing on
+        bus = DynamixelBus(emulator.port, default_arm_motors(), timeout_slack_ms=100.0)
+        bus.connect()
+        goals = b"".join(bytes([i]) + (2048).to_bytes(4, "little") for i in range(1, 7))
+        burst = P.encode(P.BROADCAST_ID, P.SYNC_WRITE, (116).to_bytes(2, "little") + (4).to_bytes(2, "little") + goals)
+        port = bus._port
+        start = time.perf_counter()
+        port.ser.write(burst * 50)  # 50 sync writes in one go: 50 x 44 bytes = 22 ms of wire at 1 Mbps
+        assert bus.read("ID", "gripper") == 6
+        elapsed = time.perf_counter() - start
+        bus.disconnect()
+    assert elapsed >= 0.9 * 50 * len(burst) * 10 / 1_000_000
