@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
+from calibration.errors import CalibrationError
+
 # Encoder ticks per turn of the Dynamixel X-series models firmware_bridge drives (e-manual, "Specifications").
 MODEL_RESOLUTION: dict[str, int] = {
     "xl330-m077": 4096,
@@ -26,10 +28,6 @@ MODEL_RESOLUTION: dict[str, int] = {
 
 # Homing_Offset (address 20, 4 bytes) accepts -1,044,479 .. 1,044,479 on X-series servos.
 HOMING_OFFSET_LIMIT = 1_044_479
-
-
-class CalibrationError(ValueError):
-    """A calibration file or value is unusable; the message names the motor and the field."""
 
 
 class NormMode(str, Enum):

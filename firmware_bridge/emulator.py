@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from firmware_bridge import protocol as P
 from firmware_bridge import tables
+from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.tables import Model
 
 ARM_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -263,7 +264,7 @@ class ServoEmulator:
     def __init__(self, servos: Mapping[int, str], baudrate: int = 1_000_000, *, timing: bool = True,
                  firmware: int = 52) -> None:
         if baudrate not in tables.BAUD_CODES:
-            raise ValueError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
+            raise RequestError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
         self.baudrate = baudrate
         self.timing = timing
         self.servos = {
@@ -288,7 +289,7 @@ class ServoEmulator:
     def start(self) -> str:
         """Open the pty and serve from a background thread; returns the port path."""
         if self._thread is not None:
-            raise RuntimeError("emulator already running")
+            raise FirmwareBridgeError("emulator already running")
         self._master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)

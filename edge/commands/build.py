@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.cli import CLIError
-from edge.errors import EdgeError
 from edge.package import load_package
 
 
@@ -27,14 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from edge.backends.tensorrt import build_engines
 
-    try:
-        package = load_package(args.package)
-        precision = "fp16" if args.fp16 else "fp32"
-        if args.fp16 and not (package.manifest.fp16_preflight or {}).get("ok", False):
-            print("warning: this package has no passing FP16 preflight; run `python -m export.fp16` on the "
-                  "workstation to measure FP16 error before trusting FP16 engines", file=sys.stderr)
-        build_engines(package, precision, rebuild=args.rebuild, cache_dir=args.engine_dir,
-                      report=lambda msg: print(msg, file=sys.stderr, flush=True), workspace_mb=args.workspace_mb)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    package = load_package(args.package)
+    precision = "fp16" if args.fp16 else "fp32"
+    if args.fp16 and not (package.manifest.fp16_preflight is not None and package.manifest.fp16_preflight.ok):
+        print("warning: this package has no passing FP16 preflight; run `python -m export.fp16` on the "
+              "workstation to measure FP16 error before trusting FP16 engines", file=sys.stderr)
+    build_engines(package, precision, rebuild=args.rebuild, cache_dir=args.engine_dir,
+                  report=lambda msg: print(msg, file=sys.stderr, flush=True), workspace_mb=args.workspace_mb)
     return 0

@@ -6,8 +6,6 @@ import argparse
 
 from edge.backends import BACKENDS, get_backend
 from edge.check import check_package
-from edge.cli import CLIError
-from edge.errors import EdgeError
 from edge.package import load_package
 
 
@@ -20,12 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        package = load_package(args.package)
-        backend = get_backend(args.backend)
-        results = check_package(package, backend, args.tolerance)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    package = load_package(args.package)
+    backend = get_backend(args.backend)
+    results = check_package(package, backend, args.tolerance)
     m = package.manifest
     print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
     print(f"backend  {backend.describe()}")

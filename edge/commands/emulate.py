@@ -34,10 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--servos {args.servos} but {len(ids)} ids given")
     if len(set(ids)) != len(ids) or not all(0 <= i <= 252 for i in ids) or not ids:
         raise CLIError(f"ids must be distinct and in 0..252, got {ids}")
-    try:
-        emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
     with emulator:
