@@ -11,19 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import get_backend
-from edge.errors import BackendError, EdgeError, ObservationError, PackageError
+from edge.errors import BackendError, EdgeError, ObservationError, OptionError, PackageError, PolicyOutputError
 from edge.package import load_package
 from edge.policies import runner_class
 from edge.policies.base import PolicyRunner
 
-__all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError"]
+__all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError",
+           "OptionError", "PolicyOutputError"]
 
 
 def load_policy(path: str | Path, backend: str = "auto", **options: Any) -> PolicyRunner:
     """Load a policy package onto a backend ("auto", "onnxruntime", "tensorrt").
 
-    Family options pass through: ACT `temporal_ensemble_coeff`; Diffusion `sampler`,
-    `num_inference_steps`, `seed`; VQ-BeT `greedy`, `temperature`, `seed`.
+    Every family takes `ood_margin` (standard deviations beyond the training range at which a state
+    value counts as out of distribution, default 3). Family options pass through: ACT
+    `temporal_ensemble_coeff`; Diffusion `sampler`, `num_inference_steps`, `seed`, `fused`; VQ-BeT
+    `greedy`, `temperature`, `seed`.
     """
     package = load_package(path)
     return runner_class(package.manifest.policy_type)(package, get_backend(backend), **options)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 
 import numpy as np
+
+from edge.package import sha256_file
 
 
 def edge_check(*args: str) -> subprocess.CompletedProcess:
@@ -27,6 +30,9 @@ def test_check_fails_when_the_samples_disagree(export_fixture, tmp_path):
         arrays = {k: data[k] for k in data.files}
     arrays["act/0/out/action"] = arrays["act/0/out/action"] + 0.01  # as if the graph computed something else
     np.savez(pkg / "validation.npz", **arrays)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["validation"]["sha256"] = sha256_file(pkg / "validation.npz")  # a consistent package, wrong samples
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
     result = edge_check(str(pkg))
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "1 output(s) out of tolerance" in result.stdout
