@@ -87,7 +87,9 @@ class ObservationProcessor:
             else:
                 if value.dtype.kind not in "iuf":
                     raise ObservationError(f"{inp.name}: expected a real numeric array (cast to float32), got {value.dtype}")
-                value = value.astype(np.float32, copy=False)
+                if value.dtype != np.float32:
+                    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+                        value = value.astype(np.float32)
                 finite = np.isfinite(value)
                 if not finite.all():
                     bad = np.flatnonzero(~finite).tolist()
@@ -115,11 +117,12 @@ class ObservationProcessor:
     def normalize(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`{feature: float32 array}` normalised, images CHW in [0, 1] before normalisation, no batch dim."""
         out = {}
-        for inp in self.inputs:
-            value = checked[inp.name]
-            if inp.kind == "image":
-                value = value.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-            out[inp.name] = np.ascontiguousarray(self._norm[inp.name](value), dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # a value far out may overflow: non-finite actions are refused on the way out
+            for inp in self.inputs:
+                value = checked[inp.name]
+                if inp.kind == "image":
+                    value = value.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+                out[inp.name] = np.ascontiguousarray(self._norm[inp.name](value), dtype=np.float32)
         return out
 
     def __call__(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

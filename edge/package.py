@@ -368,7 +368,7 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
         zero_ok = not (divides and norm.mode == "MEAN_STD")
         bad = np.flatnonzero(std < 0 if zero_ok else std <= 0).tolist()
         if bad:
-            raise PackageError(f"{where}: statistic 'std' is {std[bad[0]]!r} at index {bad}; "
+            raise PackageError(f"{where}: statistic 'std' is {float(std[bad[0]])!r} at index {bad}; "
                                + ("a standard deviation is never negative" if zero_ok else
                                   "MEAN_STD divides by std + eps, so a zero spread turns any value off the training "
                                   "constant into ~1/eps"))
@@ -378,7 +378,8 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
             divided = divides and MODE_STATS[norm.mode] == (lo_key, hi_key)
             bad = np.flatnonzero(hi <= lo if divided else hi < lo).tolist()
             if bad:
-                raise PackageError(f"{where}: statistics {lo_key!r}/{hi_key!r} are {lo[bad[0]]!r}/{hi[bad[0]]!r} at "
+                raise PackageError(f"{where}: statistics {lo_key!r}/{hi_key!r} are {float(lo[bad[0]])!r}/"
+                                   f"{float(hi[bad[0]])!r} at "
                                    f"index {bad}; " + (f"{norm.mode} divides by {hi_key} - {lo_key}, which must be > 0"
                                                        if divided else "the range is reversed"))
 

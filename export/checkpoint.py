@@ -107,7 +107,7 @@ def _merge_stats(sources: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, 
                 first, other = merged[key]
                 if other.shape != value.shape or not np.array_equal(other, value, equal_nan=True):
                     diff = int(np.argmax(other != value)) if other.shape == value.shape else None
-                    detail = (f"index {diff}: {other[diff]!r} vs {value[diff]!r}" if diff is not None
+                    detail = (f"index {diff}: {float(other[diff])!r} vs {float(value[diff])!r}" if diff is not None
                               else f"{other.size} vs {value.size} values")
                     feature, stat = key.rsplit(".", 1)
                     raise CheckpointError(f"{first} and {source} disagree on statistic {stat!r} of {feature!r} "

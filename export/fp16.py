@@ -329,6 +329,7 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
     import onnxruntime
 
     package = load_package(path)
+    package.validation_samples()  # a damaged samples archive stops the preflight before anything is written
     t0 = time.monotonic()
     progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
     files, reports = write_fp16_graphs(package)

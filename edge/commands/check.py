@@ -1,4 +1,5 @@
-"""`edge check <package> [--backend ...]`: run the validation samples and print the max error per output."""
+"""`edge check <package> [--backend ...]`: load a package as every runner does, run its validation samples and print
+the max error per output next to the export-time error."""
 
 from __future__ import annotations
 
@@ -22,12 +23,19 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
     results = check_package(package, backend, args.tolerance)
     m = package.manifest
-    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
+    opsets = sorted({g.opset for g in m.graphs.values()})
+    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
+          f"{m.validation.samples} samples, {m.weights} weights)")
+    print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
+    f = m.fp16_preflight
+    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g} "
+                         f"(onnxruntime {f.onnxruntime}, {f.provider}, {f.created})" if f is not None else
+                         "no preflight (python -m export.fp16 on the workstation)"))
     print(f"backend  {backend.describe()}")
-    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'tolerance':>10}  result")
+    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  result")
     for r in results:
-        print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  "
-              f"{'ok' if r.ok else 'FAIL'}")
+        print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} "
+              f"{m.validation.export_max_abs_error[r.graph]:>10.2e} {r.tolerance:>10.0e}  {'ok' if r.ok else 'FAIL'}")
     failed = [r for r in results if not r.ok]
     print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
     return 1 if failed else 0
