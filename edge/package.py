@@ -324,9 +324,14 @@ def manifest_from_dict(data: Any) -> Manifest:
 
 # ---- checks: values and cross-field consistency ---------------------------------------------------------------
 
-def _finite(value: float, where: str, positive: bool = False) -> None:
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise PackageError(f"{_field(where)} is {value!r}; it must be a finite number" + (" > 0" if positive else ""))
+def _finite(value: float, where: str, positive: bool = False, below: float | None = None) -> None:
+    """A number finite in float32 (the runtime's precision), optionally > 0 and < `below`."""
+    with np.errstate(over="ignore"):
+        ok = bool(np.isfinite(np.float32(value))) and (not positive or np.float32(value) > 0) \
+            and (below is None or value < below)
+    if not ok:
+        raise PackageError(f"{_field(where)} is {value!r}; it must be a number finite in float32"
+                           + (" and > 0" if positive else "") + (f" and < {below:g}" if below is not None else ""))
 
 
 def check_inside(name: str, where: str) -> None:
@@ -349,8 +354,8 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
     """
     if norm.mode not in NORM_MODES:
         raise PackageError(f"{where}: unknown normalisation mode {norm.mode!r} (expected one of {NORM_MODES})")
-    if not math.isfinite(norm.eps) or norm.eps <= 0:
-        raise PackageError(f"{where}: eps is {norm.eps!r}; it must be a finite number > 0")
+    if not np.isfinite(np.float32(norm.eps)) or np.float32(norm.eps) <= 0:
+        raise PackageError(f"{where}: eps is {norm.eps!r}; it must be a number > 0 and finite in float32")
     unknown = sorted(set(norm.stats) - set(STATISTICS))
     if unknown:
         raise PackageError(f"{where}: unknown statistic(s) {unknown} (known: {list(STATISTICS)})")
@@ -360,9 +365,11 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
     for name, values in norm.stats.items():
         if len(values) != elements:
             raise PackageError(f"{where}: statistic {name!r} has {len(values)} value(s), the feature has {elements}")
-        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        with np.errstate(over="ignore"):
+            bad = np.flatnonzero(~np.isfinite(np.asarray(values, np.float32))).tolist()
         if bad:
-            raise PackageError(f"{where}: statistic {name!r} is not finite at index {bad} ({values[bad[0]]!r})")
+            raise PackageError(f"{where}: statistic {name!r} is not finite in float32 (the runtime's precision) at "
+                               f"index {bad} ({values[bad[0]]!r})")
     if "std" in norm.stats:
         std = np.asarray(norm.stats["std"])
         zero_ok = not (divides and norm.mode == "MEAN_STD")
@@ -502,8 +509,9 @@ def _expected_diffusion(m: Manifest, p: DiffusionSection) -> dict:
         if f.sampler != "ddim" or not 1 <= f.num_inference_steps <= n_train:
             raise PackageError(f"{_field(f'policy.fused_graphs.{name}')} is {f.sampler} with {f.num_inference_steps} "
                                f"steps; fused graphs run DDIM with 1..{n_train} steps")
-    for key in ("beta_start", "beta_end", "clip_sample_range"):
-        _finite(getattr(p.scheduler, key), f"policy.scheduler.{key}", positive=True)
+    for key in ("beta_start", "beta_end"):
+        _finite(getattr(p.scheduler, key), f"policy.scheduler.{key}", positive=True, below=1.0)
+    _finite(p.scheduler.clip_sample_range, "policy.scheduler.clip_sample_range", positive=True)
     chunk = [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]
     steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
     cond = [1, "global_cond_dim"]

@@ -44,7 +44,7 @@ def refuses(ckpt: Path, out: Path, error: type, message: str, options: ExportOpt
 
 @pytest.mark.parametrize("file, key, index, value, message", [
     (PRE, "observation.state.std", 3, float("nan"),
-     r"statistics of 'observation.state': statistic 'std' is not finite at index \[3\]"),
+     r"statistics of 'observation.state': statistic 'std' is not finite in float32.* at index \[3\]"),
     (PRE, "observation.state.std", 1, 0.0, r"'observation.state': statistic 'std' is 0.0 at index \[1\]"),
     (PRE, "observation.environment_state.min", 2, 50.0,
      r"'observation.environment_state': statistics 'min'/'max' are 50.0/.* at index \[2\]"),

@@ -180,3 +180,15 @@ def test_edge_run_stops_with_status_3_and_moves_nothing(export_fixture, tmp_path
     assert err[-1].startswith("error: the act policy returned a non-finite action for step 0")
     assert all(set(values) <= {start[i]} for i, values in goals.items()), goals
     assert set(torque.values()) == {0}
+
+
+@pytest.mark.parametrize("hz", [0, -5, 1e30, float("nan"), 5000])
+def test_control_rates_the_loop_cannot_keep_are_refused(hz, capsys):
+    """A robot file or --hz of 1e30 Hz would never reach its --duration (found by the fuzzer)."""
+    from edge.rate import RateKeeper
+
+    with pytest.raises(edge.OptionError, match=r"control rate must be in \(0, 1000\] Hz"):
+        RateKeeper(hz)
+    if hz > 1000:  # the robot file refuses the others itself
+        assert edge_main(["demo", "--hz", str(hz), "--quiet"]) == 2
+        assert "control rate must be" in capsys.readouterr().err

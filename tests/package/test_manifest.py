@@ -52,7 +52,7 @@ BAD_MANIFESTS = [
     ("act", lambda m: m["inputs"][0]["normalization"]["stats"]["mean"].pop(),
      r"'inputs\[0\].normalization' \(observation.state\): statistic 'mean' has 5 value\(s\), the feature has 6"),
     ("act", lambda m: m["inputs"][0]["normalization"]["stats"].pop("std"), r"MEAN_STD normalisation needs.*\['std'\]"),
-    ("act", set_stat(0, "std", 1, float("nan")), r"\(observation.state\): statistic 'std' is not finite at index \[1\]"),
+    ("act", set_stat(0, "std", 1, float("nan")), r"\(observation.state\): statistic 'std' is not finite in float32.* at index \[1\]"),
     ("act", set_stat(0, "std", 2, 0.0), r"\(observation.state\): statistic 'std' is 0.0 at index \[2\]"),
     ("act", set_stat(1, "min", 0, 9.0), r"\(observation.environment_state\): statistics 'min'/'max' are 9.0/.*index \[0\]"),
     ("act", lambda m: m["chunking"].update(n_action_steps=50), r"'chunking' is inconsistent.*n_action_steps=50"),
