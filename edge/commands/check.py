@@ -28,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
           f"{m.validation.samples} samples, {m.weights} weights)")
     print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
     f = m.fp16_preflight
-    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g} "
-                         f"(onnxruntime {f.onnxruntime}, {f.provider}, {f.created})" if f is not None else
+    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
+                         f"{f.worst_output_scaled_error:.2e}, worst policy step {f.worst_step_normalized_action_error:.2e} "
+                         f"(onnxruntime {f.onnxruntime}, {f.provider}, seed {f.seed}, {f.created})" if f is not None else
                          "no preflight (python -m export.fp16 on the workstation)"))
     print(f"backend  {backend.describe()}")
     print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  result")

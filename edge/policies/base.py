@@ -89,7 +89,8 @@ class PolicyRunner(ABC):
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
 
         `step`: the select_action step the chunk's first row is for (None: a chunk predicted or planned)."""
-        actions = self.unnormalize(normalized)
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge graph output overflows here: refused below
+            actions = self.unnormalize(normalized)
         finite = np.isfinite(actions)
         if not finite.all():
             row, index = (int(v) for v in np.argwhere(~finite)[0])

@@ -324,6 +324,20 @@ def run_cli(ledger: Ledger, case: str, argv: list[str], capsys, tally: bool = Tr
     return status[0] if status else None
 
 
+def arm_files_for(folder: Path, robot: Any, calibration: Any) -> Path:
+    """Write a (mutated) robot file and calibration file into `folder`; returns the robot file."""
+    folder.mkdir()
+    (folder / "calibration.json").write_text(json.dumps(calibration))
+    (folder / "robot.yaml").write_text(yaml.safe_dump(robot))
+    return folder / "robot.yaml"
+
+
+def run_argv(robot_file: Path) -> list[str]:
+    """`edge run` of the bundled ACT on the emulated arm for 0.2 s."""
+    return ["run", "--robot", str(robot_file), "--policy", str(DATA / "demo_act"), "--quiet", "--duration", "0.2",
+            "--feature", ENV_FEATURE, "--bus-slack-ms", str(BUS_SLACK_MS)]
+
+
 def test_fuzz_robot_files(request, arm, tmp_path, capsys):
     """Robot files mutated and run with `edge run` against the emulated arm."""
     emulator, robot, calibration = arm
@@ -332,21 +346,16 @@ def test_fuzz_robot_files(request, arm, tmp_path, capsys):
     for i in range(n):
         rng = rng_for(4, i)
         data, what, path = mutate_document(robot, rng, sorted(robot))
-        folder = tmp_path / f"case{i}"
-        folder.mkdir()
-        (folder / "calibration.json").write_text(json.dumps(calibration))
-        (folder / "robot.yaml").write_text(yaml.safe_dump(data))
+        robot_file = arm_files_for(tmp_path / f"case{i}", data, calibration)
         case = f"robot file #{i}: {what}"
-        oracle = ledger.run(case + " (load)", lambda: load_robot_config(folder / "robot.yaml"),
+        oracle = ledger.run(case + " (load)", lambda: load_robot_config(robot_file),
                             [str(k) for k in path if isinstance(k, str)] + ["robot", "calibration"], tally=False)
         before = servo_state(emulator)
-        status = run_cli(ledger, case, ["run", "--robot", str(folder / "robot.yaml"), "--policy",
-                                        str(DATA / "demo_act"), "--quiet", "--duration", "0.2", "--feature",
-                                        ENV_FEATURE, "--bus-slack-ms", str(BUS_SLACK_MS)], capsys)
+        status = run_cli(ledger, case, run_argv(robot_file), capsys)
         if oracle is not None:
             ledger.check(case, status == 2, f"a refused robot file ran with status {status}")
         check_refusal_moved_nothing(ledger, case, emulator, before, oracle is not None, status)
-        shutil.rmtree(folder)
+        shutil.rmtree(robot_file.parent)
     ledger.finish(n)
 
 
@@ -358,23 +367,18 @@ def test_fuzz_calibration_files(request, arm, tmp_path, capsys):
     for i in range(n):
         rng = rng_for(5, i)
         data, what, path = mutate_document(calibration, rng, sorted(calibration))
-        folder = tmp_path / f"case{i}"
-        folder.mkdir()
-        (folder / "calibration.json").write_text(json.dumps(data))
-        (folder / "robot.yaml").write_text(yaml.safe_dump(robot))
+        robot_file = arm_files_for(tmp_path / f"case{i}", robot, data)
         case = f"calibration file #{i}: {what}"
-        oracle = ledger.run(case + " (load)", lambda: load_calibration(folder / "calibration.json"),
+        oracle = ledger.run(case + " (load)", lambda: load_calibration(robot_file.parent / "calibration.json"),
                             [str(k) for k in path if isinstance(k, str)] + ["calibration"], tally=False)
-        commands = [["calibrate", "--robot", str(folder / "robot.yaml"), "--check"]]  # the first is tallied
+        commands = [["calibrate", "--robot", str(robot_file), "--check"]]  # the first is tallied
         if rng.random() < 0.3:
-            commands.append(["run", "--robot", str(folder / "robot.yaml"), "--policy", str(DATA / "demo_act"),
-                             "--quiet", "--duration", "0.2", "--feature", ENV_FEATURE, "--bus-slack-ms",
-                             str(BUS_SLACK_MS)])
+            commands.append(run_argv(robot_file))
         for argv in commands:
             before = servo_state(emulator)
             status = run_cli(ledger, f"{case} ({argv[0]})", argv, capsys, tally=argv[0] == "calibrate")
             if oracle is not None:
                 ledger.check(case, status == 2, f"a refused calibration file gave status {status} in {argv[0]}")
             check_refusal_moved_nothing(ledger, case, emulator, before, oracle is not None, status)
-        shutil.rmtree(folder)
+        shutil.rmtree(robot_file.parent)
     ledger.finish(n)
