@@ -68,7 +68,8 @@ class ObservationProcessor:
     def check(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The observation's inputs, states as float32; ObservationError naming the first problem."""
         if not isinstance(observation, Mapping):
-            raise ObservationError(f"observation must be a dict keyed by feature name, got {type(observation).__name__}")
+            raise ObservationError("observation must be a dict keyed by feature name, got "
+                                   f"{type(observation).__name__}")
         missing = [k for k in self.expected if k not in observation]
         if missing:
             raise ObservationError(f"observation is missing key(s) {missing}; expected {self.expected}")
@@ -78,24 +79,24 @@ class ObservationProcessor:
             if not isinstance(value, np.ndarray):
                 raise ObservationError(f"{inp.name}: expected a numpy array, got {type(value).__name__}")
             if value.shape != tuple(inp.shape):
-                raise ObservationError(f"{inp.name}: expected shape {tuple(inp.shape)}, got {value.shape}"
-                                       + (" (images are HWC as the camera delivers them)" if inp.kind == "image" else ""))
+                hint = " (images are HWC as the camera delivers them)" if inp.kind == "image" else ""
+                raise ObservationError(f"{inp.name}: expected shape {tuple(inp.shape)}, got {value.shape}{hint}")
             if inp.kind == "image":
                 if value.dtype != np.uint8:
                     raise ObservationError(f"{inp.name}: images must be uint8 HWC as the camera delivers them, "
                                            f"got {value.dtype}")
             else:
                 if value.dtype.kind not in "iuf":
-                    raise ObservationError(f"{inp.name}: expected a real numeric array (cast to float32), got {value.dtype}")
+                    raise ObservationError(f"{inp.name}: expected a real numeric array (cast to float32), "
+                                           f"got {value.dtype}")
                 if value.dtype != np.float32:
                     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
                         value = value.astype(np.float32)
                 finite = np.isfinite(value)
                 if not finite.all():
                     bad = np.flatnonzero(~finite).tolist()
-                    raise ObservationError(f"{inp.name}: non-finite value(s) at index {bad}"
-                                           + (" (after conversion to float32)" if observation[inp.name].dtype != np.float32
-                                              else ""))
+                    cast = " (after conversion to float32)" if observation[inp.name].dtype != np.float32 else ""
+                    raise ObservationError(f"{inp.name}: non-finite value(s) at index {bad}{cast}")
                 if inp.name in self._bounds:
                     self._count(inp.name, value)
             checked[inp.name] = value
@@ -117,7 +118,8 @@ class ObservationProcessor:
     def normalize(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`{feature: float32 array}` normalised, images CHW in [0, 1] before normalisation, no batch dim."""
         out = {}
-        with np.errstate(over="ignore", invalid="ignore"):  # a value far out may overflow: non-finite actions are refused on the way out
+        # a value far out may overflow here; the non-finite actions it leads to are refused on the way out
+        with np.errstate(over="ignore", invalid="ignore"):
             for inp in self.inputs:
                 value = checked[inp.name]
                 if inp.kind == "image":

@@ -538,7 +538,8 @@ def _expected_vqbet(m: Manifest, p: VQBeTSection) -> dict:
     book = (p.codebook_size, "policy.codebook_size")
     layers: Dim = (2, "policy.sequentially_select (primary + secondary)") if p.sequentially_select else "rvq_layers"
     steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
-    window = {m.inputs[state].name: [1, steps, *_feature_dims(m, state)], "image_features": [1, steps, "image_features"]}
+    window = {m.inputs[state].name: [1, steps, *_feature_dims(m, state)],
+              "image_features": [1, steps, "image_features"]}
     offsets = [1, layers, book, codes]
     graphs = {
         "encoder": ({p.image_feature: [1, *_feature_dims(m, images[0])]}, {"image_features": [1, "image_features"]}),
@@ -624,15 +625,16 @@ class PolicyPackage:
             with np.load(path, allow_pickle=False) as data:
                 missing = sorted(set(expected) - set(data.files))
                 if missing:
-                    raise PackageError(f"validation samples {path} lack {missing[:3]}{' ...' if len(missing) > 3 else ''}"
-                                       "; re-export the package")
+                    more = " ..." if len(missing) > 3 else ""
+                    raise PackageError(f"validation samples {path} lack {missing[:3]}{more}; re-export the package")
                 arrays = {k: data[k] for k in expected}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise PackageError(f"validation samples {path} cannot be read ({exc}); re-export the package") from None
         for key, shape in expected.items():
             if arrays[key].dtype != np.float32 or list(arrays[key].shape) != list(shape):
-                raise PackageError(f"validation samples {path}: {key} is {arrays[key].dtype} {list(arrays[key].shape)}, "
-                                   f"the manifest says float32 {shape}; re-export the package")
+                raise PackageError(f"validation samples {path}: {key} is {arrays[key].dtype} "
+                                   f"{list(arrays[key].shape)}, the manifest says float32 {shape}; "
+                                   "re-export the package")
         return arrays
 
 
@@ -658,8 +660,9 @@ def check_version(data: Any, root: Path) -> None:
         raise PackageError(f"{root} has manifest version {version}; this runtime reads version {MANIFEST_VERSION}: run "
                            f"`edge migrate {root}` (rewrites manifest.json only, the graphs are unchanged) or "
                            "re-export the package")
+    newer = isinstance(version, int) and version > MANIFEST_VERSION
     raise PackageError(f"unknown manifest version {version!r}: this runtime reads version {MANIFEST_VERSION}"
-                       + ("; upgrade edge to load it" if isinstance(version, int) and version > MANIFEST_VERSION else ""))
+                       + ("; upgrade edge to load it" if newer else ""))
 
 
 def check_files(root: Path, manifest: Manifest) -> None:

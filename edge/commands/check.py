@@ -29,11 +29,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
     f = m.fp16_preflight
     print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
-                         f"{f.worst_output_scaled_error:.2e}, worst policy step {f.worst_step_normalized_action_error:.2e} "
-                         f"(onnxruntime {f.onnxruntime}, {f.provider}, seed {f.seed}, {f.created})" if f is not None else
+                         f"{f.worst_output_scaled_error:.2e}, worst policy step "
+                         f"{f.worst_step_normalized_action_error:.2e} (onnxruntime {f.onnxruntime}, {f.provider}, "
+                         f"seed {f.seed}, {f.created})" if f is not None else
                          "no preflight (python -m export.fp16 on the workstation)"))
     print(f"backend  {backend.describe()}")
-    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  result")
+    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  "
+          "result")
     for r in results:
         print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} "
               f"{m.validation.export_max_abs_error[r.graph]:>10.2e} {r.tolerance:>10.0e}  {'ok' if r.ok else 'FAIL'}")
