@@ -132,9 +132,29 @@ class Validation:
     export_max_abs_error: dict[str, float] = field(default_factory=dict)
 
 
+# The family's `policy` sections. Each says which chunking its runner accepts (`check_chunking`, beyond the generic
+# rules) and which graphs, with which tensor names and shapes, its runner feeds and reads (`graph_io`); a new family
+# adds its section here and to POLICY_SECTIONS, a new field goes into its section (and into edge/migrate.py if
+# older packages lack it).
+
+Dim = Union[int, str, tuple]  # a literal, a symbol bound on first sight, or (value, manifest field it comes from)
+GraphIO = dict[str, tuple[dict[str, list[Dim]], dict[str, list[Dim]]]]  # graph -> (inputs, outputs) -> tensor -> dims
+
+
 @dataclass
 class ACTSection:
     """ACT's `policy` section: empty, its chunking (and temporal ensembling) lives in `chunking`."""
+
+    def check_chunking(self, c: Chunking) -> None:
+        if c.n_obs_steps != 1:
+            raise PackageError(f"{_field('chunking.n_obs_steps')} is {c.n_obs_steps}; ACT observes one step")
+        if c.temporal_ensemble_coeff is not None and c.n_action_steps != 1:
+            raise PackageError(f"{_field('chunking.n_action_steps')} is {c.n_action_steps}; with temporal ensembling "
+                               "a new chunk is computed every step, so it must be 1 (as LeRobot requires)")
+
+    def graph_io(self, m: Manifest) -> GraphIO:
+        chunk = [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]
+        return {"act": ({inp.name: [1, *_feature_dims(m, i)] for i, inp in enumerate(m.inputs)}, {"action": chunk})}
 
 
 @dataclass
@@ -154,6 +174,37 @@ class DiffusionSection:
     scheduler: SchedulerConfig
     fused_graphs: dict[str, FusedGraph] = field(default_factory=dict)
 
+    def check_chunking(self, c: Chunking) -> None:
+        _not_ensembled(c, "Diffusion Policy")
+        if c.n_obs_steps - 1 + c.n_action_steps > c.chunk_size:
+            raise PackageError(f"{_field('chunking')}: n_obs_steps - 1 + n_action_steps = "
+                               f"{c.n_obs_steps - 1 + c.n_action_steps} exceeds chunk_size (horizon) {c.chunk_size}")
+
+    def graph_io(self, m: Manifest) -> GraphIO:
+        if self.sampler not in SAMPLERS:
+            raise PackageError(f"{_field('policy.sampler')} is {self.sampler!r}; known samplers {list(SAMPLERS)}")
+        n_train = self.scheduler.num_train_timesteps
+        if not 1 <= self.num_inference_steps <= n_train:
+            raise PackageError(f"{_field('policy.num_inference_steps')} is {self.num_inference_steps}; it must be in "
+                               f"1..{n_train} (policy.scheduler.num_train_timesteps)")
+        for name, f in self.fused_graphs.items():
+            if f.sampler != "ddim" or not 1 <= f.num_inference_steps <= n_train:
+                raise PackageError(f"{_field(f'policy.fused_graphs.{name}')} is {f.sampler} with "
+                                   f"{f.num_inference_steps} steps; fused graphs run DDIM with 1..{n_train} steps")
+        for key in ("beta_start", "beta_end"):
+            _finite(getattr(self.scheduler, key), f"policy.scheduler.{key}", positive=True, below=1.0)
+        _finite(self.scheduler.clip_sample_range, "policy.scheduler.clip_sample_range", positive=True)
+        chunk = [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]
+        steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
+        cond = [1, "global_cond_dim"]
+        graphs = {
+            "obs_encoder": ({inp.name: [1, steps, *_feature_dims(m, i)] for i, inp in enumerate(m.inputs)},
+                            {"global_cond": cond}),
+            "denoiser": ({"sample": chunk, "timestep": [1], "global_cond": cond}, {"model_output": chunk}),
+        }
+        graphs.update({name: ({"noise": chunk, "global_cond": cond}, {"action": chunk}) for name in self.fused_graphs})
+        return graphs
+
 
 @dataclass
 class VQBeTSection:
@@ -163,6 +214,46 @@ class VQBeTSection:
     bet_softmax_temperature: float
     sequentially_select: bool
     image_feature: str
+
+    def check_chunking(self, c: Chunking) -> None:
+        _not_ensembled(c, "VQ-BeT")
+        if c.n_action_steps != c.chunk_size:
+            raise PackageError(f"{_field('chunking.n_action_steps')} is {c.n_action_steps}; VQ-BeT queues its whole "
+                               f"chunk, so it must equal chunk_size ({c.chunk_size})")
+
+    def graph_io(self, m: Manifest) -> GraphIO:
+        if self.codebook_size < 1:
+            raise PackageError(f"{_field('policy.codebook_size')} is {self.codebook_size}; it must be >= 1")
+        _finite(self.bet_softmax_temperature, "policy.bet_softmax_temperature", positive=True)
+        kinds = [inp.kind for inp in m.inputs]
+        images = [i for i, inp in enumerate(m.inputs) if inp.name == self.image_feature and inp.kind == "image"]
+        if sorted(kinds) != ["image", "state"] or not images:
+            raise PackageError(f"{_field('policy.image_feature')} is {self.image_feature!r}; VQ-BeT takes one state "
+                               f"input and that image, the manifest's inputs are "
+                               f"{[(inp.name, inp.kind) for inp in m.inputs]}")
+        state = kinds.index("state")
+        codes = (m.chunking.chunk_size * m.action.dim, "chunking.chunk_size x action.dim")
+        book = (self.codebook_size, "policy.codebook_size")
+        layers: Dim = ((2, "policy.sequentially_select (primary + secondary)") if self.sequentially_select
+                       else "rvq_layers")
+        steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
+        window = {m.inputs[state].name: [1, steps, *_feature_dims(m, state)],
+                  "image_features": [1, steps, "image_features"]}
+        offsets = [1, layers, book, codes]
+        graphs = {
+            "encoder": ({self.image_feature: [1, *_feature_dims(m, images[0])]},
+                        {"image_features": [1, "image_features"]}),
+            "decode": ({"codes": [1, layers, book], "offsets": offsets},
+                       {"action": [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]}),
+        }
+        if self.sequentially_select:
+            graphs["policy"] = (window, {"primary_logits": [1, book], "features": [1, "gpt_features"],
+                                         "offsets": offsets})
+            graphs["secondary"] = ({"features": [1, "gpt_features"], "primary_code": [1, book]},
+                                   {"secondary_logits": [1, book]})
+        else:
+            graphs["policy"] = (window, {"logits": [1, layers, book], "offsets": offsets})
+        return graphs
 
 
 PolicySection = Union[ACTSection, DiffusionSection, VQBeTSection]
@@ -391,27 +482,20 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
                                                        if divided else "the range is reversed"))
 
 
-def check_chunking(policy_type: str, c: Chunking) -> None:
-    """LeRobot's chunking rules, generic and per family, so no runner silently queues fewer actions."""
+def check_chunking(section: PolicySection, c: Chunking) -> None:
+    """LeRobot's chunking rules, generic and the family's, so no runner silently queues fewer actions."""
     if c.chunk_size < 1 or not 1 <= c.n_action_steps <= c.chunk_size or c.n_obs_steps < 1:
         raise PackageError(f"{_field('chunking')} is inconsistent: chunk_size={c.chunk_size}, "
                            f"n_action_steps={c.n_action_steps} (must be in 1..chunk_size), n_obs_steps={c.n_obs_steps}")
-    coeff = c.temporal_ensemble_coeff
-    if coeff is not None:
-        _finite(coeff, "chunking.temporal_ensemble_coeff")
-        if policy_type != "act":
-            raise PackageError(f"{_field('chunking.temporal_ensemble_coeff')} is {coeff}; only ACT ensembles")
-        if c.n_action_steps != 1:
-            raise PackageError(f"{_field('chunking.n_action_steps')} is {c.n_action_steps}; with temporal ensembling "
-                               "a new chunk is computed every step, so it must be 1 (as LeRobot requires)")
-    if policy_type == "act" and c.n_obs_steps != 1:
-        raise PackageError(f"{_field('chunking.n_obs_steps')} is {c.n_obs_steps}; ACT observes one step")
-    if policy_type == "diffusion" and c.n_obs_steps - 1 + c.n_action_steps > c.chunk_size:
-        raise PackageError(f"{_field('chunking')}: n_obs_steps - 1 + n_action_steps = "
-                           f"{c.n_obs_steps - 1 + c.n_action_steps} exceeds chunk_size (horizon) {c.chunk_size}")
-    if policy_type == "vqbet" and c.n_action_steps != c.chunk_size:
-        raise PackageError(f"{_field('chunking.n_action_steps')} is {c.n_action_steps}; VQ-BeT queues its whole "
-                           f"chunk, so it must equal chunk_size ({c.chunk_size})")
+    if c.temporal_ensemble_coeff is not None:
+        _finite(c.temporal_ensemble_coeff, "chunking.temporal_ensemble_coeff")
+    section.check_chunking(c)
+
+
+def _not_ensembled(c: Chunking, family: str) -> None:
+    if c.temporal_ensemble_coeff is not None:
+        raise PackageError(f"{_field('chunking.temporal_ensemble_coeff')} is {c.temporal_ensemble_coeff}; "
+                           f"{family} does not ensemble (only ACT does)")
 
 
 def _check_inputs(m: Manifest) -> None:
@@ -453,9 +537,6 @@ def _check_graph_specs(m: Manifest) -> None:
                                        "tensors are float32 with fixed dimensions >= 1")
 
 
-Dim = Union[int, str, tuple]  # a literal, a symbol bound on first sight, or (value, manifest field it comes from)
-
-
 def _feature_dims(m: Manifest, i: int) -> list[Dim]:
     """Input i as a graph sees it (normalised, channels first for images), each dim tied to its manifest field."""
     inp = m.inputs[i]
@@ -463,7 +544,7 @@ def _feature_dims(m: Manifest, i: int) -> list[Dim]:
     return [3, dims[0], dims[1]] if inp.kind == "image" else dims
 
 
-def _check_graph_io(m: Manifest, expected: dict[str, tuple[dict[str, list[Dim]], dict[str, list[Dim]]]]) -> None:
+def _check_graph_io(m: Manifest, expected: GraphIO) -> None:
     """Graph names and every tensor's name and shape against what the family's runner feeds and reads."""
     if set(m.graphs) != set(expected):
         raise PackageError(f"{_field('graphs')} lists {sorted(m.graphs)}; a {m.policy_type} package with this "
@@ -491,68 +572,6 @@ def _check_graph_io(m: Manifest, expected: dict[str, tuple[dict[str, list[Dim]],
                     if got != value:
                         raise PackageError(f"{_field(where)} ({t.name}) is {t.shape}: dimension {d} is {got}, "
                                            f"but {reason}")
-
-
-def _expected_act(m: Manifest) -> dict:
-    chunk = [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]
-    return {"act": ({inp.name: [1, *_feature_dims(m, i)] for i, inp in enumerate(m.inputs)}, {"action": chunk})}
-
-
-def _expected_diffusion(m: Manifest, p: DiffusionSection) -> dict:
-    if p.sampler not in SAMPLERS:
-        raise PackageError(f"{_field('policy.sampler')} is {p.sampler!r}; known samplers {list(SAMPLERS)}")
-    n_train = p.scheduler.num_train_timesteps
-    if not 1 <= p.num_inference_steps <= n_train:
-        raise PackageError(f"{_field('policy.num_inference_steps')} is {p.num_inference_steps}; it must be in "
-                           f"1..{n_train} (policy.scheduler.num_train_timesteps)")
-    for name, f in p.fused_graphs.items():
-        if f.sampler != "ddim" or not 1 <= f.num_inference_steps <= n_train:
-            raise PackageError(f"{_field(f'policy.fused_graphs.{name}')} is {f.sampler} with {f.num_inference_steps} "
-                               f"steps; fused graphs run DDIM with 1..{n_train} steps")
-    for key in ("beta_start", "beta_end"):
-        _finite(getattr(p.scheduler, key), f"policy.scheduler.{key}", positive=True, below=1.0)
-    _finite(p.scheduler.clip_sample_range, "policy.scheduler.clip_sample_range", positive=True)
-    chunk = [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]
-    steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
-    cond = [1, "global_cond_dim"]
-    graphs = {
-        "obs_encoder": ({inp.name: [1, steps, *_feature_dims(m, i)] for i, inp in enumerate(m.inputs)},
-                        {"global_cond": cond}),
-        "denoiser": ({"sample": chunk, "timestep": [1], "global_cond": cond}, {"model_output": chunk}),
-    }
-    graphs.update({name: ({"noise": chunk, "global_cond": cond}, {"action": chunk}) for name in p.fused_graphs})
-    return graphs
-
-
-def _expected_vqbet(m: Manifest, p: VQBeTSection) -> dict:
-    if p.codebook_size < 1:
-        raise PackageError(f"{_field('policy.codebook_size')} is {p.codebook_size}; it must be >= 1")
-    _finite(p.bet_softmax_temperature, "policy.bet_softmax_temperature", positive=True)
-    kinds = [inp.kind for inp in m.inputs]
-    images = [i for i, inp in enumerate(m.inputs) if inp.name == p.image_feature and inp.kind == "image"]
-    if sorted(kinds) != ["image", "state"] or not images:
-        raise PackageError(f"{_field('policy.image_feature')} is {p.image_feature!r}; VQ-BeT takes one state input and "
-                           f"that image, the manifest's inputs are {[(inp.name, inp.kind) for inp in m.inputs]}")
-    state = kinds.index("state")
-    codes = (m.chunking.chunk_size * m.action.dim, "chunking.chunk_size x action.dim")
-    book = (p.codebook_size, "policy.codebook_size")
-    layers: Dim = (2, "policy.sequentially_select (primary + secondary)") if p.sequentially_select else "rvq_layers"
-    steps = (m.chunking.n_obs_steps, "chunking.n_obs_steps")
-    window = {m.inputs[state].name: [1, steps, *_feature_dims(m, state)],
-              "image_features": [1, steps, "image_features"]}
-    offsets = [1, layers, book, codes]
-    graphs = {
-        "encoder": ({p.image_feature: [1, *_feature_dims(m, images[0])]}, {"image_features": [1, "image_features"]}),
-        "decode": ({"codes": [1, layers, book], "offsets": offsets},
-                   {"action": [1, (m.chunking.chunk_size, "chunking.chunk_size"), (m.action.dim, "action.dim")]}),
-    }
-    if p.sequentially_select:
-        graphs["policy"] = (window, {"primary_logits": [1, book], "features": [1, "gpt_features"], "offsets": offsets})
-        graphs["secondary"] = ({"features": [1, "gpt_features"], "primary_code": [1, book]},
-                               {"secondary_logits": [1, book]})
-    else:
-        graphs["policy"] = (window, {"logits": [1, layers, book], "offsets": offsets})
-    return graphs
 
 
 def _check_validation(m: Manifest) -> None:
@@ -593,12 +612,9 @@ def check_manifest(m: Manifest) -> None:
     if m.action.dim < 1:
         raise PackageError(f"{_field('action.dim')} is {m.action.dim}; it must be >= 1")
     check_normalization(m.action.normalization, _field("action.normalization"), m.action.dim, divides=False)
-    check_chunking(m.policy_type, m.chunking)
+    check_chunking(m.policy, m.chunking)
     _check_graph_specs(m)
-    p = m.policy
-    expected = (_expected_act(m) if isinstance(p, ACTSection) else
-                _expected_diffusion(m, p) if isinstance(p, DiffusionSection) else _expected_vqbet(m, p))
-    _check_graph_io(m, expected)
+    _check_graph_io(m, m.policy.graph_io(m))
     _check_validation(m)
     _check_fp16(m)
 

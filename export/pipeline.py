@@ -73,7 +73,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
     family = family_module(ckpt.policy_type).build(ckpt, options)
     try:
-        check_chunking(ckpt.policy_type, family.chunking)
+        check_chunking(family.policy, family.chunking)
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
