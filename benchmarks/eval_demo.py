@@ -67,8 +67,8 @@ def configurations(family: str, package) -> list[Config]:  # noqa: ANN001
             configs += [Config("PyTorch (greedy codes)", "pytorch", {"greedy": True}, None),
                         Config("ONNX Runtime FP32 (greedy codes)", "fp32", {"greedy": True}, "PyTorch (greedy codes)")]
         return configs
-    default_k = package.manifest.policy["num_inference_steps"]
-    sampler = package.manifest.policy["sampler"]
+    default_k = package.manifest.policy.num_inference_steps
+    sampler = package.manifest.policy.sampler
     configs = [Config(f"PyTorch ({sampler.upper()} {default_k})", "pytorch", {}, None),
                Config(f"ONNX Runtime FP32 ({sampler.upper()} {default_k})", "fp32", {}, f"PyTorch ({sampler.upper()} {default_k})"),
                Config(f"FP16 preflight graphs ({sampler.upper()} {default_k})", "fp16", {}, f"PyTorch ({sampler.upper()} {default_k})")]
@@ -120,7 +120,8 @@ def source_checkpoint(family: str, package, given: Path | None, log) -> tuple[Pa
 
 def with_fp16(path: Path, tmp: Path, log, notes: list[str]) -> Path:  # noqa: ANN001
     """The package itself if it has FP16 graphs, else a temporary copy with the preflight run on it."""
-    if (load_package(path).manifest.fp16_preflight or {}).get("graphs"):
+    recorded = load_package(path).manifest.fp16_preflight
+    if recorded is not None and recorded.graphs:
         notes.append(f"{path.name}: FP16 graphs from the package's own preflight")
         return path
     from export.fp16 import preflight

@@ -2,7 +2,6 @@
 
 from calibration.calibration_file import (
     MODEL_RESOLUTION,
-    CalibrationError,
     MotorCalibration,
     NormMode,
     calibration_from_dict,
@@ -10,12 +9,12 @@ from calibration.calibration_file import (
     load_calibration,
     save_calibration,
 )
+from calibration.errors import CalibrationError, RobotConfigError
 from calibration.normalize import JointNormalizer
 from calibration.robot_config import (
     FeatureNames,
     MotorConfig,
     RobotConfig,
-    RobotConfigError,
     SafetyLimits,
     load_robot_config,
     robot_config_from_dict,

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
+from calibration.errors import CalibrationError
+
 # Encoder ticks per turn of the Dynamixel X-series models firmware_bridge drives (e-manual, "Specifications").
 MODEL_RESOLUTION: dict[str, int] = {
     "xl330-m077": 4096,
@@ -29,10 +31,6 @@ HOMING_OFFSET_LIMIT = 1_044_479
 # drive_mode holds the raw Drive_Mode register as LeRobot's read_calibration stores it: bit 0 is the direction,
 # the other bits (time-based profile, torque on by goal update, ...) are kept and written back unchanged.
 DRIVE_MODE_REVERSE = 0x01
-
-
-class CalibrationError(ValueError):
-    """A calibration file or value is unusable; the message names the motor and the field."""
 
 
 class NormMode(str, Enum):

@@ -18,11 +18,11 @@ import yaml
 
 from calibration.calibration_file import (
     MODEL_RESOLUTION,
-    CalibrationError,
     MotorCalibration,
     NormMode,
     load_calibration,
 )
+from calibration.errors import CalibrationError, RobotConfigError
 from calibration.normalize import JointNormalizer
 
 if TYPE_CHECKING:
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 REACTIONS = ("hold", "torque_off")
 WATCHDOG_MS = (20, 2540)  # Bus_Watchdog 1..127 in 20 ms units
 BAUDRATES = (9_600, 57_600, 115_200, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 4_500_000)
-
-
-class RobotConfigError(ValueError):
-    """The robot file is unusable; the message names the file and the field."""
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import get_backend
-from edge.errors import BackendError, EdgeError, ObservationError, PackageError
+from edge.errors import BackendError, EdgeError, ObservationError, OptionError, PackageError, PolicyOutputError
 from edge.package import load_package
 from edge.policies import runner_class
 from edge.policies.base import PolicyRunner
 
-__all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError"]
+__all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError",
+           "OptionError", "PolicyOutputError"]
 
 
 def load_policy(path: str | Path, backend: str = "auto", engine_dir: str | Path | None = None,
@@ -24,8 +25,10 @@ def load_policy(path: str | Path, backend: str = "auto", engine_dir: str | Path 
     """Load a policy package onto a backend ("auto", "onnxruntime", "tensorrt").
 
     `engine_dir`: where `edge build --engine-dir` put the TensorRT engines (default $EDGE_ENGINE_DIR, else
-    `<package>/engines`). Family options pass through: ACT `temporal_ensemble_coeff`; Diffusion `sampler`,
-    `num_inference_steps`, `seed`; VQ-BeT `greedy`, `temperature`, `seed`.
+    `<package>/engines`). Every family takes `ood_margin` (standard deviations beyond the training range at
+    which a state value counts as out of distribution, default 3). Family options pass through: ACT
+    `temporal_ensemble_coeff`; Diffusion `sampler`, `num_inference_steps`, `seed`, `fused`; VQ-BeT
+    `greedy`, `temperature`, `seed`.
     """
     package = load_package(path)
     backend_options = {"engine_dir": engine_dir} if engine_dir is not None and backend != "onnxruntime" else {}

@@ -35,7 +35,8 @@ def check_package(package: PolicyPackage, backend: Backend, tolerance: float | N
         if tolerance is not None:
             tol = tolerance
         elif precision == "fp16":
-            tol = (package.manifest.fp16_preflight or {}).get("tolerance", 0.02)
+            preflight = package.manifest.fp16_preflight
+            tol = preflight.tolerance if preflight is not None else 0.02
         else:
             tol = package.manifest.validation.tolerance
         worst = {t.name: 0.0 for t in spec.outputs}

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
+from edge.errors import OptionError, PolicyOutputError
 from edge.policies.base import PolicyRunner
 
 MERGE_RULES = ("latest", "average", "weighted", "ensemble")
@@ -33,6 +34,7 @@ class StepResult:
     queue_depth: int  # future actions ready after this one
     inference_ms: float | None  # latency of an inference that finished (or ran) during this tick
     dropped: int = 0  # stale actions discarded this tick
+    out_of_distribution: Mapping[str, int] = field(default_factory=dict)  # the policy's live counts per feature
 
 
 class SyncExecutor:
@@ -49,7 +51,8 @@ class SyncExecutor:
         t0 = time.perf_counter()
         action = self.policy.select_action(observation)
         elapsed = (time.perf_counter() - t0) * 1e3
-        return StepResult(action, self.policy.queued_actions, elapsed if needs_inference else None)
+        return StepResult(action, self.policy.queued_actions, elapsed if needs_inference else None,
+                          out_of_distribution=self.policy.out_of_distribution)
 
     def close(self) -> None:
         pass
@@ -124,7 +127,7 @@ class AsyncExecutor:
     def __init__(self, policy: PolicyRunner, threshold: int | None = None, merge: str = "latest",
                  ensemble_coeff: float = 0.01):
         if merge not in MERGE_RULES:
-            raise ValueError(f"unknown merge rule {merge!r}; choose one of {MERGE_RULES}")
+            raise OptionError(f"unknown merge rule {merge!r}; choose one of {MERGE_RULES}")
         self.policy = policy
         self.threshold = threshold  # None: plan length - n_action_steps, a new chunk every n_action_steps ticks
         self.merge_rule = merge
@@ -160,6 +163,10 @@ class AsyncExecutor:
             t0 = time.perf_counter()
             try:
                 chunk = self.policy.plan(context)
+            except PolicyOutputError as exc:  # name the tick the chunk was planned at
+                with self._lock:
+                    self._error, self._busy = PolicyOutputError(f"chunk planned at tick {tick}: {exc}"), False
+                continue
             except BaseException as exc:  # surfaced to the control loop on its next tick
                 with self._lock:
                     self._error, self._busy = exc, False
@@ -189,7 +196,7 @@ class AsyncExecutor:
                 self._wake.set()
             action, stale = self._timeline.pop(tick)
             depth = self._timeline.depth_from(tick + 1)
-        return StepResult(action, depth, latency, dropped + stale)
+        return StepResult(action, depth, latency, dropped + stale, self.policy.out_of_distribution)
 
     def close(self) -> None:
         self._stop = True

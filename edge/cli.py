@@ -1,4 +1,8 @@
-"""`edge` command line: one sub-command per module in edge/commands (each has add_parser and run)."""
+"""`edge` command line: one sub-command per module in edge/commands (each has add_parser and run).
+
+Errors reach the user as one line and an exit status from edge/exit_status.py, the mapping every
+command line shares; commands just raise.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import pkgutil
 import sys
 
 import edge.commands
+from edge.errors import CLIError
+from edge.exit_status import run_command
 
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2, no traceback."""
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except CLIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
             goal=None if result.action is None else goal.tolist(), present=present.tolist(),
             bus_errors=robot.bus_errors, safety_interventions=robot.safety_interventions,
             dropped_actions=result.dropped, missed=rate.missed > missed_before,
+            out_of_distribution=sum(result.out_of_distribution.values()),
         )
+        telemetry.out_of_distribution = result.out_of_distribution
         previous = started
         telemetry.missed_deadlines = rate.missed
         telemetry.add(record)

@@ -15,6 +15,7 @@ from edge.chunker import AsyncExecutor, SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
 from edge.errors import PackageError
 from edge.policies.base import PolicyRunner
+from edge.rate import check_rate
 from edge.robot import Robot
 from edge.telemetry import Telemetry, TickRecord, format_summary
 from firmware_bridge.safety import SafetyStop
@@ -62,6 +63,7 @@ def status_line(record: TickRecord, hz: float) -> None:
 
 def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions) -> tuple[Telemetry, bool]:
     """Connect `robot`, run the loop, release everything; returns the telemetry and whether it was interrupted."""
+    check_rate(options.hz)
     check_compatible(policy, robot)
     executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
     telemetry = Telemetry(options.telemetry_path)

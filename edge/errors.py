@@ -1,12 +1,17 @@
-"""Error types the runtime raises; each message names the file, key, graph or shape at fault."""
+"""The edge error tree: `EdgeError` is the root of every error the runtime raises on purpose.
+
+Each message names the file, manifest field, feature, graph or option at fault. The workstation
+side (export/) roots its own tree in `EdgeError` too, so one exit-status mapping (edge/exit_status.py)
+serves every command line without edge importing export.
+"""
 
 
 class EdgeError(Exception):
-    """Base class for every error the runtime raises on purpose."""
+    """Root of every error the runtime raises on purpose."""
 
 
 class PackageError(EdgeError):
-    """A policy package is missing, corrupted, or from an unsupported manifest version."""
+    """A policy package is missing, corrupted, inconsistent, or from an unsupported manifest version."""
 
 
 class ObservationError(EdgeError, ValueError):
@@ -15,3 +20,15 @@ class ObservationError(EdgeError, ValueError):
 
 class BackendError(EdgeError):
     """A backend is unavailable or failed to run a graph."""
+
+
+class OptionError(EdgeError, ValueError):
+    """An option given to `load_policy`, a runner or an executor is invalid."""
+
+
+class CLIError(OptionError):
+    """A command-line argument refused by an `edge` command."""
+
+
+class PolicyOutputError(EdgeError):
+    """A graph produced a non-finite action; the message names the step and the action index."""

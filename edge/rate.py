@@ -7,14 +7,24 @@ skips those ticks rather than bursting to catch up.
 
 from __future__ import annotations
 
+import math
 import time
+
+from edge.errors import OptionError
+
+MAX_HZ = 1000.0  # a sync read and a sync write of an arm's servos take most of a millisecond on the bus
+
+
+def check_rate(hz: float) -> float:
+    """`hz` if it is a control rate the loop can keep (0 < hz <= MAX_HZ), else OptionError."""
+    if isinstance(hz, bool) or not isinstance(hz, (int, float)) or not math.isfinite(hz) or not 0 < hz <= MAX_HZ:
+        raise OptionError(f"control rate must be in (0, {MAX_HZ:g}] Hz, got {hz!r}")
+    return float(hz)
 
 
 class RateKeeper:
     def __init__(self, hz: float, spin_s: float = 0.0015, clock=time.perf_counter):  # noqa: ANN001
-        if not hz > 0:
-            raise ValueError(f"control rate must be positive, got {hz}")
-        self.period = 1.0 / hz
+        self.period = 1.0 / check_rate(hz)
         self.spin_s = spin_s
         self.clock = clock
         self.start = clock()

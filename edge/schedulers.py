@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import OptionError
+
 SAMPLERS = ("ddim", "ddpm")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -45,9 +47,9 @@ class SchedulerConfig:
                                      ("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS),
                                      ("variance_type", self.variance_type, ("fixed_small",))):
             if value not in allowed:
-                raise ValueError(f"scheduler {name} {value!r} is not supported (supported: {list(allowed)})")
+                raise OptionError(f"scheduler {name} {value!r} is not supported (supported: {list(allowed)})")
         if self.num_train_timesteps < 1:
-            raise ValueError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
+            raise OptionError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
 
 
 def _linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
@@ -83,9 +85,9 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig, num_inference_steps: int):
         n = config.num_train_timesteps
         if not isinstance(num_inference_steps, (int, np.integer)) or isinstance(num_inference_steps, bool):
-            raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}")
+            raise OptionError(f"num_inference_steps must be an integer, got {num_inference_steps!r}")
         if not 1 <= num_inference_steps <= n:
-            raise ValueError(f"num_inference_steps {num_inference_steps} is outside 1..{n} (the checkpoint was "
+            raise OptionError(f"num_inference_steps {num_inference_steps} is outside 1..{n} (the checkpoint was "
                              f"trained with num_train_timesteps={n})")
         self.config = config
         self.num_inference_steps = k = int(num_inference_steps)
@@ -126,7 +128,7 @@ class DDIMScheduler(Scheduler):
 
     def step(self, model_output: Any, t: int, sample: Any, noise: np.ndarray | None = None) -> Any:
         if noise is not None:
-            raise ValueError("DDIM with eta = 0 adds no noise; pass noise=None")
+            raise OptionError("DDIM with eta = 0 adds no noise; pass noise=None")
         prev_t = int(t) - self.config.num_train_timesteps // self.num_inference_steps
         alpha = self._alpha(int(t))
         if prev_t >= 0:
@@ -157,7 +159,7 @@ class DDPMScheduler(Scheduler):
         prev = x0 * x0_coeff + sample * sample_coeff
         if t > 0:
             if noise is None:
-                raise ValueError(f"DDPM needs variance noise at t = {t} > 0")
+                raise OptionError(f"DDPM needs variance noise at t = {t} > 0")
             variance = max(beta_prev / beta * current_beta, F32(1e-20))
             prev = prev + noise * float(np.sqrt(variance))
         return prev
@@ -167,5 +169,5 @@ def make_scheduler(sampler: str, config: SchedulerConfig, num_inference_steps: i
     """A DDIM or DDPM scheduler by name ("ddim" / "ddpm", case-insensitive)."""
     classes = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
     if not isinstance(sampler, str) or sampler.lower() not in classes:
-        raise ValueError(f"unknown sampler {sampler!r} (supported: {list(SAMPLERS)})")
+        raise OptionError(f"unknown sampler {sampler!r} (supported: {list(SAMPLERS)})")
     return classes[sampler.lower()](config, num_inference_steps)

@@ -1,7 +1,7 @@
 """Per-tick telemetry (JSONL) and the end-of-run summary.
 
 The summary has exactly these keys: ticks, hz, period_ms {p1, p50, p99, max}, inference_ms {p50, p99},
-missed_deadlines, bus_errors, safety_interventions.
+missed_deadlines, bus_errors, safety_interventions, out_of_distribution {feature: observations}.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Mapping
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class TickRecord:
     safety_interventions: int  # cumulative
     dropped_actions: int = 0
     missed: bool = False
+    out_of_distribution: int = 0  # cumulative: observations with a state value far outside the training statistics
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Telemetry:
     path: Path | None = None
     records: list[TickRecord] = field(default_factory=list)
     missed_deadlines: int = 0
+    out_of_distribution: Mapping[str, int] = field(default_factory=dict)  # per feature: the policy's live counts
     _file: IO[str] | None = None
 
     def __post_init__(self) -> None:
@@ -55,7 +57,7 @@ class Telemetry:
             self._file = None
 
     def summary(self) -> dict[str, Any]:
-        return summarize(self.records, self.missed_deadlines)
+        return {**summarize(self.records, self.missed_deadlines), "out_of_distribution": dict(self.out_of_distribution)}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -90,6 +92,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("missed deadlines", f"{summary['missed_deadlines']}"),
         ("bus errors", f"{summary['bus_errors']}"),
         ("safety interventions", f"{summary['safety_interventions']}"),
+        ("out of distribution", ", ".join(f"{k} {v}" for k, v in summary["out_of_distribution"].items() if v) or "0"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

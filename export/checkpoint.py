@@ -19,13 +19,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from edge.package import Normalization
+from edge.errors import PackageError
+from edge.package import STATISTICS, Normalization, check_normalization
+from export.errors import CheckpointError
 
 OLD_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
-
-
-class CheckpointError(Exception):
-    """The checkpoint directory is incomplete, inconsistent, or does not match the model."""
 
 
 @dataclass
@@ -73,8 +71,9 @@ def _features(config: dict, key: str) -> list[Feature]:
     return out
 
 
-def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[dict[str, np.ndarray], float] | None:
-    """Stats (flat `<feature>.<stat>` keys) and eps from a processor pipeline's (un)normaliser step."""
+def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[dict[str, np.ndarray], float, str] | None:
+    """Stats (flat `<feature>.<stat>` keys), eps and the statistics file's name from a processor pipeline's
+    (un)normaliser step."""
     pipeline = path / json_name
     if not pipeline.is_file():
         return None
@@ -83,13 +82,39 @@ def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[di
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{pipeline} is not a LeRobot processor file: {exc}") from None
     for step in steps:
-        if step.get("registry_name") == registry_name and step.get("state_file"):
+        if isinstance(step, dict) and step.get("registry_name") == registry_name and step.get("state_file"):
             state_file = path / step["state_file"]
             if not state_file.is_file():
                 raise CheckpointError(f"{pipeline} names {state_file.name}, which is missing")
-            stats = {k: v.numpy() for k, v in load_file(str(state_file)).items()}
-            return stats, float(step.get("config", {}).get("eps", 1e-8))
+            try:
+                stats = {k: v.numpy() for k, v in load_file(str(state_file)).items()}
+            except Exception as exc:  # safetensors raises SafetensorError / OSError
+                raise CheckpointError(f"{state_file} cannot be read: {exc}") from None
+            eps = step["config"].get("eps", 1e-8) if isinstance(step.get("config"), dict) else 1e-8
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+                raise CheckpointError(f"{pipeline}: the {registry_name} step's eps is {eps!r}, not a number")
+            return stats, float(eps), state_file.name
     return None
+
+
+def _merge_stats(sources: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """One flat statistics dict from several files; a statistic held by two of them must agree there."""
+    merged: dict[str, tuple[str, np.ndarray]] = {}
+    for source, stats in sources:
+        for key, value in stats.items():
+            value = np.asarray(value, np.float32).reshape(-1)
+            if key in merged:
+                first, other = merged[key]
+                if other.shape != value.shape or not np.array_equal(other, value, equal_nan=True):
+                    diff = int(np.argmax(other != value)) if other.shape == value.shape else None
+                    detail = (f"index {diff}: {float(other[diff])!r} vs {float(value[diff])!r}" if diff is not None
+                              else f"{other.size} vs {value.size} values")
+                    feature, stat = key.rsplit(".", 1)
+                    raise CheckpointError(f"{first} and {source} disagree on statistic {stat!r} of {feature!r} "
+                                          f"({detail}); which one the policy was trained with is unknown, fix the "
+                                          "checkpoint")
+            merged[key] = (source, value)
+    return {k: v for k, (_, v) in merged.items()}
 
 
 def _old_buffer_stats(state_dict: dict[str, torch.Tensor], features: list[Feature]) -> dict[str, np.ndarray]:
@@ -126,26 +151,35 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     inputs, outputs = _features(config, "input_features"), _features(config, "output_features")
     all_feats = inputs + outputs
-    flat: dict[str, np.ndarray] = {}
+    sources: list[tuple[str, dict[str, np.ndarray]]] = []
     eps = 1e-8
     for json_name, registry in (("policy_preprocessor.json", "normalizer_processor"),
                                 ("policy_postprocessor.json", "unnormalizer_processor")):
         found = _processor_stats(root, json_name, registry)
         if found:
-            flat.update(found[0])
+            sources.append((found[2], found[0]))
             eps = found[1]
-    flat.update(_old_buffer_stats(state_dict, all_feats))
+    sources.append(("model.safetensors (normalize_* buffers)", _old_buffer_stats(state_dict, all_feats)))
+    flat = _merge_stats(sources)
 
     norm_map = config.get("normalization_mapping", {})
+    if not isinstance(norm_map, dict):
+        raise CheckpointError(f"config.json: normalization_mapping is {norm_map!r}, not an object")
     normalization = {}
     for f in all_feats:
         mode = norm_map.get(f.type, "IDENTITY")
-        stats = {k.rsplit(".", 1)[1]: v.astype(np.float32).reshape(-1).tolist()
-                 for k, v in flat.items() if k.rsplit(".", 1)[0] == f.name}
+        stats = {stat: v.tolist() for k, v in flat.items() for feature, stat in [k.rsplit(".", 1)]
+                 if feature == f.name and stat in STATISTICS}  # what the runtime reads; counts and the like are not
         if mode != "IDENTITY" and not stats:
             raise CheckpointError(f"feature {f.name!r} uses {mode} normalisation but the checkpoint has no "
                                   "statistics for it (no processor files and no normalize_* buffers)")
         normalization[f.name] = Normalization(mode=mode if stats else "IDENTITY", stats=stats, eps=eps)
+        elements = 3 if f.type == "VISUAL" else int(np.prod(f.shape))
+        try:
+            check_normalization(normalization[f.name], f"checkpoint statistics of {f.name!r}", elements,
+                                divides=f.type != "ACTION")
+        except PackageError as exc:
+            raise CheckpointError(str(exc)) from None
     return Checkpoint(root, config, state_dict, inputs, outputs, normalization, _hash_dir(root))
 
 

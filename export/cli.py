@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.package import WEIGHT_STORAGE
-from export.checkpoint import CheckpointError
+from edge.exit_status import run_command
+from edge.package import MAX_OPSET, WEIGHT_STORAGE
 from export.families.base import ExportOptions
-from export.onnx_export import ExportError
 from export.pipeline import export_package
 
 
@@ -18,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
     p.add_argument("--samples", type=int, default=3, help="validation samples stored in the package (default 3)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (<= 20 for TensorRT 10.3 / JetPack 6)")
+    p.add_argument("--opset", type=int, default=17,
+                   help=f"ONNX opset (<= {MAX_OPSET} for TensorRT 10.3 / JetPack 6)")
     p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
     p.add_argument("--fused-steps", type=int, default=None, metavar="K",
                    help="diffusion: also export a fused graph running K DDIM steps in one call")
@@ -29,30 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
-                        "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
+                        "FP16 vs FP32 error in the manifest; exit status 1 if it fails")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not 1 <= args.opset <= 20:
-        print(f"error: --opset {args.opset} is outside 1..20 (TensorRT 10.3 on JetPack 6 parses up to 20)",
-              file=sys.stderr)
-        return 2
+def export(args: argparse.Namespace) -> int:
+    """The command's body: export, then the FP16 preflight if asked."""
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             extra=extra)
-    try:
-        export_package(args.checkpoint, args.out, options, force=args.force,
-                       progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-                       tensorrt_check=not args.no_tensorrt_check)
-    except (CheckpointError, ExportError, FileExistsError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    export_package(args.checkpoint, args.out, options, force=args.force,
+                   progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                   tensorrt_check=not args.no_tensorrt_check)
     if args.fp16_check:
         from export.fp16 import run_preflight
         return run_preflight(args.out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: export(args))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import os
 import shutil
 import sys
 import time
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.backends.trt_compat import check_model
-from edge.errors import EdgeError
+from edge.exit_status import run_command
 from edge.normalize import Normalizer
-from edge.package import MANIFEST_NAME, PolicyPackage, load_package, sha256_file
+from edge.package import MANIFEST_NAME, Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file
 from edge.policies import runner_class
+from export.errors import ExportError
 
 FP16_DIR = "fp16"
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -83,7 +83,7 @@ TYPE_AGNOSTIC = frozenset({"Shape", "Size"})  # read only the shape of their inp
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
 
 
-class Fp16Error(EdgeError):
+class Fp16Error(ExportError):
     """A graph could not be converted to FP16, or the FP16 graph does not run."""
 
 
@@ -355,7 +355,7 @@ def synthetic_observations(package: PolicyPackage, steps: int, seed: int) -> lis
             if inp.kind == "image":
                 obs[inp.name] = rng.integers(0, 256, inp.shape, dtype=np.uint8)
             else:
-                norm = Normalizer(inp.normalization, tuple(inp.shape), inp.name)
+                norm = Normalizer(inp.normalization, tuple(inp.shape))
                 obs[inp.name] = norm.inverse(rng.standard_normal(inp.shape).astype(np.float32)).astype(np.float32)
         observations.append(obs)
     return observations
@@ -371,13 +371,13 @@ def _runner(package: PolicyPackage, precision: str, seed: int) -> Any:
 def policy_steps(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
     """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units.
 
-    The FP16 side loads the copies listed in `package.manifest.fp16_preflight["graphs"]`.
+    The FP16 side loads the copies listed in `package.manifest.fp16_preflight.graphs`.
     """
     r32, r16 = _runner(package, "fp32", seed), _runner(package, "fp16", seed)
     r32.reset()
     r16.reset()
     action = package.manifest.action
-    normalize = Normalizer(action.normalization, (action.dim,), action.name)
+    normalize = Normalizer(action.normalization, (action.dim,))
     rows = []
     for t, obs in enumerate(synthetic_observations(package, steps, seed)):
         a32, a16 = r32.select_action(obs), r16.select_action(obs)
@@ -431,10 +431,7 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
 
     package = load_package(path)
     t0 = time.monotonic()
-    try:  # before anything is written: a damaged archive stops the preflight here
-        samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise Fp16Error(f"{package.path}: the validation samples cannot be read ({exc})") from None
+    samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
     staging = package.path / f".{FP16_DIR}.tmp-{os.getpid()}"
     staging.mkdir()
     try:
@@ -446,23 +443,26 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
             errors = compare_graph(package.graph_path(name), package.path / rel, samples[name])
             graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
                             "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
-        previous = package.manifest.fp16_preflight
+        worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
+        record = {"ok": False, "tolerance": tolerance,
+                  "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": 0.0,
+                  "graphs": graphs, "steps": [], "seed": seed, "onnxruntime": onnxruntime.__version__,
+                  "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
-        package.manifest.fp16_preflight = {"graphs": graphs}  # where the FP16 runner finds its (staged) graphs
+        previous = package.manifest.fp16_preflight
+        # the FP16 runner finds its (staged) graphs through the record
+        package.manifest.fp16_preflight = parse_field(Fp16Preflight, record, "fp16_preflight")
         try:
             rows = policy_steps(package, steps, seed)
         finally:
             package.manifest.fp16_preflight = previous
-        worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
-        worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
         commit_fp16_graphs(package, graphs)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = {"ok": bool(worst_output <= tolerance and worst_step <= tolerance), "tolerance": tolerance,
-              "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": worst_step,
-              "graphs": graphs, "steps": rows, "seed": seed, "onnxruntime": onnxruntime.__version__,
-              "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    package.manifest.fp16_preflight = record
+    worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
+    record.update(ok=bool(worst_output <= tolerance and worst_step <= tolerance), steps=rows,
+                  worst_step_normalized_action_error=worst_step)
+    package.manifest.fp16_preflight = parse_field(Fp16Preflight, record, "fp16_preflight")
     write_manifest(package)
     progress(f"FP16 preflight {'passed' if record['ok'] else 'FAILED'} in {time.monotonic() - t0:.1f} s")
     return record
@@ -492,18 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.02, help="pass threshold (default 0.02, normalised units)")
     p.add_argument("--seed", type=int, default=0, help="seed for observations and samplers")
     args = p.parse_args(argv)
-    return run_preflight(args.package, args.steps, args.tolerance, args.seed)
+    return run_command(lambda: run_preflight(args.package, args.steps, args.tolerance, args.seed))
 
 
 def run_preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0) -> int:
-    """Command-line flavour of `preflight`: table on stdout, progress on stderr; exit 0 pass, 2 error, 3 fail."""
-    try:
-        record = preflight(path, steps, tolerance, seed, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Command-line flavour of `preflight`: table on stdout, progress on stderr; exit 0 pass, 1 fail (errors raise)."""
+    record = preflight(path, steps, tolerance, seed, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_report(record))
-    return 0 if record["ok"] else 3
+    return 0 if record["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -10,11 +10,8 @@ import onnx
 import torch
 
 from edge.package import TensorSpec
+from export.errors import ExportError
 from export.families.base import GraphExport
-
-
-class ExportError(Exception):
-    """The graph could not be exported, or ONNX Runtime disagrees with PyTorch beyond tolerance."""
 
 
 def torch_outputs(graph: GraphExport, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

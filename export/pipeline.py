@@ -1,4 +1,9 @@
-"""LeRobot checkpoint → policy package, written atomically (a temporary directory renamed at the end)."""
+"""LeRobot checkpoint → policy package, written atomically (a temporary directory renamed at the end).
+
+The export refuses what the runtime would refuse: the checkpoint's statistics are checked as the loader
+checks them (export/checkpoint.py), the chunking before any graph is exported, and the finished package
+is loaded with the runtime's own loader and runner before it is renamed into place.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,16 @@ from typing import Callable
 
 import numpy as np
 
+from edge import load_policy
 from edge.backends.trt_compat import check_file, support_table
-from edge.package import (MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput, Source,
-                          Validation, sha256_file)
+from edge.errors import EdgeError, PackageError
+from edge.package import (MANIFEST_NAME, MAX_OPSET, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput,
+                          Source, Validation, check_chunking, sha256_file)
 from export.checkpoint import Checkpoint, load_checkpoint
+from export.errors import CheckpointError, ExportError
 from export.families import family_module
 from export.families.base import ExportOptions
-from export.onnx_export import ExportError, compare_with_onnxruntime, export_graph, torch_outputs
+from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
 from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"
@@ -30,7 +38,7 @@ def observation_inputs(ckpt: Checkpoint) -> list[ObservationInput]:
     inputs = []
     for f in ckpt.input_features:
         if f.type not in KINDS:
-            raise ValueError(f"input feature {f.name!r} has unsupported type {f.type!r}")
+            raise CheckpointError(f"input feature {f.name!r} has unsupported type {f.type!r}")
         image = f.type == "VISUAL"
         shape = [f.shape[1], f.shape[2], f.shape[0]] if image else list(f.shape)
         inputs.append(ObservationInput(f.name, KINDS[f.type], shape, "uint8" if image else "float32",
@@ -41,9 +49,8 @@ def observation_inputs(ckpt: Checkpoint) -> list[ObservationInput]:
 def action_output(ckpt: Checkpoint) -> ActionOutput:
     action = next((f for f in ckpt.output_features if f.name == "action"), None)
     if action is None:
-        raise ValueError("config.json output_features has no 'action'")
-    return ActionOutput("action", action.shape[0], "unnormalised action space of the checkpoint (robot units)",
-                        ckpt.normalization["action"])
+        raise CheckpointError("config.json output_features has no 'action'")
+    return ActionOutput("action", action.shape[0], ckpt.normalization["action"])
 
 
 def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptions | None = None,
@@ -54,10 +61,13 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     """
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:
-        raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
+        raise ExportError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
+    if not 1 <= options.opset <= MAX_OPSET:
+        raise ExportError(f"opset {options.opset} is outside 1..{MAX_OPSET} (TensorRT 10.3 on JetPack 6 parses up to "
+                          f"{MAX_OPSET})")
     out = Path(out)
     if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
+        raise ExportError(f"{out} already exists; pass --force to overwrite it")
     t0 = time.monotonic()
     progress(f"reading checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
@@ -66,6 +76,10 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         ckpt.state_dict = round_to_float16(ckpt.state_dict)
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
     family = family_module(ckpt.policy_type).build(ckpt, options)
+    try:
+        check_chunking(family.policy, family.chunking)
+    except PackageError as exc:
+        raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -100,12 +114,17 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             action=action_output(ckpt),
             chunking=family.chunking,
             graphs=graphs,
-            validation=Validation(VALIDATION_FILE, len(family.graphs[0].samples),
+            validation=Validation(VALIDATION_FILE, sha256_file(tmp / VALIDATION_FILE), len(family.graphs[0].samples),
                                   max(g.tolerance for g in family.graphs), errors),
             policy=family.policy,
             weights=options.weights,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        progress("loading the package with the runtime's loader and runner before committing it")
+        try:
+            load_policy(tmp, backend="onnxruntime")
+        except EdgeError as exc:
+            raise ExportError(f"the exported package would not load: {exc}") from None
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp makes it private

@@ -53,8 +53,8 @@ class TorchSession(GraphSession):
 
 def fused_steps(package: PolicyPackage) -> int | None:
     """K of the package's fused DDIM graph (`denoise_<K>`), if it has one: the exporter builds it on request."""
-    fused = (package.manifest.policy or {}).get("fused_graphs", {})
-    ks = sorted({int(spec["num_inference_steps"]) for spec in fused.values()})
+    fused = getattr(package.manifest.policy, "fused_graphs", {})
+    ks = sorted({spec.num_inference_steps for spec in fused.values()})
     if len(ks) > 1:
         raise BackendError(f"package has several fused graphs {sorted(fused)}; the PyTorch backend rebuilds one")
     return ks[0] if ks else None

@@ -20,6 +20,7 @@ from typing import TypeVar
 from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS
 
 from firmware_bridge import tables
+from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.protocol import (
     BROADCAST_ID,
     StuffingPacketHandler,
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class BusError(RuntimeError):
+class BusError(FirmwareBridgeError, RuntimeError):
     """A bus transaction failed; `motors` names the servos involved and `cause` says why."""
 
     def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
@@ -70,16 +71,16 @@ class DynamixelBus:
     def __init__(self, port: str, motors: Mapping[str, tuple[int, str]], baudrate: int = 1_000_000, *,
                  retries: int = 2, timeout_slack_ms: float = 3.0) -> None:
         if baudrate not in tables.BAUD_CODES:
-            raise ValueError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
+            raise RequestError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
         if not motors:
-            raise ValueError("no motors given")
+            raise RequestError("no motors given")
         self.motors: dict[str, tuple[int, Model]] = {}
         seen: dict[int, str] = {}
         for name, (motor_id, model_name) in motors.items():
             if not 0 <= motor_id <= 252:
-                raise ValueError(f"motor {name!r}: id {motor_id} outside 0..252")
+                raise RequestError(f"motor {name!r}: id {motor_id} outside 0..252")
             if motor_id in seen:
-                raise ValueError(f"motors {seen[motor_id]!r} and {name!r} share id {motor_id}")
+                raise RequestError(f"motors {seen[motor_id]!r} and {name!r} share id {motor_id}")
             seen[motor_id] = name
             self.motors[name] = (motor_id, tables.model(model_name))
         self.port = port
@@ -176,12 +177,12 @@ class DynamixelBus:
         These are EEPROM registers: they are only written with torque off, which this method ensures.
         """
         if operating_mode not in tables.OPERATING_MODES:
-            raise ValueError(f"unknown operating mode {operating_mode!r}; known: {', '.join(tables.OPERATING_MODES)}")
+            raise RequestError(f"unknown operating mode {operating_mode!r}; known: {', '.join(tables.OPERATING_MODES)}")
         limits = dict(position_limits or {})
         for name, (lo, hi) in limits.items():
             self._motor(name)
             if lo > hi:
-                raise ValueError(f"motor {name!r}: position limits ({lo}, {hi}) are reversed")
+                raise RequestError(f"motor {name!r}: position limits ({lo}, {hi}) are reversed")
         mode = tables.OPERATING_MODES[operating_mode]
         for name in self.motors:
             self._encode("Operating_Mode", name, mode)
@@ -343,7 +344,7 @@ class DynamixelBus:
         try:
             return self.motors[motor]
         except (KeyError, TypeError):
-            raise ValueError(f"unknown motor {motor!r}; known: {', '.join(self.motors)}") from None
+            raise RequestError(f"unknown motor {motor!r}; known: {', '.join(self.motors)}") from None
 
     def _select(self, motors: Iterable[str] | None) -> list[str]:
         names = list(self.motors) if motors is None else list(motors)
@@ -356,29 +357,29 @@ class DynamixelBus:
         try:
             return model.registers[register]
         except (KeyError, TypeError):
-            raise ValueError(f"register {register!r} does not exist on {motor!r} ({model.name})") from None
+            raise RequestError(f"register {register!r} does not exist on {motor!r} ({model.name})") from None
 
     def _common_register(self, register: str, names: list[str]) -> Register:
         if not names:
-            raise ValueError(f"no motors given for {register!r}")
+            raise RequestError(f"no motors given for {register!r}")
         regs = [self._register(register, n) for n in names]
         if len({r.layout for r in regs}) != 1:
-            raise ValueError(f"register {register!r} differs between models of {names}")
+            raise RequestError(f"register {register!r} differs between models of {names}")
         return regs[0]
 
     def _encode(self, register: str, motor: str, value: int) -> tuple[Register, bytes]:
         reg = self._register(register, motor)
         if not reg.writable:
-            raise ValueError(f"register {register!r} is read-only")
+            raise RequestError(f"register {register!r} is read-only")
         try:
             value = operator.index(value)
         except TypeError:
-            raise ValueError(f"{register} for {motor!r}: {value!r} is not an integer") from None
+            raise RequestError(f"{register} for {motor!r}: {value!r} is not an integer") from None
         if not reg.lo <= value <= reg.hi:
-            raise ValueError(f"{register} for {motor!r}: {value} outside {reg.lo}..{reg.hi}")
+            raise RequestError(f"{register} for {motor!r}: {value} outside {reg.lo}..{reg.hi}")
         modes = self.motors[motor][1].operating_modes
         if register == "Operating_Mode" and value not in modes:
-            raise ValueError(f"Operating_Mode for {motor!r}: {value} not supported by this model ({modes})")
+            raise RequestError(f"Operating_Mode for {motor!r}: {value} not supported by this model ({modes})")
         return reg, reg.encode(value)
 
     def _check(self, result: int, motors: Iterable[str]) -> None:

@@ -32,6 +32,7 @@ from types import FrameType
 
 from firmware_bridge import tables
 from firmware_bridge.bus import BusError, DynamixelBus
+from firmware_bridge.errors import FirmwareBridgeError
 
 logger = logging.getLogger(__name__)
 REACTIONS = ("hold", "torque_off")
@@ -40,6 +41,14 @@ WATCHDOG_UNIT_MS = 20
 
 class SafetyStop(KeyboardInterrupt):
     """Raised in the control loop when SIGINT/SIGTERM arrives; the `with` block then shuts down."""
+
+
+class SafetyRefused(FirmwareBridgeError, ValueError):
+    """A safety setting or start condition refused before anything moved (bad limits, joints outside them)."""
+
+
+class SafetyTripped(FirmwareBridgeError):
+    """A run ended by a safety reaction (lost servo, hardware error, camera fault): the reaction stays in force."""
 
 
 @dataclass
@@ -64,15 +73,15 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         steps = self.max_step_ticks.values() if isinstance(self.max_step_ticks, Mapping) else [self.max_step_ticks]
         if not all(step > 0 for step in steps):
-            raise ValueError(f"max_step_ticks must be positive, got {self.max_step_ticks}")
+            raise SafetyRefused(f"max_step_ticks must be positive, got {self.max_step_ticks}")
         if not self.error_window_s > 0:
-            raise ValueError(f"error_window_s must be positive, got {self.error_window_s}")
+            raise SafetyRefused(f"error_window_s must be positive, got {self.error_window_s}")
         if self.reaction not in REACTIONS:
-            raise ValueError(f"reaction must be one of {REACTIONS}, got {self.reaction!r}")
+            raise SafetyRefused(f"reaction must be one of {REACTIONS}, got {self.reaction!r}")
         if self.watchdog_ms is not None and not WATCHDOG_UNIT_MS <= self.watchdog_ms <= 127 * WATCHDOG_UNIT_MS:
-            raise ValueError(f"watchdog_ms must be in 20..2540, got {self.watchdog_ms}")
+            raise SafetyRefused(f"watchdog_ms must be in 20..2540, got {self.watchdog_ms}")
         if self.recovery_reads < 1:
-            raise ValueError(f"recovery_reads must be at least 1, got {self.recovery_reads}")
+            raise SafetyRefused(f"recovery_reads must be at least 1, got {self.recovery_reads}")
 
 
 @dataclass
@@ -100,19 +109,19 @@ class SafetyLayer:
     def __init__(self, bus: DynamixelBus, limits: Mapping[str, tuple[int, int]], config: SafetyConfig) -> None:
         missing = [m for m in bus.motors if m not in limits]
         if missing:
-            raise ValueError(f"no joint limits for {missing}")
+            raise SafetyRefused(f"no joint limits for {missing}")
         for name, (lo, hi) in limits.items():
             if name not in bus.motors:
-                raise ValueError(f"joint limits given for unknown motor {name!r}")
+                raise SafetyRefused(f"joint limits given for unknown motor {name!r}")
             if lo > hi:
-                raise ValueError(f"joint {name!r}: limits ({lo}, {hi}) are reversed")
+                raise SafetyRefused(f"joint {name!r}: limits ({lo}, {hi}) are reversed")
         steps = config.max_step_ticks
         per_joint = steps if isinstance(steps, Mapping) else {}
         for name in [*(config.rest_pose or {}), *per_joint]:
             if name not in bus.motors:
-                raise ValueError(f"rest pose or max_step_ticks names unknown motor {name!r}")
+                raise SafetyRefused(f"rest pose or max_step_ticks names unknown motor {name!r}")
         if per_joint and set(per_joint) != set(bus.motors):
-            raise ValueError(f"max_step_ticks has no entry for {sorted(set(bus.motors) - set(per_joint))}")
+            raise SafetyRefused(f"max_step_ticks has no entry for {sorted(set(bus.motors) - set(per_joint))}")
         self.bus = bus
         self.limits = {name: (int(lo), int(hi)) for name, (lo, hi) in limits.items()}
         self.config = config
@@ -137,7 +146,7 @@ class SafetyLayer:
         present = self.bus.sync_read("Present_Position")
         outside = {m: v for m, v in present.items() if not self.limits[m][0] <= v <= self.limits[m][1]}
         if outside:
-            raise ValueError(f"joints outside their limits, move them inside by hand first: {outside}")
+            raise SafetyRefused(f"joints outside their limits, move them inside by hand first: {outside}")
         self.bus.sync_write("Goal_Position", present)
         self.bus.enable_torque()
         if self.config.watchdog_ms is not None:
@@ -228,7 +237,7 @@ class SafetyLayer:
         self._check_running()
         unknown = [name for name in goals if name not in self.bus.motors]
         if unknown:
-            raise ValueError(f"goals for unknown motors {unknown}")
+            raise SafetyRefused(f"goals for unknown motors {unknown}")
         self._check_window()
         if self.tripped is not None:
             self.counters.suppressed += 1
@@ -252,7 +261,7 @@ class SafetyLayer:
         if self._closed:
             raise SafetyStop("safety layer is shut down")
         if not self._goal:
-            raise RuntimeError("call start() (or use `with safety:`) before observe/step")
+            raise FirmwareBridgeError("call start() (or use `with safety:`) before observe/step")
 
     def _sanitize(self, goals: Mapping[str, float]) -> dict[str, int]:
         safe = {}

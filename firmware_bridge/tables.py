@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from firmware_bridge.errors import RequestError
+
 
 @dataclass(frozen=True)
 class Register:
@@ -278,8 +280,8 @@ def describe_status_error(err: int) -> str:
 
 
 def model(name: str) -> Model:
-    """The model called `name`, or a ValueError listing the known ones."""
+    """The model called `name`, or a RequestError listing the known ones."""
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown Dynamixel model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        raise RequestError(f"unknown Dynamixel model {name!r}; known: {', '.join(sorted(MODELS))}") from None

@@ -14,6 +14,8 @@ LEROBOT_FIXTURES = REPO.parent / "shared" / "fixtures" / "lerobot"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--dxl-port", default=None, help="serial port of a real Dynamixel chain (else the emulator)")
     parser.addoption("--dxl-ids", default=None, help="comma-separated servo ids on the real chain, e.g. 1,2,3")
+    parser.addoption("--fuzz-cases", type=int, default=None,
+                     help="cases per fuzz target in tests/fuzz (default: the few hundred CI runs in seconds)")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import edge
 from edge.package import PackageError, load_package
+from export.errors import ExportError
 from export.families.base import ExportOptions
 from export.pipeline import export_package
 from export.weight_storage import round_to_float16, store_float16
@@ -92,7 +93,7 @@ def test_rounding_spares_what_float16_cannot_hold():
 
 def test_unknown_weight_storage_is_refused_before_anything_is_written(lerobot_fixtures, tmp_path):
     out = tmp_path / "pkg"
-    with pytest.raises(ValueError, match="'int8'"):
+    with pytest.raises(ExportError, match="'int8'"):
         export_package(lerobot_fixtures / "act_env" / "pretrained_model", out, ExportOptions(weights="int8"),
                        progress=lambda _msg: None)
     assert list(tmp_path.iterdir()) == []

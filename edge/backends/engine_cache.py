@@ -111,11 +111,11 @@ def cache_root(package: PolicyPackage, engine_dir: str | Path | None = None) -> 
 
 def fp16_graph(package: PolicyPackage, graph: str) -> tuple[Path, str]:
     """The FP16 copy of a graph that `python -m export.fp16` wrote and recorded, with its verified sha256."""
-    graphs = (package.manifest.fp16_preflight or {}).get("graphs", {})
+    graphs = package.manifest.fp16_preflight.graphs if package.manifest.fp16_preflight is not None else {}
     if graph not in graphs:
         raise BackendError(f"{package.path} has no FP16 copy of graph {graph!r}: run `python -m export.fp16 "
                            f"{package.path}` on the workstation (or export with --fp16-check) and copy the package again")
-    path, sha = package.path / graphs[graph]["file"], graphs[graph]["sha256"]
+    path, sha = package.path / graphs[graph].file, graphs[graph].sha256
     if not path.is_file() or sha256_file(path) != sha:
         raise BackendError(f"graph {graph!r}: FP16 ONNX {path} is missing or does not match the sha256 the "
                            "FP16 preflight recorded; re-run `python -m export.fp16` on the package")

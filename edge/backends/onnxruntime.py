@@ -63,7 +63,8 @@ class OrtSession(GraphSession):
 
 
 def fp16_preflight_passed(package: PolicyPackage) -> bool:
-    return bool((package.manifest.fp16_preflight or {}).get("ok"))
+    preflight = package.manifest.fp16_preflight
+    return preflight is not None and preflight.ok
 
 
 class OnnxRuntimeBackend(Backend):

@@ -14,7 +14,6 @@ import numpy as np
 
 from edge import load_policy
 from edge.cli import CLIError
-from edge.errors import EdgeError
 from edge.timing import median_ms
 from edge.package import load_package
 from edge.policies.diffusion import DiffusionRunner
@@ -50,7 +49,7 @@ def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", 
     package = load_package(path)
     if package.manifest.policy_type != "diffusion":
         raise CLIError(f"{path} is a {package.manifest.policy_type!r} package; bench-steps needs a diffusion one")
-    n_train = package.manifest.policy["scheduler"]["num_train_timesteps"]
+    n_train = package.manifest.policy.scheduler.num_train_timesteps
     bad = [k for k in steps if not 1 <= k <= n_train]
     if bad:
         raise CLIError(f"step counts {bad} are outside 1..{n_train} (num_train_timesteps)")
@@ -95,9 +94,6 @@ def run(args: argparse.Namespace) -> int:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
         raise CLIError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
-    try:
-        rows = study(args.package, steps, args.repeats, args.backend)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    rows = study(args.package, steps, args.repeats, args.backend)
     print(format_table(rows))
     return 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.cli import CLIError
-from edge.errors import EdgeError
+from edge.errors import CLIError
 from edge.package import load_package
 
 
@@ -38,19 +37,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {conflict}", file=sys.stderr)
     if args.workspace_mb < 0:
         raise CLIError(f"--workspace-mb {args.workspace_mb}: must be 0 (TensorRT's default) or more")
-    try:
-        package = load_package(args.package)
-        precision = "fp16" if args.fp16 else "fp32"
-        if args.fp16 and not (package.manifest.fp16_preflight or {}).get("ok", False):
-            print("warning: this package has no passing FP16 preflight; run `python -m export.fp16` on the "
-                  "workstation to measure FP16 error before trusting FP16 engines", file=sys.stderr)
-        build_engines(package, precision, rebuild=args.rebuild, engine_dir=args.engine_dir,
-                      report=lambda msg: print(msg, file=sys.stderr, flush=True),
-                      options=BuildOptions(args.workspace_mb))
-        root = cache_root(package, args.engine_dir)
-        if root != package.path / "engines":
-            print(f"engines are in {root}: run with EDGE_ENGINE_DIR={root} (or edge.load_policy(..., "
-                  f"engine_dir={str(root)!r})) so that the runtime loads them", file=sys.stderr)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    package = load_package(args.package)
+    precision = "fp16" if args.fp16 else "fp32"
+    if args.fp16 and not (package.manifest.fp16_preflight is not None and package.manifest.fp16_preflight.ok):
+        print("warning: this package has no passing FP16 preflight; run `python -m export.fp16` on the "
+              "workstation to measure FP16 error before trusting FP16 engines", file=sys.stderr)
+    build_engines(package, precision, rebuild=args.rebuild, engine_dir=args.engine_dir,
+                  report=lambda msg: print(msg, file=sys.stderr, flush=True),
+                  options=BuildOptions(args.workspace_mb))
+    root = cache_root(package, args.engine_dir)
+    if root != package.path / "engines":
+        print(f"engines are in {root}: run with EDGE_ENGINE_DIR={root} (or edge.load_policy(..., "
+              f"engine_dir={str(root)!r})) so that the runtime loads them", file=sys.stderr)
     return 0

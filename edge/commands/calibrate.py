@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from calibration import CalibrationError, RobotConfigError, load_robot_config
+from calibration import load_robot_config
 from calibration.procedure import calibration_differences, read_servo_calibration, run_calibration
 from edge.cli import CLIError
 
@@ -26,13 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Connect to the arm described by --robot, then calibrate or check."""
-    from firmware_bridge import BusError, DynamixelBus  # not at import time: `edge` must start without it
+    from firmware_bridge import DynamixelBus  # not at import time: `edge` must start without it
 
-    try:
-        robot = load_robot_config(args.robot)
-        expected = robot.load_calibration() if args.check else None
-    except (RobotConfigError, CalibrationError) as exc:
-        raise CLIError(str(exc)) from None
+    robot = load_robot_config(args.robot)
+    expected = robot.load_calibration() if args.check else None
     bus = DynamixelBus(robot.port, robot.bus_motors(), baudrate=robot.baudrate)
     try:
         bus.connect()
@@ -47,7 +44,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except OSError as exc:
         raise CLIError(f"cannot write {robot.calibration}: {exc.strerror or exc}; servos restored") from None
-    except (BusError, CalibrationError) as exc:
-        raise CLIError(str(exc)) from None
     finally:
         bus.disconnect()

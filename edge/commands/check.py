@@ -1,4 +1,5 @@
-"""`edge check <package> [--backend ...]`: run the validation samples and print the max error per output."""
+"""`edge check <package> [--backend ...]`: load a package as every runner does, run its validation samples and print
+the max error per output next to the export-time error."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from edge.backends import BACKENDS, get_backend
 from edge.backends.onnxruntime import onnxruntime_conflict
 from edge.backends.trt_compat import package_problems, support_table
 from edge.check import check_package
-from edge.cli import CLIError
-from edge.errors import EdgeError
 from edge.package import load_package
 
 
@@ -23,24 +22,31 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        package = load_package(args.package)
-        options = {"engine_dir": args.engine_dir} if args.engine_dir and args.backend != "onnxruntime" else {}
-        backend = get_backend(args.backend, **options)
-        results = check_package(package, backend, args.tolerance)
-        problems = package_problems(package)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    package = load_package(args.package)
+    options = {"engine_dir": args.engine_dir} if args.engine_dir and args.backend != "onnxruntime" else {}
+    backend = get_backend(args.backend, **options)
+    results = check_package(package, backend, args.tolerance)
+    problems = package_problems(package)
     conflict = onnxruntime_conflict()
     if conflict:
         print(f"warning: {conflict}")
     m = package.manifest
-    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), {m.validation.samples} samples)")
+    opsets = sorted({g.opset for g in m.graphs.values()})
+    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
+          f"{m.validation.samples} samples, {m.weights} weights)")
+    print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
+    f = m.fp16_preflight
+    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
+                         f"{f.worst_output_scaled_error:.2e}, worst policy step "
+                         f"{f.worst_step_normalized_action_error:.2e} (onnxruntime {f.onnxruntime}, {f.provider}, "
+                         f"seed {f.seed}, {f.created})" if f is not None else
+                         "no preflight (python -m export.fp16 on the workstation)"))
     print(f"backend  {backend.describe()}")
-    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'tolerance':>10}  result")
+    print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  "
+          "result")
     for r in results:
-        print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} {r.tolerance:>10.0e}  "
-              f"{'ok' if r.ok else 'FAIL'}")
+        print(f"{r.graph:<16} {r.output:<20} {r.precision:<9} {r.max_abs_error:>10.2e} "
+              f"{m.validation.export_max_abs_error[r.graph]:>10.2e} {r.tolerance:>10.0e}  {'ok' if r.ok else 'FAIL'}")
     trt = f"TensorRT {support_table()['tensorrt']} ONNX parser"
     print(f"{trt}: " + ("every node supported" if not problems else "would refuse " + "; ".join(map(str, problems))))
     failed = [r for r in results if not r.ok]

@@ -21,7 +21,6 @@ from edge.cli import CLIError
 from edge.commands.run import add_loop_arguments, options_from
 from edge.drive import drive
 from edge.emulated_arm import BUS_SLACK_MS, emulated_arm
-from edge.errors import EdgeError
 from edge.robot import Robot
 from edge.sim import Scene, TaskConfig, sample_scene
 from edge.sim.camera import SimCamera
@@ -85,24 +84,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"scene {args.seed}: start {np.round(scene.start, 1).tolist()}, target {np.round(scene.target, 1).tolist()}, "
           f"obstacle {np.round(scene.obstacle, 1).tolist()}")
     print(f"starting an emulated 6-servo arm ({args.hz:g} Hz, {args.duration:g} s)")
-    try:
-        policy = edge.load_policy(package, backend=args.backend)
-        inputs = {i.name: i for i in policy.package.manifest.inputs}
-        if ENV_STATE in inputs and inputs[ENV_STATE].shape != [ENV_DIM]:
-            raise CLIError(f"{package} is not a reach-task policy: its {ENV_STATE} input is "
-                           f"{inputs[ENV_STATE].shape}, the task gives [{ENV_DIM}] (target x, y and obstacle x, y, /100)")
-        if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
-            raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
-        static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
-        with emulated_arm(hz=args.hz) as (robot_config, emulator):
-            print(f"emulated servos on {emulator.port}")
-            place_arm(emulator, robot_config, joints_for(scene.start))
-            robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
-            robot.cameras = {i.name: SimCamera(scene, robot.present_joints, i.shape[0])
-                             for i in inputs.values() if i.kind == "image"}
-            telemetry, _ = drive(robot, policy, options_from(args, args.hz))
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    policy = edge.load_policy(package, backend=args.backend)
+    inputs = {i.name: i for i in policy.package.manifest.inputs}
+    if ENV_STATE in inputs and inputs[ENV_STATE].shape != [ENV_DIM]:
+        raise CLIError(f"{package} is not a reach-task policy: its {ENV_STATE} input is "
+                       f"{inputs[ENV_STATE].shape}, the task gives [{ENV_DIM}] (target x, y and obstacle x, y, /100)")
+    if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
+        raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
+    static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
+    with emulated_arm(hz=args.hz) as (robot_config, emulator):
+        print(f"emulated servos on {emulator.port}")
+        place_arm(emulator, robot_config, joints_for(scene.start))
+        robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
+        robot.cameras = {i.name: SimCamera(scene, robot.present_joints, i.shape[0])
+                         for i in inputs.values() if i.kind == "image"}
+        telemetry, _ = drive(robot, policy, options_from(args, args.hz))
     path = np.array([r.present[:2] for r in telemetry.records]) if telemetry.records else np.zeros((0, 2))
     outcome = episode_outcome(scene, path)
     print(describe(outcome))

@@ -56,12 +56,9 @@ def run(args: argparse.Namespace) -> int:
     chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
     if args.hand_period <= 0:
         raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
-    try:
-        faults = [TimedFault.parse(text) for text in args.fault]
-        emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing,
-                                 hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    faults = [TimedFault.parse(text) for text in args.fault]
+    emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing,
+                             hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
     with emulator:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from edge.backends import BACKENDS, get_backend
 from edge.cli import CLIError
-from edge.errors import EdgeError
 from edge.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
 from edge.package import load_package
 from edge.policies import runner_class
@@ -75,20 +74,17 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
     path = resolve_package(args.package)
-    try:
-        package = load_package(path)
-        cls = runner_class(package.manifest.policy_type)
-        options = runner_options(cls, seed=args.seed, num_inference_steps=args.steps, sampler=args.sampler,
-                                 greedy=args.greedy or None)
-        unused = [flag for flag, value, key in (("--steps", args.steps, "num_inference_steps"),
-                                                ("--sampler", args.sampler, "sampler"),
-                                                ("--greedy", args.greedy or None, "greedy"))
-                  if value is not None and key not in options]
-        if unused:
-            raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
-        policy = cls(package, make_backend(args), **options)
-    except (EdgeError, ValueError, TypeError) as exc:
-        raise CLIError(str(exc)) from None
+    package = load_package(path)
+    cls = runner_class(package.manifest.policy_type)
+    options = runner_options(cls, seed=args.seed, num_inference_steps=args.steps, sampler=args.sampler,
+                             greedy=args.greedy or None)
+    unused = [flag for flag, value, key in (("--steps", args.steps, "num_inference_steps"),
+                                            ("--sampler", args.sampler, "sampler"),
+                                            ("--greedy", args.greedy or None, "greedy"))
+              if value is not None and key not in options]
+    if unused:
+        raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
+    policy = cls(package, make_backend(args), **options)
     name = ("pytorch" if args.pytorch else policy.backend.describe())
     print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, seed {args.seed}"
           + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
@@ -103,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(("\r" + line if tty else line + "\n"))
         sys.stderr.flush()
 
-    try:
-        result = evaluate(policy, args.episodes, args.seed, progress=progress)
-    except EdgeError as exc:
-        raise CLIError(str(exc)) from None
+    result = evaluate(policy, args.episodes, args.seed, progress=progress)
     if tty and not args.quiet:
         sys.stderr.write("\n")
     label = "pytorch" if args.pytorch else (args.precision or "default")

@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 
 import edge
-from calibration import CalibrationError, RobotConfigError, load_robot_config
+from calibration import load_robot_config
 from edge.backends import BACKENDS
 from edge.chunker import MERGE_RULES
 from edge.cli import CLIError
 from edge.drive import DriveOptions, drive
 from edge.robot import Robot
-from edge.errors import EdgeError
-from firmware_bridge import BusError
 
 
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
@@ -62,11 +60,8 @@ def parse_features(items: list[str]) -> dict[str, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_robot_config(args.robot)
-        policy = edge.load_policy(args.policy, backend=args.backend)
-        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms)
-        drive(robot, policy, options_from(args, args.hz or config.control_hz))
-    except (EdgeError, RobotConfigError, CalibrationError, BusError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    config = load_robot_config(args.robot)
+    policy = edge.load_policy(args.policy, backend=args.backend)
+    robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms)
+    drive(robot, policy, options_from(args, args.hz or config.control_hz))
     return 0

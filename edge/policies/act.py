@@ -7,12 +7,15 @@ ACTTemporalEnsembler does (weights exp(-coeff * i), i = 0 the oldest prediction)
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import deque
 from typing import Any, Mapping
 
 import numpy as np
 
 from edge.backends.base import Backend
+from edge.errors import OptionError
 from edge.package import PolicyPackage
 from edge.policies.base import PolicyRunner, batched
 
@@ -54,26 +57,42 @@ class ACTRunner(PolicyRunner):
                  **options: Any):
         super().__init__(package, backend, **options)
         if temporal_ensemble_coeff is not None:
-            self.chunking.temporal_ensemble_coeff = float(temporal_ensemble_coeff)
+            if isinstance(temporal_ensemble_coeff, bool) or not isinstance(temporal_ensemble_coeff, (int, float)) \
+                    or not math.isfinite(temporal_ensemble_coeff):
+                raise OptionError(f"temporal_ensemble_coeff must be a finite number, got {temporal_ensemble_coeff!r}")
+            self.chunking = dataclasses.replace(self.chunking, temporal_ensemble_coeff=float(temporal_ensemble_coeff))
         coeff = self.chunking.temporal_ensemble_coeff
         self.ensembler = TemporalEnsembler(coeff, self.chunking.chunk_size) if coeff is not None else None
         self.reset()
 
     def reset(self) -> None:
+        super().reset()
         self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
         if self.ensembler is not None:
             self.ensembler.reset()
 
-    def _normalized_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = batched(self.observation(observation))
+    def _normalized_chunk(self, checked: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds = batched(self.observation.normalize(checked))
         return self.graphs["act"].run(feeds)["action"][0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.unnormalize(self._normalized_chunk(observation))
+        return self.actions(self._normalized_chunk(self.observation.check(observation)))
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        checked = self.observation.check(observation)  # every call, also when the queue still has actions
+        step, self.steps = self.steps, self.steps + 1
         if self.ensembler is not None:
-            return self.unnormalize(self.ensembler.update(self._normalized_chunk(observation)))
+            chunk = self._normalized_chunk(checked)
+            self.actions(chunk, step)
+            return self.actions(self.ensembler.update(chunk)[None], step)[0]
         if not self._queue:
-            self._queue.extend(self._normalized_chunk(observation)[: self.chunking.n_action_steps])
-        return self.unnormalize(self._queue.popleft())
+            self._queue.extend(self.actions(self._normalized_chunk(checked)[: self.chunking.n_action_steps], step))
+        return self._queue.popleft()
+
+    def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Asynchronous execution: ACT keeps no history, the checked observation is the context."""
+        return self.observation.check(observation)
+
+    def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
+        """The chunk for an `observe` result, robot units."""
+        return self.actions(self._normalized_chunk(context))

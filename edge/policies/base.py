@@ -2,35 +2,45 @@
 
 A runner mirrors LeRobot's policy API: `reset()`, `select_action(obs)` (one action, queue semantics)
 and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are robot-unit actions.
+Every call checks its observation first (edge/observation.py), whether or not it runs a graph, and
+every chunk a graph returns is checked for non-finite actions before any of it is used.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from edge.backends.base import Backend, GraphSession
+from edge.errors import OptionError, PolicyOutputError
 from edge.normalize import Normalizer
-from edge.observation import ObservationProcessor
+from edge.observation import DEFAULT_OOD_MARGIN, ObservationProcessor
 from edge.package import PolicyPackage
 
 
 class PolicyRunner(ABC):
+    """Options every family takes: `ood_margin`, standard deviations beyond the training range at which a state
+    value counts as out of distribution (see `out_of_distribution`)."""
+
     policy_type: ClassVar[str]
 
-    def __init__(self, package: PolicyPackage, backend: Backend, **options: Any):
+    def __init__(self, package: PolicyPackage, backend: Backend, ood_margin: float = DEFAULT_OOD_MARGIN,
+                 **options: Any):
         if options:
-            raise TypeError(f"{self.policy_type} policies take no option(s) {sorted(options)}")
+            raise OptionError(f"{self.policy_type} policies take no option(s) {sorted(options)}")
         m = package.manifest
         self.package = package
         self.backend = backend
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        self.observation = ObservationProcessor(m.inputs)
-        self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,), m.action.name).inverse
+        self.observation = ObservationProcessor(m.inputs, ood_margin)
+        self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
         self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in m.graphs}
+        self.steps = 0  # select_action calls since reset()
+        self._ood = MappingProxyType(self.observation.counts)
 
     @property
     def queued_actions(self) -> int:
@@ -43,9 +53,16 @@ class PolicyRunner(ABC):
     def input_names(self) -> list[str]:
         return [inp.name for inp in self.package.manifest.inputs]
 
-    @abstractmethod
+    @property
+    def out_of_distribution(self) -> Mapping[str, int]:
+        """Per state feature: observations since reset() with a value beyond `ood_margin` of the training statistics
+        (a live read-only view; `dict(...)` it for a snapshot)."""
+        return self._ood
+
     def reset(self) -> None:
-        """Clear queues and history; call at the start of every episode."""
+        """Clear queues, history, the step count and the out-of-distribution counts; call at every episode start."""
+        self.steps = 0
+        self.observation.reset()
 
     @abstractmethod
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -55,19 +72,35 @@ class PolicyRunner(ABC):
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """A whole chunk (chunk, action_dim) float32 in robot units; does not touch the queue."""
 
+    @abstractmethod
     def observe(self, observation: Mapping[str, np.ndarray]) -> Any:
-        """Record one tick's observation and return what `plan` needs to act on it now.
+        """Check and record one tick's observation and return what `plan` needs to act on it now.
 
         Asynchronous execution calls this on the control thread every tick and hands the result to
-        `plan` on the inference thread, so `plan` must not read mutable runner state. Policies without
-        observation history (ACT) just pass the observation through.
+        `plan` on the inference thread, so `plan` must not read mutable runner state.
         """
-        return observation
 
+    @abstractmethod
     def plan(self, context: Any) -> np.ndarray:
         """Actions (n, action_dim) in robot units from an `observe` result: row 0 is for the tick it was
-        observed at. History-based policies override both methods."""
-        return self.predict_action_chunk(context)
+        observed at."""
+
+    def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
+        """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
+
+        `step`: the select_action step the chunk's first row is for (None: a chunk predicted or planned)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge graph output overflows here: refused below
+            actions = self.unnormalize(normalized)
+        finite = np.isfinite(actions)
+        if not finite.all():
+            row, index = (int(v) for v in np.argwhere(~finite)[0])
+            bad = np.flatnonzero(~finite[row]).tolist()
+            when = f"step {step + row}" if step is not None else f"row {row} of the chunk"
+            ood = {k: v for k, v in self._ood.items() if v}
+            raise PolicyOutputError(f"the {self.policy_type} policy returned a non-finite action for {when}: action "
+                                    f"index {bad} is {actions[row, index]}; observations out of distribution so far: "
+                                    f"{ood or 'none'}")
+        return actions
 
 
 def batched(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

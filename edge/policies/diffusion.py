@@ -14,9 +14,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge.backends.base import Backend
-from edge.package import PolicyPackage
+from edge.errors import OptionError
+from edge.package import DiffusionSection, PolicyPackage
 from edge.policies.base import PolicyRunner
-from edge.schedulers import SchedulerConfig, make_scheduler
+from edge.schedulers import make_scheduler
 
 
 class DiffusionRunner(PolicyRunner):
@@ -29,18 +30,21 @@ class DiffusionRunner(PolicyRunner):
                  num_inference_steps: int | None = None, seed: int | None = None, fused: bool = True,
                  **options: Any):
         super().__init__(package, backend, **options)
-        section = package.manifest.policy
-        self.scheduler = make_scheduler(sampler or section["sampler"], SchedulerConfig(**section["scheduler"]),
-                                        section["num_inference_steps"] if num_inference_steps is None
+        section: DiffusionSection = package.manifest.policy
+        self.scheduler = make_scheduler(sampler or section.sampler, section.scheduler,
+                                        section.num_inference_steps if num_inference_steps is None
                                         else num_inference_steps)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise OptionError(f"seed must be a non-negative int or None, got {seed!r}")
         self.rng = np.random.default_rng(seed)
         self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
-        self.fused_graph = next((name for name, spec in section.get("fused_graphs", {}).items()
-                                 if fused and spec["sampler"] == self.scheduler.name
-                                 and spec["num_inference_steps"] == self.scheduler.num_inference_steps), None)
+        self.fused_graph = next((name for name, spec in section.fused_graphs.items()
+                                 if fused and spec.sampler == self.scheduler.name
+                                 and spec.num_inference_steps == self.scheduler.num_inference_steps), None)
         self.reset()
 
     def reset(self) -> None:
+        super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
         self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
@@ -61,7 +65,7 @@ class DiffusionRunner(PolicyRunner):
         else:
             noise = np.asarray(noise, dtype=np.float32)
             if noise.size != int(np.prod(self.chunk_shape)):
-                raise ValueError(f"noise must have shape {self.chunk_shape[1:]}, got {noise.shape}")
+                raise OptionError(f"noise must have shape {self.chunk_shape[1:]}, got {noise.shape}")
             noise = noise.reshape(self.chunk_shape)
         if self.fused_graph is not None:
             return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
@@ -78,16 +82,17 @@ class DiffusionRunner(PolicyRunner):
         """The whole (horizon, action_dim) chunk for the history plus `observation`; state is left untouched."""
         history = deque(self._history, maxlen=self._history.maxlen)
         self._push(history, self.observation(observation))
-        return self.unnormalize(self.denoise(self.encode(history), noise))
+        return self.actions(self.denoise(self.encode(history), noise))
 
     def select_action(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
         """One action; `noise` (horizon, action_dim) seeds the chunk if one is sampled at this step."""
         self._push(self._history, self.observation(observation))
+        step, self.steps = self.steps, self.steps + 1
         if not self._queue:
             start = self.chunking.n_obs_steps - 1
             chunk = self.denoise(self.encode(self._history), noise)
-            self._queue.extend(chunk[start : start + self.chunking.n_action_steps])
-        return self.unnormalize(self._queue.popleft())
+            self._queue.extend(self.actions(chunk[start : start + self.chunking.n_action_steps], step))
+        return self._queue.popleft()
 
     def observe(self, observation: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
         """Asynchronous execution: record the tick's observation, return a snapshot of the history."""
@@ -97,4 +102,4 @@ class DiffusionRunner(PolicyRunner):
     def plan(self, context: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
         """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], robot units."""
         chunk = self.denoise(self.encode(deque(context)))
-        return self.unnormalize(chunk[self.chunking.n_obs_steps - 1 :])
+        return self.actions(chunk[self.chunking.n_obs_steps - 1 :])

@@ -18,11 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge.backends.base import Backend
-from edge.errors import PackageError
-from edge.package import PolicyPackage
+from edge.errors import OptionError
+from edge.package import PolicyPackage, VQBeTSection
 from edge.policies.base import PolicyRunner
-
-POLICY_KEYS = ("rvq_layers", "codebook_size", "bet_softmax_temperature", "sequentially_select", "image_feature")
 
 
 def sample_codes(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -40,34 +38,29 @@ class VQBeTRunner(PolicyRunner):
     def __init__(self, package: PolicyPackage, backend: Backend, greedy: bool = False,
                  temperature: float | None = None, seed: int | None = None, **options: Any):
         super().__init__(package, backend, **options)
-        spec = package.manifest.policy
-        missing = [k for k in POLICY_KEYS if k not in spec]
-        if missing:
-            raise PackageError(f"vqbet manifest 'policy' section lacks {missing}; re-export the package")
-        self.sequential = bool(spec["sequentially_select"])
-        self.image_key = spec["image_feature"]
+        spec: VQBeTSection = package.manifest.policy
+        self.sequential = spec.sequentially_select
+        self.image_key = spec.image_feature
         self.state_key = next(inp.name for inp in package.manifest.inputs if inp.kind == "state")
-        needed = ["encoder", "policy", "decode"] + (["secondary"] if self.sequential else [])
-        if any(g not in self.graphs for g in needed):
-            raise PackageError(f"vqbet package needs graphs {needed}, has {sorted(self.graphs)}")
         if not isinstance(greedy, bool):
-            raise ValueError(f"greedy must be True or False, got {greedy!r}")
+            raise OptionError(f"greedy must be True or False, got {greedy!r}")
         if temperature is not None:
             if greedy:
-                raise ValueError("temperature has no effect with greedy=True (codes are the arg-max); pass one or the other")
+                raise OptionError("temperature has no effect with greedy=True (codes are the arg-max); pass one or the other")
             if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
                     or not math.isfinite(temperature) or temperature <= 0:
-                raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+                raise OptionError(f"temperature must be a finite number > 0, got {temperature!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+            raise OptionError(f"seed must be a non-negative int or None, got {seed!r}")
         self.greedy = greedy
-        self.temperature = float(spec["bet_softmax_temperature"] if temperature is None else temperature)
+        self.temperature = spec.bet_softmax_temperature if temperature is None else float(temperature)
         self.rng = np.random.default_rng(seed)
-        self._eye = np.eye(int(spec["codebook_size"]), dtype=np.float32)
+        self._eye = np.eye(spec.codebook_size, dtype=np.float32)
         self.last_codes: np.ndarray | None = None  # (rvq_layers,) codes behind the latest chunk
         self.reset()
 
     def reset(self) -> None:
+        super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
         self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
@@ -99,14 +92,15 @@ class VQBeTRunner(PolicyRunner):
 
     def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
         """The chunk for an `observe` window, robot units (asynchronous execution)."""
-        return self.unnormalize(self._normalized_chunk(context))
+        return self.actions(self._normalized_chunk(context))
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """The whole (action_chunk_size, action_dim) chunk; the observation joins the history, the queue is untouched."""
-        return self.unnormalize(self._normalized_chunk(self.observe(observation)))
+        return self.actions(self._normalized_chunk(self.observe(observation)))
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         window = self.observe(observation)
+        step, self.steps = self.steps, self.steps + 1
         if not self._queue:
-            self._queue.extend(self._normalized_chunk(window))
-        return self.unnormalize(self._queue.popleft())
+            self._queue.extend(self.actions(self._normalized_chunk(window), step))
+        return self._queue.popleft()

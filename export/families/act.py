@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edge.package import Chunking
+from edge.package import ACTSection, Chunking
 from export.checkpoint import Checkpoint, load_strict
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.act import ACTConfig, ACTPolicy
@@ -43,7 +43,7 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
     )
     chunking = Chunking(chunk_size=config.chunk_size, n_action_steps=config.n_action_steps, n_obs_steps=1,
                         temporal_ensemble_coeff=config.temporal_ensemble_coeff)
-    return FamilyExport(graphs=[graph], chunking=chunking)
+    return FamilyExport(graphs=[graph], chunking=chunking, policy=ACTSection())
 
 
 torch.backends.mha.set_fastpath_enabled(False)  # the MHA fast path does not export

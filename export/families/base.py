@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edge.package import Chunking
+from edge.package import Chunking, PolicySection
 
 
 @dataclass
@@ -29,9 +29,11 @@ class GraphExport:
 
 @dataclass
 class FamilyExport:
+    """A family's graphs, chunking and typed manifest `policy` section."""
+
     graphs: list[GraphExport]
     chunking: Chunking
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: PolicySection
 
 
 @dataclass

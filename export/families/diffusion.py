@@ -9,15 +9,14 @@ after K DDIM steps, with the scheduler's per-step constants baked in.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edge.package import Chunking
+from edge.package import Chunking, DiffusionSection, FusedGraph
 from edge.schedulers import DDIMScheduler, SchedulerConfig
 from export.checkpoint import Checkpoint, load_strict
+from export.errors import ExportError
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.diffusion import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, DiffusionConfig, DiffusionModel, DiffusionPolicy
 
@@ -89,7 +88,7 @@ def fused_steps_option(options: ExportOptions, num_train_timesteps: int) -> int 
     if k is None:
         return None
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= num_train_timesteps:
-        raise ValueError(f"fused_steps must be an integer in 1..{num_train_timesteps} "
+        raise ExportError(f"fused_steps must be an integer in 1..{num_train_timesteps} "
                          f"(num_train_timesteps), got {k!r}")
     return k
 
@@ -121,13 +120,9 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
         graphs.append(GraphExport(name, FusedDDIMGraph(model, DDIMScheduler(sched, fused_k)), ["noise", "global_cond"],
                                   ["action"], random_inputs({"noise": chunk_shape, "global_cond": cond_shape},
                                                             options.samples, options.seed + 2)))
-        fused[name] = {"sampler": "ddim", "num_inference_steps": fused_k}
+        fused[name] = FusedGraph("ddim", fused_k)
     chunking = Chunking(chunk_size=config.horizon, n_action_steps=config.n_action_steps, n_obs_steps=s)
-    policy_section = {
-        "sampler": config.noise_scheduler_type.lower(),
-        "num_inference_steps": config.num_inference_steps or config.num_train_timesteps,
-        "scheduler": dataclasses.asdict(sched),
-        "global_cond_dim": model.global_cond_dim,
-        "fused_graphs": fused,
-    }
-    return FamilyExport(graphs=graphs, chunking=chunking, policy=policy_section)
+    section = DiffusionSection(sampler=config.noise_scheduler_type.lower(),
+                               num_inference_steps=config.num_inference_steps or config.num_train_timesteps,
+                               scheduler=sched, fused_graphs=fused)
+    return FamilyExport(graphs=graphs, chunking=chunking, policy=section)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
-from edge.package import Chunking
+from edge.package import Chunking, VQBeTSection
 from export.checkpoint import Checkpoint, load_strict
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.vqbet import OBS_STATE, VQVAE_NUM_LAYERS, VQBeTConfig, VQBeTModel, VQBeTPolicy
@@ -120,13 +120,7 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
                               [{"codes": c, **o} for c, o in zip(codes, offsets)]))
     chunking = Chunking(chunk_size=config.action_chunk_size, n_action_steps=config.action_chunk_size,
                         n_obs_steps=config.n_obs_steps)
-    policy_section = {
-        "rvq_layers": VQVAE_NUM_LAYERS,
-        "codebook_size": n_embed,
-        "bet_softmax_temperature": config.bet_softmax_temperature,
-        "sequentially_select": config.sequentially_select,
-        "n_action_pred_token": config.n_action_pred_token,
-        "image_feature": image_key,
-    }
-    return FamilyExport(graphs=graphs, chunking=chunking, policy=policy_section)
+    section = VQBeTSection(codebook_size=n_embed, bet_softmax_temperature=float(config.bet_softmax_temperature),
+                           sequentially_select=config.sequentially_select, image_feature=image_key)
+    return FamilyExport(graphs=graphs, chunking=chunking, policy=section)
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.errors import CheckpointError
 from export.models.resnet import FrozenBatchNorm2d, ResNet
 
 OBS_STATE = "observation.state"
@@ -56,7 +57,7 @@ class ACTConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
         missing = [n for n, f in names.items() if n not in config and f.default is dataclasses.MISSING]
         if missing:
-            raise KeyError(f"config.json lacks ACT field(s) {missing}")
+            raise CheckpointError(f"config.json lacks ACT field(s) {missing}")
         return cls(**{k: config[k] for k in names if k in config})
 
     @property
@@ -366,4 +367,4 @@ def get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
         return F.gelu
     if activation == "glu":
         return F.glu
-    raise ValueError(f"feedforward_activation should be relu/gelu/glu, not {activation!r}")
+    raise CheckpointError(f"feedforward_activation should be relu/gelu/glu, not {activation!r}")

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.errors import CheckpointError
 from export.models.resnet import ResNet
 
 
@@ -40,7 +41,7 @@ class CenterCrop(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         (h, w), (th, tw) = (int(x.shape[-2]), int(x.shape[-1])), self.size  # plain ints, also when traced
         if th > h or tw > w:
-            raise ValueError(f"crop {self.size} is larger than the image {(h, w)}")
+            raise CheckpointError(f"crop {self.size} is larger than the image {(h, w)}")
         top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
         return x[..., top : top + th, left : left + tw]
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from export.errors import CheckpointError
 from export.models.common import CenterCrop, SpatialSoftmax, feature_map_shape, resnet_trunk
 
 OBS_STATE = "observation.state"
@@ -61,7 +62,7 @@ class DiffusionConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
         missing = [n for n, f in names.items() if n not in config and f.default is dataclasses.MISSING]
         if missing:
-            raise KeyError(f"config.json lacks Diffusion field(s) {missing}")
+            raise CheckpointError(f"config.json lacks Diffusion field(s) {missing}")
         cfg = cls(**{k: config[k] for k in names if k in config})
         cfg._post_init()
         return cfg
@@ -69,30 +70,30 @@ class DiffusionConfig:
     def _post_init(self) -> None:
         """LeRobot's __post_init__: crop shape derived from resize_shape and crop_ratio, and its checks."""
         if not self.vision_backbone.startswith("resnet"):
-            raise ValueError(f"vision_backbone must be a ResNet variant, got {self.vision_backbone!r}")
+            raise CheckpointError(f"vision_backbone must be a ResNet variant, got {self.vision_backbone!r}")
         if self.prediction_type not in ("epsilon", "sample"):
-            raise ValueError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
+            raise CheckpointError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
         if self.noise_scheduler_type not in ("DDPM", "DDIM"):
-            raise ValueError(f"noise_scheduler_type must be 'DDPM' or 'DDIM', got {self.noise_scheduler_type!r}")
+            raise CheckpointError(f"noise_scheduler_type must be 'DDPM' or 'DDIM', got {self.noise_scheduler_type!r}")
         if self.resize_shape is not None:
             if len(self.resize_shape) != 2 or any(d <= 0 for d in self.resize_shape):
-                raise ValueError(f"resize_shape must be a pair of positive integers, got {self.resize_shape}")
+                raise CheckpointError(f"resize_shape must be a pair of positive integers, got {self.resize_shape}")
             self.crop_shape = ([int(self.resize_shape[0] * self.crop_ratio), int(self.resize_shape[1] * self.crop_ratio)]
                                if self.crop_ratio < 1.0 else None)
         if self.horizon % 2 ** len(self.down_dims):
-            raise ValueError(f"horizon {self.horizon} is not a multiple of the U-Net downsampling factor "
+            raise CheckpointError(f"horizon {self.horizon} is not a multiple of the U-Net downsampling factor "
                              f"2**{len(self.down_dims)}")
         if self.use_group_norm and self.pretrained_backbone_weights:
-            raise ValueError("use_group_norm with pretrained_backbone_weights: LeRobot refuses this combination")
+            raise CheckpointError("use_group_norm with pretrained_backbone_weights: LeRobot refuses this combination")
         if not self.image_features and self.env_state_feature is None:
-            raise ValueError("Diffusion Policy needs at least one image or the environment state among its inputs")
+            raise CheckpointError("Diffusion Policy needs at least one image or the environment state among its inputs")
         shapes = {tuple(ft["shape"]) for ft in self.image_features.values()}
         if len(shapes) > 1:
-            raise ValueError(f"all camera images must have the same shape, got {sorted(shapes)}")
+            raise CheckpointError(f"all camera images must have the same shape, got {sorted(shapes)}")
         if self.resize_shape is None and self.crop_shape is not None and shapes:
             (_, h, w), = shapes
             if self.crop_shape[0] > h or self.crop_shape[1] > w:
-                raise ValueError(f"crop_shape {self.crop_shape} does not fit in the {h}x{w} images")
+                raise CheckpointError(f"crop_shape {self.crop_shape} does not fit in the {h}x{w} images")
 
     @property
     def robot_state_feature(self) -> dict:
@@ -194,7 +195,7 @@ class Resize(nn.Module):
     def __init__(self, size: list[int], input_hw: tuple[int, int]):
         super().__init__()
         if len(size) != 2:
-            raise ValueError(f"only an explicit (height, width) resize is supported, got {size}")
+            raise CheckpointError(f"only an explicit (height, width) resize is supported, got {size}")
         self.size = (int(size[0]), int(size[1]))
         self.register_buffer("weight_h", _aa_bilinear_weights(input_hw[0], self.size[0]), persistent=False)
         self.register_buffer("weight_w", _aa_bilinear_weights(input_hw[1], self.size[1]).t().contiguous(),

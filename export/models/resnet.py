@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from export.errors import CheckpointError
+
 NormLayer = Callable[[int], nn.Module]
 
 
@@ -51,7 +53,7 @@ class BasicBlock(nn.Module):
                  dilation: int, norm_layer: NormLayer):
         super().__init__()
         if dilation > 1:  # torchvision refuses this too
-            raise ValueError("dilation > 1 is not supported by BasicBlock (resnet18/34); use resnet50")
+            raise CheckpointError("dilation > 1 is not supported by BasicBlock (resnet18/34); use resnet50")
         self.conv1 = _conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -103,7 +105,7 @@ class ResNet(nn.Module):
                  replace_stride_with_dilation: tuple[bool, bool, bool] = (False, False, False)):
         super().__init__()
         if name not in _ARCHS:
-            raise ValueError(f"unsupported vision_backbone {name!r}; supported: {sorted(_ARCHS)}")
+            raise CheckpointError(f"unsupported vision_backbone {name!r}; supported: {sorted(_ARCHS)}")
         block, layers = _ARCHS[name]
         self._norm_layer = norm_layer
         self.inplanes = 64

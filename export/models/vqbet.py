@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.errors import CheckpointError
 from export.models.common import CenterCrop, SpatialSoftmax, feature_map_shape, resnet_trunk
 
 OBS_STATE = "observation.state"
@@ -57,7 +58,7 @@ class VQBeTConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         missing = [n for n in names if n not in config]
         if missing:
-            raise KeyError(f"config.json lacks VQ-BeT field(s) {missing}")
+            raise CheckpointError(f"config.json lacks VQ-BeT field(s) {missing}")
         cfg = cls(**{k: config[k] for k in names})
         cfg.validate()
         return cfg
@@ -65,21 +66,21 @@ class VQBeTConfig:
     def validate(self) -> None:
         """LeRobot's own checks plus the input layout its token interleaving assumes (one camera + state)."""
         if not self.vision_backbone.startswith("resnet"):
-            raise ValueError(f"vision_backbone must be a ResNet variant, got {self.vision_backbone!r}")
+            raise CheckpointError(f"vision_backbone must be a ResNet variant, got {self.vision_backbone!r}")
         if self.use_group_norm and self.pretrained_backbone_weights:
-            raise ValueError("use_group_norm with pretrained_backbone_weights: LeRobot refuses this combination")
+            raise CheckpointError("use_group_norm with pretrained_backbone_weights: LeRobot refuses this combination")
         if len(self.image_features) != 1:
-            raise ValueError(f"VQ-BeT takes exactly one camera, config has {len(self.image_features)}")
+            raise CheckpointError(f"VQ-BeT takes exactly one camera, config has {len(self.image_features)}")
         other = sorted(set(self.input_features) - {OBS_STATE, *self.image_features})
         if OBS_STATE not in self.input_features or other:
-            raise ValueError(f"VQ-BeT inputs must be {OBS_STATE!r} and one image; got {sorted(self.input_features)}")
+            raise CheckpointError(f"VQ-BeT inputs must be {OBS_STATE!r} and one image; got {sorted(self.input_features)}")
         image_shape = self.input_features[self.image_features[0]]["shape"]
         if self.crop_shape is not None and (self.crop_shape[0] > image_shape[1] or self.crop_shape[1] > image_shape[2]):
-            raise ValueError(f"crop_shape {self.crop_shape} does not fit in the image {image_shape}")
+            raise CheckpointError(f"crop_shape {self.crop_shape} does not fit in the image {image_shape}")
         if self.gpt_hidden_dim % self.gpt_n_head:
-            raise ValueError(f"gpt_hidden_dim {self.gpt_hidden_dim} is not divisible by gpt_n_head {self.gpt_n_head}")
+            raise CheckpointError(f"gpt_hidden_dim {self.gpt_hidden_dim} is not divisible by gpt_n_head {self.gpt_n_head}")
         if self.n_obs_steps * (len(self.input_features) + 1) + self.n_action_pred_token - 1 > self.gpt_block_size:
-            raise ValueError("the token sequence is longer than gpt_block_size")
+            raise CheckpointError("the token sequence is longer than gpt_block_size")
 
     @property
     def image_features(self) -> list[str]:

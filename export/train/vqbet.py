@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.errors import ExportError
 from export.lerobot_format import save_pretrained
 from export.models.vqbet import VQBeTConfig, VQBeTPolicy
 from export.train.common import normalize_batch
@@ -111,7 +112,7 @@ def make_config(**overrides) -> dict:
     config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in CONFIG.items()}
     unknown = set(overrides) - set(config)
     if unknown:
-        raise KeyError(f"unknown VQ-BeT config field(s) {sorted(unknown)}")
+        raise ExportError(f"unknown VQ-BeT config field(s) {sorted(unknown)}")
     config.update(overrides)
     return config
 
@@ -372,7 +373,7 @@ def train_policy(data: dict[str, np.ndarray], out: str | Path, seed: int = 0, st
     `history`, if given, receives the per-step losses under "vqvae" and "bet".
     """
     if IMAGE not in data:
-        raise ValueError("VQ-BeT needs camera frames: generate the data with images=True")
+        raise ExportError("VQ-BeT needs camera frames: generate the data with images=True")
     config = make_config() if config is None else config
     if vqvae_steps is None:
         vqvae_steps = config["n_vqvae_training_steps"]

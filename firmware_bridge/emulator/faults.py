@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from firmware_bridge.errors import RequestError
+
 KINDS = ("drop_reply", "corrupt_crc", "delay", "vanish", "overload", "overheat")
 _SPEC = re.compile(r"^(?P<id>\d+):(?P<kind>[a-z_]+)(?::(?P<ms>[0-9.]+))?@(?P<start>[0-9.]+)(?:\+(?P<duration>[0-9.]+))?$")
 
@@ -48,21 +50,21 @@ class TimedFault:
 
     @classmethod
     def parse(cls, text: str) -> TimedFault:
-        """`3:vanish@2.0+1.5`, `6:overload@5`, `2:delay:30@1+2`; a ValueError names what is wrong."""
+        """`3:vanish@2.0+1.5`, `6:overload@5`, `2:delay:30@1+2`; a RequestError names what is wrong."""
         match = _SPEC.match(text.strip())
         if match is None:
-            raise ValueError(f"fault {text!r}: expected ID:KIND@START[+DURATION], e.g. 3:vanish@2.0+1.5 "
+            raise RequestError(f"fault {text!r}: expected ID:KIND@START[+DURATION], e.g. 3:vanish@2.0+1.5 "
                              f"(KIND: drop_reply, corrupt_crc, delay:MS, vanish, overload, overheat)")
         kind, ms = match["kind"], match["ms"]
         if kind not in KINDS:
-            raise ValueError(f"fault {text!r}: unknown kind {kind!r}; known: drop_reply, corrupt_crc, delay:MS, "
+            raise RequestError(f"fault {text!r}: unknown kind {kind!r}; known: drop_reply, corrupt_crc, delay:MS, "
                              f"vanish, overload, overheat")
         if (kind == "delay") != (ms is not None):
-            raise ValueError(f"fault {text!r}: " + ("delay needs milliseconds, e.g. 2:delay:30@1" if kind == "delay"
+            raise RequestError(f"fault {text!r}: " + ("delay needs milliseconds, e.g. 2:delay:30@1" if kind == "delay"
                                                     else f"{kind} takes no :value"))
         duration = float(match["duration"]) if match["duration"] is not None else None
         if duration is not None and duration <= 0:
-            raise ValueError(f"fault {text!r}: DURATION must be positive")
+            raise RequestError(f"fault {text!r}: DURATION must be positive")
         return cls(int(match["id"]), kind, float(match["start"]), duration, float(ms or 0.0))
 
     def active(self, elapsed_s: float) -> bool:

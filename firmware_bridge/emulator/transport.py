@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from firmware_bridge import protocol as P
 from firmware_bridge import tables
 from firmware_bridge.emulator.faults import Faults, TimedFault
+from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.emulator.instructions import InstructionSet, status_packet
 from firmware_bridge.emulator.physics import Hand
 from firmware_bridge.emulator.servo import EmulatedServo
@@ -59,7 +60,7 @@ class ServoEmulator(InstructionSet):
     def __init__(self, servos: Mapping[int, str], baudrate: int = 1_000_000, *, timing: bool = True,
                  firmware: int = 52, hand: Hand | None = None, faults: Iterable[TimedFault | str] = ()) -> None:
         if baudrate not in tables.BAUD_CODES:
-            raise ValueError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
+            raise RequestError(f"baudrate {baudrate} is not an X-series rate; use one of {sorted(tables.BAUD_CODES)}")
         now = time.monotonic()
         self.baudrate = baudrate
         self.timing = timing
@@ -67,11 +68,11 @@ class ServoEmulator(InstructionSet):
                        for i, m in sorted(servos.items())}
         for servo in self.servos.values():
             if tables.BAUD_CODES[baudrate] > servo.regs["Baud_Rate"].hi:
-                raise ValueError(f"servo {servo.get('ID')} ({servo.model.name}) cannot run at {baudrate} bps")
+                raise RequestError(f"servo {servo.get('ID')} ({servo.model.name}) cannot run at {baudrate} bps")
         self.timed_faults = [f if isinstance(f, TimedFault) else TimedFault.parse(f) for f in faults]
         for fault in self.timed_faults:
             if fault.servo_id not in self.servos:
-                raise ValueError(f"fault on id {fault.servo_id}: no such servo (ids {sorted(self.servos)})")
+                raise RequestError(f"fault on id {fault.servo_id}: no such servo (ids {sorted(self.servos)})")
         self._fault_on = [False] * len(self.timed_faults)
         self._lock = threading.RLock()
         self.set_hand(hand)
@@ -97,7 +98,7 @@ class ServoEmulator(InstructionSet):
     def start(self) -> str:
         """Open the pty and serve from a background thread; returns the port path."""
         if self._thread is not None:
-            raise RuntimeError("emulator already running")
+            raise FirmwareBridgeError("emulator already running")
         self._master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
@@ -197,18 +198,18 @@ class ServoEmulator(InstructionSet):
 
     def set_register(self, servo_id: int, name: str, value: int) -> None:
         """Write a register as the host would (same checks, same effects) without the bus; a refusal raises
-        ValueError with the status error (e.g. "access error" while torque is on)."""
+        RequestError with the status error (e.g. "access error" while torque is on)."""
         with self._lock:
             servo, now = self.servos[servo_id], time.monotonic()
             servo.update(now)
             reg = servo.regs[name]
             lo, hi = -(1 << (8 * reg.size - 1)) if reg.signed else 0, (1 << (8 * reg.size)) - 1
             if not lo <= value <= hi:
-                raise ValueError(f"{name}: {value} does not fit in {reg.size} byte(s)")
+                raise RequestError(f"{name}: {value} does not fit in {reg.size} byte(s)")
             error = servo.write(reg.address, reg.encode(value), now)
             servo.commit()
             if error & 0x7F:
-                raise ValueError(f"servo {servo_id} {name}={value}: {tables.describe_status_error(error)}")
+                raise RequestError(f"servo {servo_id} {name}={value}: {tables.describe_status_error(error)}")
 
     def register(self, servo_id: int, name: str) -> int:
         """Peek at a register value (after advancing the physics), without using the bus."""

@@ -39,9 +39,9 @@ def test_package_layout(export_fixture):
         "sample": ([1, 16, 6], "float32"), "timestep": ([1], "float32"),
         "global_cond": ([1, enc.outputs[0].shape[1]], "float32")}
     assert (m.chunking.chunk_size, m.chunking.n_action_steps, m.chunking.n_obs_steps) == (16, 8, 2)
-    assert m.policy["sampler"] == "ddim" and m.policy["num_inference_steps"] == 10
-    assert m.policy["scheduler"]["beta_schedule"] == "squaredcos_cap_v2"
-    assert m.policy["fused_graphs"] == {}
+    assert m.policy.sampler == "ddim" and m.policy.num_inference_steps == 10
+    assert m.policy.scheduler.beta_schedule == "squaredcos_cap_v2"
+    assert m.policy.fused_graphs == {}
     assert max(m.validation.export_max_abs_error.values()) <= 1e-4
 
 

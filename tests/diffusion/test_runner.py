@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import edge
+from export.errors import ExportError
 from tests.diffusion.conftest import FUSED_K
 
 
@@ -109,7 +110,7 @@ def test_bad_options_are_clear(export_fixture):
         edge.load_policy(path, sampler="euler")
     with pytest.raises(ValueError, match="outside 1..100"):
         edge.load_policy(path, num_inference_steps=101)
-    with pytest.raises(TypeError, match="temperature"):
+    with pytest.raises(edge.OptionError, match="temperature"):
         edge.load_policy(path, temperature=1.0)
     policy = edge.load_policy(path)
     with pytest.raises(ValueError, match="noise must have shape"):
@@ -122,5 +123,5 @@ def test_bad_fused_steps_option_is_refused():
 
     assert fused_steps_option(ExportOptions(), 100) is None
     for bad in (0, 101, 2.5, "4"):
-        with pytest.raises(ValueError, match="fused_steps must be an integer in 1..100"):
+        with pytest.raises(ExportError, match="fused_steps must be an integer in 1..100"):
             fused_steps_option(ExportOptions(extra={"fused_steps": bad}), 100)

@@ -52,8 +52,8 @@ def test_variant_exports_and_runs(lerobot_fixtures, tmp_path):
     ckpt = _variant_checkpoint(lerobot_fixtures, tmp_path / "ckpt")
     pkg = tmp_path / "pkg"
     manifest = export_package(ckpt, pkg, ExportOptions(samples=1, extra={"fused_steps": 2}), progress=lambda _m: None)
-    assert manifest.policy["sampler"] == "ddpm" and manifest.policy["num_inference_steps"] == 100
-    assert manifest.policy["scheduler"]["prediction_type"] == "sample"
+    assert manifest.policy.sampler == "ddpm" and manifest.policy.num_inference_steps == 100
+    assert manifest.policy.scheduler.prediction_type == "sample"
     assert max(manifest.validation.export_max_abs_error.values()) <= 1e-4
 
     obs = {"observation.state": np.zeros(4, np.float32), "observation.environment_state": np.ones(3, np.float32),

@@ -10,6 +10,7 @@ from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite
 from edge.cli import CLIError, build_parser
 from firmware_bridge import DynamixelBus, ServoEmulator, tables
 from firmware_bridge.emulator import default_arm_motors
+from firmware_bridge.errors import RequestError
 from firmware_bridge.protocol import StuffingPacketHandler
 from tests.firmware_bridge.lerobot_calls import SharingPortHandler
 
@@ -184,7 +185,7 @@ def test_emulate_command_rejects_a_model_list_that_does_not_fit() -> None:
     with pytest.raises(CLIError, match="names 2 models for 3 ids"):
         args = parser.parse_args(["emulate", "--ids", "1,2,3", "--model", "xl430-w250,xl330-m288"])
         args._run(args)
-    with pytest.raises(CLIError, match="unknown Dynamixel model 'xl999'"):
+    with pytest.raises(RequestError, match="unknown Dynamixel model 'xl999'"):
         args = parser.parse_args(["emulate", "--model", "xl999"])
         args._run(args)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_preflight_records_small_errors(package_copy, case):
     record = preflight(path, steps=4, progress=lambda _m: None)
 
     package = load_package(path)  # graph sha256s still verify: the FP32 graphs were not touched
-    assert package.manifest.fp16_preflight == json.loads(json.dumps(record))
+    assert dataclasses.asdict(package.manifest.fp16_preflight) == json.loads(json.dumps(record))
     assert {k: v for k, v in json.loads((path / "manifest.json").read_text()).items() if k != "fp16_preflight"} == \
         {k: v for k, v in before.items() if k != "fp16_preflight"}
     assert record["ok"], record
@@ -39,10 +40,10 @@ def test_preflight_records_small_errors(package_copy, case):
 
 def test_failing_tolerance_is_reported(package_copy, capsys):
     path = package_copy("act_env")
-    assert fp16_main([str(path), "--steps", "2", "--tolerance", "1e-9"]) == 3
+    assert fp16_main([str(path), "--steps", "2", "--tolerance", "1e-9"]) == 1
     out = capsys.readouterr().out
     assert "FAIL at tolerance 1e-09" in out and "act" in out
-    assert load_package(path).manifest.fp16_preflight["ok"] is False
+    assert load_package(path).manifest.fp16_preflight.ok is False
 
 
 def test_export_with_fp16_check(lerobot_fixtures, tmp_path, capsys):
@@ -52,7 +53,7 @@ def test_export_with_fp16_check(lerobot_fixtures, tmp_path, capsys):
     assert code == 0
     assert "PASS" in capsys.readouterr().out
     record = load_package(out).manifest.fp16_preflight
-    assert record["ok"] and (out / record["graphs"]["act"]["file"]).is_file()
+    assert record.ok and (out / record.graphs["act"].file).is_file()
 
 
 def test_bad_package_is_a_clean_error(tmp_path, capsys):

@@ -31,7 +31,7 @@ def test_bad_options(vqbet_package, options, message):
 
 
 def test_unknown_option(vqbet_package):
-    with pytest.raises(TypeError, match="num_inference_steps"):
+    with pytest.raises(edge.OptionError, match="num_inference_steps"):
         edge.load_policy(vqbet_package, num_inference_steps=10)
 
 
@@ -60,12 +60,12 @@ def test_checkpoint_config_must_match_weights(lerobot_fixtures):
                          SEQUENTIAL_CONFIG["input_features"][IMAGE]}}, "exactly one camera"),
 ])
 def test_bad_configs(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(CheckpointError, match=message):
         VQBeTConfig.from_dict({**SEQUENTIAL_CONFIG, **change})
 
 
 def test_missing_config_field():
     config = dict(SEQUENTIAL_CONFIG)
     del config["gpt_n_head"]
-    with pytest.raises(KeyError, match="gpt_n_head"):
+    with pytest.raises(CheckpointError, match="gpt_n_head"):
         VQBeTConfig.from_dict(config)

@@ -46,8 +46,8 @@ def test_pytorch_model_matches_lerobot(lerobot_fixtures, reference_rollout):
     ref = reference_rollout("vqbet_cam")
     ckpt = load_checkpoint(lerobot_fixtures / "vqbet_cam" / "pretrained_model")
     config, policy = build_policy(ckpt)
-    norm_state = Normalizer(ckpt.normalization["observation.state"], (6,), "state")
-    unnorm = Normalizer(ckpt.normalization["action"], (6,), "action").inverse
+    norm_state = Normalizer(ckpt.normalization["observation.state"], (6,))
+    unnorm = Normalizer(ckpt.normalization["action"], (6,)).inverse
     n, chunk_size, total = config.n_obs_steps, config.action_chunk_size, len(steps(ref))
     states = [norm_state(observation(ref, t)["observation.state"]) for t in range(total)]
     images = [observation(ref, t)["observation.images.top"].transpose(2, 0, 1).astype(np.float32) / np.float32(255)

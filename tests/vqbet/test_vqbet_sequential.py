@@ -60,7 +60,7 @@ def test_sequential_package_layout(sequential_package):
     m = load_package(sequential_package).manifest
     assert set(m.graphs) == {"encoder", "policy", "secondary", "decode"}
     assert [t.name for t in m.graphs["policy"].outputs] == ["primary_logits", "features", "offsets"]
-    assert m.policy["sequentially_select"] is True and m.chunking.n_action_steps == 4
+    assert m.policy.sequentially_select is True and m.chunking.n_action_steps == 4
 
 
 def test_sequential_greedy_matches_pytorch(sequential_checkpoint, sequential_package):

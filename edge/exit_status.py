@@ -1,0 +1,41 @@
+"""Exit statuses of every command line (`edge`, `edge-export`, `python -m export.fp16`), from one mapping.
+
+0: done. 2: input refused before anything moved (any error of the firmware_bridge, calibration, edge
+or export trees, or a file the system would not open). 3: a run ended by a safety reaction or by a
+non-finite policy output. 130: interrupted (Ctrl-C, SIGTERM). Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from calibration.errors import CalibrationError
+from edge.errors import EdgeError, PolicyOutputError
+from firmware_bridge.errors import FirmwareBridgeError
+from firmware_bridge.safety import SafetyTripped
+
+REFUSED, STOPPED, INTERRUPTED = 2, 3, 130
+STATUS = (  # first match wins
+    ((SafetyTripped, PolicyOutputError), STOPPED),
+    ((KeyboardInterrupt,), INTERRUPTED),
+    ((FirmwareBridgeError, CalibrationError, EdgeError, OSError), REFUSED),
+)
+
+
+def exit_status(exc: BaseException) -> int | None:
+    """The exit status for `exc`, or None when no package raises it on purpose (a bug)."""
+    return next((status for classes, status in STATUS if isinstance(exc, classes)), None)
+
+
+def run_command(command: Callable[[], int | None]) -> int:
+    """Run a command's body; a mapped error becomes one line on stderr and its exit status, anything else raises."""
+    try:
+        return int(command() or 0)
+    except BaseException as exc:
+        status = exit_status(exc)
+        if status is None:
+            raise
+        print("interrupted" if status == INTERRUPTED else f"error: {exc}", file=sys.stderr)
+        return status

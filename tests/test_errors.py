@@ -1,0 +1,99 @@
+"""One error root per package, imports only downwards, and one exit-status mapping for every command line."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import calibration
+import edge
+import export.errors
+import firmware_bridge
+from calibration.procedure import CalibrationAborted
+from edge.exit_status import exit_status, run_command
+from export.fp16 import Fp16Error
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ["firmware_bridge", "calibration", "edge", "export"]  # each may import only those before it
+
+
+@pytest.mark.parametrize("error, root", [
+    (firmware_bridge.BusError("read", ["j1"], "no reply"), firmware_bridge.FirmwareBridgeError),
+    (firmware_bridge.RequestError("unknown motor"), firmware_bridge.FirmwareBridgeError),
+    (firmware_bridge.SafetyRefused("limits reversed"), firmware_bridge.FirmwareBridgeError),
+    (firmware_bridge.SafetyTripped("servo lost"), firmware_bridge.FirmwareBridgeError),
+    (calibration.RobotConfigError("robot.yaml"), calibration.CalibrationError),
+    (CalibrationAborted("input closed"), calibration.CalibrationError),
+    (edge.PackageError("manifest"), edge.EdgeError),
+    (edge.ObservationError("state"), edge.EdgeError),
+    (edge.BackendError("ort"), edge.EdgeError),
+    (edge.OptionError("seed"), edge.EdgeError),
+    (edge.PolicyOutputError("nan"), edge.EdgeError),
+    (export.errors.CheckpointError("config.json"), export.errors.ExportError),
+    (Fp16Error("graph"), export.errors.ExportError),
+])
+def test_every_error_has_its_package_root(error, root):
+    assert isinstance(error, root)
+
+
+@pytest.mark.parametrize("error, status", [
+    (firmware_bridge.SafetyTripped("servo 3 lost"), 3),
+    (edge.PolicyOutputError("non-finite action"), 3),
+    (KeyboardInterrupt(), 130),
+    (firmware_bridge.SafetyStop("SIGTERM"), 130),
+    (firmware_bridge.BusError("connect", ["j1"], "no reply"), 2),
+    (firmware_bridge.RequestError("id 300"), 2),
+    (calibration.CalibrationError("calibration.json"), 2),
+    (calibration.RobotConfigError("robot.yaml"), 2),
+    (edge.PackageError("manifest"), 2),
+    (edge.ObservationError("state"), 2),
+    (export.errors.CheckpointError("config.json"), 2),
+    (FileNotFoundError(2, "No such file or directory"), 2),
+    (ValueError("a bug"), None),
+    (KeyError("a bug"), None),
+])
+def test_exit_status_mapping(error, status):
+    assert exit_status(error) == status
+
+
+def test_run_command_prints_one_line_and_lets_bugs_raise(capsys):
+    def refused() -> int:
+        raise edge.PackageError("manifest field 'chunking.chunk_size' must be an integer")
+
+    assert run_command(refused) == 2
+    assert capsys.readouterr().err == "error: manifest field 'chunking.chunk_size' must be an integer\n"
+    assert run_command(lambda: 0) == 0
+    with pytest.raises(ZeroDivisionError):
+        run_command(lambda: 1 // 0)
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Top-level packages imported at module level (function-level imports are deferred and not counted)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_no_package_imports_a_higher_one(package):
+    higher = set(LAYERS[LAYERS.index(package) + 1:])
+    offenders = {str(p.relative_to(REPO)): sorted(_module_imports(p) & higher)
+                 for p in (REPO / package).rglob("*.py") if _module_imports(p) & higher}
+    assert offenders == {}
+
+
+def test_cli_refusal_is_one_line_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edge", "check", str(tmp_path / "missing")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
