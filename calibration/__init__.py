@@ -12,12 +12,15 @@ from calibration.calibration_file import (
 )
 from calibration.normalize import JointNormalizer
 from calibration.robot_config import (
+    BusConfig,
+    CameraConfig,
     FeatureNames,
     MotorConfig,
     RobotConfig,
     RobotConfigError,
     SafetyLimits,
     load_robot_config,
+    presets,
     robot_config_from_dict,
     robot_config_to_dict,
     save_robot_config,
@@ -25,6 +28,8 @@ from calibration.robot_config import (
 
 __all__ = [
     "MODEL_RESOLUTION",
+    "BusConfig",
+    "CameraConfig",
     "CalibrationError",
     "FeatureNames",
     "JointNormalizer",
@@ -38,6 +43,7 @@ __all__ = [
     "calibration_to_json",
     "load_calibration",
     "load_robot_config",
+    "presets",
     "robot_config_from_dict",
     "robot_config_to_dict",
     "save_calibration",

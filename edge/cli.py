@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
 
 import edge.commands
+from firmware_bridge.safety import SafetyTripped
 
 
 class CLIError(Exception):
@@ -24,12 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 refused before anything moved (CLIError), 3 a run ended by a safety reaction,
+    128 + signal number when interrupted (130 for Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except SafetyTripped as exc:
+        print(f"safety reaction: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
