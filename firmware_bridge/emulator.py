@@ -33,6 +33,8 @@ UNLIMITED_ACCEL = 1e6  # ticks/s^2 when Profile_Acceleration is 0
 AMBIENT_C = 25.0
 WATCHDOG_TRIPPED = 0xFF  # Bus_Watchdog reads -1 (255 unsigned) after it fired
 _GOALS = {"Goal_PWM", "Goal_Current", "Goal_Velocity", "Goal_Position"}
+POSITION_MODE = 3  # the only mode that uses Min/Max_Position_Limit
+MAX_ID = 252
 
 
 def default_arm_motors(model: str = "xl430-w250") -> dict[str, tuple[int, str]]:
@@ -133,6 +135,20 @@ class EmulatedServo:
         return self.get("Torque_Enable") == 1
 
     @property
+    def secondary_id(self) -> int | None:
+        """The Secondary (shadow) ID when active (0..252; 253..255 switch it off)."""
+        value = self.get("Secondary_ID")
+        return value if value <= MAX_ID else None
+
+    def answers_to(self, packet_id: int) -> bool:
+        """The packet is for this servo's own ID (which takes priority over its Secondary ID)."""
+        return self.get("ID") == packet_id
+
+    def shadows(self, packet_id: int) -> bool:
+        """The packet reaches this servo through its Secondary ID only: it acts but never replies."""
+        return self.secondary_id == packet_id and not self.answers_to(packet_id)
+
+    @property
     def direction(self) -> int:
         """-1 when Drive_Mode selects reverse rotation."""
         return -1 if self.get("Drive_Mode") & 1 else 1
@@ -147,15 +163,18 @@ class EmulatedServo:
             return self.status_error(tables.ERR_DATA_LENGTH), b""
         return self.status_error(), bytes(self.table[address : address + length])
 
-    def write(self, address: int, data: bytes) -> int:
-        """WRITE semantics, all-or-nothing; returns the ERR byte."""
+    def write(self, address: int, data: bytes, via_secondary: bool = False) -> int:
+        """WRITE semantics, all-or-nothing; returns the ERR byte.
+
+        Through the Secondary ID the EEPROM cannot be modified (e-manual, Secondary(Shadow) ID(12)).
+        """
         end = address + len(data)
         covered = [r for r in self.regs.values() if r.address < end and address < r.address + r.size]
         if not data or sum(r.size for r in covered) != len(data) or covered[0].address != address:
             return self.status_error(tables.ERR_DATA_LENGTH if covered else tables.ERR_ACCESS)
         values = {}
         for reg in covered:
-            if not reg.writable or (reg.eeprom and self.torque):
+            if not reg.writable or (reg.eeprom and (self.torque or via_secondary)):
                 return self.status_error(tables.ERR_ACCESS)
             value = reg.decode(data[reg.address - address :])
             error = self._check_value(reg.name, value)
@@ -174,7 +193,7 @@ class EmulatedServo:
             return tables.ERR_DATA_RANGE
         if name in _GOALS and self.get("Bus_Watchdog") == WATCHDOG_TRIPPED:
             return tables.ERR_DATA_RANGE
-        if name == "Goal_Position" and self.get("Operating_Mode") in (3, 5):
+        if name == "Goal_Position" and self.get("Operating_Mode") == POSITION_MODE:  # e-manual: not in 4 or 5
             if not self.get("Min_Position_Limit") <= value <= self.get("Max_Position_Limit"):
                 return tables.ERR_DATA_LIMIT
         if name == "Goal_Velocity" and abs(value) > self.get("Velocity_Limit"):
@@ -383,15 +402,26 @@ class ServoEmulator:
                     os.write(self._master, heapq.heappop(self._late)[1])
 
     def _present(self, ids: list[int] | None = None) -> list[EmulatedServo]:
-        chosen = self.servos if ids is None else {i: self.servos[i] for i in ids if i in self.servos}
-        return [s for s in chosen.values() if s.faults.present]
+        """Servos on the bus; with `ids`, those whose ID register is listed, in the listed order."""
+        present = [s for s in self.servos.values() if s.faults.present]
+        if ids is None:
+            return present
+        return [s for i in ids for s in present if s.answers_to(i)]
+
+    def _shadows(self, packet_id: int) -> list[EmulatedServo]:
+        """Servos that execute a packet for `packet_id` through their Secondary ID (and stay silent)."""
+        return [s for s in self._present() if s.shadows(packet_id)]
+
+    def _block_for(self, servo: EmulatedServo, blocks: dict[int, bytes]) -> bytes | None:
+        """A servo's data in a SYNC/BULK WRITE: its own ID's block, else its Secondary ID's."""
+        own = blocks.get(servo.get("ID"))
+        return own if own is not None or servo.secondary_id is None else blocks.get(servo.secondary_id)
 
     def _handle(self, packet: P.Packet, arrival: float) -> None:
         wire_end = max(arrival, self._bus_free) + self._wire(packet.size)
         self._bus_free = wire_end
         if not packet.crc_ok:
-            servo = self.servos.get(packet.id)
-            if servo is not None and servo.faults.present:
+            for servo in self._present([packet.id]):
                 self._send([(servo, P.encode_status(packet.id, servo.status_error(tables.ERR_CRC)))], 1)
             return
         self.instructions += 1
@@ -452,11 +482,14 @@ class ServoEmulator:
         address = _u16(packet.params, 0)
         replies = [(s, P.encode_status(s.get("ID"), s.write(address, packet.params[2:]))) for s in targets]
         if packet.id != P.BROADCAST_ID:
+            for shadow in self._shadows(packet.id):
+                shadow.write(address, packet.params[2:], via_secondary=True)
             self._send(replies, 2)
 
     def _reboot(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         if packet.id != P.BROADCAST_ID:
             self._send([(s, P.encode_status(s.get("ID"), s.status_error())) for s in targets], 2)
+            targets = targets + self._shadows(packet.id)
         for servo in targets:
             servo.reset_ram()  # clears Hardware_Error_Status too
 
@@ -480,8 +513,8 @@ class ServoEmulator:
         delay = 0.0
         corrupt = False
         for servo_id in ids:
-            servo = self.servos.get(servo_id)
-            if servo is None or not servo.faults.present:
+            servo = next(iter(self._present([servo_id])), None)
+            if servo is None:
                 break
             dropped, corrupted, late = servo.faults.consume()
             if dropped:
@@ -495,17 +528,18 @@ class ServoEmulator:
             return
         if corrupt:
             reply[-1] ^= 0xFF
-        first = self.servos[ids[0]]
+        first = self._present([ids[0]])[0]
         self._bus_free += self._wire(len(reply)) + (first.get("Return_Delay_Time") * 2e-6 if self.timing else 0)
         self._write_at(self._bus_free + delay, bytes(reply))
 
     def _sync_write(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         address, length = _u16(packet.params, 0), _u16(packet.params, 2)
         body = packet.params[4:]
-        for offset in range(0, len(body) - length, length + 1):
-            servo = self.servos.get(body[offset])
-            if servo is not None and servo.faults.present:
-                servo.write(address, body[offset + 1 : offset + 1 + length])
+        blocks = {body[o]: body[o + 1 : o + 1 + length] for o in range(0, len(body) - length, length + 1)}
+        for servo in self._present():
+            data = self._block_for(servo, blocks)
+            if data is not None:
+                servo.write(address, data, via_secondary=servo.get("ID") not in blocks)
 
     def _bulk_read(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         replies = []
@@ -516,12 +550,15 @@ class ServoEmulator:
         self._send(replies, 1)
 
     def _bulk_write(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
-        offset, params = 0, packet.params
+        offset, params, blocks = 0, packet.params, {}
         while offset + 5 <= len(params):
-            servo_id, address, length = params[offset], _u16(params, offset + 1), _u16(params, offset + 3)
-            for servo in self._present([servo_id]):
-                servo.write(address, params[offset + 5 : offset + 5 + length])
+            servo_id, length = params[offset], _u16(params, offset + 3)
+            blocks[servo_id] = params[offset + 1 : offset + 3] + params[offset + 5 : offset + 5 + length]
             offset += 5 + length
+        for servo in self._present():
+            block = self._block_for(servo, blocks)
+            if block is not None:
+                servo.write(_u16(block, 0), block[2:], via_secondary=servo.get("ID") not in blocks)
 
     def _unknown(self, packet: P.Packet, targets: list[EmulatedServo]) -> None:
         if packet.id != P.BROADCAST_ID:

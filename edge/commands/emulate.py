@@ -17,7 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description="Serve N emulated X-series servos (Protocol 2.0) on a pty; "
                                                "prints the port to open, serves until Ctrl-C.")
     parser.add_argument("--servos", type=int, default=None, help="number of servos (default 6, or as many as --ids)")
-    parser.add_argument("--model", default="xl430-w250", choices=sorted(tables.MODELS), help="servo model")
+    parser.add_argument("--model", default="xl430-w250",
+                        help="servo model for every id, or one per id comma-separated (a mixed chain such as "
+                             "Koch's xl430-w250,xl430-w250,xl330-m288,xl330-m288,xl330-m288,xl330-m288); "
+                             f"known: {', '.join(sorted(tables.MODELS))}")
     parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
@@ -34,16 +37,19 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--servos {args.servos} but {len(ids)} ids given")
     if len(set(ids)) != len(ids) or not all(0 <= i <= 252 for i in ids) or not ids:
         raise CLIError(f"ids must be distinct and in 0..252, got {ids}")
+    models = args.model.split(",")
+    if len(models) not in (1, len(ids)):
+        raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
+    chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
     try:
-        emulator = ServoEmulator({i: args.model for i in ids}, args.baudrate, timing=not args.no_timing)
+        emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
     with emulator:
         print(emulator.port, flush=True)
-        print(f"{len(ids)} x {args.model} (ids {','.join(map(str, ids))}) at {args.baudrate} bps; Ctrl-C to stop",
-              flush=True)
+        print(f"{', '.join(f'{i}: {m}' for i, m in chain.items())} at {args.baudrate} bps; Ctrl-C to stop", flush=True)
         try:
             while True:
                 time.sleep(1.0)

@@ -175,17 +175,27 @@ def test_emulate_command_parses_and_validates() -> None:
         args._run(parser.parse_args(["emulate", "--ids", "1,1"]))
 
 
+def test_emulate_command_rejects_a_model_list_that_does_not_fit() -> None:
+    parser = build_parser()
+    with pytest.raises(CLIError, match="names 2 models for 3 ids"):
+        args = parser.parse_args(["emulate", "--ids", "1,2,3", "--model", "xl430-w250,xl330-m288"])
+        args._run(args)
+    with pytest.raises(CLIError, match="unknown Dynamixel model 'xl999'"):
+        args = parser.parse_args(["emulate", "--model", "xl999"])
+        args._run(args)
+
+
 def test_emulate_command_serves_until_interrupted() -> None:
     import os
     import signal
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "emulate", "--servos", "2", "--no-timing"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "emulate", "--servos", "2", "--no-timing",
+                             "--model", "xl430-w250,xl330-m288"], stdout=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")
-        with DynamixelBus(port, {"a": (1, "xl430-w250"), "b": (2, "xl430-w250")}) as bus:
+        with DynamixelBus(port, {"a": (1, "xl430-w250"), "b": (2, "xl330-m288")}) as bus:  # a mixed chain
             assert set(bus.sync_read("Present_Position")) == {"a", "b"}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
