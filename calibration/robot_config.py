@@ -112,13 +112,17 @@ class BusConfig:
         return {m.name: (m.id, m.model) for m in (*self.motors, *self.shadows)}
 
     def servo_setup(self) -> dict[str, dict[str, int]]:
-        """What connect writes (torque off), `{motor: {register: value}}`: Return_Delay_Time 0 unless the file says
-        otherwise plus every register the file names for each joint; only Secondary_ID for each shadow."""
-        ids = {m.name: m.id for m in self.motors}
-        setup = {m.name: {"Secondary_ID": ids[m.shadow_of or ""]} for m in self.shadows}
+        """What connect writes (torque off), in order, `{motor: {register: value}}`: for each joint Return_Delay_Time 0
+        unless the file says otherwise plus every register the file names; for each shadow its joint's registers
+        (the Secondary ID cannot reach EEPROM, so the mode is set on the shadow itself), then Secondary_ID = the
+        joint's id, after which the shadow follows every command to the joint and is never addressed again."""
+        setup = {}
         for m in self.motors:
             registers = {"Return_Delay_Time": 0, **m.setup}
             setup[m.name] = {r: registers[r] for r in SETUP_REGISTERS.values() if r in registers}
+        primary = {m.name: m for m in self.motors}
+        for s in self.shadows:
+            setup[s.name] = {**setup[s.shadow_of or ""], "Secondary_ID": primary[s.shadow_of or ""].id}
         return setup
 
     def load_calibration(self) -> dict[str, MotorCalibration]:

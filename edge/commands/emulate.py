@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import time
 
@@ -24,11 +25,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
+    parser.add_argument("--robot", default=None,
+                        help="emulate exactly the chain(s) of this robot file or preset (koch, omx): its ids, models "
+                             "and baud rate, one pty per bus, printed as '<bus> <pty>' (just the pty for one bus)")
     return parser
 
 
+def robot_chains(robot: str) -> list[tuple[str, int, dict[int, str]]]:
+    """(bus name, baud rate, {id: model}) for every bus of a robot file, shadows included."""
+    from calibration import RobotConfigError, load_robot_config
+
+    try:
+        config = load_robot_config(robot)
+    except RobotConfigError as exc:
+        raise CLIError(str(exc)) from None
+    return [(bus.name, bus.baudrate, {m.id: m.model for m in (*bus.motors, *bus.shadows)}) for bus in config.buses]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start the emulator, print its port, serve until SIGINT (Ctrl-C) or SIGTERM."""
+    """Start the emulator(s), print the port(s), serve until SIGINT (Ctrl-C) or SIGTERM."""
+    if args.robot is not None:
+        if args.servos is not None or args.ids is not None:
+            raise CLIError("--robot names the ids and models; drop --servos/--ids")
+        return serve(robot_chains(args.robot), timing=not args.no_timing)
     try:
         ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, (args.servos or 6) + 1))
     except ValueError:
@@ -41,15 +60,25 @@ def run(args: argparse.Namespace) -> int:
     if len(models) not in (1, len(ids)):
         raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
     chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
+    return serve([("", args.baudrate, chain)], timing=not args.no_timing)
+
+
+def serve(chains: list[tuple[str, int, dict[int, str]]], timing: bool) -> int:
+    """One emulator (pty) per chain; print `<name> <pty>` per chain (just the pty for one unnamed chain)."""
     try:
-        emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing)
+        emulators = [ServoEmulator(chain, baudrate, timing=timing) for _, baudrate, chain in chains]
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
-    with emulator:
-        print(emulator.port, flush=True)
-        print(f"{', '.join(f'{i}: {m}' for i, m in chain.items())} at {args.baudrate} bps; Ctrl-C to stop", flush=True)
+    with contextlib.ExitStack() as stack:
+        for (name, _, _), emulator in zip(chains, emulators):
+            stack.enter_context(emulator)
+            print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
+        for (name, baudrate, chain) in chains:
+            print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at {baudrate} bps",
+                  flush=True)
+        print("Ctrl-C to stop", flush=True)
         try:
             while True:
                 time.sleep(1.0)
