@@ -69,7 +69,7 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         record = TickRecord(
             tick=rate.tick, t=started - origin, deadline=deadline - origin,
             period_ms=0.0 if previous is None else (started - previous) * 1e3,
-            inference_ms=result.inference_ms, queue_depth=result.queue_depth,
+            inference_ms=result.inference_ms, queue_depth=result.queue_depth, action=result.action,
             goal=None if result.action is None else goal, present=present,
             bus_errors=robot.bus_errors, safety_interventions=robot.safety_interventions,
             dropped_actions=result.dropped, missed=rate.missed > missed_before,

@@ -17,7 +17,7 @@ import yaml
 
 import numpy as np
 
-from calibration import RobotConfig, load_robot_config
+from calibration import BusConfig, RobotConfig, load_robot_config
 from edge.chunker import AsyncExecutor, SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
 from edge.policies.base import PolicyRunner
@@ -51,14 +51,13 @@ def arm_files(directory: Path, port: str, hz: float, baudrate: int = 1_000_000) 
     return path
 
 
-def hold_calibration(emulator: ServoEmulator, config: RobotConfig) -> None:
-    """Put each bus's calibration file into the emulated servos' registers (what `edge calibrate` leaves there)."""
-    for bus in config.buses:
-        for name, calib in bus.load_calibration().items():
-            servo = emulator.servos[calib.id]
-            for register, value in (("Drive_Mode", calib.drive_mode), ("Homing_Offset", calib.homing_offset),
-                                    ("Min_Position_Limit", calib.range_min), ("Max_Position_Limit", calib.range_max)):
-                servo.put(register, value)
+def hold_calibration(emulator: ServoEmulator, bus: BusConfig) -> None:
+    """Put a bus's calibration file into its emulated servos' registers (what `edge calibrate` leaves there)."""
+    for calib in bus.load_calibration().values():
+        servo = emulator.servos[calib.id]
+        for register, value in (("Drive_Mode", calib.drive_mode), ("Homing_Offset", calib.homing_offset),
+                                ("Min_Position_Limit", calib.range_min), ("Max_Position_Limit", calib.range_max)):
+            servo.put(register, value)
 
 
 @contextlib.contextmanager
@@ -67,7 +66,7 @@ def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotC
     with tempfile.TemporaryDirectory(prefix="edge-arm-") as tmp, \
             ServoEmulator({i: MODEL for i in range(1, len(ARM_JOINTS) + 1)}, timing=timing) as emulator:
         config = load_robot_config(arm_files(Path(tmp), emulator.port, hz))
-        hold_calibration(emulator, config)
+        hold_calibration(emulator, config.bus)
         yield config, emulator
 
 

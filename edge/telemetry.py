@@ -26,6 +26,7 @@ class TickRecord:
     period_ms: float  # time since the previous tick started
     inference_ms: float | None  # latency of an inference that finished (async) or ran (sync) this tick
     queue_depth: int
+    action: np.ndarray | None  # policy units, as the policy gave it (None: no action yet, the last goal is held)
     goal: np.ndarray | None  # policy units, as commanded after the safety layer
     present: np.ndarray  # policy units, as read this tick
     bus_errors: int  # cumulative
@@ -37,6 +38,7 @@ class TickRecord:
     def to_json(self) -> str:
         """One JSONL line (arrays as lists)."""
         data = dict(self.__dict__)
+        data["action"] = None if self.action is None else np.asarray(self.action).tolist()
         data["goal"] = None if self.goal is None else self.goal.tolist()
         data["present"] = self.present.tolist()
         return json.dumps(data)

@@ -2,7 +2,7 @@
 
 from firmware_bridge.bus import BusError, BusStats, DynamixelBus
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator, default_arm_motors
-from firmware_bridge.safety import SafetyConfig, SafetyCounters, SafetyLayer, SafetyStop
+from firmware_bridge.safety import SafetyConfig, SafetyCounters, SafetyLayer, SafetyStop, SafetyTripped
 
 __all__ = ["ARM_JOINTS", "BusError", "BusStats", "DynamixelBus", "SafetyConfig", "SafetyCounters", "SafetyLayer",
-           "SafetyStop", "ServoEmulator", "default_arm_motors"]
+           "SafetyStop", "SafetyTripped", "ServoEmulator", "default_arm_motors"]

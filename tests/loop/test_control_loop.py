@@ -77,7 +77,7 @@ def test_goals_are_step_capped_and_inside_limits():
 def test_signal_mid_run_leaves_torque_off_and_port_free(tmp_path, sig):
     with ServoEmulator({i: "xl430-w250" for i in range(1, 7)}) as emulator:
         robot_file = arm_files(tmp_path, emulator.port, hz=50.0)
-        hold_calibration(emulator, load_robot_config(robot_file))
+        hold_calibration(emulator, load_robot_config(robot_file).bus)
         summary = tmp_path / "summary.json"
         proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--robot", str(robot_file),
                                  "--policy", str(DEMO), "--summary", str(summary), "--quiet",
