@@ -50,8 +50,9 @@ class Histogram:
 
     Error bound: `percentile(q)` is within a relative `e` (default 0.5%) of an observed value whose rank is the
     nearest to q/100 * (n - 1), so it lies within [v_floor * (1 - e), v_ceil * (1 + e)] where v_floor, v_ceil are
-    the two order statistics numpy's (linear) percentile interpolates between. Values below `lo` (or above `hi`)
-    fall into the first (last) bin; estimates are clamped to the exact [min, max].
+    the two order statistics numpy's (linear) percentile interpolates between. Values below `lo` (1 us for
+    milliseconds) share the first bin, so they are resolved only to within `lo * (1 + 2e)`; values above `hi` share
+    the last. Estimates are clamped to the exact [min, max].
     """
 
     def __init__(self, lo: float = 1e-3, hi: float = 1e6, relative_error: float = 0.005) -> None:
