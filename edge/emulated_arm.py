@@ -11,13 +11,14 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import yaml
 
 import numpy as np
 
 from calibration import BusConfig, RobotConfig, load_robot_config
+from edge.camera import Camera
 from edge.chunker import AsyncExecutor, SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
 from edge.policies.base import PolicyRunner
@@ -72,14 +73,16 @@ def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotC
 
 def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous: bool = False,
                    static_features: dict[str, np.ndarray] | None = None,
-                   on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
+                   on_tick: Callable[[TickRecord], None] | None = None,
+                   cameras: Mapping[str, Camera] | None = None) -> Telemetry:
     """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks);
     `on_tick` sees each tick's record."""
     executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry()
+    telemetry = Telemetry(cameras=list(cameras or {}))
     try:
         with emulated_arm(hz=hz) as (config, _emulator), \
-                Robot(config, static_features=static_features or {}, bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
+                Robot(config, cameras=dict(cameras or {}), static_features=static_features or {},
+                      bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
             policy.reset()
             run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry, on_tick=on_tick)
     finally:
