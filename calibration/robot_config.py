@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
@@ -26,9 +26,7 @@ from calibration.calibration_file import (
 )
 from calibration.normalize import JointNormalizer
 from firmware_bridge import tables
-
-if TYPE_CHECKING:
-    from firmware_bridge.safety import SafetyConfig
+from firmware_bridge.safety import POSITION_MODES, SafetyConfig
 
 REACTIONS = ("hold", "torque_off")
 WATCHDOG_MS = (20, 2540)  # Bus_Watchdog 1..127 in 20 ms units
@@ -46,8 +44,6 @@ SETUP_REGISTERS = {
     "position_i_gain": "Position_I_Gain",
     "position_d_gain": "Position_D_Gain",
 }
-# Modes in which the servo follows Goal_Position: the only ones a policy's joint actions can drive.
-POSITION_MODES = ("position", "extended_position", "current_position")
 ROTATIONS = (0, 90, 180, 270)
 CAMERA_TYPES = ("opencv",)
 DEFAULT_FRAME_PERIODS = 3  # a frame older than this many frame periods is a camera fault (unless max_age_ms says)
@@ -296,8 +292,6 @@ class RobotConfig:
         Degrees become ticks at 4095/360 (never below 1 tick); the rest pose goes through `normalizer.goal`, so
         it is clamped to the calibrated range. Use with `SafetyLayer(bus, limits, config)`.
         """
-        from firmware_bridge.safety import SafetyConfig  # calibration itself needs no bus
-
         bus = bus or self.bus
 
         def ticks(deg: float, motor: MotorConfig) -> int:
