@@ -71,13 +71,17 @@ class Robot:
 
     @property
     def bus(self) -> DynamixelBus:
-        """The bus of a single-bus robot."""
-        return self.arms[self.config.buses.index(self.config.bus)].bus  # config.bus refuses a multi-bus robot
+        """The bus of a single-bus robot (RobotConfigError naming the buses otherwise)."""
+        return self._only_arm().bus
 
     @property
     def safety(self) -> SafetyLayer:
-        """The safety layer of a single-bus robot."""
-        return self.arms[self.config.buses.index(self.config.bus)].safety
+        """The safety layer of a single-bus robot (RobotConfigError naming the buses otherwise)."""
+        return self._only_arm().safety
+
+    def _only_arm(self) -> _Arm:
+        self.config.bus  # refuses a multi-bus robot, naming its buses
+        return self.arms[0]
 
     def __enter__(self) -> Robot:
         written = False
