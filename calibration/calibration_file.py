@@ -26,6 +26,9 @@ MODEL_RESOLUTION: dict[str, int] = {
 
 # Homing_Offset (address 20, 4 bytes) accepts -1,044,479 .. 1,044,479 on X-series servos.
 HOMING_OFFSET_LIMIT = 1_044_479
+# drive_mode holds the raw Drive_Mode register as LeRobot's read_calibration stores it: bit 0 is the direction,
+# the other bits (time-based profile, torque on by goal update, ...) are kept and written back unchanged.
+DRIVE_MODE_REVERSE = 0x01
 
 
 class CalibrationError(ValueError):
@@ -42,7 +45,8 @@ class NormMode(str, Enum):
 
 @dataclass(frozen=True)
 class MotorCalibration:
-    """One motor's calibration, field for field LeRobot's `MotorCalibration` (all raw servo ticks)."""
+    """One motor's calibration, field for field LeRobot's `MotorCalibration` (raw servo ticks; drive_mode is the
+    Drive_Mode register byte, whose bit 0 is the direction)."""
 
     id: int
     drive_mode: int
@@ -58,8 +62,9 @@ class MotorCalibration:
                 raise CalibrationError(f"motor '{motor}': {f.name} must be an integer, got {value!r}")
         if not 0 <= self.id <= 252:
             raise CalibrationError(f"motor '{motor}': id must be in 0..252, got {self.id}")
-        if self.drive_mode not in (0, 1):
-            raise CalibrationError(f"motor '{motor}': drive_mode must be 0 or 1, got {self.drive_mode}")
+        if not 0 <= self.drive_mode <= 0xFF:
+            raise CalibrationError(
+                f"motor '{motor}': drive_mode is the Drive_Mode register byte (0..255), got {self.drive_mode}")
         if abs(self.homing_offset) > HOMING_OFFSET_LIMIT:
             raise CalibrationError(
                 f"motor '{motor}': homing_offset {self.homing_offset} outside ±{HOMING_OFFSET_LIMIT}"

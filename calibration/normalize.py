@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from calibration.calibration_file import CalibrationError, MotorCalibration, NormMode
+from calibration.calibration_file import DRIVE_MODE_REVERSE, CalibrationError, MotorCalibration, NormMode
 
 
 class JointNormalizer:
@@ -21,7 +21,8 @@ class JointNormalizer:
 
     `apply_drive_mode` is False as in LeRobot's DynamixelMotorsBus: an X-series servo reverses itself through its
     Drive_Mode register, so Present_Position already has the right sign. True reproduces LeRobot's Feetech bus,
-    which inverts `range_*` joints in software when `drive_mode` is 1 (never `degrees` joints, in either bus).
+    which inverts `range_*` joints in software when `drive_mode` is 1 (never `degrees` joints, in either bus);
+    here the direction is bit 0 of the stored Drive_Mode byte (Feetech files only ever hold 0 or 1).
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class JointNormalizer:
         self._max_res = np.array(resolutions, dtype=np.float64) - 1
         self._degrees = np.array([m is NormMode.DEGREES for m in modes])
         self._m100 = np.array([m is NormMode.RANGE_M100_100 for m in modes])
-        inverted = np.array([apply_drive_mode and c.drive_mode == 1 for c in cal])
+        inverted = np.array([apply_drive_mode and bool(c.drive_mode & DRIVE_MODE_REVERSE) for c in cal])
         self._flip_m100 = inverted & self._m100
         self._flip_p100 = inverted & np.array([m is NormMode.RANGE_0_100 for m in modes])
         self._lo = self._min.astype(np.int64)

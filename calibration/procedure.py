@@ -17,7 +17,12 @@ from calibration.calibration_file import CalibrationError, MotorCalibration, sav
 from calibration.robot_config import BusConfig, RobotConfig
 
 CAL_FIELDS = ("homing_offset", "range_min", "range_max")
-REGISTER_OF = {"homing_offset": "Homing_Offset", "range_min": "Min_Position_Limit", "range_max": "Max_Position_Limit"}
+REGISTER_OF = {"drive_mode": "Drive_Mode", "homing_offset": "Homing_Offset", "range_min": "Min_Position_Limit",
+               "range_max": "Max_Position_Limit"}
+POSITION_MODE = 3
+# e-manual (X-series, Homing Offset(20)): in position mode (Operating_Mode 3) a Homing_Offset beyond +-1,024 is
+# ignored; LeRobot's Koch calibration switches to extended position mode (4) before its half-turn homing.
+POSITION_MODE_HOMING_LIMIT = 1024
 
 
 class Bus(Protocol):
@@ -35,14 +40,12 @@ class CalibrationAborted(CalibrationError):
 
 
 def read_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, MotorCalibration]:
-    """What the servos hold now, as a calibration (drive_mode is the reverse bit of Drive_Mode)."""
+    """What the servos hold now, as a calibration; drive_mode is the whole Drive_Mode register, as LeRobot's
+    `read_calibration` stores it."""
     names = robot.motor_names
-    regs = {f: bus.sync_read(REGISTER_OF[f], names) for f in CAL_FIELDS}
-    drive = bus.sync_read("Drive_Mode", names)
-    return {
-        m.name: MotorCalibration(m.id, int(drive[m.name]) & 1, *(int(regs[f][m.name]) for f in CAL_FIELDS))
-        for m in robot.motors
-    }
+    regs = {f: bus.sync_read(REGISTER_OF[f], names) for f in ("drive_mode", *CAL_FIELDS)}
+    return {m.name: MotorCalibration(m.id, *(int(regs[f][m.name]) for f in ("drive_mode", *CAL_FIELDS)))
+            for m in robot.motors}
 
 
 def write_servo_calibration(bus: Bus, calibration: dict[str, MotorCalibration]) -> None:
@@ -51,6 +54,11 @@ def write_servo_calibration(bus: Bus, calibration: dict[str, MotorCalibration]) 
     for motor, calib in calibration.items():
         for f in CAL_FIELDS:
             bus.write(REGISTER_OF[f], motor, getattr(calib, f))
+
+
+def register_name(field: str) -> str:
+    """`Max_Position_Limit (range_max)` for a calibration field that is a register, else the field."""
+    return f"{REGISTER_OF[field]} ({field})" if field in REGISTER_OF else field
 
 
 def calibration_mismatches(expected: dict[str, MotorCalibration],
@@ -66,14 +74,15 @@ def calibration_mismatches(expected: dict[str, MotorCalibration],
 
 
 def calibration_differences(expected: dict[str, MotorCalibration], actual: dict[str, MotorCalibration]) -> list[str]:
-    """One line per differing motor field, e.g. `gripper: range_max file=3295 servo=4095`."""
+    """One line per differing motor register, e.g. `gripper: Max_Position_Limit (range_max) file=3295 servo=4095`;
+    Drive_Mode is compared as a whole byte, as LeRobot's `is_calibrated` does."""
     lines = []
     for motor, f, file_value, servo_value in calibration_mismatches(expected, actual):
         if servo_value is None:
             if f"{motor}: not on the servos" not in lines:
                 lines.append(f"{motor}: not on the servos")
             continue
-        lines.append(f"{motor}: {f} file={file_value} servo={servo_value}")
+        lines.append(f"{motor}: {register_name(f)} file={file_value} servo={servo_value}")
     return lines
 
 
@@ -87,8 +96,8 @@ class CalibrationMismatch(CalibrationError):
                          f"--write-calibration to write the file's values to the servos (as LeRobot does)")
         self.rows = rows
         width = max([len("joint")] + [len(r[0]) for r in rows])
-        self.table = "\n".join([f"{'joint':<{width}}  {'register':<14} {'file':>8} {'servo':>8}"] + [
-            f"{motor:<{width}}  {f:<14} {file_value:>8} {'-' if servo_value is None else servo_value:>8}"
+        self.table = "\n".join([f"{'joint':<{width}}  {'register':<32} {'file':>8} {'servo':>8}"] + [
+            f"{motor:<{width}}  {register_name(f):<32} {file_value:>8} {'-' if servo_value is None else servo_value:>8}"
             for motor, f, file_value, servo_value in rows])
 
 
@@ -158,7 +167,8 @@ def run_calibration(bus: Bus, robot: RobotConfig | BusConfig, stdin: TextIO, std
 def _set_half_turn_homings(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, int]:
     """LeRobot's Dynamixel half-turn homing: clear offset and limits, then offset = 2047 - Present_Position.
 
-    Present_Position already includes Homing_Offset on Dynamixel, so after this the centred arm reads 2047.
+    Present_Position already includes Homing_Offset on Dynamixel, so after this the centred arm reads 2047. A servo
+    in position mode ignores an offset beyond +-1,024: such joints are refused, named (the caller restores the servos).
     """
     for m in robot.motors:
         bus.write("Homing_Offset", m.name, 0)
@@ -166,6 +176,14 @@ def _set_half_turn_homings(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str
         bus.write("Max_Position_Limit", m.name, m.resolution - 1)
     present = bus.sync_read("Present_Position", robot.motor_names)
     homing = {m.name: (m.resolution - 1) // 2 - int(present[m.name]) for m in robot.motors}
+    modes = bus.sync_read("Operating_Mode", robot.motor_names)
+    ignored = [f"{name} ({offset:+d})" for name, offset in homing.items()
+               if modes[name] == POSITION_MODE and abs(offset) > POSITION_MODE_HOMING_LIMIT]
+    if ignored:
+        raise CalibrationError(
+            f"half-turn Homing_Offset beyond +-{POSITION_MODE_HOMING_LIMIT} for {', '.join(ignored)}: a servo in "
+            f"position mode (Operating_Mode 3) ignores it (e-manual, Homing Offset); centre those joints within "
+            f"90 degrees of their encoder's mid-turn, or calibrate in extended position mode (Operating_Mode 4)")
     for name, offset in homing.items():
         bus.write("Homing_Offset", name, offset)
     return homing

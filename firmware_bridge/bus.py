@@ -366,10 +366,10 @@ class DynamixelBus:
     def _common_register(self, register: str, names: list[str]) -> Register:
         if not names:
             raise ValueError(f"no motors given for {register!r}")
-        regs = {self._register(register, n) for n in names}
-        if len(regs) != 1:
+        regs = [self._register(register, n) for n in names]
+        if len({r.layout for r in regs}) != 1:
             raise ValueError(f"register {register!r} differs between models of {names}")
-        return regs.pop()
+        return regs[0]
 
     def _encode(self, register: str, motor: str, value: int) -> tuple[Register, bytes]:
         reg = self._register(register, motor)

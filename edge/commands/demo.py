@@ -57,11 +57,7 @@ def place_arm(emulator: Any, robot_config: Any, joints: np.ndarray) -> None:
     ticks = robot_config.normalizer().unnormalize(joints)
     ids = {m.name: m.id for m in robot_config.motors}
     for name, tick in zip(robot_config.normalizer().motors, ticks):
-        servo = emulator.servos[ids[name]]
-        servo.position = float(tick)
-        servo.velocity = 0.0
-        servo.put("Present_Position", int(tick))
-        servo.put("Goal_Position", int(tick))
+        emulator.set_shaft(ids[name], float(tick))
 
 
 class ReachTracker:

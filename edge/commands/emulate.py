@@ -1,4 +1,9 @@
-"""`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C."""
+"""`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C.
+
+`--hand` moves every torque-off joint as a person calibrating the arm would; `--fault ID:KIND@START[+DURATION]`
+(repeatable) rehearses a lost, slow or failing servo without writing Python. `--robot FILE|koch|omx` emulates
+exactly the chain(s) a robot file names, one pty per bus.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import time
 
 from edge.cli import CLIError
 from firmware_bridge import tables
-from firmware_bridge.emulator import ServoEmulator
+from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,6 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
+    parser.add_argument("--hand", action="store_true",
+                        help="a hand moves every torque-off joint slowly back and forth (+-79 degrees) around where "
+                             "it was taken, so `edge calibrate` can be run against the emulator")
+    parser.add_argument("--hand-period", type=float, default=Hand.period_s, metavar="S",
+                        help=f"seconds for one back-and-forth of the hand (default {Hand.period_s:g})")
+    parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
+                        help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
+                             "overheat; seconds from start, no DURATION = until the end "
+                             "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
     parser.add_argument("--robot", default=None,
                         help="emulate exactly the chain(s) of this robot file or preset (koch, omx): its ids, models "
                              "and baud rate, one pty per bus, printed as '<bus> <pty>' (just the pty for one bus)")
@@ -47,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.robot is not None:
         if args.servos is not None or args.ids is not None:
             raise CLIError("--robot names the ids and models; drop --servos/--ids")
-        return serve(robot_chains(args.robot), timing=not args.no_timing)
+        chains = robot_chains(args.robot)
+        if len(chains) > 1 and args.fault:
+            raise CLIError("--fault ids are ambiguous on a robot file with several buses")
+        return serve(chains, args)
     try:
         ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, (args.servos or 6) + 1))
     except ValueError:
@@ -60,13 +77,18 @@ def run(args: argparse.Namespace) -> int:
     if len(models) not in (1, len(ids)):
         raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
     chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
-    return serve([("", args.baudrate, chain)], timing=not args.no_timing)
+    return serve([("", args.baudrate, chain)], args)
 
 
-def serve(chains: list[tuple[str, int, dict[int, str]]], timing: bool) -> int:
+def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespace) -> int:
     """One emulator (pty) per chain; print `<name> <pty>` per chain (just the pty for one unnamed chain)."""
+    if args.hand_period <= 0:
+        raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
     try:
-        emulators = [ServoEmulator(chain, baudrate, timing=timing) for _, baudrate, chain in chains]
+        faults = [TimedFault.parse(text) for text in args.fault]
+        emulators = [ServoEmulator(chain, baudrate, timing=not args.no_timing,
+                                   hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
+                     for _, baudrate, chain in chains]
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
@@ -75,9 +97,10 @@ def serve(chains: list[tuple[str, int, dict[int, str]]], timing: bool) -> int:
         for (name, _, _), emulator in zip(chains, emulators):
             stack.enter_context(emulator)
             print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
-        for (name, baudrate, chain) in chains:
-            print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at {baudrate} bps",
-                  flush=True)
+        extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
+        for name, baudrate, chain in chains:
+            print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at {baudrate} bps"
+                  f"{''.join(f'; {e}' for e in extras)}", flush=True)
         print("Ctrl-C to stop", flush=True)
         try:
             while True:

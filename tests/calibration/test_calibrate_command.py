@@ -26,8 +26,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Reply slack against the emulator, whose Python thread a loaded 2-core machine can starve for several ms
 # (the value firmware_bridge's own emulator tests use); real servos keep the bus default.
 EMULATOR_SLACK_MS = 15.0
-# Hand positions (encoder ticks, before homing) of ids 1..6 when the user centres the arm.
-CENTRE = {1: 1300, 2: 2900, 3: 2048, 4: 700, 5: 3000, 6: 1800}
+# Hand positions (encoder ticks, before homing) of ids 1..6 when the user centres the arm: within 1,024 ticks of
+# mid-turn, since the example arm is in position mode (a servo there ignores larger homing offsets).
+CENTRE = {1: 1300, 2: 2900, 3: 2048, 4: 1100, 5: 3000, 6: 1800}
 SWEEP = {1: (-900, 800), 2: (-400, 1000), 3: (-1200, 1100), 4: (-300, 650), 5: (-50, 50), 6: (-10, 1200)}
 CENTRE_PROMPT = "middle of its range of motion"
 SWEEP_PROMPT = "whole range of motion"
@@ -68,7 +69,7 @@ class User:
     def hold(self, positions: dict[int, float]) -> None:
         """Put joints at `positions` and wait until the running command has polled them."""
         for servo_id, ticks in positions.items():
-            self.emulator.servos[servo_id].position = float(ticks)
+            self.emulator.set_shaft(servo_id, ticks)
         seen = self.emulator.instructions
         deadline = time.monotonic() + 10
         while self.emulator.instructions < seen + 2:  # a whole packet sent after the move
@@ -90,7 +91,7 @@ def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "robot.yaml"
     path.write_text(yaml.safe_dump(data))
     for servo_id, ticks in CENTRE.items():
-        emulator.servos[servo_id].position = float(ticks)
+        emulator.set_shaft(servo_id, ticks)
     monkeypatch.setattr(firmware_bridge, "DynamixelBus",
                         functools.partial(firmware_bridge.DynamixelBus, timeout_slack_ms=EMULATOR_SLACK_MS))
     try:
@@ -166,8 +167,9 @@ def test_interactive_calibration_then_check(arm, monkeypatch, capsys) -> None:
     (robot.parent / "calibration.json").write_text(json.dumps(data, indent=4))
     assert main(["calibrate", "--robot", str(robot), "--check"]) == 1
     out = capsys.readouterr().out
-    assert f"gripper: range_max file={calib['gripper'].range_max - 5} servo={calib['gripper'].range_max}" in out
-    assert f"elbow_flex: homing_offset file={calib['elbow_flex'].homing_offset + 1}" in out
+    assert f"gripper: Max_Position_Limit (range_max) file={calib['gripper'].range_max - 5} " \
+           f"servo={calib['gripper'].range_max}" in out
+    assert f"elbow_flex: Homing_Offset (homing_offset) file={calib['elbow_flex'].homing_offset + 1}" in out
     assert "2 difference(s)" in out
 
 
@@ -201,9 +203,9 @@ def test_check_without_calibration_file_or_with_wrong_ids(arm, capsys) -> None:
 
 
 def test_reversed_servo_is_calibrated_in_its_own_ticks(arm) -> None:
-    """A servo set to reverse (Drive_Mode bit 0) reports -actual + offset; the file records drive_mode 1."""
+    """A servo set to reverse (Drive_Mode bit 0) counts the other way inside one turn; the file records drive_mode 1."""
     emulator, robot_path = arm
-    emulator.servos[3].put("Drive_Mode", 1)
+    emulator.set_register(3, "Drive_Mode", 1)
     robot = load_robot_config(robot_path)
     bus = firmware_bridge.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate)
     bus.connect()
@@ -225,6 +227,6 @@ def test_reversed_servo_is_calibrated_in_its_own_ticks(arm) -> None:
         bus.disconnect()
     elbow, gripper = result["calib"]["elbow_flex"], result["calib"]["gripper"]
     assert elbow.drive_mode == 1
-    assert elbow.homing_offset == lerobot_half_turn_homing(-CENTRE[3])
+    assert elbow.homing_offset == lerobot_half_turn_homing((-CENTRE[3]) % 4096)
     assert (elbow.range_min, elbow.range_max) == (2047 - 300, 2047)  # +300 by hand reads -300
     assert gripper.drive_mode == 0 and (gripper.range_min, gripper.range_max) == (2047, 2047 + 300)

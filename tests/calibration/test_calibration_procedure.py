@@ -26,7 +26,7 @@ class FakeBus:
 
     def __init__(self, names: list[str], actual: dict[str, int]) -> None:
         self.regs = {n: {"Homing_Offset": 0, "Min_Position_Limit": 0, "Max_Position_Limit": 4095,
-                         "Drive_Mode": 0, "Torque_Enable": 1} for n in names}
+                         "Drive_Mode": 0, "Operating_Mode": 3, "Torque_Enable": 1} for n in names}
         self.actual = dict(actual)
         self.sweep: list[dict[str, int]] = []  # actual positions served one per read after the homing read
         self.position_reads = 0
@@ -168,11 +168,35 @@ def test_bus_failure_mid_write_restores(robot) -> None:
     assert restored(bus)
 
 
-def test_differences_name_motor_and_field() -> None:
-    a = {"gripper": MotorCalibration(6, 0, 10, 100, 200), "wrist_roll": MotorCalibration(5, 0, 0, 0, 4095)}
-    b = {"gripper": MotorCalibration(6, 1, 10, 100, 250)}
+def test_differences_name_motor_and_register() -> None:
+    a = {"gripper": MotorCalibration(6, 4, 10, 100, 200), "wrist_roll": MotorCalibration(5, 0, 0, 0, 4095)}
+    b = {"gripper": MotorCalibration(6, 5, 10, 100, 250)}
     assert calibration_differences(a, b) == [
-        "gripper: drive_mode file=0 servo=1",
-        "gripper: range_max file=200 servo=250",
+        "gripper: Drive_Mode (drive_mode) file=4 servo=5",  # the whole register, not just the reverse bit
+        "gripper: Max_Position_Limit (range_max) file=200 servo=250",
         "wrist_roll: not on the servos",
     ]
+
+
+def test_drive_mode_register_is_read_whole_and_kept(robot) -> None:
+    """LeRobot's read_calibration stores the raw Drive_Mode (4: time-based profile); calibrating keeps it."""
+    bus = centred_bus(robot)
+    bus.regs["wrist_flex"]["Drive_Mode"] = 4
+    bus.regs["gripper"]["Drive_Mode"] = 5
+    assert read_servo_calibration(bus, robot)["wrist_flex"].drive_mode == 4
+    bus.sweep = sweep_for(robot, bus)
+    calib = run_calibration(bus, robot, GatedInput(bus.swept), io.StringIO(), poll_s=0.001)
+    assert (calib["wrist_flex"].drive_mode, calib["gripper"].drive_mode) == (4, 5)
+    assert (bus.regs["wrist_flex"]["Drive_Mode"], bus.regs["gripper"]["Drive_Mode"]) == (4, 5)
+
+
+def test_position_mode_joint_centred_far_from_mid_turn_is_refused(robot) -> None:
+    # e-manual, Homing Offset(20): in position mode an offset beyond +-1,024 is ignored by the servo.
+    bus = centred_bus(robot)
+    bus.actual["wrist_flex"] = 700  # half-turn homing would need +1347
+    bus.regs["elbow_flex"]["Operating_Mode"] = 4
+    bus.actual["elbow_flex"] = 3500  # -1453, but extended position mode applies any offset
+    bus.sweep = sweep_for(robot, bus)
+    with pytest.raises(CalibrationError, match=r"beyond \+-1024 for wrist_flex \(\+1347\)"):
+        run_calibration(bus, robot, GatedInput(bus.swept), io.StringIO(), poll_s=0.001)
+    assert restored(bus)

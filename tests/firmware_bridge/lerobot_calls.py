@@ -11,6 +11,8 @@ X_SERIES_CONTROL_TABLE (motors/dynamixel/tables.py), copied here as LeRobot has 
 
 from __future__ import annotations
 
+import time
+
 from dynamixel_sdk import COMM_SUCCESS, GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler
 
 # LeRobot 0.4.4 X_SERIES_CONTROL_TABLE entries used below: {name: (address, size)}.
@@ -21,13 +23,25 @@ LEROBOT_TABLE = {
     "Torque_Enable": (64, 1), "Hardware_Error_Status": (70, 1), "Position_D_Gain": (80, 2),
     "Position_I_Gain": (82, 2), "Position_P_Gain": (84, 2), "Feedforward_2nd_Gain": (88, 2),
     "Feedforward_1st_Gain": (90, 2), "Goal_Current": (102, 2), "Goal_Position": (116, 4), "Moving": (122, 1),
-    "Moving_Status": (123, 1), "Present_PWM": (124, 2), "Present_Current": (126, 2),
+    "Profile_Acceleration": (108, 4), "Profile_Velocity": (112, 4), "Moving_Status": (123, 1), "Present_PWM": (124, 2), "Present_Current": (126, 2),
     "Present_Velocity": (128, 4), "Present_Position": (132, 4), "Velocity_Trajectory": (136, 4),
     "Position_Trajectory": (140, 4), "Present_Temperature": (146, 1),
 }
 # LeRobot's X_SERIES_ENCODINGS_TABLE: registers decoded as two's complement.
 SIGNED = {"Homing_Offset", "Goal_PWM", "Goal_Current", "Goal_Velocity", "Present_PWM", "Present_Current",
           "Present_Velocity", "Present_Position", "Goal_Position"}
+
+
+class SharingPortHandler(PortHandler):
+    """The SDK's PortHandler, except that a read with nothing waiting yields the CPU for 0.2 ms: the SDK spins on
+    the port, which in one Python process would starve the emulator's thread of the GIL (a real servo is not in
+    the process). Timeouts and every packet stay the SDK's."""
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+        data = super().readPort(length)
+        if not data:
+            time.sleep(0.0002)
+        return data
 
 
 class LeRobotError(RuntimeError):
@@ -43,7 +57,7 @@ class LeRobotCalls:
 
     def __init__(self, port: str, motors: dict[str, int]) -> None:
         self.motors = motors
-        self.port = PortHandler(port)
+        self.port = SharingPortHandler(port)
         self.handler = PacketHandler(2.0)
         self.reader = GroupSyncRead(self.port, self.handler, 0, 0)
         self.writer = GroupSyncWrite(self.port, self.handler, 0, 0)

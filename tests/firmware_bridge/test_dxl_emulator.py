@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite, PortHandler
+from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite
 
 from edge.cli import CLIError, build_parser
 from firmware_bridge import DynamixelBus, ServoEmulator, tables
 from firmware_bridge.emulator import default_arm_motors
 from firmware_bridge.protocol import StuffingPacketHandler
+from tests.firmware_bridge.lerobot_calls import SharingPortHandler
 
 
 @pytest.fixture(autouse=True)
@@ -38,22 +39,25 @@ def test_moves_toward_goal_under_profile_velocity(bus: DynamixelBus, emulator: S
     assert start + 50 < mid < start + 400
     assert bus.read("Present_Velocity", "elbow_flex") == pytest.approx(50, abs=2)
     assert bus.read("Moving", "elbow_flex") == 1
+    assert 0 < bus.read("Present_Load", "elbow_flex")  # friction while it turns
     assert wait_until(lambda: bus.read("Present_Position", "elbow_flex") == start + 400)
     assert bus.read("Present_Velocity", "elbow_flex") == 0
-    assert 0 < bus.read("Present_Load", "elbow_flex")
+    assert bus.read("Present_Load", "elbow_flex") == 0  # an unloaded joint held still needs no torque
     assert bus.read("Present_Temperature", "elbow_flex") >= 25
 
 
-def test_homing_offset_and_drive_mode(bus: DynamixelBus) -> None:
+def test_homing_offset_and_drive_mode(bus: DynamixelBus, emulator: ServoEmulator) -> None:
     raw = bus.read("Present_Position", "wrist_flex")
     bus.write("Homing_Offset", "wrist_flex", 100)
     assert bus.read("Present_Position", "wrist_flex") == raw + 100
-    bus.write("Drive_Mode", "wrist_flex", 1)
-    assert bus.read("Present_Position", "wrist_flex") == -raw + 100
+    bus.write("Drive_Mode", "wrist_flex", 1)  # reverse: the count runs the other way, inside one turn
+    mirrored = (-raw) % 4096
+    assert bus.read("Present_Position", "wrist_flex") == mirrored + 100
     bus.write("Operating_Mode", "wrist_flex", 4)
-    bus.write("Goal_Position", "wrist_flex", -raw + 100 + 50)
+    bus.write("Goal_Position", "wrist_flex", mirrored + 100 + 50)
     bus.enable_torque(["wrist_flex"])
-    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex") == -raw + 150)
+    assert wait_until(lambda: bus.read("Present_Position", "wrist_flex") == mirrored + 150)
+    assert emulator.servos[4].motor.shaft == raw - 50  # +50 in reverse is -50 at the shaft
 
 
 def test_torque_on_goes_to_the_stored_goal(bus: DynamixelBus, emulator: ServoEmulator) -> None:
@@ -207,7 +211,7 @@ def test_emulate_command_serves_until_interrupted() -> None:
 
 def test_raw_sdk_port_handler_works_against_the_emulator() -> None:
     with ServoEmulator({1: "xm430-w350"}, timing=False) as emu:
-        port = PortHandler(emu.port)
+        port = SharingPortHandler(emu.port)  # the SDK's PortHandler, yielding the GIL while it waits
         assert port.openPort()
         number, result, error = StuffingPacketHandler().ping(port, 1)
         assert (number, result, error) == (1020, COMM_SUCCESS, 0)

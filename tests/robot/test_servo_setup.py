@@ -128,8 +128,9 @@ def test_calibration_mismatch_is_refused_until_written(arm, tmp_path: Path) -> N
     result = edge(*args)
     assert result.returncode == 2
     table = result.stderr.splitlines()
-    assert any(line.split() == ["elbow_flex", "homing_offset", "0", "100"] for line in table), result.stderr
-    assert any(line.split() == ["gripper", "range_max", "3072", "4095"] for line in table)
+    assert any(line.split() == ["elbow_flex", "Homing_Offset", "(homing_offset)", "0", "100"] for line in table), \
+        result.stderr
+    assert any(line.split() == ["gripper", "Max_Position_Limit", "(range_max)", "3072", "4095"] for line in table)
     last = table[-1]
     assert last.startswith("error: ") and "edge calibrate" in last and "--write-calibration" in last
     assert servo_writes(emulator) == {i: [] for i in emulator.servos}  # refused before anything was written
