@@ -152,3 +152,13 @@ def test_reboot_clears_an_injected_overload(arm, capsys) -> None:
     assert emulator.register(3, "Hardware_Error_Status") == 0
     assert main(["reboot", "--robot", str(robot), "--joint", "elbw"]) == 2
     assert "--joint 'elbw' is not on this robot" in capsys.readouterr().err
+
+
+def test_a_constant_feature_of_the_wrong_shape_is_refused_before_connecting(arm) -> None:
+    emulator, robot = arm
+    result = edge("run", "--robot", str(robot), "--policy", str(DEMO_ACT), "--duration", "0.3",
+                  "--feature", "observation.environment_state=0.1,0.6", *SLACK)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("error: feature observation.environment_state has shape [2], the "
+                                              "policy's input expects [4]")
+    assert servo_writes(emulator) == {i: [] for i in emulator.servos}
