@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "export", "export.*",
                                     "firmware_bridge", "firmware_bridge.*",
                                     "calibration", "calibration.*"]),
-    package_data={"edge": ["data/**/*"]},
+    package_data={"edge": ["data/**/*"], "calibration": ["presets/*.yaml"]},
     include_package_data=True,
     install_requires=[
         "numpy>=1.23",
@@ -31,7 +31,11 @@ setup(
         # JetPack 6 ships CUDA 12.6. Install `cuda-python>=13` yourself on a CUDA 13 machine.
         "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6,<13"],
         "plot": ["matplotlib>=3.5"],
-        "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5"],
+        # Cameras in the robot file. A robot whose image already has OpenCV (JetPack's, built with GStreamer for
+        # CSI cameras) needs nothing: `import cv2` working is enough.
+        "camera": ["opencv-python-headless>=4.5"],
+        "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5",
+                 "opencv-python-headless>=4.5"],
     },
     entry_points={
         "console_scripts": [

@@ -12,11 +12,14 @@ from calibration.calibration_file import (
 from calibration.errors import CalibrationError, RobotConfigError
 from calibration.normalize import JointNormalizer
 from calibration.robot_config import (
+    BusConfig,
+    CameraConfig,
     FeatureNames,
     MotorConfig,
     RobotConfig,
     SafetyLimits,
     load_robot_config,
+    presets,
     robot_config_from_dict,
     robot_config_to_dict,
     save_robot_config,
@@ -24,6 +27,8 @@ from calibration.robot_config import (
 
 __all__ = [
     "MODEL_RESOLUTION",
+    "BusConfig",
+    "CameraConfig",
     "CalibrationError",
     "FeatureNames",
     "JointNormalizer",
@@ -37,6 +42,7 @@ __all__ = [
     "calibration_to_json",
     "load_calibration",
     "load_robot_config",
+    "presets",
     "robot_config_from_dict",
     "robot_config_to_dict",
     "save_calibration",

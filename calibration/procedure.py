@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Protocol, TextIO
 
 from calibration.calibration_file import CalibrationError, MotorCalibration, save_calibration
-from calibration.robot_config import RobotConfig
+from calibration.robot_config import BusConfig, RobotConfig
 
 CAL_FIELDS = ("homing_offset", "range_min", "range_max")
 REGISTER_OF = {"drive_mode": "Drive_Mode", "homing_offset": "Homing_Offset", "range_min": "Min_Position_Limit",
@@ -39,7 +39,7 @@ class CalibrationAborted(CalibrationError):
     """The user did not finish (input closed or interrupted); the servos were restored."""
 
 
-def read_servo_calibration(bus: Bus, robot: RobotConfig) -> dict[str, MotorCalibration]:
+def read_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, MotorCalibration]:
     """What the servos hold now, as a calibration; drive_mode is the whole Drive_Mode register, as LeRobot's
     `read_calibration` stores it."""
     names = robot.motor_names
@@ -56,23 +56,70 @@ def write_servo_calibration(bus: Bus, calibration: dict[str, MotorCalibration]) 
             bus.write(REGISTER_OF[f], motor, getattr(calib, f))
 
 
+def register_name(field: str) -> str:
+    """`Max_Position_Limit (range_max)` for a calibration field that is a register, else the field."""
+    return f"{REGISTER_OF[field]} ({field})" if field in REGISTER_OF else field
+
+
+def calibration_mismatches(expected: dict[str, MotorCalibration],
+                           actual: dict[str, MotorCalibration]) -> list[tuple[str, str, int, int | None]]:
+    """(motor, field, file value, servo value) for every differing field; servo value None: not on the servos."""
+    rows: list[tuple[str, str, int, int | None]] = []
+    for motor, want in expected.items():
+        have = actual.get(motor)
+        for f in ("id", "drive_mode", *CAL_FIELDS):
+            if have is None or getattr(want, f) != getattr(have, f):
+                rows.append((motor, f, getattr(want, f), None if have is None else getattr(have, f)))
+    return rows
+
+
 def calibration_differences(expected: dict[str, MotorCalibration], actual: dict[str, MotorCalibration]) -> list[str]:
     """One line per differing motor register, e.g. `gripper: Max_Position_Limit (range_max) file=3295 servo=4095`;
     Drive_Mode is compared as a whole byte, as LeRobot's `is_calibrated` does."""
     lines = []
-    for motor, want in expected.items():
-        have = actual.get(motor)
-        if have is None:
-            lines.append(f"{motor}: not on the servos")
+    for motor, f, file_value, servo_value in calibration_mismatches(expected, actual):
+        if servo_value is None:
+            if f"{motor}: not on the servos" not in lines:
+                lines.append(f"{motor}: not on the servos")
             continue
-        for f in ("id", "drive_mode", *CAL_FIELDS):
-            if getattr(want, f) != getattr(have, f):
-                name = f"{REGISTER_OF[f]} ({f})" if f in REGISTER_OF else f
-                lines.append(f"{motor}: {name} file={getattr(want, f)} servo={getattr(have, f)}")
+        lines.append(f"{motor}: {register_name(f)} file={file_value} servo={servo_value}")
     return lines
 
 
-def run_calibration(bus: Bus, robot: RobotConfig, stdin: TextIO, stdout: TextIO,
+class CalibrationMismatch(CalibrationError):
+    """The servos' calibration registers differ from the calibration file; `table` lists joint / file / servo."""
+
+    def __init__(self, source: str, rows: list[tuple[str, str, int, int | None]]) -> None:
+        joints = list(dict.fromkeys(r[0] for r in rows))
+        super().__init__(f"the servos do not hold the calibration in {source} ({len(rows)} difference(s) on "
+                         f"{', '.join(joints)}); either run `edge calibrate` for this robot, or add "
+                         f"--write-calibration to write the file's values to the servos (as LeRobot does)")
+        self.rows = rows
+        width = max([len("joint")] + [len(r[0]) for r in rows])
+        self.table = "\n".join([f"{'joint':<{width}}  {'register':<32} {'file':>8} {'servo':>8}"] + [
+            f"{motor:<{width}}  {register_name(f):<32} {file_value:>8} {'-' if servo_value is None else servo_value:>8}"
+            for motor, f, file_value, servo_value in rows])
+
+
+def check_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig, expected: dict[str, MotorCalibration]) -> None:
+    """Raise CalibrationMismatch if the servos' Homing_Offset, Drive_Mode or position limits differ from `expected`
+    (reads only: nothing is written)."""
+    rows = calibration_mismatches(expected, read_servo_calibration(bus, robot))
+    if rows:
+        raise CalibrationMismatch(str(robot.calibration), rows)
+
+
+def apply_file_calibration(bus: Bus, robot: RobotConfig | BusConfig, calibration: dict[str, MotorCalibration]) -> None:
+    """What `--write-calibration` does: the file's Drive_Mode, Homing_Offset and position limits to the servos
+    (torque off), then read back; a servo that does not keep them is a CalibrationMismatch."""
+    bus.disable_torque()
+    for motor, calib in calibration.items():
+        bus.write("Drive_Mode", motor, calib.drive_mode)
+    write_servo_calibration(bus, calibration)
+    check_servo_calibration(bus, robot, calibration)
+
+
+def run_calibration(bus: Bus, robot: RobotConfig | BusConfig, stdin: TextIO, stdout: TextIO,
                     poll_s: float = 0.05) -> dict[str, MotorCalibration]:
     """Run the interactive procedure, write the servos and the robot's calibration file, return the calibration.
 
@@ -117,7 +164,7 @@ def run_calibration(bus: Bus, robot: RobotConfig, stdin: TextIO, stdout: TextIO,
     return new
 
 
-def _set_half_turn_homings(bus: Bus, robot: RobotConfig) -> dict[str, int]:
+def _set_half_turn_homings(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, int]:
     """LeRobot's Dynamixel half-turn homing: clear offset and limits, then offset = 2047 - Present_Position.
 
     Present_Position already includes Homing_Offset on Dynamixel, so after this the centred arm reads 2047. A servo

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status comes from edge/exit_status.py."""
     args = build_parser().parse_args(argv)
     return run_command(lambda: args._run(args))
 

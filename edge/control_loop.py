@@ -1,8 +1,9 @@
 """The fixed-rate control loop: read → act → safety → write, once per tick, with telemetry.
 
-Each tick: sync read of the joints (plus cameras) → observation in policy units → action from the
-executor (synchronous or asynchronous) → safety layer → sync write. Timing uses absolute deadlines
-(edge/rate.py); a tick that overruns its period is counted as a missed deadline.
+Each tick: sync read of the joints (plus the cameras' latest frames) → observation in policy units → action
+from the executor (synchronous or asynchronous) → safety layer → sync write. Timing uses absolute deadlines
+(edge/rate.py); a tick that overruns its period is counted as a missed deadline. A safety reaction ends the
+loop with `SafetyTripped` once the tick is recorded. Nothing per tick outlives the tick.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from edge.chunker import StepResult
 from edge.rate import RateKeeper
 from edge.telemetry import Telemetry, TickRecord
+from firmware_bridge.safety import SafetyTripped
 
 
 class LoopRobot(Protocol):
@@ -24,6 +26,8 @@ class LoopRobot(Protocol):
 
     bus_errors: int
     safety_interventions: int
+    tripped: str | None  # why a safety reaction was taken, None while running normally
+    frame_age_ms: dict[str, float]  # per camera, age of the frame the latest read gave
 
     def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]: ...
 
@@ -44,7 +48,8 @@ class LoopConfig:
 def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
              stop: threading.Event | None = None,
              on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
-    """Drive `robot` with `executor` until the duration, tick count or `stop` says so."""
+    """Drive `robot` with `executor` until the duration, tick count or `stop` says so; a safety reaction raises
+    SafetyTripped (after that tick's record)."""
     rate = RateKeeper(config.hz)
     origin = rate.start
     previous = None
@@ -64,11 +69,12 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         record = TickRecord(
             tick=rate.tick, t=started - origin, deadline=deadline - origin,
             period_ms=0.0 if previous is None else (started - previous) * 1e3,
-            inference_ms=result.inference_ms, queue_depth=result.queue_depth,
-            goal=None if result.action is None else goal.tolist(), present=present.tolist(),
+            inference_ms=result.inference_ms, queue_depth=result.queue_depth, action=result.action,
+            goal=None if result.action is None else goal, present=present,
             bus_errors=robot.bus_errors, safety_interventions=robot.safety_interventions,
             dropped_actions=result.dropped, missed=rate.missed > missed_before,
             out_of_distribution=sum(result.out_of_distribution.values()),
+            frame_age_ms=robot.frame_age_ms or None,
         )
         telemetry.out_of_distribution = result.out_of_distribution
         previous = started
@@ -76,4 +82,6 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         telemetry.add(record)
         if on_tick is not None:
             on_tick(record)
+        if robot.tripped is not None:
+            raise SafetyTripped(robot.tripped)
     return telemetry

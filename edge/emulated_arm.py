@@ -1,6 +1,8 @@
 """An emulated 6-servo arm ready to drive: the pty servo emulator plus a matching robot file and calibration.
 
-Used by `edge demo` and by the loop tests, so both run the real serial stack with no hardware.
+The emulated servos hold that calibration in their registers, as a calibrated arm's do, so the connect-time
+calibration check passes. Used by `edge demo`, the loop tests and the benchmarks, so all run the real serial
+stack with no hardware.
 """
 
 from __future__ import annotations
@@ -9,18 +11,19 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Mapping
 
 import yaml
 
 import numpy as np
 
-from calibration import RobotConfig, load_robot_config
+from calibration import BusConfig, RobotConfig, load_robot_config
+from edge.camera import Camera
 from edge.chunker import AsyncExecutor, SyncExecutor
 from edge.control_loop import LoopConfig, run_loop
 from edge.policies.base import PolicyRunner
 from edge.robot import Robot
-from edge.telemetry import Telemetry
+from edge.telemetry import Telemetry, TickRecord
 from firmware_bridge import ARM_JOINTS, ServoEmulator
 
 MODEL = "xl430-w250"
@@ -49,24 +52,39 @@ def arm_files(directory: Path, port: str, hz: float, baudrate: int = 1_000_000) 
     return path
 
 
+def hold_calibration(emulator: ServoEmulator, bus: BusConfig) -> None:
+    """Put a bus's calibration file into its emulated servos' registers (what `edge calibrate` leaves there)."""
+    for calib in bus.load_calibration().values():
+        servo = emulator.servos[calib.id]
+        for register, value in (("Drive_Mode", calib.drive_mode), ("Homing_Offset", calib.homing_offset),
+                                ("Min_Position_Limit", calib.range_min), ("Max_Position_Limit", calib.range_max)):
+            servo.put(register, value)
+
+
 @contextlib.contextmanager
 def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotConfig, ServoEmulator]]:
     """Start the emulator and yield a RobotConfig pointing at it; everything is cleaned up on exit."""
     with tempfile.TemporaryDirectory(prefix="edge-arm-") as tmp, \
             ServoEmulator({i: MODEL for i in range(1, len(ARM_JOINTS) + 1)}, timing=timing) as emulator:
-        yield load_robot_config(arm_files(Path(tmp), emulator.port, hz)), emulator
+        config = load_robot_config(arm_files(Path(tmp), emulator.port, hz))
+        hold_calibration(emulator, config.bus)
+        yield config, emulator
 
 
 def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous: bool = False,
-                   static_features: dict[str, np.ndarray] | None = None) -> Telemetry:
-    """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks)."""
+                   static_features: dict[str, np.ndarray] | None = None,
+                   on_tick: Callable[[TickRecord], None] | None = None,
+                   cameras: Mapping[str, Camera] | None = None) -> Telemetry:
+    """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks);
+    `on_tick` sees each tick's record."""
     executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry()
+    telemetry = Telemetry(cameras=list(cameras or {}))
     try:
         with emulated_arm(hz=hz) as (config, _emulator), \
-                Robot(config, static_features=static_features or {}, bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
+                Robot(config, cameras=dict(cameras or {}), static_features=static_features or {},
+                      bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
             policy.reset()
-            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry)
+            run_loop(robot, executor, LoopConfig(hz=hz, duration_s=seconds), telemetry, on_tick=on_tick)
     finally:
         executor.close()
     return telemetry

@@ -2,12 +2,13 @@
 
 0: done. 2: input refused before anything moved (any error of the firmware_bridge, calibration, edge
 or export trees, or a file the system would not open). 3: a run ended by a safety reaction or by a
-non-finite policy output. 130: interrupted (Ctrl-C, SIGTERM). Anything else is a bug and keeps its
-traceback.
+non-finite policy output. 128 + the signal's number when interrupted (130 for Ctrl-C, 143 for SIGTERM).
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -26,7 +27,10 @@ STATUS = (  # first match wins
 
 def exit_status(exc: BaseException) -> int | None:
     """The exit status for `exc`, or None when no package raises it on purpose (a bug)."""
-    return next((status for classes, status in STATUS if isinstance(exc, classes)), None)
+    status = next((status for classes, status in STATUS if isinstance(exc, classes)), None)
+    if status == INTERRUPTED:  # SafetyStop carries the signal that stopped the run
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))
+    return status
 
 
 def run_command(command: Callable[[], int | None]) -> int:
@@ -37,5 +41,8 @@ def run_command(command: Callable[[], int | None]) -> int:
         status = exit_status(exc)
         if status is None:
             raise
-        print("interrupted" if status == INTERRUPTED else f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"interrupted ({exc})" if str(exc) else "interrupted", file=sys.stderr)
+        else:
+            print(f"{'safety reaction' if isinstance(exc, SafetyTripped) else 'error'}: {exc}", file=sys.stderr)
         return status

@@ -1,74 +1,178 @@
-"""One arm as the control loop sees it: observations in policy units in, actions through the safety layer out.
+"""One robot as the control loop sees it: observations in policy units in, actions through the safety layers out.
 
-Composes the robot file (calibration/), the Dynamixel bus and safety layer (firmware_bridge/) and
-optional cameras. Nothing reaches a servo without passing `SafetyLayer.step`: limits, step cap, NaN.
+Composes the robot file (calibration/), one Dynamixel bus and safety layer per bus (firmware_bridge/) and the
+cameras (edge/camera.py). Nothing reaches a servo without passing `SafetyLayer.step`: limits, step cap, NaN.
+Connecting checks before it writes: cameras deliver frames of the configured size, every servo answers with its
+model, and the servos hold the calibration file's values (or `write_calibration` puts them there); only then the
+per-servo setup is written torque-off, read back, and torque comes on. A refusal writes nothing to any servo.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
-from calibration import JointNormalizer, RobotConfig
-from edge.camera import Camera
-from firmware_bridge import DynamixelBus
+from calibration import BusConfig, JointNormalizer, RobotConfig
+from calibration.procedure import apply_file_calibration, check_servo_calibration
+from edge.camera import Camera, OpenCVCamera
+from firmware_bridge import DynamixelBus, tables
 from firmware_bridge.safety import SafetyLayer
+
+
+class _Arm:
+    """One bus of the robot: its config, bus, safety layer and where its joints sit in the vector."""
+
+    def __init__(self, config: BusConfig, bus: DynamixelBus, safety: SafetyLayer) -> None:
+        self.config, self.bus, self.safety = config, bus, safety
+        self.pairs = [(m, config.joint_name(m)) for m in config.motor_names]  # (name on the bus, joint name)
+        self.setup: dict[str, dict[str, int]] = {}  # what configure() read back, by bus motor name
+
+    @property
+    def label(self) -> str:
+        """`bus left`, or `bus` on a single-bus robot."""
+        return f"bus {self.config.name}" if self.config.name else "bus"
 
 
 @dataclass
 class Robot:
-    """Connects on `__enter__` (torque on, goal = present position), always releases on `__exit__`."""
+    """Connects on `__enter__` (checks, setup, torque on, goal = present position), always releases on `__exit__`.
+
+    `cameras` default to the robot file's (an OpenCVCamera each); pass a mapping to feed image features from
+    elsewhere (the demo's simulated camera). `write_calibration` writes the calibration file's values to the
+    servos instead of refusing a mismatch.
+    """
 
     config: RobotConfig
-    cameras: Mapping[str, Camera] = field(default_factory=dict)
+    cameras: Mapping[str, Camera] | None = None
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
     bus_timeout_slack_ms: float = 3.0  # extra reply time; the in-process emulator needs more on a busy machine
+    write_calibration: bool = False
 
     def __post_init__(self) -> None:
-        self.normalizer: JointNormalizer = self.config.normalizer()
-        self.bus = DynamixelBus(self.config.port, self.config.bus_motors(), self.config.baudrate,
-                                timeout_slack_ms=self.bus_timeout_slack_ms)
-        self.safety = SafetyLayer(self.bus, self.normalizer.limits, self.config.safety_config(self.normalizer))
+        self._calibration = {bus.name: bus.load_calibration() for bus in self.config.buses}
+        merged = {bus.joint_name(m): c for bus in self.config.buses for m, c in self._calibration[bus.name].items()}
+        self.normalizer: JointNormalizer = self.config.normalizer(merged)
+        self.arms = []
+        for bc in self.config.buses:
+            bus = DynamixelBus(bc.port, bc.bus_motors(), bc.baudrate, timeout_slack_ms=self.bus_timeout_slack_ms)
+            safety = SafetyLayer(bus, self.config.bus_limits(self.normalizer, bc),
+                                 self.config.safety_config(self.normalizer, bc), watch=[s.name for s in bc.shadows])
+            self.arms.append(_Arm(bc, bus, safety))
+        if self.cameras is None:
+            self.cameras = {name: OpenCVCamera(name, cc) for name, cc in self.config.cameras.items()}
         self.motors = list(self.normalizer.motors)
+        self.frame_age_ms = {name: 0.0 for name in self.cameras}
+        self.tripped: str | None = None  # what made a safety layer react (`bus left: ...` with several buses)
         self._sent: dict[str, float] = {}
         self._present = np.zeros(len(self.motors), np.float32)
 
-    def __enter__(self) -> "Robot":
-        self.bus.connect()
+    @property
+    def bus(self) -> DynamixelBus:
+        """The bus of a single-bus robot (RobotConfigError naming the buses otherwise)."""
+        return self._only_arm().bus
+
+    @property
+    def safety(self) -> SafetyLayer:
+        """The safety layer of a single-bus robot (RobotConfigError naming the buses otherwise)."""
+        return self._only_arm().safety
+
+    def _only_arm(self) -> _Arm:
+        self.config.bus  # refuses a multi-bus robot, naming its buses
+        return self.arms[0]
+
+    def __enter__(self) -> Robot:
+        written = False
+        entered: list[SafetyLayer] = []
         try:
-            self.bus.configure()
-            self.safety.__enter__()
+            for cam in self.cameras.values():
+                cam.start()
+            for arm in self.arms:
+                arm.bus.connect()
+            if not self.write_calibration:
+                for arm in self.arms:
+                    check_servo_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
+            written = True
+            for arm in self.arms:
+                if self.write_calibration:
+                    apply_file_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
+                arm.setup = arm.bus.configure(arm.config.servo_setup())
+            for arm in self.arms:
+                arm.safety.__enter__()
+                entered.append(arm.safety)
         except BaseException:
-            self.bus.disconnect()
+            for safety in reversed(entered):
+                safety.shutdown()
+            for arm in self.arms:
+                arm.bus.disconnect(disable_torque=written)
+            for cam in self.cameras.values():
+                cam.close()
             raise
-        self._sent = dict(self.safety.present)
-        self._present = self.normalizer.observation(self.safety.present)
+        self._sent = {joint: arm.safety.present[m] for arm in self.arms for m, joint in arm.pairs}
+        self._present = self.normalizer.observation(self._sent)
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.safety.__exit__(*exc)
+            for arm in reversed(self.arms):
+                arm.safety.__exit__(*exc)
         finally:
-            self.bus.disconnect()
+            for arm in self.arms:
+                arm.bus.disconnect()  # no-op unless a layer failed to release it
             for cam in self.cameras.values():
                 cam.close()
 
+    def describe(self) -> str:
+        """The per-servo setup in force after connect, one line per servo (printed once by `edge run`)."""
+        names = {v: k for k, v in tables.OPERATING_MODES.items()}
+        lines = []
+        for arm in self.arms:
+            bc = arm.config
+            lines.append(f"{arm.label} {bc.port} at {bc.baudrate} bps:")
+            software = set(arm.safety.software_limited)
+            for m in bc.motors:
+                regs = dict(arm.setup.get(m.name, {}))
+                mode = names.get(regs.pop("Operating_Mode", -1), "?")
+                limits = "software limits only" if m.name in software else "servo + software limits"
+                values = " ".join(f"{r}={v}" for r, v in regs.items())
+                lines.append(f"  {bc.joint_name(m.name):<22} id {m.id:<3} {m.model:<11} {mode:<18} {limits:<24} {values}")
+            for s in bc.shadows:
+                lines.append(f"  {bc.joint_name(s.name):<22} id {s.id:<3} {s.model:<11} shadow of {s.shadow_of} "
+                             f"(Secondary_ID={arm.setup.get(s.name, {}).get('Secondary_ID')})")
+        return "\n".join(lines)
+
     def read(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The observation dict the policy takes, and the joint positions in policy units."""
-        present = self._present = self.normalizer.observation(self.safety.observe())
-        obs = {self.config.features.state: present, **self.static_features}
+        """The observation dict the policy takes, and the joint positions in policy units.
+
+        Each camera gives its latest frame at once; one older than its `max_age_s` is reported to every safety
+        layer as a fault (it trips after the error window like a bus fault).
+        """
+        ticks = {}
+        for arm in self.arms:
+            present = arm.safety.observe()
+            for m, joint in arm.pairs:
+                ticks[joint] = present[m]
+        state = self._present = self.normalizer.observation(ticks)
+        obs = {self.config.features.state: state, **self.static_features}
         for name, cam in self.cameras.items():
-            obs[name] = cam.read()
-        return obs, present
+            frame, stamp = cam.latest()
+            age = time.monotonic() - stamp
+            self.frame_age_ms[name] = age * 1e3
+            problem = None if age <= cam.max_age_s else f"no new frame for {age * 1e3:.0f} ms"
+            for arm in self.arms:
+                arm.safety.report(f"camera {name}", problem)
+            obs[name] = frame
+        self._propagate_trip()
+        return obs, state
 
     def present_joints(self) -> np.ndarray:
         """Joint positions of the latest `read()` (policy units): what a simulated camera draws the arm at."""
         return self._present
 
     def write(self, action: np.ndarray | None) -> np.ndarray:
-        """Command an action (policy units, motor order) through the safety layer; None re-sends the last goal
+        """Command an action (policy units, joint order) through the safety layers; None re-sends the last goal
         (keeps the bus watchdog fed while the first chunk is computed). Returns the goal sent, policy units."""
         goal: Mapping[str, float] = self._sent
         if action is not None:
@@ -76,14 +180,34 @@ class Robot:
             finite = np.isfinite(action)  # non-finite entries go on as NaN: the safety layer rejects and counts them
             ticks = self.normalizer.unnormalize(np.where(finite, action, 0.0)).astype(np.float64)
             goal = dict(zip(self.motors, np.where(finite, ticks, np.nan).tolist()))
-        sent = self._sent = self.safety.step(goal)
+        sent = {}
+        for arm in self.arms:
+            written = arm.safety.step({m: goal[joint] for m, joint in arm.pairs})
+            for m, joint in arm.pairs:
+                sent[joint] = written[m]
+        self._sent = sent
+        self._propagate_trip()
         return self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+
+    def _propagate_trip(self) -> None:
+        """One bus's reaction stops every arm: the others take theirs too, and the first cause is kept."""
+        if self.tripped is not None:
+            return
+        for arm in self.arms:
+            if arm.safety.tripped is not None:
+                self.tripped = f"{arm.label}: {arm.safety.tripped}" if arm.config.name else arm.safety.tripped
+                for other in self.arms:
+                    other.safety.trip(self.tripped)
+                return
 
     @property
     def bus_errors(self) -> int:
-        return self.safety.counters.comm_errors + self.safety.counters.hardware_errors
+        return sum(a.safety.counters.comm_errors + a.safety.counters.hardware_errors for a in self.arms)
 
     @property
     def safety_interventions(self) -> int:
-        c = self.safety.counters
-        return c.clamped + c.step_capped + c.non_finite + c.missing + c.reactions + c.suppressed
+        total = 0
+        for arm in self.arms:
+            c = arm.safety.counters
+            total += c.clamped + c.step_capped + c.non_finite + c.missing + c.reactions + c.suppressed
+        return total

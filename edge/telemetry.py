@@ -1,15 +1,19 @@
-"""Per-tick telemetry (JSONL) and the end-of-run summary.
+"""Per-tick telemetry (streamed to JSONL only) and the end-of-run summary, in memory that does not grow with the run.
 
+Nothing is kept per tick: the summary comes from exact counters and fixed-size histograms (`Histogram`), so an
+hours-long run uses the same memory as a short one and the garbage collector has no tick records to walk.
 The summary has exactly these keys: ticks, hz, period_ms {p1, p50, p99, max}, inference_ms {p50, p99},
-missed_deadlines, bus_errors, safety_interventions, out_of_distribution {feature: observations}.
+missed_deadlines, bus_errors, safety_interventions, out_of_distribution {feature: observations}; plus
+frame_age_ms {<camera feature>: {p50, p99, max}} when the robot has cameras.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -22,34 +26,107 @@ class TickRecord:
     period_ms: float  # time since the previous tick started
     inference_ms: float | None  # latency of an inference that finished (async) or ran (sync) this tick
     queue_depth: int
-    goal: list[float] | None  # policy units, as commanded after the safety layer
-    present: list[float]  # policy units, as read this tick
+    action: np.ndarray | None  # policy units, as the policy gave it (None: no action yet, the last goal is held)
+    goal: np.ndarray | None  # policy units, as commanded after the safety layer
+    present: np.ndarray  # policy units, as read this tick
     bus_errors: int  # cumulative
     safety_interventions: int  # cumulative
     dropped_actions: int = 0
     missed: bool = False
     out_of_distribution: int = 0  # cumulative: observations with a state value far outside the training statistics
+    frame_age_ms: dict[str, float] | None = None  # per camera: how old the frame the policy got was
+
+    def to_json(self) -> str:
+        """One JSONL line (arrays as lists)."""
+        data = dict(self.__dict__)
+        data["action"] = None if self.action is None else np.asarray(self.action).tolist()
+        data["goal"] = None if self.goal is None else self.goal.tolist()
+        data["present"] = self.present.tolist()
+        return json.dumps(data)
+
+
+class Histogram:
+    """Streaming percentiles in fixed memory: logarithmic bins `lo * (1 + 2e)^k` over [lo, hi] plus exact count,
+    min and max.
+
+    Error bound: `percentile(q)` is within a relative `e` (default 0.5%) of an observed value whose rank is the
+    nearest to q/100 * (n - 1), so it lies within [v_floor * (1 - e), v_ceil * (1 + e)] where v_floor, v_ceil are
+    the two order statistics numpy's (linear) percentile interpolates between. Values below `lo` (1 us for
+    milliseconds) share the first bin, so they are resolved only to within `lo * (1 + 2e)`; values above `hi` share
+    the last. Estimates are clamped to the exact [min, max].
+    """
+
+    def __init__(self, lo: float = 1e-3, hi: float = 1e6, relative_error: float = 0.005) -> None:
+        self.lo, self.error = lo, relative_error
+        self._scale = 1.0 / math.log1p(2 * relative_error)
+        self._counts = [0] * (int(math.log(hi / lo) * self._scale) + 1)
+        self.count = 0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, value: float) -> None:
+        """Count one value (constant time, no allocation that outlives the call)."""
+        self.count += 1
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        k = int(math.log(value / self.lo) * self._scale) if value > self.lo else 0
+        self._counts[min(k, len(self._counts) - 1)] += 1
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0..100) within the stated bound; 0.0 when nothing was added."""
+        if not self.count:
+            return 0.0
+        rank = int(q / 100 * (self.count - 1) + 0.5) + 1  # 1-based rank of the nearest order statistic
+        seen = 0
+        for k, n in enumerate(self._counts):
+            seen += n
+            if seen >= rank:
+                value = self.lo * (1 + 2 * self.error) ** k * (1 + self.error)
+                return min(max(value, self.min), self.max)
+        return self.max
 
 
 @dataclass
 class Telemetry:
-    """Collects tick records, optionally streaming them to a JSONL file."""
+    """Counts ticks into the summary's statistics and streams each record to a JSONL file when `path` is set."""
 
     path: Path | None = None
-    records: list[TickRecord] = field(default_factory=list)
-    missed_deadlines: int = 0
-    out_of_distribution: Mapping[str, int] = field(default_factory=dict)  # per feature: the policy's live counts
-    _file: IO[str] | None = None
+    cameras: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        self.ticks = 0
+        self.missed_deadlines = 0
+        self.bus_errors = 0
+        self.safety_interventions = 0
+        self.period_ms = Histogram()
+        self.inference_ms = Histogram()
+        self.frame_age_ms = {name: Histogram() for name in self.cameras}
+        self.out_of_distribution: Mapping[str, int] = {}  # per feature: the policy's live counts
+        self._first_t = self._last_t = 0.0
+        self._file: IO[str] | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
 
     def add(self, record: TickRecord) -> None:
-        self.records.append(record)
+        """Fold one tick into the statistics (and the JSONL file); nothing of it is retained."""
+        self.ticks += 1
+        if self.ticks == 1:
+            self._first_t = record.t
+        else:
+            self.period_ms.add(record.period_ms)
+        self._last_t = record.t
+        if record.inference_ms is not None:
+            self.inference_ms.add(record.inference_ms)
+        if record.frame_age_ms:
+            for name, age in record.frame_age_ms.items():
+                self.frame_age_ms[name].add(age)
+        self.bus_errors = record.bus_errors
+        self.safety_interventions = record.safety_interventions
         if self._file is not None:
-            self._file.write(json.dumps(asdict(record)) + "\n")
+            self._file.write(record.to_json() + "\n")
 
     def close(self) -> None:
         if self._file is not None:
@@ -57,28 +134,28 @@ class Telemetry:
             self._file = None
 
     def summary(self) -> dict[str, Any]:
-        return {**summarize(self.records, self.missed_deadlines), "out_of_distribution": dict(self.out_of_distribution)}
+        """The end-of-run summary (exact keys in the module docstring)."""
+        def pct(h: Histogram, q: float) -> float:
+            return round(h.percentile(q), 4)
 
-
-def _pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 4) if values else 0.0
-
-
-def summarize(records: list[TickRecord], missed_deadlines: int) -> dict[str, Any]:
-    periods = [r.period_ms for r in records[1:]]
-    inference = [r.inference_ms for r in records if r.inference_ms is not None]
-    duration = records[-1].t - records[0].t if len(records) > 1 else 0.0
-    last = records[-1] if records else None
-    return {
-        "ticks": len(records),
-        "hz": round((len(records) - 1) / duration, 3) if duration > 0 else 0.0,
-        "period_ms": {"p1": _pct(periods, 1), "p50": _pct(periods, 50), "p99": _pct(periods, 99),
-                      "max": round(max(periods), 4) if periods else 0.0},
-        "inference_ms": {"p50": _pct(inference, 50), "p99": _pct(inference, 99)},
-        "missed_deadlines": missed_deadlines,
-        "bus_errors": last.bus_errors if last else 0,
-        "safety_interventions": last.safety_interventions if last else 0,
-    }
+        duration = self._last_t - self._first_t
+        period = self.period_ms
+        summary: dict[str, Any] = {
+            "ticks": self.ticks,
+            "hz": round((self.ticks - 1) / duration, 3) if duration > 0 else 0.0,
+            "period_ms": {"p1": pct(period, 1), "p50": pct(period, 50), "p99": pct(period, 99),
+                          "max": round(period.max, 4) if period.count else 0.0},
+            "inference_ms": {"p50": pct(self.inference_ms, 50), "p99": pct(self.inference_ms, 99)},
+            "missed_deadlines": self.missed_deadlines,
+            "bus_errors": self.bus_errors,
+            "safety_interventions": self.safety_interventions,
+            "out_of_distribution": dict(self.out_of_distribution),
+        }
+        if self.frame_age_ms:
+            summary["frame_age_ms"] = {name: {"p50": pct(h, 50), "p99": pct(h, 99),
+                                              "max": round(h.max, 4) if h.count else 0.0}
+                                       for name, h in self.frame_age_ms.items()}
+        return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -94,6 +171,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("safety interventions", f"{summary['safety_interventions']}"),
         ("out of distribution", ", ".join(f"{k} {v}" for k, v in summary["out_of_distribution"].items() if v) or "0"),
     ]
+    for name, age in summary.get("frame_age_ms", {}).items():
+        rows.append((f"frame age {name} p50/p99/max", f"{age['p50']:.1f} / {age['p99']:.1f} / {age['max']:.1f} ms"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 

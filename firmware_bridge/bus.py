@@ -144,12 +144,14 @@ class DynamixelBus:
         self.firmware = {name: self.read("Firmware_Version", name) for name in self.motors}
         self.use_fast_sync_read = all(v >= self.motors[n][1].fast_read_firmware for n, v in self.firmware.items())
 
-    def disconnect(self) -> None:
-        """Turn torque off on every motor (best effort) and release the port; safe to call twice."""
+    def disconnect(self, disable_torque: bool = True) -> None:
+        """Turn torque off on every motor (best effort; skipped with `disable_torque=False`, as LeRobot's
+        `disconnect(disable_torque)`) and release the port; safe to call twice."""
         if self._port is None:
             return
         try:
-            self.disable_torque()
+            if disable_torque:
+                self.disable_torque()
         except BusError as exc:
             logger.error("disconnect: could not confirm torque off: %s", exc)
         finally:
@@ -170,29 +172,32 @@ class DynamixelBus:
 
     # ---- configuration ----------------------------------------------------------------------
 
-    def configure(self, operating_mode: str = "position",
-                  position_limits: Mapping[str, tuple[int, int]] | None = None) -> None:
-        """Torque off, then Return Delay Time 0, the operating mode and (optionally) position limits.
+    def configure(self, setup: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, dict[str, int]]:
+        """Torque off, write each motor's setup registers in the given order, read them back and compare.
 
-        These are EEPROM registers: they are only written with torque off, which this method ensures.
+        `setup` is `{motor: {register: value}}` (default: Return_Delay_Time 0 on every motor); nothing else is
+        written. Every value is validated before the first write. EEPROM registers are only written torque-off,
+        which this method ensures. Returns what the servos hold afterwards, plus each motor's Operating_Mode.
         """
-        if operating_mode not in tables.OPERATING_MODES:
-            raise RequestError(f"unknown operating mode {operating_mode!r}; known: {', '.join(tables.OPERATING_MODES)}")
-        limits = dict(position_limits or {})
-        for name, (lo, hi) in limits.items():
-            self._motor(name)
-            if lo > hi:
-                raise RequestError(f"motor {name!r}: position limits ({lo}, {hi}) are reversed")
-        mode = tables.OPERATING_MODES[operating_mode]
-        for name in self.motors:
-            self._encode("Operating_Mode", name, mode)
+        if setup is None:
+            setup = {name: {"Return_Delay_Time": 0} for name in self.motors}
+        for name, registers in setup.items():
+            for register, value in registers.items():
+                self._encode(register, name, value)
         self.disable_torque()
-        for name in self.motors:
-            self.write("Return_Delay_Time", name, 0)
-            self.write("Operating_Mode", name, mode)
-            if name in limits:
-                self.write("Min_Position_Limit", name, limits[name][0])
-                self.write("Max_Position_Limit", name, limits[name][1])
+        for name, registers in setup.items():
+            for register, value in registers.items():
+                self.write(register, name, value)
+        in_force: dict[str, dict[str, int]] = {}
+        for name, registers in setup.items():
+            in_force[name] = {register: self.read(register, name) for register in registers}
+            wrong = {r: (v, in_force[name][r]) for r, v in registers.items() if in_force[name][r] != v}
+            if wrong:
+                raise BusError("configure", [name], ", ".join(f"{r} reads {got} after writing {want}"
+                                                              for r, (want, got) in wrong.items()))
+            if "Operating_Mode" not in in_force[name]:
+                in_force[name]["Operating_Mode"] = self.read("Operating_Mode", name)
+        return in_force
 
     def enable_torque(self, motors: Iterable[str] | None = None) -> None:
         """Torque on, confirmed by reading Torque_Enable back (a servo in shutdown refuses)."""

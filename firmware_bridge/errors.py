@@ -2,7 +2,7 @@
 
 `FirmwareBridgeError` is the root of every error this package raises on purpose: `RequestError` (a
 request or setting refused before a byte is sent), `bus.BusError` (a transaction failed on the wire),
-`safety.SafetyConfigError` and `safety.SafetyTripped` (a run ended by a safety reaction).
+`safety.SafetyRefused` (a safety setting or start condition refused) and `safety.SafetyTripped` (a run ended by a safety reaction).
 """
 
 from __future__ import annotations

@@ -15,8 +15,14 @@ per tick. A failed transaction or a hardware-error alert opens an error episode;
 not cleared by `recovery_reads` consecutive good reads within `error_window_s`, the configured
 reaction is taken at the next observe/step (so at most one tick after the window):
 `hold` (keep the last safe goal, stop forwarding policy goals) or `torque_off`. Once tripped, `step`
-sends nothing until `recover()` (reboots servos in shutdown, re-arms everything). A problem that clears
-inside the window needs nothing. SIGINT/SIGTERM raise `SafetyStop` (a KeyboardInterrupt) in the loop.
+sends nothing until `recover()` (reboots servos in shutdown, re-arms everything), and the reaction stays
+in force through shutdown: no rest-pose motion, and after `hold` the port is released with torque still on
+(the servos keep the last safe goal; their Bus Watchdog stops any motion). A problem that clears inside
+the window needs nothing. Faults from outside the bus (a camera with no new frame) go through the same
+window with `report()`; `trip()` reacts at once (another bus of the same robot tripped). Joints in extended
+or current-based position mode have only these software limits (the servo ignores its position limits
+there); velocity, current and PWM modes are refused at start. SIGINT/SIGTERM raise `SafetyStop` (a
+KeyboardInterrupt) in the loop, or `SafetyTripped` once a reaction was taken.
 All interventions are counted in `counters` (`SafetyCounters`).
 """
 
@@ -26,7 +32,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import FrameType
 
@@ -36,11 +42,16 @@ from firmware_bridge.errors import FirmwareBridgeError
 
 logger = logging.getLogger(__name__)
 REACTIONS = ("hold", "torque_off")
+POSITION_MODES = ("position", "extended_position", "current_position")  # modes that follow Goal_Position
 WATCHDOG_UNIT_MS = 20
 
 
 class SafetyStop(KeyboardInterrupt):
     """Raised in the control loop when SIGINT/SIGTERM arrives; the `with` block then shuts down."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class SafetyRefused(FirmwareBridgeError, ValueError):
@@ -48,7 +59,8 @@ class SafetyRefused(FirmwareBridgeError, ValueError):
 
 
 class SafetyTripped(FirmwareBridgeError):
-    """A run ended by a safety reaction (lost servo, hardware error, camera fault): the reaction stays in force."""
+    """A run ended by a safety reaction; the message says what tripped (a lost servo, a stale camera, ...) and the
+    reaction stays in force."""
 
 
 @dataclass
@@ -104,12 +116,20 @@ class SafetyCounters:
 
 
 class SafetyLayer:
-    """Guards `bus` (connected, configured) with per-joint `limits` (ticks, inclusive) and `config`."""
+    """Guards `bus` (connected, configured) with per-joint `limits` (ticks, inclusive) and `config`.
 
-    def __init__(self, bus: DynamixelBus, limits: Mapping[str, tuple[int, int]], config: SafetyConfig) -> None:
-        missing = [m for m in bus.motors if m not in limits]
+    `watch` names bus motors that are never commanded but are read every tick for their hardware-error status
+    (shadow servos, which follow their joint through Secondary_ID).
+    """
+
+    def __init__(self, bus: DynamixelBus, limits: Mapping[str, tuple[int, int]], config: SafetyConfig,
+                 watch: Iterable[str] = ()) -> None:
+        watched = list(watch)
+        missing = [m for m in bus.motors if m not in limits and m not in watched]
         if missing:
             raise SafetyRefused(f"no joint limits for {missing}")
+        if set(watched) & set(limits) or not set(watched) <= set(bus.motors):
+            raise SafetyRefused(f"watched motors {watched} must be bus motors without joint limits")
         for name, (lo, hi) in limits.items():
             if name not in bus.motors:
                 raise SafetyRefused(f"joint limits given for unknown motor {name!r}")
@@ -118,14 +138,18 @@ class SafetyLayer:
         steps = config.max_step_ticks
         per_joint = steps if isinstance(steps, Mapping) else {}
         for name in [*(config.rest_pose or {}), *per_joint]:
-            if name not in bus.motors:
+            if name not in limits:
                 raise SafetyRefused(f"rest pose or max_step_ticks names unknown motor {name!r}")
-        if per_joint and set(per_joint) != set(bus.motors):
-            raise SafetyRefused(f"max_step_ticks has no entry for {sorted(set(bus.motors) - set(per_joint))}")
+        if per_joint and set(per_joint) != set(limits):
+            raise SafetyRefused(f"max_step_ticks has no entry for {sorted(set(limits) - set(per_joint))}")
         self.bus = bus
         self.limits = {name: (int(lo), int(hi)) for name, (lo, hi) in limits.items()}
+        self.joints = [m for m in bus.motors if m in limits]  # commanded, in bus order
+        self.watched = watched
+        self._read = self.joints + watched  # one sync read per tick covers both
         self.config = config
-        self.max_step = {m: int(per_joint[m]) if per_joint else int(steps) for m in bus.motors}
+        self.max_step = {m: int(per_joint[m]) if per_joint else int(steps) for m in self.joints}
+        self.modes: dict[str, str] = {}  # joint -> operating mode name, read at start()
         self.counters = SafetyCounters()
         self.tripped: str | None = None  # why the reaction was taken, None while healthy
         self.reaction_delay_s: float | None = None  # first error -> reaction, for the last reaction
@@ -134,6 +158,7 @@ class SafetyLayer:
         self._goal: dict[str, int] = {}
         self._error_since: float | None = None
         self._error_cause = ""
+        self._external: dict[str, str] = {}  # source -> problem, faults reported from outside the bus
         self._good_reads = 0
         self._stopping = False
         self._closed = False
@@ -142,24 +167,41 @@ class SafetyLayer:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> dict[str, int]:
-        """Goal = present position, torque on, Bus Watchdog armed. Returns the present positions."""
-        present = self.bus.sync_read("Present_Position")
+        """Goal = present position, torque on, Bus Watchdog armed. Returns the present positions.
+
+        Refuses (SafetyRefused, nothing written) joints outside their limits and joints in a mode that does not
+        follow Goal_Position (velocity, current, PWM).
+        """
+        names = {v: k for k, v in tables.OPERATING_MODES.items()}
+        modes = {m: names.get(v, str(v)) for m, v in self.bus.sync_read("Operating_Mode", self.joints).items()}
+        unusable = {m: mode for m, mode in modes.items() if mode not in POSITION_MODES}
+        if unusable:
+            raise SafetyRefused(f"joints in a mode that ignores Goal_Position: {unusable} (use {', '.join(POSITION_MODES)})")
+        present = self.bus.sync_read("Present_Position", self.joints)
         outside = {m: v for m, v in present.items() if not self.limits[m][0] <= v <= self.limits[m][1]}
         if outside:
             raise SafetyRefused(f"joints outside their limits, move them inside by hand first: {outside}")
+        self.modes = modes
         self.bus.sync_write("Goal_Position", present)
-        self.bus.enable_torque()
+        self.bus.enable_torque(self.joints)
         if self.config.watchdog_ms is not None:
-            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.bus.motors})  # clears a fired watchdog
+            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})  # clears a fired watchdog
             units = math.ceil(self.config.watchdog_ms / WATCHDOG_UNIT_MS)
-            self.bus.sync_write("Bus_Watchdog", {m: units for m in self.bus.motors})
+            self.bus.sync_write("Bus_Watchdog", {m: units for m in self.joints})
         self.present, self._goal = dict(present), dict(present)
         self.tripped, self._error_since = None, None
+        self._external.clear()
         return dict(present)
+
+    @property
+    def software_limited(self) -> list[str]:
+        """Joints whose limits only this layer enforces: extended / current-based position mode ignore the servo's
+        Min/Max_Position_Limit (e-manual, Operating Mode)."""
+        return [m for m, mode in self.modes.items() if mode != "position"]
 
     def recover(self) -> dict[str, int]:
         """After a reaction: reboot servos in hardware shutdown, clear the watchdog and `start()` again."""
-        for name in self.bus.motors:
+        for name in self._read:
             if self.bus.read("Hardware_Error_Status", name):
                 self.bus.reboot(name)
         self.faulted.clear()
@@ -167,7 +209,10 @@ class SafetyLayer:
         return self.start()
 
     def shutdown(self) -> None:
-        """Stop commanding, move to the rest pose if configured, torque off, release the port."""
+        """Stop commanding, move to the rest pose if configured, torque off, release the port.
+
+        After a reaction nothing moves: no rest pose, and after `hold` torque stays on (the reaction in force).
+        """
         if self._closed:
             return
         self._stopping = True
@@ -178,8 +223,11 @@ class SafetyLayer:
             logger.error("rest pose abandoned: %s", exc)
         finally:
             self._closed = True
+            holding = self.tripped is not None and self.config.reaction == "hold"
+            if holding:
+                logger.warning("safety: port released with torque on, holding the last safe goal (%s)", self.tripped)
             try:
-                self.bus.disconnect()
+                self.bus.disconnect(disable_torque=not holding)
             finally:
                 self._restore_signal_handlers()
                 logger.info("safety: %s", self.counters.summary())
@@ -193,7 +241,9 @@ class SafetyLayer:
         self.counters.signals += 1
         if not self._stopping:
             self._stopping = True
-            raise SafetyStop(f"received {signal.Signals(signum).name}")
+            if self.tripped is not None:  # the run already ended by a reaction: that is what it ended by
+                raise SafetyTripped(self.tripped)
+            raise SafetyStop(f"received {signal.Signals(signum).name}", signum)
 
     def _restore_signal_handlers(self) -> None:
         for sig, handler in self._previous_handlers.items():
@@ -218,24 +268,42 @@ class SafetyLayer:
         """Present positions (sync read); on a failed read, the last good reading while the window runs."""
         self._check_running()
         try:
-            self.present = self.bus.sync_read("Present_Position")
+            read = self.bus.sync_read("Present_Position", self._read)
         except BusError as exc:
             self.counters.comm_errors += 1
             self._fault(f"communication: {exc}")
             return dict(self.present)
-        alerted = sorted(self.bus.alerts & set(self.bus.motors))
+        self.present = {m: read[m] for m in self.joints}
+        alerted = sorted(self.bus.alerts & set(self._read))
         if alerted:
             self._on_alerts(alerted)
         elif self._error_since is not None:
             self._good_reads += 1
-            if self._good_reads >= self.config.recovery_reads:
+            if self._good_reads >= self.config.recovery_reads and not self._external:
                 self._error_since = None
         return dict(self.present)
+
+    def report(self, source: str, problem: str | None) -> None:
+        """A fault outside the bus (e.g. `report("camera observation.images.top", "no new frame for 180 ms")`):
+        it opens an error episode like a bus fault and trips after the same window; `problem=None` clears it."""
+        if problem is None:
+            self._external.pop(source, None)
+            return
+        self._external[source] = problem
+        self._fault(f"{source}: {problem}")
+
+    def trip(self, cause: str) -> None:
+        """Take the reaction now (e.g. another bus of the same robot tripped); no-op if already tripped."""
+        if self.tripped is None:
+            if self._error_since is None:
+                self._error_since = time.monotonic()
+            self._error_cause = cause
+            self._react()
 
     def step(self, goals: Mapping[str, float]) -> dict[str, int]:
         """Sanitize `goals` (ticks), write them as Goal_Position, return what was written."""
         self._check_running()
-        unknown = [name for name in goals if name not in self.bus.motors]
+        unknown = [name for name in goals if name not in self.limits]
         if unknown:
             raise SafetyRefused(f"goals for unknown motors {unknown}")
         self._check_window()
@@ -333,7 +401,7 @@ class SafetyLayer:
         while time.monotonic() < deadline:
             self._goal = self._sanitize(rest)
             self.bus.sync_write("Goal_Position", self._goal)
-            present = self.bus.sync_read("Present_Position")
+            present = self.bus.sync_read("Present_Position", self.joints)
             if self._goal == target and all(abs(present[m] - target[m]) <= self.max_step[m] for m in target):
                 return
             time.sleep(self.config.rest_tick_s)

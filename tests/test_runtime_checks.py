@@ -12,10 +12,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from calibration import load_robot_config
 import edge
 from edge.chunker import AsyncExecutor
 from edge.cli import main as edge_main
-from edge.emulated_arm import BUS_SLACK_MS, arm_files
+from edge.emulated_arm import BUS_SLACK_MS, arm_files, hold_calibration
 from edge.package import sha256_file
 from firmware_bridge import ARM_JOINTS, ServoEmulator
 
@@ -170,6 +171,7 @@ def test_edge_run_stops_with_status_3_and_moves_nothing(export_fixture, tmp_path
     """A non-finite policy output ends `edge run` with exit status 3 and one line; no goal but the start pose is sent."""
     with ServoEmulator({i: "xl430-w250" for i in range(1, len(ARM_JOINTS) + 1)}) as emulator:
         robot = arm_files(tmp_path, emulator.port, hz=20.0)
+        hold_calibration(emulator, load_robot_config(robot).bus)
         start = {i: emulator.register(i, "Present_Position") for i in emulator.servos}
         status = edge_main(["run", "--robot", str(robot), "--policy", str(export_fixture("act_env")), "--quiet",
                             "--feature", f"{ENV}=1e30,0,0,0", "--duration", "2", "--bus-slack-ms", str(BUS_SLACK_MS)])

@@ -1,11 +1,11 @@
-"""`edge calibrate --robot robot.yaml [--check]`: calibrate an arm's joints, or compare file and servos."""
+"""`edge calibrate --robot robot.yaml|koch|omx [--check]`: calibrate an arm's joints, or compare file and servos."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from calibration import load_robot_config
+from calibration import RobotConfig, load_robot_config
 from calibration.procedure import calibration_differences, read_servo_calibration, run_calibration
 from edge.cli import CLIError
 
@@ -16,33 +16,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "calibrate",
         help="calibrate the arm's joints (LeRobot-compatible) or check the servos against the file",
         description="Torque off, centre the arm (Enter), sweep every joint (Enter); homing offsets and limits "
-                    "are written to the servos and to the robot file's calibration file.",
+                    "are written to the servos and to the robot file's calibration file (bus after bus).",
     )
-    parser.add_argument("--robot", required=True, help="robot file (YAML), see docs/calibration.md")
+    add_robot_arguments(parser)
     parser.add_argument("--check", action="store_true",
                         help="compare the calibration file with the servos; exit 1 if they differ")
     return parser
 
 
+def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    """--robot (a file or a preset) and the preset overrides, shared by the commands that open a robot."""
+    parser.add_argument("--robot", required=True, help="robot file (YAML, see docs/calibration.md) or a preset: "
+                                                       "koch, omx")
+    parser.add_argument("--port", default=None, help="serial port, overriding the robot file's (single-bus robots)")
+    parser.add_argument("--calibration", default=None,
+                        help="calibration file, overriding the robot file's (single-bus robots)")
+
+
+def robot_from(args: argparse.Namespace) -> RobotConfig:
+    """The robot the arguments name, with --port / --calibration applied; RobotConfigError if unusable."""
+    return load_robot_config(args.robot).with_overrides(port=args.port, calibration=args.calibration)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Connect to the arm described by --robot, then calibrate or check."""
+    """Connect to each bus of the robot described by --robot, then calibrate or check."""
     from firmware_bridge import DynamixelBus  # not at import time: `edge` must start without it
 
-    robot = load_robot_config(args.robot)
-    expected = robot.load_calibration() if args.check else None
-    bus = DynamixelBus(robot.port, robot.bus_motors(), baudrate=robot.baudrate)
-    try:
-        bus.connect()
-        if expected is not None:
-            differences = calibration_differences(expected, read_servo_calibration(bus, robot))
-            for line in differences:
-                print(line)
-            print(f"{len(differences)} difference(s) between {robot.calibration} and the servos"
-                  if differences else f"servos match {robot.calibration}")
-            return 1 if differences else 0
-        run_calibration(bus, robot, sys.stdin, sys.stdout)
-        return 0
-    except OSError as exc:
-        raise CLIError(f"cannot write {robot.calibration}: {exc.strerror or exc}; servos restored") from None
-    finally:
-        bus.disconnect()
+    robot = robot_from(args)
+    expected = {bus.name: bus.load_calibration() for bus in robot.buses} if args.check else None
+    differences = 0
+    for config in robot.buses:
+        bus = DynamixelBus(config.port, config.bus_motors(), baudrate=config.baudrate)
+        try:
+            bus.connect()
+            if expected is not None:
+                lines = calibration_differences(expected[config.name], read_servo_calibration(bus, config))
+                for line in lines:
+                    print(f"{config.name}: {line}" if config.name else line)
+                print(f"{len(lines)} difference(s) between {config.calibration} and the servos"
+                      if lines else f"servos match {config.calibration}")
+                differences += len(lines)
+            else:
+                if config.name:
+                    print(f"bus {config.name} ({config.port})")
+                run_calibration(bus, config, sys.stdin, sys.stdout)
+        except OSError as exc:
+            raise CLIError(f"cannot write {config.calibration}: {exc.strerror or exc}; servos restored") from None
+        finally:
+            bus.disconnect()
+    return 1 if differences else 0

@@ -3,8 +3,9 @@
 The policy does the simulated reach task (edge.sim): an emulated 6-servo arm starts at a scene's
 start pose, the policy gets the scene's target and obstacle as `observation.environment_state`
 (and, for image policies, a simulated top-down camera of the present arm), and runs at the task's
-20 Hz through the real serial stack and safety layer. At the end the tool path from the servos'
-present positions says whether the target was reached and on which side of the obstacle.
+20 Hz through the real serial stack and safety layer. A tracker follows the tool point the servos' present
+positions give, tick by tick, and says at the end whether the target was reached and on which side of the
+obstacle (nothing per tick is kept).
 """
 
 from __future__ import annotations
@@ -58,18 +59,42 @@ def place_arm(emulator: Any, robot_config: Any, joints: np.ndarray) -> None:
         emulator.set_shaft(ids[name], float(tick))
 
 
-def episode_outcome(scene: Scene, path: np.ndarray, config: TaskConfig = TaskConfig()) -> dict[str, Any]:
-    """Reached / collided / side from a recorded tool path, judged like edge.sim.ReachEnv (up to the first arrival)."""
-    if len(path) == 0:
-        return {"reached": False, "collided": False, "side": None, "ticks_to_target": None}
-    near = np.linalg.norm(path - scene.target, axis=1) < config.success_radius
-    end = int(np.argmax(near)) + 1 if near.any() else len(path)
-    travelled = path[:end]
-    collided = bool((np.linalg.norm(travelled - scene.obstacle, axis=1) < config.obstacle_radius).any())
-    side = side_of(scene, travelled)
-    return {"reached": bool(near.any()) and not collided, "arrived": bool(near.any()), "collided": collided,
-            "side": {1: "left", -1: "right"}.get(side), "ticks_to_target": end if near.any() else None,
-            "closest_to_target": float(np.min(np.linalg.norm(path - scene.target, axis=1)))}
+class ReachTracker:
+    """The episode's outcome from the tool path, judged like edge.sim.ReachEnv (up to the first arrival), folded
+    in tick by tick: first arrival, collision before it, the point closest to the obstacle (the side), and the
+    closest approach to the target."""
+
+    def __init__(self, scene: Scene, config: TaskConfig = TaskConfig()) -> None:
+        self.scene, self.config = scene, config
+        self.ticks = 0
+        self.arrived_at: int | None = None
+        self.collided = False
+        self.closest_to_target = np.inf
+        self._closest_to_obstacle = np.inf
+        self._passing = np.zeros(2)  # tool point closest to the obstacle before arrival
+
+    def update(self, point: np.ndarray) -> None:
+        """One tick's tool point (the first two joints, policy units)."""
+        self.ticks += 1
+        to_target = float(np.hypot(*(point - self.scene.target)))
+        self.closest_to_target = min(self.closest_to_target, to_target)
+        if self.arrived_at is not None:
+            return
+        to_obstacle = float(np.hypot(*(point - self.scene.obstacle)))
+        self.collided |= to_obstacle < self.config.obstacle_radius
+        if to_obstacle < self._closest_to_obstacle:
+            self._closest_to_obstacle, self._passing = to_obstacle, np.array(point[:2], dtype=np.float64)
+        if to_target < self.config.success_radius:
+            self.arrived_at = self.ticks
+
+    def outcome(self) -> dict[str, Any]:
+        """reached, arrived, collided, side (left/right/None), ticks_to_target, closest_to_target."""
+        if not self.ticks:
+            return {"reached": False, "collided": False, "side": None, "ticks_to_target": None}
+        side = side_of(self.scene, self._passing[None])
+        return {"reached": self.arrived_at is not None and not self.collided, "arrived": self.arrived_at is not None,
+                "collided": self.collided, "side": {1: "left", -1: "right"}.get(side),
+                "ticks_to_target": self.arrived_at, "closest_to_target": self.closest_to_target}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,15 +117,15 @@ def run(args: argparse.Namespace) -> int:
     if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
         raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
     static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
+    tracker = ReachTracker(scene)
     with emulated_arm(hz=args.hz) as (robot_config, emulator):
         print(f"emulated servos on {emulator.port}")
         place_arm(emulator, robot_config, joints_for(scene.start))
-        robot = Robot(robot_config, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
-        robot.cameras = {i.name: SimCamera(scene, robot.present_joints, i.shape[0])
-                         for i in inputs.values() if i.kind == "image"}
-        telemetry, _ = drive(robot, policy, options_from(args, args.hz))
-    path = np.array([r.present[:2] for r in telemetry.records]) if telemetry.records else np.zeros((0, 2))
-    outcome = episode_outcome(scene, path)
+        cameras = {i.name: SimCamera(i.name, scene, lambda: robot.present_joints(), i.shape[0])
+                   for i in inputs.values() if i.kind == "image"}  # drawn at the robot's latest reading
+        robot = Robot(robot_config, cameras=cameras, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
+        drive(robot, policy, options_from(args, args.hz), on_tick=lambda r: tracker.update(r.present[:2]))
+    outcome = tracker.outcome()
     print(describe(outcome))
     if args.outcome is not None:
         task = {"seed": args.seed, "policy": args.policy if args.package is None else str(args.package), **outcome,

@@ -1,12 +1,14 @@
 """`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C.
 
 `--hand` moves every torque-off joint as a person calibrating the arm would; `--fault ID:KIND@START[+DURATION]`
-(repeatable) rehearses a lost, slow or failing servo without writing Python.
+(repeatable) rehearses a lost, slow or failing servo without writing Python. `--robot FILE|koch|omx` emulates
+exactly the chain(s) a robot file names, one pty per bus.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import time
 
@@ -37,11 +39,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
                              "overheat; seconds from start, no DURATION = until the end "
                              "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
+    parser.add_argument("--robot", default=None,
+                        help="emulate exactly the chain(s) of this robot file or preset (koch, omx): its ids, models "
+                             "and baud rate, one pty per bus, printed as '<bus> <pty>' (just the pty for one bus)")
     return parser
 
 
+def robot_chains(robot: str) -> list[tuple[str, int, dict[int, str]]]:
+    """(bus name, baud rate, {id: model}) for every bus of a robot file, shadows included."""
+    from calibration import load_robot_config
+
+    config = load_robot_config(robot)
+    return [(bus.name, bus.baudrate, {m.id: m.model for m in (*bus.motors, *bus.shadows)}) for bus in config.buses]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start the emulator, print its port, serve until SIGINT (Ctrl-C) or SIGTERM."""
+    """Start the emulator(s), print the port(s), serve until SIGINT (Ctrl-C) or SIGTERM."""
+    if args.robot is not None:
+        if args.servos is not None or args.ids is not None:
+            raise CLIError("--robot names the ids and models; drop --servos/--ids")
+        chains = robot_chains(args.robot)
+        if len(chains) > 1 and args.fault:
+            raise CLIError("--fault ids are ambiguous on a robot file with several buses")
+        return serve(chains, args)
     try:
         ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, (args.servos or 6) + 1))
     except ValueError:
@@ -54,18 +74,28 @@ def run(args: argparse.Namespace) -> int:
     if len(models) not in (1, len(ids)):
         raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
     chain = dict(zip(ids, models * len(ids) if len(models) == 1 else models))
+    return serve([("", args.baudrate, chain)], args)
+
+
+def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespace) -> int:
+    """One emulator (pty) per chain; print `<name> <pty>` per chain (just the pty for one unnamed chain)."""
     if args.hand_period <= 0:
         raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
     faults = [TimedFault.parse(text) for text in args.fault]
-    emulator = ServoEmulator(chain, args.baudrate, timing=not args.no_timing,
-                             hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
+    emulators = [ServoEmulator(chain, baudrate, timing=not args.no_timing,
+                               hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
+                 for _, baudrate, chain in chains]
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
-    with emulator:
-        print(emulator.port, flush=True)
+    with contextlib.ExitStack() as stack:
+        for (name, _, _), emulator in zip(chains, emulators):
+            stack.enter_context(emulator)
+            print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
         extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
-        print(f"{', '.join(f'{i}: {m}' for i, m in chain.items())} at {args.baudrate} bps"
-              f"{''.join(f'; {e}' for e in extras)}; Ctrl-C to stop", flush=True)
+        for name, baudrate, chain in chains:
+            print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at {baudrate} bps"
+                  f"{''.join(f'; {e}' for e in extras)}", flush=True)
+        print("Ctrl-C to stop", flush=True)
         try:
             while True:
                 time.sleep(1.0)

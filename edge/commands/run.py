@@ -1,17 +1,23 @@
-"""`edge run --robot robot.yaml --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`."""
+"""`edge run --robot robot.yaml|koch|omx --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`.
+
+Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
+mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-C (edge/exit_status.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import edge
-from calibration import load_robot_config
+from calibration.procedure import CalibrationMismatch
 from edge.backends import BACKENDS
 from edge.chunker import MERGE_RULES
 from edge.cli import CLIError
+from edge.commands.calibrate import add_robot_arguments, robot_from
 from edge.drive import DriveOptions, drive
 from edge.robot import Robot
 
@@ -36,8 +42,10 @@ def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="drive a robot with a policy package")
-    p.add_argument("--robot", required=True, type=Path, help="robot file (YAML)")
+    add_robot_arguments(p)
     p.add_argument("--policy", required=True, type=Path, help="policy package directory")
+    p.add_argument("--write-calibration", action="store_true",
+                   help="write the calibration file's values to the servos instead of refusing a mismatch")
     p.add_argument("--bus-slack-ms", type=float, default=3.0,
                    help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
@@ -60,8 +68,13 @@ def parse_features(items: list[str]) -> dict[str, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_robot_config(args.robot)
+    config = robot_from(args)
     policy = edge.load_policy(args.policy, backend=args.backend)
-    robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms)
-    drive(robot, policy, options_from(args, args.hz or config.control_hz))
+    robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
+                  write_calibration=args.write_calibration)
+    try:
+        drive(robot, policy, options_from(args, args.hz or config.control_hz))
+    except CalibrationMismatch as exc:
+        print(exc.table, file=sys.stderr)
+        raise
     return 0

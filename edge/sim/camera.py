@@ -1,12 +1,14 @@
 """A simulated top-down camera for the reach task: renders the scene with the arm's present tool point.
 
-It satisfies edge.camera.Camera. The robot reads its cameras right after the joints, so the frame a
-policy sees shows the tool where the joints it reads put it; `joints` is a callback returning the
-latest present joint vector in policy units (the demo passes `Robot.present_joints`).
+It is an edge.camera.Camera: the robot reads its cameras right after the joints, so the frame a policy sees
+shows the tool where the joints it reads put it (`joints` returns the latest present joint vector in policy
+units; the demo passes `Robot.present_joints`). Each frame is rendered when the tick asks for it, so its capture
+time is that moment and its age at the tick is the render time.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -15,16 +17,24 @@ from edge.sim.reach import Scene, TaskConfig, render, tool_point
 
 
 class SimCamera:
-    def __init__(self, scene: Scene, joints: Callable[[], np.ndarray], size: int = TaskConfig.image_size):
+    max_age_s = 1.0  # rendered on demand: never stale unless rendering itself stalls
+
+    def __init__(self, name: str, scene: Scene, joints: Callable[[], np.ndarray],
+                 size: int = TaskConfig.image_size):
+        self.name = name
         self.scene = scene
         self.joints = joints
-        self.size = size
+        self.shape = (size, size, 3)
         self.frames = 0
 
-    def read(self) -> np.ndarray:
-        """(size, size, 3) uint8 RGB: edge.sim.render of the scene at the present tool point."""
+    def start(self) -> None:
+        """Nothing to open."""
+
+    def latest(self) -> tuple[np.ndarray, float]:
+        """(size, size, 3) uint8 RGB: edge.sim.render of the scene at the present tool point, and its time."""
         self.frames += 1
-        return render(self.scene, tool_point(np.asarray(self.joints(), dtype=np.float64)), self.size)
+        frame = render(self.scene, tool_point(np.asarray(self.joints(), dtype=np.float64)), self.shape[0])
+        return frame, time.monotonic()
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""

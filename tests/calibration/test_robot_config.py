@@ -176,3 +176,87 @@ def test_calibration_must_match_the_robot_file(tmp_path: Path) -> None:
     robot.calibration.write_text(json.dumps(data))
     with pytest.raises(CalibrationError, match="calibration.json: motor 'elbow_flex': range_min"):
         robot.normalizer()
+
+
+def with_camera(**camera) -> dict:
+    data = example()
+    data["cameras"] = {"observation.images.top": {"type": "opencv", "source": 0, "width": 640, "height": 480,
+                                                  **camera}}
+    return data
+
+
+def test_cameras_setup_buses_and_shadows_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "top.avi").write_bytes(b"")  # a video file source is resolved against the robot file's folder
+    data = with_camera(source="top.avi", fps=30, rotation=90, fourcc="MJPG", max_age_ms=120)
+    data["motors"][2].update(operating_mode="extended_position", position_p_gain=1500, return_delay_time=3)
+    data["motors"].append({"name": "elbow_shadow", "id": 7, "model": "xl330-m288", "shadow_of": "elbow_flex"})
+    robot = load(tmp_path, data)
+    cam = robot.cameras["observation.images.top"]
+    assert (cam.kind, cam.source, cam.shape, cam.rotation) == ("file", str(tmp_path / "top.avi"), (480, 640, 3), 90)
+    assert robot.motor_names == NAMES  # the shadow is no joint
+    bus = robot.bus
+    assert bus.shadows[0].shadow_of == "elbow_flex" and bus.bus_motors()["elbow_shadow"] == (7, "xl330-m288")
+    setup = bus.servo_setup()
+    assert setup["elbow_flex"] == {"Return_Delay_Time": 3, "Operating_Mode": 4, "Position_P_Gain": 1500}
+    assert setup["gripper"] == {"Return_Delay_Time": 0}  # only what the file names, plus the RDT default
+    assert setup["elbow_shadow"] == {**setup["elbow_flex"], "Secondary_ID": 3}
+    assert list(setup)[-1] == "elbow_shadow"  # after its joint's own setup
+    save_robot_config(robot, tmp_path / "copy.yaml")
+    assert load_robot_config(tmp_path / "copy.yaml") == robot
+
+
+def test_multi_bus_file_names_joints_like_lerobot_bimanual(tmp_path: Path) -> None:
+    arm = {k: v for k, v in example().items() if k in ("port", "baudrate", "calibration", "motors")}
+    data = {k: v for k, v in example().items() if k not in arm and k != "rest_pose"}
+    data["buses"] = {"left": arm, "right": {**arm, "port": "/dev/ttyUSB1", "calibration": "right.json"}}
+    robot = load(tmp_path, data)
+    assert robot.motor_names == [f"{side}_{n}" for side in ("left", "right") for n in NAMES]
+    assert [b.name for b in robot.buses] == ["left", "right"] and robot.buses[1].motor_names == NAMES
+    assert robot.buses[1].calibration == tmp_path / "right.json"
+    with pytest.raises(RobotConfigError, match="this robot has 2 buses"):
+        robot.port
+    data["rest_pose"] = example()["rest_pose"]  # keyed by the bus-less names: not this robot's joints
+    with pytest.raises(RobotConfigError, match="rest_pose.left_shoulder_pan' is missing"):
+        load(tmp_path, data)
+    data.pop("rest_pose")
+    data["buses"]["right"]["port"] = arm["port"]
+    with pytest.raises(RobotConfigError, match="two buses share a port"):
+        load(tmp_path, data)
+    save_robot_config(robot, tmp_path / "copy.yaml")
+    assert load_robot_config(tmp_path / "copy.yaml") == robot
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["cameras"]["observation.images.top"].update(rotation=45), r"rotation': expected one of \(0, 90"),
+        (lambda d: d["cameras"]["observation.images.top"].update(source="missing.avi"), "no video file"),
+        (lambda d: d["cameras"]["observation.images.top"].update(type="realsense"), "unknown camera type 'realsense'"),
+        (lambda d: d["cameras"]["observation.images.top"].update(fourcc="MJPEG"), "expected 4 characters"),
+        (lambda d: d["cameras"]["observation.images.top"].pop("width"), r"cameras.observation.images.top.width' is"),
+        (lambda d: d["cameras"]["observation.images.top"].update(fps=0), "fps': must be positive"),
+        (lambda d: d["motors"].append({"name": "s", "id": 9, "model": "xl330-m288", "shadow_of": "elbow"}),
+         "'elbow' is not a joint on this bus"),
+        (lambda d: d["motors"].append({"name": "s", "id": 9, "model": "xl430-w250", "shadow_of": "elbow_flex"}),
+         "a shadow must be the same model as its joint"),
+        (lambda d: d["motors"].append({"name": "s", "id": 9, "model": "xl330-m288", "shadow_of": "elbow_flex",
+                                       "operating_mode": "position"}), r"unknown field\(s\) 'motors\[6\] \(s\)"),
+    ],
+)
+def test_bad_camera_or_shadow_names_the_field(tmp_path: Path, change, message: str) -> None:
+    data = with_camera()
+    change(data)
+    with pytest.raises(RobotConfigError, match=message):
+        load(tmp_path, data)
+
+
+def test_presets_and_overrides(tmp_path: Path) -> None:
+    from calibration import presets
+
+    assert presets() == ["koch", "omx"]
+    koch = load_robot_config("koch").with_overrides(port="/dev/ttyACM0", calibration=tmp_path / "k.json")
+    assert koch.port == "/dev/ttyACM0" and koch.calibration == tmp_path / "k.json"
+    assert [m.operating_mode for m in koch.motors] == ["extended_position"] * 5 + ["current_position"]
+    assert [m.id for m in load_robot_config("omx").motors] == [11, 12, 13, 14, 15, 16]
+    with pytest.raises(RobotConfigError, match="no robot file 'kock'.*presets: koch, omx"):
+        load_robot_config("kock")

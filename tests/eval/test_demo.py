@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from edge.commands.demo import episode_outcome
+from edge.commands.demo import ReachTracker
 from edge.sim import Scene, TaskConfig, render
 from edge.sim.camera import SimCamera
 from edge.sim.reach import joints_for
@@ -42,6 +42,14 @@ def test_demo_feeds_an_image_policy_from_the_sim_camera(export_fixture, tmp_path
     assert json.loads(summary.read_text())["ticks"] == 10
 
 
+def episode_outcome(scene: Scene, path: np.ndarray) -> dict:
+    """The tracker fed a whole path, tick by tick, as the demo feeds it."""
+    tracker = ReachTracker(scene)
+    for point in path:
+        tracker.update(point)
+    return tracker.outcome()
+
+
 def test_episode_outcome_from_paths():
     up = np.linspace(SCENE.start, SCENE.target, 50)
     left = np.concatenate([np.linspace(SCENE.start, [-40, 0], 30), np.linspace([-40, 0], SCENE.target, 30)])
@@ -55,9 +63,10 @@ def test_episode_outcome_from_paths():
 
 def test_sim_camera_renders_the_present_tool_point():
     joints = [joints_for(np.array([-50.0, -50.0]))]
-    cam = SimCamera(SCENE, lambda: joints[0], size=48)
-    frame = cam.read()
+    cam = SimCamera("observation.images.top", SCENE, lambda: joints[0], size=48)
+    frame, stamp = cam.latest()
     assert frame.shape == (48, 48, 3) and frame.dtype == np.uint8
     np.testing.assert_array_equal(frame, render(SCENE, np.array([-50.0, -50.0]), 48))
     joints[0] = joints_for(np.array([50.0, 50.0]))
-    assert not np.array_equal(cam.read(), frame)  # follows the arm
+    assert not np.array_equal(cam.latest()[0], frame)  # follows the arm
+    assert cam.latest()[1] >= stamp  # rendered when asked: a fresh capture time

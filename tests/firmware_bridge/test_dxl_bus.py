@@ -146,11 +146,11 @@ def test_eeprom_write_with_torque_on_is_refused_by_the_servo(bus: DynamixelBus, 
 
 
 def test_position_limit_is_enforced_by_the_servo(bus: DynamixelBus, emulator: ServoEmulator) -> None:
-    bus.configure(position_limits={"wrist_roll": (1000, 3000)})
+    bus.configure({"wrist_roll": {"Min_Position_Limit": 1000, "Max_Position_Limit": 3000}})
     assert bus.read("Max_Position_Limit", "wrist_roll") == 3000
     with pytest.raises(BusError, match="data limit error"):
         bus.write("Goal_Position", "wrist_roll", 3500)
-    bus.configure(position_limits={"wrist_roll": (0, 4095)})
+    bus.configure({"wrist_roll": {"Min_Position_Limit": 0, "Max_Position_Limit": 4095}})
 
 
 def test_disconnect_leaves_torque_off_and_port_free(chain) -> None:
