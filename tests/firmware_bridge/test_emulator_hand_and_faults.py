@@ -83,31 +83,58 @@ def test_lerobot_koch_calibration_completes_against_the_hand() -> None:
             lerobot.close()
 
 
+def calibrate_interactively(*robot_args: str) -> subprocess.CompletedProcess:
+    """`edge calibrate` answered as a user would: Enter at the middle pose, Enter after the hand's sweeps."""
+    calibrate = subprocess.Popen([sys.executable, "-m", "edge", "calibrate", *robot_args], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "middle of its range" in calibrate.stdout.readline()
+        calibrate.stdin.write("\n")
+        calibrate.stdin.flush()
+        assert "whole range of motion" in calibrate.stdout.readline()
+        time.sleep(1.3)  # more than one back-and-forth of the hand
+        out, err = calibrate.communicate("\n", timeout=30)
+    finally:
+        if calibrate.poll() is None:
+            calibrate.kill()
+    return subprocess.CompletedProcess(calibrate.args, calibrate.returncode, out, err)
+
+
+def assert_swept(calibration_file: Path) -> None:
+    """Every joint's recorded range spans most of the hand's sweep (wrist_roll: a full turn)."""
+    calibration = yaml.safe_load(calibration_file.read_text())
+    for name, entry in calibration.items():
+        span = entry["range_max"] - entry["range_min"]
+        assert span == 4095 if name == "wrist_roll" else span > 1500, name
+
+
 def test_edge_calibrate_completes_against_edge_emulate_hand(tmp_path: Path) -> None:
     emulate, port = start_emulate("--model", KOCH_CHAIN, "--hand", "--hand-period", "1.0")
     try:
         robot = yaml.safe_load((REPO / "examples" / "robot.yaml").read_text())
         robot["port"] = port
         (tmp_path / "robot.yaml").write_text(yaml.safe_dump(robot))
-        calibrate = subprocess.Popen([sys.executable, "-m", "edge", "calibrate", "--robot",
-                                      str(tmp_path / "robot.yaml")], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert "middle of its range" in calibrate.stdout.readline()
-            calibrate.stdin.write("\n")
-            calibrate.stdin.flush()
-            assert "whole range of motion" in calibrate.stdout.readline()
-            time.sleep(1.3)  # more than one back-and-forth of the hand
-            out, err = calibrate.communicate("\n", timeout=30)
-        finally:
-            if calibrate.poll() is None:
-                calibrate.kill()
-        assert calibrate.returncode == 0, err
-        assert "Calibration written to the servos" in out
-        calibration = yaml.safe_load((tmp_path / "calibration.json").read_text())
-        for name, entry in calibration.items():
-            span = entry["range_max"] - entry["range_min"]
-            assert span == 4095 if name == "wrist_roll" else span > 1500, name
+        result = calibrate_interactively("--robot", str(tmp_path / "robot.yaml"))
+        assert result.returncode == 0, result.stderr
+        assert "Calibration written to the servos" in result.stdout
+        assert_swept(tmp_path / "calibration.json")
+    finally:
+        stop(emulate)
+
+
+def test_koch_preset_calibrates_against_edge_emulate_robot_koch_hand(tmp_path: Path) -> None:
+    """Issue 14's end-to-end check: `edge calibrate --robot koch` completes against `edge emulate --robot koch
+    --hand` (the preset's mixed XL430/XL330 chain), and `--check` then finds the servos matching the file."""
+    emulate, port = start_emulate("--robot", "koch", "--hand", "--hand-period", "1.0")
+    try:
+        koch = ("--robot", "koch", "--port", port, "--calibration", str(tmp_path / "koch.json"))
+        result = calibrate_interactively(*koch)
+        assert result.returncode == 0, result.stderr
+        assert "Calibration written to the servos" in result.stdout
+        assert_swept(tmp_path / "koch.json")
+        check = subprocess.run([sys.executable, "-m", "edge", "calibrate", *koch, "--check"], capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0 and "servos match" in check.stdout, check.stdout + check.stderr
     finally:
         stop(emulate)
 
