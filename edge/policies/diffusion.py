@@ -1,9 +1,9 @@
 """Diffusion Policy runner: LeRobot's DiffusionPolicy.select_action semantics on exported graphs.
 
 A history of n_obs_steps normalised observations (the first one copied to fill it, as LeRobot's queues
-do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a
-numpy DDIM or DDPM scheduler (a fused K-step graph when the package has one for the sampler and K,
-else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
+do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a numpy
+scheduler, DDIM, DDPM, DPM-Solver++ or UniPC (a fused K-step graph when the package has one for the sampler
+and K, else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edge.schedulers import SchedulerConfig, make_scheduler
 
 
 class DiffusionRunner(PolicyRunner):
-    """Options: `sampler` ("ddim" | "ddpm"), `num_inference_steps` K, `seed` for the noise generator, and
+    """Options: `sampler` ("ddim" | "ddpm" | "dpmsolver++" | "unipc"), `num_inference_steps` K, `seed` for the noise generator, and
     `fused` (default True: use a fused graph when one matches; False forces per-step calls)."""
 
     policy_type = "diffusion"
@@ -66,12 +66,12 @@ class DiffusionRunner(PolicyRunner):
         if self.fused_graph is not None:
             return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
         sample, denoiser = noise, self.graphs["denoiser"]
-        for t in self.scheduler.timesteps:
+        for i, t in enumerate(self.scheduler.timesteps):
             feeds = {"sample": sample, "timestep": np.full((1,), t, dtype=np.float32), "global_cond": global_cond}
             model_output = denoiser.run(feeds)["model_output"]
             variance_noise = (self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
                               if self.scheduler.name == "ddpm" and t > 0 else None)
-            sample = self.scheduler.step(model_output, int(t), sample, noise=variance_noise)
+            sample = self.scheduler.step(model_output, i, sample, noise=variance_noise)
         return sample[0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
