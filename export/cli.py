@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
                    help="float16: round the weights to float16 and store them so (half the file size); "
                         "ONNX Runtime still computes in float32 (default float32)")
+    p.add_argument("--no-graph-rewrites", action="store_true",
+                   help="keep the graphs as PyTorch traced them (by default large 1-D convolutions become "
+                        "prepacked matrix products, faster on ONNX Runtime's CPU kernels)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
-                            extra=extra)
+                            graph_rewrites=not args.no_graph_rewrites, extra=extra)
     try:
         export_package(args.checkpoint, args.out, options, force=args.force,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))

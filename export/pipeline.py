@@ -15,6 +15,7 @@ from edge.package import (MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.families import family_module
 from export.families.base import ExportOptions
+from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
 from export.weight_storage import round_to_float16, store_float16
 
@@ -71,6 +72,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             path = tmp / f"{graph.name}.onnx"
             # folding BatchNorm into a convolution multiplies weights: the products are not float16-exact
             ins, outs = export_graph(graph, path, options.opset, fold_batch_norm=options.weights == "float32")
+            if options.graph_rewrites and (count := rewrite_file(path)):
+                progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {count} nodes rewritten for ONNX Runtime's "
+                         "CPU kernels (export/graph_rewrites.py)")
             if options.weights == "float16":
                 report = store_float16(path)
                 progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {report.converted} initializers stored as "

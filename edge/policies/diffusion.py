@@ -28,17 +28,21 @@ class DiffusionRunner(PolicyRunner):
     def __init__(self, package: PolicyPackage, backend: Backend, sampler: str | None = None,
                  num_inference_steps: int | None = None, seed: int | None = None, fused: bool = True,
                  **options: Any):
-        super().__init__(package, backend, **options)
         section = package.manifest.policy
         self.scheduler = make_scheduler(sampler or section["sampler"], SchedulerConfig(**section["scheduler"]),
                                         section["num_inference_steps"] if num_inference_steps is None
                                         else num_inference_steps)
-        self.rng = np.random.default_rng(seed)
-        self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
         self.fused_graph = next((name for name, spec in section.get("fused_graphs", {}).items()
                                  if fused and spec["sampler"] == self.scheduler.name
                                  and spec["num_inference_steps"] == self.scheduler.num_inference_steps), None)
+        super().__init__(package, backend, **options)
+        self.rng = np.random.default_rng(seed)
+        self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
         self.reset()
+
+    def graph_names(self) -> list[str]:
+        """The encoder and either the fused graph or the per-step denoiser: a U-Net's weights are loaded once."""
+        return ["obs_encoder", self.fused_graph or "denoiser"]
 
     def reset(self) -> None:
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)

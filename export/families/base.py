@@ -42,6 +42,7 @@ class ExportOptions:
     seed: int = 0
     opset: int = 17
     weights: str = "float32"  # or "float16": weights rounded and stored as float16, computed in float32
+    graph_rewrites: bool = True  # export/graph_rewrites.py: equivalent rewrites for ONNX Runtime's CPU kernels
     extra: dict[str, Any] = field(default_factory=dict)
 
 

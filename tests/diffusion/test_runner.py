@@ -127,6 +127,15 @@ def test_fused_graph_agrees_with_per_step(fused_package):
                                    rtol=0, atol=1e-5)
 
 
+def test_only_the_graphs_a_runner_calls_are_loaded(fused_package):
+    """A fused graph and the per-step denoiser hold the same U-Net weights: one of them is loaded, never both."""
+    assert sorted(edge.load_policy(fused_package, num_inference_steps=FUSED_K).graphs) == [
+        f"denoise_{FUSED_K}", "obs_encoder"]
+    assert sorted(edge.load_policy(fused_package, num_inference_steps=FUSED_K, fused=False).graphs) == [
+        "denoiser", "obs_encoder"]
+    assert sorted(edge.load_policy(fused_package, sampler="unipc").graphs) == ["denoiser", "obs_encoder"]
+
+
 def test_bad_options_are_clear(export_fixture):
     path = export_fixture("diffusion_cam")
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
