@@ -58,9 +58,11 @@ def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotC
 
 
 def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous: bool = False,
-                   static_features: dict[str, np.ndarray] | None = None) -> Telemetry:
-    """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks)."""
-    executor = AsyncExecutor(policy) if asynchronous else SyncExecutor(policy)
+                   static_features: dict[str, np.ndarray] | None = None, threshold: int | None = None) -> Telemetry:
+    """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks).
+
+    `threshold`: the async executor's queue depth at which the next chunk is started (its default if None)."""
+    executor = AsyncExecutor(policy, threshold=threshold) if asynchronous else SyncExecutor(policy)
     telemetry = Telemetry()
     try:
         with emulated_arm(hz=hz) as (config, _emulator), \

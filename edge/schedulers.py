@@ -137,16 +137,18 @@ class DDIMScheduler(Scheduler):
 
     name = "ddim"
 
+    def alphas(self, i: int) -> tuple[np.float32, np.float32]:
+        """(ᾱ at timesteps[i], ᾱ at the previous timestep, or 1 past the end with set_alpha_to_one)."""
+        t = int(self.timesteps[i])
+        prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
+        if prev_t >= 0:
+            return self._alpha(t), self._alpha(prev_t)
+        return self._alpha(t), F32(1) if self.config.set_alpha_to_one else self.alphas_cumprod[0]
+
     def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
         if noise is not None:
             raise ValueError("DDIM with eta = 0 adds no noise; pass noise=None")
-        t = int(self.timesteps[i])
-        prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
-        alpha = self._alpha(t)
-        if prev_t >= 0:
-            alpha_prev = self._alpha(prev_t)
-        else:
-            alpha_prev = F32(1) if self.config.set_alpha_to_one else self.alphas_cumprod[0]
+        alpha, alpha_prev = self.alphas(i)
         x0, eps = self._x0_eps(model_output, sample, alpha)
         return x0 * float(np.sqrt(alpha_prev)) + eps * float(np.sqrt(F32(1) - alpha_prev))
 

@@ -41,6 +41,11 @@ class OrtSession(GraphSession):
         return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
 
 
+def loop_free_cores() -> int:
+    """All cores but one, at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def fp16_preflight_passed(package: PolicyPackage) -> bool:
     return bool((package.manifest.fp16_preflight or {}).get("ok"))
 
@@ -49,7 +54,8 @@ class OnnxRuntimeBackend(Backend):
     """`providers` default to the best this onnxruntime build offers (TensorRT EP, CUDA EP, CPU).
 
     precision "auto" is FP16 on a GPU provider when the package's FP16 preflight passed, else FP32.
-    `threads` (intra-op) default to one per core for graphs of SMALL_GRAPH_BYTES and more, one below that.
+    `threads` (intra-op) default, per graph, to one per core but one (left to the control loop and the bus) for
+    graphs of SMALL_GRAPH_BYTES and more, and to one below that.
     `spinning=True` lets idle worker threads busy-wait between runs (ORT's own default): faster small graphs,
     but on a small CPU it steals the control loop's time (benchmarks/RESULTS.md, loop section), so it is off.
     `cache=False` loads every graph from the package, never from the optimised-model cache (ort_cache.py).
@@ -78,15 +84,16 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         used = self.active or self.providers
         precision = self.resolved or (self.precision if self.precision != "auto" else "auto precision")
-        threads = self.threads or f"1-{max(1, os.cpu_count() or 1)}"
+        threads = self.threads or f"1-{loop_free_cores()}"
         return f"onnxruntime {self._ort.__version__} ({', '.join(used)}, {precision}, {threads} threads)"
 
     def graph_threads(self, path: Path) -> int:
-        """Intra-op threads for one graph: as set, else one per core unless the graph is small (its weights under
-        SMALL_GRAPH_BYTES): there each node's work is microseconds, less than waking a second thread costs."""
+        """Intra-op threads for one graph: as set, else all cores but one, or one for a small graph (weights under
+        SMALL_GRAPH_BYTES), whose nodes take microseconds, less than waking a second thread costs. The core left
+        free keeps the control loop on time while a chunk computes (benchmarks/RESULTS.md, loop_defaults)."""
         if self.threads:
             return self.threads
-        return 1 if path.stat().st_size < SMALL_GRAPH_BYTES else max(1, os.cpu_count() or 1)
+        return 1 if path.stat().st_size < SMALL_GRAPH_BYTES else loop_free_cores()
 
     def precision_for(self, package: PolicyPackage) -> str:
         if self.precision != "auto":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -101,5 +100,8 @@ def test_small_graphs_run_on_one_thread_unless_told(export_fixture, monkeypatch)
     path = load_package(export_fixture("act_env")).graph_path("act")
     assert OnnxRuntimeBackend().graph_threads(path) == 1  # a few MB of weights
     monkeypatch.setattr(backend_module, "SMALL_GRAPH_BYTES", 0)
-    assert OnnxRuntimeBackend().graph_threads(path) == max(1, os.cpu_count() or 1)
+    monkeypatch.setattr(backend_module.os, "cpu_count", lambda: 6)
+    assert OnnxRuntimeBackend().graph_threads(path) == 5  # one core left to the control loop
+    monkeypatch.setattr(backend_module.os, "cpu_count", lambda: 1)
+    assert OnnxRuntimeBackend().graph_threads(path) == 1
     assert OnnxRuntimeBackend(threads=3).graph_threads(path) == 3
