@@ -28,6 +28,7 @@ MANIFEST_VERSION = 1
 NORM_MODES = ("IDENTITY", "MEAN_STD", "MIN_MAX", "QUANTILES", "QUANTILE10")
 INPUT_KINDS = ("state", "env_state", "image")
 WEIGHT_STORAGE = ("float32", "float16")  # how the graphs store their weights (compute is float32 either way)
+CPU_PRECISIONS = ("fp32", "int8")  # what the graphs compute their matrix products in
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Manifest:
     policy: dict[str, Any] = field(default_factory=dict)
     fp16_preflight: dict[str, Any] | None = None
     weights: str = "float32"  # "float16": the graphs store float16-rounded weights and compute in float32
+    cpu_precision: str = "fp32"  # "int8": matrix products in INT8 (ONNX Runtime MatMulNBits), export/cpu_precision.py
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
@@ -182,6 +184,8 @@ def _check_semantics(m: Manifest) -> None:
         raise PackageError("manifest lists no graphs")
     if m.weights not in WEIGHT_STORAGE:
         raise PackageError(f"manifest field 'weights' is {m.weights!r} (expected one of {WEIGHT_STORAGE})")
+    if m.cpu_precision not in CPU_PRECISIONS:
+        raise PackageError(f"manifest field 'cpu_precision' is {m.cpu_precision!r} (expected one of {CPU_PRECISIONS})")
     for inp in m.inputs:
         if inp.kind not in INPUT_KINDS:
             raise PackageError(f"input {inp.name!r}: unknown kind {inp.kind!r} (expected one of {INPUT_KINDS})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.package import WEIGHT_STORAGE
+from edge.package import CPU_PRECISIONS, WEIGHT_STORAGE
 from export.checkpoint import CheckpointError
 from export.families.base import ExportOptions
 from export.onnx_export import ExportError
@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-graph-rewrites", action="store_true",
                    help="keep the graphs as PyTorch traced them (by default large 1-D convolutions become "
                         "prepacked matrix products, faster on ONNX Runtime's CPU kernels)")
+    p.add_argument("--cpu-precision", choices=CPU_PRECISIONS, default="fp32",
+                   help="int8: matrix products with 8-bit weights and int8 activations for CPUs with int8 dot "
+                        "products (AVX-512 VNNI, ARM SDOT); ONNX Runtime only, for the families whose fidelity "
+                        "was shown (docs/performance.md)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 3 if it fails")
@@ -42,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
-                            graph_rewrites=not args.no_graph_rewrites, extra=extra)
+                            graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
+                            extra=extra)
     try:
         export_package(args.checkpoint, args.out, options, force=args.force,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -10,9 +10,10 @@ from typing import Callable
 
 import numpy as np
 
-from edge.package import (MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput, Source,
-                          Validation, sha256_file)
+from edge.package import (CPU_PRECISIONS, MANIFEST_NAME, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest,
+                          ObservationInput, Source, Validation, sha256_file)
 from export.checkpoint import Checkpoint, load_checkpoint
+from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.families import family_module
 from export.families.base import ExportOptions
 from export.graph_rewrites import rewrite_file
@@ -52,6 +53,8 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:
         raise ValueError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
+    if options.cpu_precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision {options.cpu_precision!r}: expected one of {CPU_PRECISIONS}")
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
@@ -61,6 +64,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     if options.weights == "float16":
         progress("rounding the weights to float16 (they are stored as float16, computed in float32)")
         ckpt.state_dict = round_to_float16(ckpt.state_dict)
+    if options.cpu_precision == "int8" and ckpt.policy_type not in INT8_FAMILIES:
+        raise ValueError(f"--cpu-precision int8 is not offered for {ckpt.policy_type} policies (only for "
+                         f"{list(INT8_FAMILIES)}, where its fidelity was shown: benchmarks/RESULTS.md, section int8)")
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
     family = family_module(ckpt.policy_type).build(ckpt, options)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +107,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             weights=options.weights,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        if options.cpu_precision == "int8":
+            progress("INT8 matrix products (export/cpu_precision.py), checked against PyTorch's validation outputs")
+            errors = quantize_package(tmp, progress)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp makes it private
