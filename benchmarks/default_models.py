@@ -138,13 +138,15 @@ def write_checkpoint(model: DefaultModel, out: Path, seed: int = 0) -> Path:
 
 
 def ensure_package(model: DefaultModel, log: Callable[[str], None]) -> Path:
-    """The case's checkpoint and package under WORKDIR; re-exported when the checkpoint changed."""
+    """The case's checkpoint and package under WORKDIR; re-exported when the checkpoint or the exporter changed."""
     ckpt, package = WORKDIR / model.name / "pretrained_model", WORKDIR / model.name / "package"
     if not (ckpt / "config.json").exists() or json.loads((ckpt / "config.json").read_text()) != model.config:
         log(f"{model.name}: writing a random-weight LeRobot checkpoint")
         write_checkpoint(model, ckpt)
     manifest = package / "manifest.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["source"]["sha256"] != load_checkpoint(ckpt).sha256:
+    exporter = max(f.stat().st_mtime for f in (ROOT / "export").rglob("*.py"))
+    if (not manifest.exists() or manifest.stat().st_mtime < exporter
+            or json.loads(manifest.read_text())["source"]["sha256"] != load_checkpoint(ckpt).sha256):
         log(f"{model.name}: edge-export")
         subprocess.run([sys.executable, "-m", "export.cli", str(ckpt), "--out", str(package), "--force"], cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

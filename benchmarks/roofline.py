@@ -69,7 +69,7 @@ def graph_work(path: str | Path) -> GraphWork:
     return GraphWork(flops, weight_bytes)
 
 
-def _session(nodes: list, inits: list, inputs: list, outputs: list, threads: int):
+def probe_session(nodes: list, inits: list, inputs: list, outputs: list, threads: int):
     import onnxruntime as ort
 
     graph = helper.make_graph(nodes, "probe", inputs, outputs, inits)
@@ -80,7 +80,7 @@ def _session(nodes: list, inits: list, inputs: list, outputs: list, threads: int
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _best_s(fn, repeats: int) -> float:
+def best_seconds(fn, repeats: int) -> float:
     fn()
     best = float("inf")
     for _ in range(repeats):
@@ -90,17 +90,17 @@ def _best_s(fn, repeats: int) -> float:
     return best
 
 
-def _value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
+def float_value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 def sgemm_gflops(threads: int, n: int = MATMUL_N) -> float:
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "w")
-    s = _session([helper.make_node("MatMul", ["x", "w"], ["y"])], [w], [_value("x", [n, n])], [_value("y", [n, n])],
-                 threads)
+    s = probe_session([helper.make_node("MatMul", ["x", "w"], ["y"])], [w], [float_value("x", [n, n])],
+                      [float_value("y", [n, n])], threads)
     x = rng.standard_normal((n, n), dtype=np.float32)
-    return 2 * n ** 3 / _best_s(lambda: s.run(None, {"x": x}), 5) / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: s.run(None, {"x": x}), 5) / 1e9
 
 
 def read_gbps(threads: int, nbytes: int = GEMV_BYTES) -> float:
@@ -108,10 +108,10 @@ def read_gbps(threads: int, nbytes: int = GEMV_BYTES) -> float:
     k, n = 8192, nbytes // (4 * 8192)
     rng = np.random.default_rng(0)
     w = rng.standard_normal((k, n), dtype=np.float32)
-    s = _session([helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")],
-                 [_value("x", [1, k])], [_value("y", [1, n])], threads)
+    s = probe_session([helper.make_node("MatMul", ["x", "w"], ["y"])], [numpy_helper.from_array(w, "w")],
+                      [float_value("x", [1, k])], [float_value("y", [1, n])], threads)
     x = rng.standard_normal((1, k), dtype=np.float32)
-    gemv = w.nbytes / _best_s(lambda: s.run(None, {"x": x}), 10) / 1e9
+    gemv = w.nbytes / best_seconds(lambda: s.run(None, {"x": x}), 10) / 1e9
     parts = np.array_split(w.reshape(-1), threads)
 
     def threaded_sum() -> None:
@@ -121,7 +121,7 @@ def read_gbps(threads: int, nbytes: int = GEMV_BYTES) -> float:
         for t in workers:
             t.join()
 
-    numpy_sum = w.nbytes / _best_s(threaded_sum, 5) / 1e9
+    numpy_sum = w.nbytes / best_seconds(threaded_sum, 5) / 1e9
     return max(gemv, numpy_sum)
 
 
