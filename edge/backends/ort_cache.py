@@ -4,7 +4,8 @@ A package graph stores its weights inside the ONNX protobuf. ONNX Runtime parses
 and keeps the freed parse buffers in the process heap: a 1 GB U-Net took 2.8 s to load and 190 MB more resident
 memory than the same graph with external weights, which loads in 0.8 s (docs/performance.md). The cache holds that
 form: ONNX Runtime's own basic-level optimised model (hardware-independent) with its initializers in a separate
-file, written once by ONNX Runtime itself (no `onnx` package needed on the robot). Layout:
+file, written once by ONNX Runtime itself in a child process (no `onnx` package needed on the robot, and the
+one-off parse of the embedded weights does not stay in the robot process's memory). Layout:
 
     <cache>/onnxruntime/ort<version>_<graph sha256[:16]>/graph.onnx   the model
                                                         /graph.onnx.data   its weights
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -57,19 +60,30 @@ def _valid(entry: Path, key: dict[str, Any]) -> bool:
                                    for name, size in sizes.items()) and set(sizes) == {MODEL, DATA}
 
 
-def _write(ort: Any, source: Path, entry: Path, key: dict[str, Any]) -> None:
-    """Have ONNX Runtime save its basic-level optimised model with external weights; publish it atomically."""
+WRITER = """
+import sys
+import onnxruntime as ort
+opts = ort.SessionOptions()
+opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+opts.optimized_model_filepath = sys.argv[2]
+opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", sys.argv[3])
+# small constants stay inline: ONNX Runtime cannot shape-infer from external ones (e.g. Split sizes)
+opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", str(1 << 16))
+opts.log_severity_level = 3
+ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
+"""
+
+
+def _write(source: Path, entry: Path, key: dict[str, Any]) -> None:
+    """Have ONNX Runtime save its basic-level optimised model with external weights, in a child process (so the
+    parse of the embedded weights never adds to this process's memory); publish the entry atomically."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
     try:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(tmp / MODEL)
-        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", DATA)
-        # small constants stay inline: ONNX Runtime cannot shape-infer from external ones (e.g. Split sizes)
-        opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", str(1 << 16))
-        opts.log_severity_level = 3
-        ort.InferenceSession(str(source), opts, providers=["CPUExecutionProvider"])
+        done = subprocess.run([sys.executable, "-c", WRITER, str(source), str(tmp / MODEL), DATA],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not (tmp / DATA).is_file():
+            raise OSError(f"ONNX Runtime could not write it: {done.stderr.strip().splitlines()[-1:]}")
         sizes = {name: (tmp / name).stat().st_size for name in (MODEL, DATA)}
         (tmp / KEY).write_text(json.dumps({**key, "sizes": sizes}, indent=2))
         if entry.exists():
@@ -90,9 +104,9 @@ def cached_model(ort: Any, source: Path, graph_sha256: str) -> Path | None:
     if _valid(entry, key):
         return entry / MODEL
     try:
-        _write(ort, source, entry, key)
+        _write(source, entry, key)
     except OSError as exc:
-        warnings.warn(f"ONNX Runtime model cache {entry.parent} is not writable ({exc}); loading {source} directly",
+        warnings.warn(f"ONNX Runtime model cache entry {entry} could not be written ({exc}); loading {source} directly",
                       RuntimeWarning, stacklevel=3)
         return None
     return entry / MODEL

@@ -89,7 +89,7 @@ def test_an_unwritable_cache_falls_back_to_the_package(export_fixture, cache, mo
     blocker = cache.parent / "a-file"
     blocker.write_text("the cache directory cannot be created under a file")
     monkeypatch.setenv("EDGE_CACHE_DIR", str(blocker / "cache"))
-    with pytest.warns(RuntimeWarning, match="not writable"):
+    with pytest.warns(RuntimeWarning, match="could not be written"):
         policy = _policy(export_fixture("act_cam"))
     assert np.all(np.isfinite(_chunk(policy)))
 
