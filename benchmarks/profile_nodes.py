@@ -39,50 +39,53 @@ PRODUCTS = ("MatMul", "Gemm", "FusedMatMul")
 CONVOLUTIONS = ("Conv", "FusedConv", "NchwcConv")
 
 
-def _work(op: str, args: dict) -> tuple[float, float]:
-    """(FLOPs, weight bytes) of one node from the shapes ONNX Runtime's profile records. A product's second operand
-    is its weight when it is a matrix (attention's products multiply batched activations); the profile's own
-    parameter_size misses weights that were prepacked."""
+def _work(op: str, args: dict, weights: list[list[int]]) -> tuple[float, float]:
+    """(FLOPs, weight bytes) of one node: its constant inputs' dims from the optimised model (the profile lists a
+    prepacked weight no more) and its activations' shapes from the profile."""
     shapes = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
     outs = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
-    if op in PRODUCTS and len(shapes) > 1 and outs:
-        weight = 4.0 * float(np.prod(shapes[1])) if len(shapes[1]) == 2 else 0.0
-        return 2.0 * float(np.prod(outs[0])) * shapes[0][-1], weight
-    if op in CONVOLUTIONS and len(shapes) > 1 and outs:
-        return 2.0 * float(np.prod(outs[0])) * float(np.prod(shapes[1][1:])), 4.0 * float(np.prod(shapes[1]))
-    return 0.0, 0.0
+    weight_bytes = 4.0 * sum(float(np.prod(w)) for w in weights)
+    if op in PRODUCTS and shapes and outs:
+        return 2.0 * float(np.prod(outs[0])) * shapes[0][-1], weight_bytes
+    if op in CONVOLUTIONS and weights and outs:
+        return 2.0 * float(np.prod(outs[0])) * float(np.prod(weights[0][1:])), weight_bytes
+    return 0.0, weight_bytes
 
 
 def profile(path: Path, threads: int, runs: int) -> dict[str, dict[str, float]]:
     """Per operator type: ms per call, nodes, weight bytes and FLOPs per call (from ONNX Runtime's profile)."""
+    import onnx
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()  # as the runtime's backend sets them up, plus the profiler
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edge-profile")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
-             for i in session.get_inputs()}
-    for _ in range(2 + runs):
-        session.run(None, feeds)
-    trace = Path(session.end_profiling())
-    events = json.loads(trace.read_text())
-    trace.unlink()
+    with tempfile.TemporaryDirectory(prefix="edge-profile-") as tmp:
+        opts = ort.SessionOptions()  # as the runtime's backend sets them up, plus the profiler
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        optimised = onnx.load(str(Path(tmp) / "optimised.onnx"), load_external_data=False).graph
+        feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
+                 for i in session.get_inputs()}
+        for _ in range(2 + runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    dims = {i.name: list(i.dims) for i in optimised.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    weights = {n.name: [dims[x] for x in n.input if x in dims and len(dims[x]) >= 2] for n in optimised.node}
     per_run: dict[str, list] = defaultdict(list)
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            per_run[e["name"]].append(e)
+            per_run[e["name"][: -len("_kernel_time")]].append(e)
     ops: dict[str, dict[str, float]] = defaultdict(lambda: {"ms": 0.0, "nodes": 0, "bytes": 0.0, "flops": 0.0})
-    for runs_of_node in per_run.values():
+    for name, runs_of_node in per_run.items():
         timed = runs_of_node[2:]  # the warm-up runs are left out
-        e = timed[-1]
-        op = e["args"]["op_name"]
+        op = timed[-1]["args"]["op_name"]
+        flops, weight_bytes = _work(op, timed[-1]["args"], weights.get(name, []))
         ops[op]["ms"] += np.median([x["dur"] for x in timed]) / 1e3
         ops[op]["nodes"] += 1
-        flops, weight_bytes = _work(op, e["args"])
         ops[op]["bytes"] += weight_bytes
         ops[op]["flops"] += flops
     return dict(ops)
