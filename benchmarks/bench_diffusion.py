@@ -10,6 +10,7 @@ test extras (torch, diffusers). Writes its section of benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
+from benchmarks.roofline import graph_work, measure  # noqa: E402
+from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.commands.bench_steps import format_table, study  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
@@ -61,9 +64,13 @@ def eager_sampler(window: dict[str, np.ndarray], noise: np.ndarray):
 
 
 def main() -> int:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "diffusion_cam"
         export_package(FIXTURE, pkg, ExportOptions(samples=3, extra={"fused_steps": K}), progress=lambda _m: None)
+        denoiser = pkg / "denoiser.onnx"
+        step_threads = OnnxRuntimeBackend().graph_threads(denoiser)  # what auto gives this graph on a CPU
+        limits, work = measure(step_threads), graph_work(denoiser)
         rows = study(str(pkg), STEPS, repeats=REPEATS)
 
         package = edge.load_policy(pkg)  # the checkpoint's DDIM-10; the fused graph is picked up
@@ -79,6 +86,7 @@ def main() -> int:
         agree = float(np.max(np.abs(eager().numpy()[0] - runtime(package)())))
         eager_ms = median_ms(eager)
         fused_ms, step_ms = median_ms(runtime(package)), median_ms(runtime(per_step))
+    load_after = os.getloadavg()[0]
     threads = torch.get_num_threads()
     compare = "\n".join([
         "| sampler | chunk latency (ms) | speed-up vs eager |",
@@ -88,14 +96,22 @@ def main() -> int:
         f"| runtime, fused `denoise_{K}` graph | {fused_ms:.2f} | {eager_ms / fused_ms:.2f}x |",
     ])
     fused_row = next(r for r in rows if r.steps == K)
+    first, last = rows[0], rows[-1]
+    slope = (last.per_step_ms - first.per_step_ms) / (last.steps - first.steps)
+    roofline = limits.limit_ms(work.flops, work.weight_bytes)
     markdown = "\n\n".join([
         "Fixture `diffusion_cam` (random weights: deviations show sampler behaviour, not task quality). "
         "Chunk latency = observation window → (16, 6) chunk, median of "
         f"{REPEATS} runs, ONNX Runtime CPU. Deviations in robot units over the 3 validation windows, "
-        "same initial noise per window.",
+        f"same initial noise per window. 1-minute load average {load_before:.2f} before, {load_after:.2f} after.",
         format_table(rows),
         f"Fused vs per-step at K={K}: {fused_row.fused_ms:.2f} ms vs {fused_row.per_step_ms:.2f} ms "
         f"(goal: fused faster).",
+        f"Cost of one more denoising step (per-step graphs, K={first.steps} → {last.steps}): {slope:.3f} ms. The "
+        f"step's roofline: {work.weight_bytes / 1e6:.1f} MB of weights at {limits.read_gbps:.1f} GB/s, "
+        f"{work.flops / 1e9:.3f} GFLOP at {limits.sgemm_gflops:.0f} GFLOP/s ({step_threads} thread(s), as the runtime "
+        f"runs this graph; measured in this run) = {roofline:.3f} ms; slope / roofline = {slope / roofline:.2f} "
+        "(goal: at most 2).",
         f"Runtime vs eager PyTorch, same sampler (DDIM) and K={K}, max |runtime - eager| = {agree:.2g} "
         "(goal: runtime >= 2x faster):",
         compare,

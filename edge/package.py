@@ -45,6 +45,7 @@ STATISTICS = ("mean", "std", "min", "max", "q01", "q99", "q10", "q90")  # what t
 INPUT_KINDS = ("state", "env_state", "image")
 WEIGHT_STORAGE = ("float32", "float16")  # how the graphs store their weights (compute is float32 either way)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CPU_PRECISIONS = ("fp32", "int8")  # what the graphs compute their matrix products in
 
 
 @dataclass
@@ -316,6 +317,7 @@ class Manifest:
     policy: PolicySection
     fp16_preflight: Fp16Preflight | None = None
     weights: str = "float32"  # "float16": the graphs store float16-rounded weights and compute in float32
+    cpu_precision: str = "fp32"  # "int8": matrix products in INT8 (ONNX Runtime MatMulNBits), export/cpu_precision.py
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
@@ -605,6 +607,8 @@ def check_manifest(m: Manifest) -> None:
     """Every value and cross-field rule; PackageError naming the manifest field at fault."""
     if m.weights not in WEIGHT_STORAGE:
         raise PackageError(f"{_field('weights')} is {m.weights!r} (expected one of {WEIGHT_STORAGE})")
+    if m.cpu_precision not in CPU_PRECISIONS:
+        raise PackageError(f"{_field('cpu_precision')} is {m.cpu_precision!r} (expected one of {CPU_PRECISIONS})")
     if m.source.config.get("type", m.policy_type) != m.policy_type:
         raise PackageError(f"{_field('source.config.type')} is {m.source.config.get('type')!r} but "
                            f"{_field('policy_type')} is {m.policy_type!r}")

@@ -1,11 +1,15 @@
-"""diffusers' DDPMScheduler and DDIMScheduler, as LeRobot's Diffusion Policy configures them, in numpy float32.
+"""diffusers' DDPM, DDIM, DPM-Solver++ (2M) and UniPC (bh2) schedulers for a DDPM-trained checkpoint, in numpy.
 
-Formula for formula with diffusers (scheduling_ddpm.py / scheduling_ddim.py): the beta schedules
-linear / scaled_linear / squaredcos_cap_v2, "leading" / "linspace" / "trailing" timestep spacing with
-steps_offset, epsilon or sample prediction, clip_sample, DDIM with eta = 0 and set_alpha_to_one, DDPM with
-"fixed_small" variance. Per-step constants are float32 scalars computed in diffusers' order and kept as
-Python floats, so `step`'s array arithmetic is float32 on numpy 1.x and 2.x alike and also runs unchanged
-on torch tensors (the exporter unrolls DDIM into fused graphs with these very constants).
+Formula for formula with diffusers (scheduling_ddpm.py, scheduling_ddim.py, scheduling_dpmsolver_multistep.py,
+scheduling_unipc_multistep.py): the beta schedules linear / scaled_linear / squaredcos_cap_v2, "leading" /
+"linspace" / "trailing" timestep spacing with steps_offset, epsilon or sample prediction, clip_sample, DDIM with
+eta = 0 and set_alpha_to_one, DDPM with "fixed_small" variance. The two multistep solvers are the training-free
+higher-order samplers: second order, data prediction (x0), lower order at the final step, final sigma zero, the
+checkpoint's timestep spacing; LeRobot's clip_sample clips their x0 prediction as it clips DDIM's (with
+clip_sample_range 1 that is diffusers' `thresholding=True, sample_max_value=1`). Per-step constants are float32
+scalars computed in diffusers' order and kept as Python floats, so `step`'s array arithmetic is float32 on numpy
+1.x and 2.x alike and also runs unchanged on torch tensors (the exporter unrolls DDIM into fused graphs with
+these very constants).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from edge.errors import OptionError
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpmsolver++", "unipc")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
@@ -78,7 +82,9 @@ def alphas_cumprod(config: SchedulerConfig) -> np.ndarray:
 
 
 class Scheduler:
-    """One sampler at a fixed number of inference steps; iterate `timesteps`, call `step` for each."""
+    """One sampler at a fixed number of inference steps: for i, t in enumerate(timesteps), call step(..., i, ...).
+
+    Steps must be taken in order from i = 0 for each chunk (the multistep solvers keep the previous x0)."""
 
     name = "base"
 
@@ -90,18 +96,28 @@ class Scheduler:
             raise OptionError(f"num_inference_steps {num_inference_steps} is outside 1..{n} (the checkpoint was "
                              f"trained with num_train_timesteps={n})")
         self.config = config
-        self.num_inference_steps = k = int(num_inference_steps)
+        self.num_inference_steps = int(num_inference_steps)
         self.alphas_cumprod = alphas_cumprod(config)
-        if config.timestep_spacing == "leading":
-            ts = (np.arange(0, k) * (n // k)).round()[::-1].astype(np.int64) + config.steps_offset
-        elif config.timestep_spacing == "linspace":
-            ts = np.linspace(0, n - 1, k).round()[::-1].astype(np.int64)
-        else:
-            ts = np.round(np.arange(n, 0, -n / k)).astype(np.int64) - 1
-        self.timesteps: np.ndarray = ts.copy()
+        self.timesteps: np.ndarray = self._timesteps()
+
+    def _timesteps(self) -> np.ndarray:
+        """DDIM / DDPM set_timesteps: K of the N training steps, from the noisiest."""
+        n, k, spacing = self.config.num_train_timesteps, self.num_inference_steps, self.config.timestep_spacing
+        if spacing == "leading":
+            return (np.arange(0, k) * (n // k)).round()[::-1].astype(np.int64) + self.config.steps_offset
+        if spacing == "linspace":
+            return np.linspace(0, n - 1, k).round()[::-1].astype(np.int64)
+        return np.round(np.arange(n, 0, -n / k)).astype(np.int64) - 1
 
     def _alpha(self, t: int) -> np.float32:
         return self.alphas_cumprod[t]
+
+    def _clip(self, x0: Any) -> Any:
+        """LeRobot's clip_sample on the predicted x_0."""
+        if self.config.clip_sample:
+            r = float(self.config.clip_sample_range)
+            return x0.clip(-r, r)
+        return x0
 
     def _x0_eps(self, model_output: Any, sample: Any, alpha: np.float32) -> tuple[Any, Any]:
         """(clipped predicted x_0, predicted noise) from the model output, as diffusers orders it."""
@@ -111,13 +127,10 @@ class Scheduler:
         else:
             x0 = model_output
             eps = (sample - x0 * sqrt_a) / sqrt_b
-        if self.config.clip_sample:
-            r = float(self.config.clip_sample_range)
-            x0 = x0.clip(-r, r)
-        return x0, eps
+        return self._clip(x0), eps
 
-    def step(self, model_output: Any, t: int, sample: Any, noise: np.ndarray | None = None) -> Any:
-        """x_t → x_(t-1). `noise` (sample's shape) is DDPM's variance noise; DDIM (eta 0) takes none."""
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+        """x at timesteps[i] → x at the next timestep. `noise` (sample's shape) is DDPM's variance noise."""
         raise NotImplementedError
 
 
@@ -126,15 +139,18 @@ class DDIMScheduler(Scheduler):
 
     name = "ddim"
 
-    def step(self, model_output: Any, t: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+    def alphas(self, i: int) -> tuple[np.float32, np.float32]:
+        """(ᾱ at timesteps[i], ᾱ at the previous timestep, or 1 past the end with set_alpha_to_one)."""
+        t = int(self.timesteps[i])
+        prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
+        if prev_t >= 0:
+            return self._alpha(t), self._alpha(prev_t)
+        return self._alpha(t), F32(1) if self.config.set_alpha_to_one else self.alphas_cumprod[0]
+
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
         if noise is not None:
             raise OptionError("DDIM with eta = 0 adds no noise; pass noise=None")
-        prev_t = int(t) - self.config.num_train_timesteps // self.num_inference_steps
-        alpha = self._alpha(int(t))
-        if prev_t >= 0:
-            alpha_prev = self._alpha(prev_t)
-        else:
-            alpha_prev = F32(1) if self.config.set_alpha_to_one else self.alphas_cumprod[0]
+        alpha, alpha_prev = self.alphas(i)
         x0, eps = self._x0_eps(model_output, sample, alpha)
         return x0 * float(np.sqrt(alpha_prev)) + eps * float(np.sqrt(F32(1) - alpha_prev))
 
@@ -144,10 +160,9 @@ class DDPMScheduler(Scheduler):
 
     name = "ddpm"
 
-    def step(self, model_output: Any, t: int, sample: Any, noise: np.ndarray | None = None) -> Any:
-        t = int(t)
-        index = int(np.flatnonzero(self.timesteps == t)[0])
-        prev_t = int(self.timesteps[index + 1]) if index + 1 < len(self.timesteps) else -1
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+        t = int(self.timesteps[i])
+        prev_t = int(self.timesteps[i + 1]) if i + 1 < len(self.timesteps) else -1
         alpha = self._alpha(t)
         alpha_prev = self._alpha(prev_t) if prev_t >= 0 else F32(1)
         beta, beta_prev = F32(1) - alpha, F32(1) - alpha_prev
@@ -165,9 +180,132 @@ class DDPMScheduler(Scheduler):
         return prev
 
 
+class MultistepScheduler(Scheduler):
+    """What DPM-Solver++ and UniPC share (diffusers' multistep set_timesteps, sigmas, x0 conversion).
+
+    sigma_i = sqrt((1 - ᾱ_t) / ᾱ_t) at timesteps[i], with a final sigma of zero; alpha_i = 1 / sqrt(sigma_i² + 1),
+    sigma'_i = sigma_i · alpha_i, lambda_i = log alpha_i - log sigma'_i (infinite at the final zero sigma). All
+    float32 scalars, in diffusers' order of operations; logs and exponentials correctly rounded from float64.
+    The timesteps are spaced as the checkpoint's scheduler config says ("leading" for LeRobot's, as its DDIM
+    samples), not by these solvers' own diffusers default ("linspace", which starts at t = N-1 and did worse on
+    the bundled policy: benchmarks/RESULTS.md, samplers).
+    """
+
+    def __init__(self, config: SchedulerConfig, num_inference_steps: int):
+        super().__init__(config, num_inference_steps)
+        if np.any(np.diff(self.timesteps) >= 0):  # diffusers would divide by a zero step size (NaN)
+            raise OptionError(f"{self.name} with {config.timestep_spacing!r} spacing at num_inference_steps "
+                             f"{num_inference_steps} repeats timesteps {self.timesteps.tolist()}; use fewer steps")
+        ac = self.alphas_cumprod
+        train_sigmas = np.sqrt((F32(1) - ac) / ac)
+        self.sigmas = np.concatenate([np.interp(self.timesteps, np.arange(len(ac)), train_sigmas), [0]]).astype(F32)
+        self.alpha_t = [F32(1.0) / np.sqrt(s * s + F32(1)) for s in self.sigmas]
+        self.sigma_t = [s * a for s, a in zip(self.sigmas, self.alpha_t)]
+        self.lambdas = [F32(math.log(a)) - (F32(math.log(s)) if s > 0 else F32(-np.inf))
+                        for a, s in zip(self.alpha_t, self.sigma_t)]
+        self._x0: list[Any] = [None, None]  # x0 predictions of the previous and the current step
+
+    def _timesteps(self) -> np.ndarray:
+        """DPMSolverMultistep / UniPCMultistep set_timesteps (lambda_min_clipped = -inf)."""
+        n, k, spacing = self.config.num_train_timesteps, self.num_inference_steps, self.config.timestep_spacing
+        if spacing == "linspace":
+            return np.linspace(0, n - 1, k + 1).round()[::-1][:-1].astype(np.int64)
+        if spacing == "leading":
+            return (np.arange(0, k + 1) * (n // (k + 1))).round()[::-1][:-1].astype(np.int64) + self.config.steps_offset
+        return np.arange(n, 0, -n / k).round().astype(np.int64) - 1
+
+    def _convert(self, model_output: Any, i: int, sample: Any) -> Any:
+        """convert_model_output with x0 (data) prediction, clipped like LeRobot's clip_sample."""
+        if self.config.prediction_type == "epsilon":
+            x0 = (sample - model_output * float(self.sigma_t[i])) / float(self.alpha_t[i])
+        else:
+            x0 = model_output
+        return self._clip(x0)
+
+    def _remember(self, x0: Any) -> None:
+        self._x0 = [self._x0[1], x0]
+
+
+class DPMSolverMultistepScheduler(MultistepScheduler):
+    """diffusers.DPMSolverMultistepScheduler: algorithm "dpmsolver++", solver_order 2, midpoint, final sigma 0."""
+
+    name = "dpmsolver++"
+
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+        if noise is not None:
+            raise OptionError("DPM-Solver++ (ODE) adds no noise; pass noise=None")
+        x0 = self._convert(model_output, i, sample)
+        self._remember(x0)
+        a_t, s_t, s_s0 = self.alpha_t[i + 1], self.sigma_t[i + 1], self.sigma_t[i]
+        h = self.lambdas[i + 1] - self.lambdas[i]
+        phi = a_t * (F32(math.exp(-float(h))) - F32(1))
+        if i == 0 or i == self.num_inference_steps - 1:  # warm-up and lower_order_final: first order (DDIM)
+            return sample * float(s_t / s_s0) - x0 * float(phi)
+        r0 = (self.lambdas[i] - self.lambdas[i - 1]) / h
+        d1 = (x0 - self._x0[0]) * float(F32(1) / r0)
+        return sample * float(s_t / s_s0) - x0 * float(phi) - d1 * float(F32(0.5) * phi)
+
+
+class UniPCMultistepScheduler(MultistepScheduler):
+    """diffusers.UniPCMultistepScheduler: solver_order 2, bh2, predict_x0, corrector on every step, final sigma 0."""
+
+    name = "unipc"
+
+    def __init__(self, config: SchedulerConfig, num_inference_steps: int):
+        super().__init__(config, num_inference_steps)
+        self._last_sample: Any = None
+        self._last_order = 1
+
+    def _coefficients(self, t: int, s0: int) -> tuple[float, float, float, list[float]]:
+        """sigma_t / sigma_s0, alpha_t·h_phi_1, alpha_t·B(h), and b (UniC's right-hand side) from s0 to t."""
+        h = self.lambdas[t] - self.lambdas[s0]
+        hh = -h
+        h_phi_1 = F32(math.expm1(float(hh)))
+        b_h = h_phi_1  # bh2: B(h) = expm1(-h)
+        h_phi_k = h_phi_1 / hh - F32(1)
+        b, factorial = [], 1
+        for k in range(1, 3):
+            b.append(h_phi_k * F32(factorial) / b_h)
+            factorial *= k + 1
+            h_phi_k = h_phi_k / hh - F32(1) / F32(factorial)
+        a_t = self.alpha_t[t]
+        return float(self.sigma_t[t] / self.sigma_t[s0]), float(a_t * h_phi_1), float(a_t * b_h), b
+
+    def _rk(self, si: int, s0: int, t: int) -> np.float32:
+        return (self.lambdas[si] - self.lambdas[s0]) / (self.lambdas[t] - self.lambdas[s0])
+
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+        if noise is not None:
+            raise OptionError("UniPC adds no noise; pass noise=None")
+        x0 = self._convert(model_output, i, sample)
+        if i > 0:  # UniC: correct this step's sample with the model output just computed
+            ratio, phi, bh, b = self._coefficients(i, i - 1)
+            m0 = self._x0[1]
+            base = self._last_sample * ratio - m0 * phi
+            if self._last_order == 1:
+                sample = base - ((x0 - m0) * 0.5) * bh
+            else:
+                rk = self._rk(i - 2, i - 1, i)
+                rhos = np.linalg.solve(np.array([[1, 1], [rk, 1]], F32), np.array(b, F32))
+                corr = ((self._x0[0] - m0) / float(rk)) * float(rhos[0])
+                sample = base - (corr + (x0 - m0) * float(rhos[1])) * bh
+        self._remember(x0)
+        order = min(2, self.num_inference_steps - i, 1 if i == 0 else 2)
+        self._last_order, self._last_sample = order, sample
+        ratio, phi, bh, _ = self._coefficients(i + 1, i)
+        prev = sample * ratio - x0 * phi
+        if order == 2:  # UniP-2: rho_p = 0.5
+            rk = self._rk(i - 1, i, i + 1)
+            prev = prev - ((self._x0[0] - x0) / float(rk) * 0.5) * bh
+        return prev
+
+
+SCHEDULERS = {cls.name: cls for cls in (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                                        UniPCMultistepScheduler)}
+
+
 def make_scheduler(sampler: str, config: SchedulerConfig, num_inference_steps: int) -> Scheduler:
-    """A DDIM or DDPM scheduler by name ("ddim" / "ddpm", case-insensitive)."""
-    classes = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
-    if not isinstance(sampler, str) or sampler.lower() not in classes:
+    """A scheduler by name ("ddim", "ddpm", "dpmsolver++", "unipc"; case-insensitive)."""
+    if not isinstance(sampler, str) or sampler.lower() not in SCHEDULERS:
         raise OptionError(f"unknown sampler {sampler!r} (supported: {list(SAMPLERS)})")
-    return classes[sampler.lower()](config, num_inference_steps)
+    return SCHEDULERS[sampler.lower()](config, num_inference_steps)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from edge.exit_status import run_command
-from edge.package import MAX_OPSET, WEIGHT_STORAGE
+from edge.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from export.families.base import ExportOptions
 from export.pipeline import export_package
 
@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "ONNX Runtime still computes in float32 (default float32)")
     p.add_argument("--no-tensorrt-check", action="store_true",
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
+    p.add_argument("--no-graph-rewrites", action="store_true",
+                   help="keep the graphs as PyTorch traced them (by default large 1-D convolutions become "
+                        "prepacked matrix products, faster on ONNX Runtime's CPU kernels)")
+    p.add_argument("--cpu-precision", choices=CPU_PRECISIONS, default="fp32",
+                   help="int8: matrix products with 8-bit weights and int8 activations for CPUs with int8 dot "
+                        "products (AVX-512 VNNI, ARM SDOT); ONNX Runtime only, for the families whose fidelity "
+                        "was shown (docs/performance.md)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 1 if it fails")
@@ -37,6 +44,7 @@ def export(args: argparse.Namespace) -> int:
     """The command's body: export, then the FP16 preflight if asked."""
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
+                            graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
                             extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),

@@ -18,12 +18,14 @@ import numpy as np
 from edge import load_policy
 from edge.backends.trt_compat import check_file, support_table
 from edge.errors import EdgeError, PackageError
-from edge.package import (MANIFEST_NAME, MAX_OPSET, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest, ObservationInput,
-                          Source, Validation, check_chunking, sha256_file)
+from edge.package import (CPU_PRECISIONS, MANIFEST_NAME, MAX_OPSET, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest,
+                          ObservationInput, Source, Validation, check_chunking, sha256_file)
 from export.checkpoint import Checkpoint, load_checkpoint
+from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.errors import CheckpointError, ExportError
 from export.families import family_module
 from export.families.base import ExportOptions
+from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
 from export.weight_storage import round_to_float16, store_float16
 
@@ -62,6 +64,8 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:
         raise ExportError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
+    if options.cpu_precision not in CPU_PRECISIONS:
+        raise ExportError(f"cpu_precision {options.cpu_precision!r}: expected one of {CPU_PRECISIONS}")
     if not 1 <= options.opset <= MAX_OPSET:
         raise ExportError(f"opset {options.opset} is outside 1..{MAX_OPSET} (TensorRT 10.3 on JetPack 6 parses up to "
                           f"{MAX_OPSET})")
@@ -74,6 +78,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     if options.weights == "float16":
         progress("rounding the weights to float16 (they are stored as float16, computed in float32)")
         ckpt.state_dict = round_to_float16(ckpt.state_dict)
+    if options.cpu_precision == "int8" and ckpt.policy_type not in INT8_FAMILIES:
+        raise ExportError(f"--cpu-precision int8 is not offered for {ckpt.policy_type} policies (only for "
+                          f"{list(INT8_FAMILIES)}, where its fidelity was shown: benchmarks/RESULTS.md, section int8)")
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
     family = family_module(ckpt.policy_type).build(ckpt, options)
     try:
@@ -89,6 +96,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             path = tmp / f"{graph.name}.onnx"
             # folding BatchNorm into a convolution multiplies weights: the products are not float16-exact
             ins, outs = export_graph(graph, path, options.opset, fold_batch_norm=options.weights == "float32")
+            if options.graph_rewrites and (count := rewrite_file(path)):
+                progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {count} nodes rewritten for ONNX Runtime's "
+                         "CPU kernels (export/graph_rewrites.py)")
             if options.weights == "float16":
                 report = store_float16(path)
                 progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {report.converted} initializers stored as "
@@ -120,6 +130,9 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             weights=options.weights,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        if options.cpu_precision == "int8":
+            progress("INT8 matrix products (export/cpu_precision.py), checked against PyTorch's validation outputs")
+            errors = quantize_package(tmp, progress)
         progress("loading the package with the runtime's loader and runner before committing it")
         try:
             load_policy(tmp, backend="onnxruntime")

@@ -18,6 +18,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="cases per fuzz target in tests/fuzz (default: the few hundred CI runs in seconds)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ONNX Runtime's optimised-model cache (edge/backends/ort_cache.py) goes to a temporary directory, not ~/.cache."""
+    os.environ["EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("edge-cache"))
+
+
 @pytest.fixture(scope="session")
 def lerobot_fixtures() -> Path:
     """../shared/fixtures/lerobot: policies built and rolled out by LeRobot 0.4.4 itself."""

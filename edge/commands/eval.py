@@ -19,6 +19,7 @@ from edge.cli import CLIError
 from edge.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
 from edge.package import load_package
 from edge.policies import runner_class
+from edge.schedulers import SAMPLERS
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data"
 
@@ -33,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
                    help="fp16 runs the package's FP16 preflight graphs (python -m export.fp16)")
     p.add_argument("--steps", type=int, default=None, help="diffusion: num_inference_steps K")
-    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="diffusion: sampler")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
     p.add_argument("--pytorch", action="store_true",
                    help="run the PyTorch networks from the package's source checkpoint (workstation, needs torch)")

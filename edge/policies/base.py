@@ -38,9 +38,13 @@ class PolicyRunner(ABC):
         self.action_dim = m.action.dim
         self.observation = ObservationProcessor(m.inputs, ood_margin)
         self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
-        self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in m.graphs}
+        self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in self.graph_names()}
         self.steps = 0  # select_action calls since reset()
         self._ood = MappingProxyType(self.observation.counts)
+
+    def graph_names(self) -> list[str]:
+        """The package graphs this runner calls, loaded at construction (all of them unless a family says less)."""
+        return list(self.package.manifest.graphs)
 
     @property
     def queued_actions(self) -> int:

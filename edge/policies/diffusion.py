@@ -1,9 +1,9 @@
 """Diffusion Policy runner: LeRobot's DiffusionPolicy.select_action semantics on exported graphs.
 
 A history of n_obs_steps normalised observations (the first one copied to fill it, as LeRobot's queues
-do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a
-numpy DDIM or DDPM scheduler (a fused K-step graph when the package has one for the sampler and K,
-else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
+do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a numpy
+scheduler, DDIM, DDPM, DPM-Solver++ or UniPC (a fused K-step graph when the package has one for the sampler
+and K, else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
 """
 
 from __future__ import annotations
@@ -21,27 +21,31 @@ from edge.schedulers import make_scheduler
 
 
 class DiffusionRunner(PolicyRunner):
-    """Options: `sampler` ("ddim" | "ddpm"), `num_inference_steps` K, `seed` for the noise generator, and
-    `fused` (default True: use a fused graph when one matches; False forces per-step calls)."""
+    """Options: `sampler` ("ddim" | "ddpm" | "dpmsolver++" | "unipc"), `num_inference_steps` K, `seed` for the noise
+    generator, and `fused` (default True: use a fused graph when one matches; False forces per-step calls)."""
 
     policy_type = "diffusion"
 
     def __init__(self, package: PolicyPackage, backend: Backend, sampler: str | None = None,
                  num_inference_steps: int | None = None, seed: int | None = None, fused: bool = True,
                  **options: Any):
-        super().__init__(package, backend, **options)
         section: DiffusionSection = package.manifest.policy
         self.scheduler = make_scheduler(sampler or section.sampler, section.scheduler,
                                         section.num_inference_steps if num_inference_steps is None
                                         else num_inference_steps)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise OptionError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.rng = np.random.default_rng(seed)
-        self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
         self.fused_graph = next((name for name, spec in section.fused_graphs.items()
                                  if fused and spec.sampler == self.scheduler.name
                                  and spec.num_inference_steps == self.scheduler.num_inference_steps), None)
+        super().__init__(package, backend, **options)
+        self.rng = np.random.default_rng(seed)
+        self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
         self.reset()
+
+    def graph_names(self) -> list[str]:
+        """The encoder and either the fused graph or the per-step denoiser: a U-Net's weights are loaded once."""
+        return ["obs_encoder", self.fused_graph or "denoiser"]
 
     def reset(self) -> None:
         super().reset()
@@ -70,12 +74,12 @@ class DiffusionRunner(PolicyRunner):
         if self.fused_graph is not None:
             return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
         sample, denoiser = noise, self.graphs["denoiser"]
-        for t in self.scheduler.timesteps:
+        for i, t in enumerate(self.scheduler.timesteps):
             feeds = {"sample": sample, "timestep": np.full((1,), t, dtype=np.float32), "global_cond": global_cond}
             model_output = denoiser.run(feeds)["model_output"]
             variance_noise = (self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
                               if self.scheduler.name == "ddpm" and t > 0 else None)
-            sample = self.scheduler.step(model_output, int(t), sample, noise=variance_noise)
+            sample = self.scheduler.step(model_output, i, sample, noise=variance_noise)
         return sample[0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:

@@ -60,9 +60,9 @@ class FusedDDIMGraph(nn.Module):
 
     def forward(self, noise: Tensor, global_cond: Tensor) -> Tensor:
         sample = noise
-        for t in self.scheduler.timesteps.tolist():
+        for i, t in enumerate(self.scheduler.timesteps.tolist()):
             timestep = torch.full(sample.shape[:1], float(t), dtype=torch.float32)
-            sample = self.scheduler.step(self.unet(sample, timestep, global_cond=global_cond), t, sample)
+            sample = self.scheduler.step(self.unet(sample, timestep, global_cond=global_cond), i, sample)
         return sample
 
 

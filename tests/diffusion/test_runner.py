@@ -92,6 +92,30 @@ def test_ddpm_override_runs_with_generator_noise(export_fixture):
     assert np.all(np.isfinite(x1)) and not np.allclose(x1, x2)  # variance noise comes from the seeded generator
 
 
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "unipc"])
+def test_few_step_samplers_match_diffusers_in_the_loop(export_fixture, sampler):
+    """The runner's chunk equals a loop of the same ONNX denoiser with diffusers' own solver doing the steps."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    policy = edge.load_policy(export_fixture("diffusion_cam"), sampler=sampler, num_inference_steps=4)
+    denoiser = policy.graphs["denoiser"] = Recorder(policy.graphs["denoiser"])
+    noise = np.random.default_rng(2).standard_normal((16, 6)).astype(np.float32)
+    chunk = policy.denoise(policy.encode(deque([policy.observation(_obs(1))] * 2, maxlen=2)), noise)
+    config = policy.scheduler.config
+    cls = diffusers.DPMSolverMultistepScheduler if sampler == "dpmsolver++" else diffusers.UniPCMultistepScheduler
+    ref = cls(**{k: getattr(config, k) for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                                                 "prediction_type", "timestep_spacing", "steps_offset")},
+              thresholding=config.clip_sample, sample_max_value=config.clip_sample_range)
+    ref.set_timesteps(4)
+    x = torch.from_numpy(noise[None])
+    for call, t in zip(denoiser.calls, ref.timesteps):
+        assert float(call["timestep"][0]) == int(t)
+        out = denoiser.session.run({**call, "sample": x.numpy()})["model_output"]
+        x = ref.step(torch.from_numpy(out), t, x).prev_sample
+    assert len(denoiser.calls) == 4
+    np.testing.assert_allclose(chunk, x.numpy()[0], rtol=0, atol=1e-5)
+
+
 def test_fused_graph_agrees_with_per_step(fused_package):
     fused = edge.load_policy(fused_package, num_inference_steps=FUSED_K)
     per_step = edge.load_policy(fused_package, num_inference_steps=FUSED_K, fused=False)
@@ -102,6 +126,15 @@ def test_fused_graph_agrees_with_per_step(fused_package):
         noise = rng.standard_normal((16, 6)).astype(np.float32)
         np.testing.assert_allclose(fused.predict_action_chunk(_obs(t), noise), per_step.predict_action_chunk(_obs(t), noise),
                                    rtol=0, atol=1e-5)
+
+
+def test_only_the_graphs_a_runner_calls_are_loaded(fused_package):
+    """A fused graph and the per-step denoiser hold the same U-Net weights: one of them is loaded, never both."""
+    assert sorted(edge.load_policy(fused_package, num_inference_steps=FUSED_K).graphs) == [
+        f"denoise_{FUSED_K}", "obs_encoder"]
+    assert sorted(edge.load_policy(fused_package, num_inference_steps=FUSED_K, fused=False).graphs) == [
+        "denoiser", "obs_encoder"]
+    assert sorted(edge.load_policy(fused_package, sampler="unipc").graphs) == ["denoiser", "obs_encoder"]
 
 
 def test_bad_options_are_clear(export_fixture):
