@@ -50,5 +50,6 @@ def check_package(package: PolicyPackage, backend: Backend, tolerance: float | N
                 if precision == "fp16":
                     err /= max(1.0, float(np.abs(ref).max(initial=0.0)))
                 worst[t.name] = err if np.isnan(err) else max(worst[t.name], float(err))
-        results += [OutputCheck(name, out, float(err), tol, precision) for out, err in worst.items()]
+        label = package.manifest.cpu_precision if precision == "fp32" else precision  # an INT8 package's graphs
+        results += [OutputCheck(name, out, float(err), tol, label) for out, err in worst.items()]
     return results

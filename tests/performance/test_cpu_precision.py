@@ -37,7 +37,8 @@ def test_int8_package_loads_checks_and_acts_like_fp32(export_fixture, int8_packa
     ops = Counter(n.op_type for n in onnx.load(str(package.graph_path("denoiser"))).graph.node)
     assert ops["MatMulNBits"] > 0 and ops["Conv"] == 0 and ops["MatMul"] == 0
     assert package.manifest.validation.export_max_abs_error == pytest.approx(errors)
-    assert all(c.ok for c in check_package(package, OnnxRuntimeBackend(["CPUExecutionProvider"])))
+    checks = check_package(package, OnnxRuntimeBackend(["CPUExecutionProvider"]))
+    assert all(c.ok for c in checks) and {c.precision for c in checks} == {"int8"}
     rng = np.random.default_rng(0)
     obs = {"observation.state": rng.standard_normal(6).astype(np.float32),
            "observation.images.top": rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)}
