@@ -33,3 +33,10 @@ def write_section(name: str, title: str, script: str, body: str) -> None:
     pattern = re.compile(rf"<!-- section:{re.escape(name)} -->.*?<!-- /section:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
+
+
+def publish(name: str, title: str, script: str, body: str, write: bool = True) -> None:
+    """Print a benchmark's table and, unless `write` is False (--no-write), put it into its RESULTS.md section."""
+    print(body)
+    if write:
+        write_section(name, title, script, body)

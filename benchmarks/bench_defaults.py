@@ -190,11 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{load_before:.2f} before, {load_after:.2f} after.",
         *(table(r, limits) for r in results),
     ])
-    print(body)
-    if not args.no_write:
-        from benchmarks._results import write_section
-        write_section("defaults", "Policies at LeRobot's default sizes: roofline, memory, start-up",
-                      "benchmarks/bench_defaults.py", body)
+    from benchmarks._results import publish
+    publish("defaults", "Policies at LeRobot's default sizes: roofline, memory, start-up",
+            "benchmarks/bench_defaults.py", body, write=not args.no_write)
     return 0
 
 

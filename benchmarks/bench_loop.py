@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "loop"))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from conftest import SlowBackend  # noqa: E402
 from calibration import CameraConfig  # noqa: E402
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
@@ -190,10 +190,8 @@ def main() -> None:
     if args.real_sizes:
         seconds = min(args.seconds, 20.0)
         table = real_size_table(real_size_rows(seconds, lambda m: print(m, file=sys.stderr, flush=True)), seconds)
-        print(table)
-        if not args.no_write:
-            write_section("loop_defaults", "Control loop with default-size policies (emulated arm)",
-                          "benchmarks/bench_loop.py --real-sizes", table)
+        publish("loop_defaults", "Control loop with default-size policies (emulated arm)",
+                "benchmarks/bench_loop.py --real-sizes", table, write=not args.no_write)
         return
     load = os.getloadavg()[0]
     rows = [run(a, s, args.hz, args.seconds) for a, s in ((False, False), (True, False), (True, True), (False, True))]
@@ -224,9 +222,7 @@ def main() -> None:
                      f"{r['err_p50']:.3f} / {r['err_p99']:.3f} / {r['err_max']:.3f} | {r['period_max']:.2f} | "
                      f"{r['inference_p50']:.2f} | {r['missed']} | {r['bus_errors']} | {r['age']} | {r['read']} |")
     table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("loop", "Control loop timing (emulated arm)", "benchmarks/bench_loop.py", table)
+    publish("loop", "Control loop timing (emulated arm)", "benchmarks/bench_loop.py", table, write=not args.no_write)
 
 
 if __name__ == "__main__":

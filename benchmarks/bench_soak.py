@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from calibration import load_robot_config  # noqa: E402
 from edge.drive import DriveOptions, drive  # noqa: E402
 from edge.emulated_arm import arm_files  # noqa: E402
@@ -133,9 +133,7 @@ def main() -> None:
         lines.append(f"| {i * SEGMENT}–{(i + 1) * SEGMENT} | {peak:.2f} | {r['collections'][i]} | "
                      f"{r['longest_gc'][i]:.3f} | {mb:.1f} | {mb - warm:+.2f} |")
     table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("soak", "Soak: bounded memory over 100k ticks", "benchmarks/bench_soak.py", table)
+    publish("soak", "Soak: bounded memory over 100k ticks", "benchmarks/bench_soak.py", table, write=not args.no_write)
 
 
 if __name__ == "__main__":

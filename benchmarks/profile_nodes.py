@@ -153,11 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                         "weight operands, FLOPs 2 per multiply-add; a row's limit is max(FLOPs / sgemm rate, weight "
                         "bytes / bandwidth).",
                         *sections])
-    print(body)
-    if not args.no_write:
-        from benchmarks._results import write_section
-        write_section("profile", "Where the time goes at default sizes (per-node profile)",
-                      "benchmarks/profile_nodes.py", body)
+    from benchmarks._results import publish
+    publish("profile", "Where the time goes at default sizes (per-node profile)",
+            "benchmarks/profile_nodes.py", body, write=not args.no_write)
     return 0
 
 
