@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
+from edge.runtime.timing import call_times_ms  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.act import build_policy  # noqa: E402
-from edge.timing import call_times_ms  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
 
 

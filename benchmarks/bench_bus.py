@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import write_section  # noqa: E402
-from firmware_bridge import DynamixelBus, ServoEmulator, default_arm_motors  # noqa: E402
+from firmware_bridge.bus import DynamixelBus  # noqa: E402
+from firmware_bridge.emulator import ServoEmulator, default_arm_motors  # noqa: E402
 from firmware_bridge.protocol import FAST_SYNC_READ, SYNC_READ, SYNC_WRITE, encode, encode_status  # noqa: E402
 
 SERVOS = 6

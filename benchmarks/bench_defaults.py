@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import edge  # noqa: E402
 from benchmarks.default_models import MODELS, WORKDIR, DefaultModel, ensure_package  # noqa: E402
 from benchmarks.roofline import MachineLimits, graph_work, measure  # noqa: E402
-from edge.backends.onnxruntime import loop_free_cores  # noqa: E402
+from edge.runtime.backends.onnxruntime import loop_free_cores  # noqa: E402
 from export.torch_backend import torch_policy  # noqa: E402
 
 CHUNKS = 20

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
 from benchmarks.roofline import graph_work, measure  # noqa: E402
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.commands.bench_steps import format_table, study  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.timing import median_ms  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.families.diffusion import ObsEncoderGraph, build_policy  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
-from edge.timing import median_ms  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "lerobot" / "diffusion_cam" / "pretrained_model"
 STEPS = [1, 2, 4, 8, 10, 16, 32, 100]

@@ -19,12 +19,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import write_section  # noqa: E402
-from edge.backends.base import Backend  # noqa: E402
-from edge.backends.onnxruntime import CPU_EP, CUDA_EP, OnnxRuntimeBackend  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.package import PolicyPackage, load_package  # noqa: E402
-from edge.policies import runner_class  # noqa: E402
-from edge.timing import call_times_ms  # noqa: E402
+from edge.runtime.backends.base import Backend  # noqa: E402
+from edge.runtime.backends.onnxruntime import CPU_EP, CUDA_EP, OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.package import PolicyPackage, load_package  # noqa: E402
+from edge.runtime.policies import runner_class  # noqa: E402
+from edge.runtime.timing import call_times_ms  # noqa: E402
 
 BUNDLED = Path(__file__).resolve().parents[1] / "edge" / "data"
 PACKAGES = ("demo_act", "demo_diffusion", "demo_vqbet")
@@ -33,8 +33,8 @@ PACKAGES = ("demo_act", "demo_diffusion", "demo_vqbet")
 def tensorrt(precision: str) -> Callable[[PolicyPackage], Backend]:
     """Build engines for `precision` into the package copy, then a TensorRT backend that runs them."""
     def make(package: PolicyPackage) -> Backend:
-        from edge.backends.tensorrt import TensorRTBackend
-        from edge.backends.trt_builder import build_engines
+        from edge.runtime.backends.tensorrt import TensorRTBackend
+        from edge.runtime.backends.trt_builder import build_engines
 
         if precision == "fp16":
             from export.fp16 import preflight

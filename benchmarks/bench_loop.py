@@ -5,7 +5,7 @@ Run: python benchmarks/bench_loop.py [--seconds 30] [--no-write]
 Each configuration drives a bundled demo policy on the pty emulator (real SDK, modelled 1 Mbps wire
 timing) through the real safety layer. "slow" adds a fixed 30 ms to every inference (3x the period).
 The camera row runs the bundled VQ-BeT (which sees a 48x48 camera) on frames of a 30 fps MJPG video file decoded
-by OpenCV on the camera's own thread (edge/camera.py).
+by OpenCV on the camera's own thread (edge/robot/cameras.py).
 Goals (issue 7): p99 |period error| under 1 ms (benchmark goal 0.5 ms) and zero missed deadlines in
 asynchronous mode with the slow backend; (issue 13) no missed deadlines caused by the camera. `--real-sizes`
 runs LeRobot's default-size ACT and Diffusion asynchronously at 5-50 Hz instead (issue 17): missed deadlines,
@@ -27,14 +27,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "loop"))
 
+from conftest import SlowBackend  # noqa: E402
+
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
-from conftest import SlowBackend  # noqa: E402
 from calibration import CameraConfig  # noqa: E402
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.camera import OpenCVCamera  # noqa: E402
-from edge.emulated_arm import drive_emulated  # noqa: E402
-from edge.policies import runner_class  # noqa: E402
+from edge.robot.cameras import OpenCVCamera  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.policies import runner_class  # noqa: E402
+from edge.sim.emulated_arm import drive_emulated  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
 TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}  # target, obstacle

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
 from benchmarks._results import write_section  # noqa: E402
-from edge.observation import ObservationProcessor  # noqa: E402
-from edge.package import Normalization, ObservationInput, load_package  # noqa: E402
-from edge.timing import call_times_ms  # noqa: E402
+from edge.runtime.observation import ObservationProcessor  # noqa: E402
+from edge.runtime.package import Normalization, ObservationInput, load_package  # noqa: E402
+from edge.runtime.timing import call_times_ms  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
 TICK_MS = 10.0  # 100 Hz

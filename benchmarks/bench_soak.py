@@ -1,7 +1,7 @@
 """Soak: does `edge run` stay in bounded memory, and its ticks stay short, over a long run?
 
 Run: python benchmarks/bench_soak.py [--ticks 100000] [--hz 200] [--no-write]
-Drives the bundled demo ACT asynchronously through `edge.drive` (the code path of `edge run`, with its gc.freeze of
+Drives the bundled demo ACT asynchronously through `edge.robot.drive` (the code path of `edge run`, with its gc.freeze of
 start-up objects and JSONL telemetry streamed to a file) on the 6-servo arm served by `edge emulate` in a separate
 process (so the measured process holds only the runtime; real dynamixel-sdk over a pty, modelled 1 Mbps timing).
 Resident memory (VmRSS) is sampled every few seconds; the longest tick-to-tick period, the garbage collections and
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
 from calibration import load_robot_config  # noqa: E402
-from edge.drive import DriveOptions, drive  # noqa: E402
-from edge.emulated_arm import arm_files  # noqa: E402
-from edge.robot import Robot  # noqa: E402
+from edge.robot.drive import DriveOptions, drive  # noqa: E402
+from edge.robot.robot import Robot  # noqa: E402
+from edge.sim.emulated_arm import arm_files  # noqa: E402
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
 TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}
@@ -112,7 +112,7 @@ def main() -> None:
     sampled = np.array([mb for t, mb in r["samples"] if t >= SEGMENT / args.hz])  # after the first segment
     lines = [
         f"{s['ticks']} ticks at {args.hz:g} Hz ({s['ticks'] / args.hz / 60:.1f} min), `edge run --async` code path "
-        "(edge.drive, gc.freeze of start-up objects, JSONL telemetry streamed to a file) with the bundled demo ACT; "
+        "(edge.robot.drive, gc.freeze of start-up objects, JSONL telemetry streamed to a file) with the bundled demo ACT; "
         "the 6-servo arm served by `edge emulate` in another process (real SDK over a pty, 1 Mbps timing). RSS = "
         f"VmRSS of the runtime process, sampled every {SAMPLE_S:g} s and at each segment's end. Goal: after warm-up "
         "RSS flat within 5 MB; the longest period per 10k-tick segment not growing with run length. The machine is "

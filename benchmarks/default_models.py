@@ -111,11 +111,14 @@ ARM_MODELS = {m.name: m for m in (  # benchmarks/bench_loop.py --real-sizes
 def build_module(model: DefaultModel) -> torch.nn.Module:
     """The family's LeRobot-identical PyTorch policy (export/models), randomly initialised, in eval mode."""
     if model.family == "act":
-        from export.models.act import ACTConfig as Config, ACTPolicy as Policy
+        from export.models.act import ACTConfig as Config
+        from export.models.act import ACTPolicy as Policy
     elif model.family == "diffusion":
-        from export.models.diffusion import DiffusionConfig as Config, DiffusionPolicy as Policy
+        from export.models.diffusion import DiffusionConfig as Config
+        from export.models.diffusion import DiffusionPolicy as Policy
     else:
-        from export.models.vqbet import VQBeTConfig as Config, VQBeTPolicy as Policy
+        from export.models.vqbet import VQBeTConfig as Config
+        from export.models.vqbet import VQBeTPolicy as Policy
     return Policy(Config.from_dict(model.config)).eval()
 
 

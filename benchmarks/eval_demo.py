@@ -35,11 +35,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.evaluate import COLUMNS as EVAL_COLUMNS, EvalResult, evaluate, format_row, markdown_table, runner_options, text_table  # noqa: E402
-from edge.package import load_package  # noqa: E402
-from edge.policies import runner_class  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.package import load_package  # noqa: E402
+from edge.runtime.policies import runner_class  # noqa: E402
+from edge.sim.evaluate import COLUMNS as EVAL_COLUMNS  # noqa: E402
+from edge.sim.evaluate import EvalResult, evaluate, format_row, markdown_table, runner_options, text_table
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.torch_backend import TorchBackend  # noqa: E402
 

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_defaults import median_chunk_ms, observation  # noqa: E402
 from benchmarks.default_models import MODELS, WORKDIR, ensure_package  # noqa: E402
-from edge.backends.onnxruntime import OnnxRuntimeBackend, loop_free_cores  # noqa: E402
-from edge.evaluate import evaluate, runner_options  # noqa: E402
-from edge.package import load_package  # noqa: E402
-from edge.policies import runner_class  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, loop_free_cores  # noqa: E402
+from edge.runtime.package import load_package  # noqa: E402
+from edge.runtime.policies import runner_class  # noqa: E402
+from edge.sim.evaluate import evaluate, runner_options  # noqa: E402
 from export.cpu_precision import INT8_FAMILIES, quantize_package  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402

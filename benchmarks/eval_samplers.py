@@ -3,7 +3,7 @@
     python benchmarks/eval_samplers.py [--episodes 200] [--seed 1000] [--steps 1 2 3 4 6 10] [--no-write]
 
 The bundled package (edge/data/demo_diffusion, trained with LeRobot's DDPM-100 schedule) runs on ONNX Runtime
-FP32, one thread, with each training-free sampler of edge/schedulers.py — DDIM, DPM-Solver++ 2M and UniPC-2, all
+FP32, one thread, with each training-free sampler of edge/runtime/schedulers.py — DDIM, DPM-Solver++ 2M and UniPC-2, all
 on the checkpoint's "leading" timesteps — at each K, on the same scenes (--seed) with the same sampler seed as
 benchmarks/eval_demo.py. Chunk latency: median of 20 denoising
 calls (K U-Net steps plus the scheduler) on one observation. Writes the "samplers" section of RESULTS.md.
@@ -21,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.evaluate import EvalResult, evaluate, format_row, markdown_table, text_table  # noqa: E402
-from edge.package import load_package  # noqa: E402
-from edge.policies.diffusion import DiffusionRunner  # noqa: E402
-from edge.timing import median_ms  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.package import load_package  # noqa: E402
+from edge.runtime.policies.diffusion import DiffusionRunner  # noqa: E402
+from edge.runtime.timing import median_ms  # noqa: E402
+from edge.sim.evaluate import EvalResult, evaluate, format_row, markdown_table, text_table  # noqa: E402
 
 PACKAGE = ROOT / "edge" / "data" / "demo_diffusion"
 SAMPLERS = ("ddim", "dpmsolver++", "unipc")

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.default_models import MODELS, ensure_package  # noqa: E402
 from benchmarks.roofline import best_seconds, float_value, measure, probe_session  # noqa: E402
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.package import load_package  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.package import load_package  # noqa: E402
 
 GRAPHS = (("diffusion", "denoiser"), ("vqbet", "policy"), ("vqbet", "encoder"), ("act", "act"))
 SHAPES = ((10240, 2048), (20480, 1024))  # K x N of the U-Net's 2048- and up-path 1024-channel convolutions

@@ -10,7 +10,7 @@ from calibration.calibration_file import (
     save_calibration,
 )
 from calibration.errors import CalibrationError, RobotConfigError
-from calibration.normalize import JointNormalizer
+from calibration.joint_normalizer import JointNormalizer
 from calibration.robot_config import (
     BusConfig,
     CameraConfig,

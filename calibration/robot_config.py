@@ -24,7 +24,7 @@ from calibration.calibration_file import (
     load_calibration,
 )
 from calibration.errors import CalibrationError, RobotConfigError
-from calibration.normalize import JointNormalizer
+from calibration.joint_normalizer import JointNormalizer
 from firmware_bridge import tables
 from firmware_bridge.safety import POSITION_MODES, SafetyConfig
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.backends import get_backend
 from edge.errors import BackendError, EdgeError, ObservationError, OptionError, PackageError, PolicyOutputError
-from edge.package import load_package
-from edge.policies import runner_class
-from edge.policies.base import PolicyRunner
+from edge.runtime.backends import get_backend
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
+from edge.runtime.policies.base import PolicyRunner
 
 __all__ = ["load_policy", "PolicyRunner", "EdgeError", "PackageError", "ObservationError", "BackendError",
            "OptionError", "PolicyOutputError"]

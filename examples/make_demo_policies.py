@@ -14,7 +14,7 @@ obstacle is taken in at least 30% of the episodes, then the higher success rate.
 (seed VALIDATION_SEED) are not the ones `edge eval` and benchmarks/eval_demo.py report on (seed 1000).
 This matters for ACT: at inference its latent is 0, so its side is a fixed function of the scene, and
 which function a run learns from the 50/50 demonstrations depends on the training seed.
-With --eval N, the bundled package is then run closed-loop on N episodes (edge.evaluate, seed 1000).
+With --eval N, the bundled package is then run closed-loop on N episodes (edge.sim.evaluate, seed 1000).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge import load_policy  # noqa: E402
-from edge.evaluate import EvalResult, evaluate  # noqa: E402
+from edge.sim.evaluate import EvalResult, evaluate  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
 from export.train.dataset import generate  # noqa: E402

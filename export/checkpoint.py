@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from edge.errors import PackageError
-from edge.package import STATISTICS, Normalization, check_normalization
+from edge.runtime.package import STATISTICS, Normalization, check_normalization
 from export.errors import CheckpointError
 
 OLD_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from edge.exit_status import run_command
-from edge.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
+from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from export.families.base import ExportOptions
 from export.pipeline import export_package
 

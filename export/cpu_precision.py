@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.exit_status import run_command
-from edge.package import load_package, sha256_file
+from edge.runtime.package import load_package, sha256_file
 from export.errors import ExportError
 from export.fp16 import graph_samples, write_manifest
 from export.graph_rewrites import conv1d_as_matmul, gemm_as_matmul

@@ -36,12 +36,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.backends.trt_compat import check_model
 from edge.exit_status import run_command
-from edge.normalize import Normalizer
-from edge.package import MANIFEST_NAME, Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file
-from edge.policies import runner_class
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.backends.trt_compat import check_model
+from edge.runtime.normalize import Normalizer
+from edge.runtime.package import MANIFEST_NAME, Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file
+from edge.runtime.policies import runner_class
 from export.errors import ExportError
 
 FP16_DIR = "fp16"

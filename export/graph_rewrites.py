@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
+
 def static_shapes(model: onnx.ModelProto, names: set[str]) -> dict[str, list[int]]:
     """Shapes of the named tensors from one unoptimised ONNX Runtime run on zeros (every tensor exposed)."""
     import onnxruntime as ort

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import torch
 
-from edge.package import TensorSpec
+from edge.runtime.package import TensorSpec
 from export.errors import ExportError
 from export.families.base import GraphExport
 

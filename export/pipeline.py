@@ -16,10 +16,22 @@ from typing import Callable
 import numpy as np
 
 from edge import load_policy
-from edge.backends.trt_compat import check_file, support_table
 from edge.errors import EdgeError, PackageError
-from edge.package import (CPU_PRECISIONS, MANIFEST_NAME, MAX_OPSET, WEIGHT_STORAGE, ActionOutput, GraphSpec, Manifest,
-                          ObservationInput, Source, Validation, check_chunking, sha256_file)
+from edge.runtime.backends.trt_compat import check_file, support_table
+from edge.runtime.package import (
+    CPU_PRECISIONS,
+    MANIFEST_NAME,
+    MAX_OPSET,
+    WEIGHT_STORAGE,
+    ActionOutput,
+    GraphSpec,
+    Manifest,
+    ObservationInput,
+    Source,
+    Validation,
+    check_chunking,
+    sha256_file,
+)
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.errors import CheckpointError, ExportError
@@ -59,7 +71,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                    force: bool = False, progress: Progress = print, tensorrt_check: bool = True) -> Manifest:
     """Export a LeRobot checkpoint to a policy package at `out`; nothing is written if any step fails.
 
-    `tensorrt_check`: refuse graphs that TensorRT 10.3's ONNX parser would not take (edge/backends/trt_compat.py).
+    `tensorrt_check`: refuse graphs that TensorRT 10.3's ONNX parser would not take (edge/runtime/backends/trt_compat.py).
     """
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:

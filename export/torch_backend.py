@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.backends.base import Backend, GraphSession
 from edge.errors import BackendError
-from edge.package import GraphSpec, PolicyPackage
+from edge.runtime.backends.base import Backend, GraphSession
+from edge.runtime.package import GraphSpec, PolicyPackage
 from export.checkpoint import CheckpointError, load_checkpoint
 from export.families import family_module
 from export.families.base import ExportOptions, FamilyExport, GraphExport
@@ -128,8 +128,8 @@ class TorchBackend(Backend):
 def torch_policy(package: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
                  **options: Any):
     """`edge.load_policy` with the PyTorch backend: the same runner, PyTorch networks."""
-    from edge.package import load_package
-    from edge.policies import runner_class
+    from edge.runtime.package import load_package
+    from edge.runtime.policies import runner_class
 
     pkg = load_package(package)
     return runner_class(pkg.manifest.policy_type)(pkg, TorchBackend(checkpoint, threads), **options)

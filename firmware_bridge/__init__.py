@@ -1,10 +1,3 @@
-"""Torch-free link to the arm: Dynamixel Protocol 2.0 bus, a pty servo-chain emulator, and the safety layer."""
-
-from firmware_bridge.bus import BusError, BusStats, DynamixelBus
-from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator, default_arm_motors
-from firmware_bridge.errors import FirmwareBridgeError, RequestError
-from firmware_bridge.safety import SafetyConfig, SafetyCounters, SafetyLayer, SafetyRefused, SafetyStop, SafetyTripped
-
-__all__ = ["ARM_JOINTS", "BusError", "BusStats", "DynamixelBus", "FirmwareBridgeError", "RequestError", "SafetyConfig",
-           "SafetyCounters", "SafetyLayer", "SafetyRefused", "SafetyStop", "SafetyTripped", "ServoEmulator",
-           "default_arm_motors"]
+"""Torch-free link to the arm: the hardware facts (tables.py), Protocol 2.0 packets (protocol.py), the Dynamixel
+bus (bus.py) and the safety layer (safety.py). The servo-chain emulator is `firmware_bridge.emulator`, imported
+only by whoever serves one."""

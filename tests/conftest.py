@@ -20,7 +20,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """ONNX Runtime's optimised-model cache (edge/backends/ort_cache.py) goes to a temporary directory, not ~/.cache."""
+    """ONNX Runtime's optimised-model cache (edge/runtime/backends/ort_cache.py) goes to a temporary directory, not ~/.cache."""
     os.environ["EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("edge-cache"))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.package import sha256_file
+from edge.runtime.package import sha256_file
 
 
 def edge_check(*args: str) -> subprocess.CompletedProcess:

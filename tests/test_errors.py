@@ -12,7 +12,9 @@ import pytest
 import calibration
 import edge
 import export.errors
-import firmware_bridge
+import firmware_bridge.bus
+import firmware_bridge.errors
+import firmware_bridge.safety
 from calibration.procedure import CalibrationAborted
 from edge.exit_status import exit_status, run_command
 from export.fp16 import Fp16Error
@@ -22,10 +24,10 @@ LAYERS = ["firmware_bridge", "calibration", "edge", "export"]  # each may import
 
 
 @pytest.mark.parametrize("error, root", [
-    (firmware_bridge.BusError("read", ["j1"], "no reply"), firmware_bridge.FirmwareBridgeError),
-    (firmware_bridge.RequestError("unknown motor"), firmware_bridge.FirmwareBridgeError),
-    (firmware_bridge.SafetyRefused("limits reversed"), firmware_bridge.FirmwareBridgeError),
-    (firmware_bridge.SafetyTripped("servo lost"), firmware_bridge.FirmwareBridgeError),
+    (firmware_bridge.bus.BusError("read", ["j1"], "no reply"), firmware_bridge.errors.FirmwareBridgeError),
+    (firmware_bridge.errors.RequestError("unknown motor"), firmware_bridge.errors.FirmwareBridgeError),
+    (firmware_bridge.safety.SafetyRefused("limits reversed"), firmware_bridge.errors.FirmwareBridgeError),
+    (firmware_bridge.safety.SafetyTripped("servo lost"), firmware_bridge.errors.FirmwareBridgeError),
     (calibration.RobotConfigError("robot.yaml"), calibration.CalibrationError),
     (CalibrationAborted("input closed"), calibration.CalibrationError),
     (edge.PackageError("manifest"), edge.EdgeError),
@@ -41,12 +43,12 @@ def test_every_error_has_its_package_root(error, root):
 
 
 @pytest.mark.parametrize("error, status", [
-    (firmware_bridge.SafetyTripped("servo 3 lost"), 3),
+    (firmware_bridge.safety.SafetyTripped("servo 3 lost"), 3),
     (edge.PolicyOutputError("non-finite action"), 3),
     (KeyboardInterrupt(), 130),
-    (firmware_bridge.SafetyStop("SIGTERM"), 130),
-    (firmware_bridge.BusError("connect", ["j1"], "no reply"), 2),
-    (firmware_bridge.RequestError("id 300"), 2),
+    (firmware_bridge.safety.SafetyStop("SIGTERM"), 130),
+    (firmware_bridge.bus.BusError("connect", ["j1"], "no reply"), 2),
+    (firmware_bridge.errors.RequestError("id 300"), 2),
     (calibration.CalibrationError("calibration.json"), 2),
     (calibration.RobotConfigError("robot.yaml"), 2),
     (edge.PackageError("manifest"), 2),

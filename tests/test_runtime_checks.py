@@ -12,13 +12,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration import load_robot_config
 import edge
-from edge.chunker import AsyncExecutor
+from calibration import load_robot_config
 from edge.cli import main as edge_main
-from edge.emulated_arm import BUS_SLACK_MS, arm_files, hold_calibration
-from edge.package import sha256_file
-from firmware_bridge import ARM_JOINTS, ServoEmulator
+from edge.robot.executors import AsyncExecutor
+from edge.runtime.package import sha256_file
+from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, hold_calibration
+from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 
 DATA = Path(edge.__file__).parent / "data"
 CAM_CASES = ["act_cam", "diffusion_cam", "vqbet_cam"]
@@ -92,7 +92,7 @@ def test_far_out_states_are_counted_and_warned_once(export_fixture, caplog):
     env = np.zeros(4, np.float32)
     counts = policy.out_of_distribution
     policy.reset()
-    with caplog.at_level(logging.WARNING, logger="edge.observation"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.observation"):
         for state in (inside, far, far, inside, far):
             policy.select_action({STATE: state, ENV: env})
     assert dict(counts) == {STATE: 3, ENV: 0}  # a live view, readable at any time
@@ -101,7 +101,7 @@ def test_far_out_states_are_counted_and_warned_once(export_fixture, caplog):
     policy.reset()
     assert dict(policy.out_of_distribution) == {STATE: 0, ENV: 0}
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="edge.observation"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.observation"):
         policy.select_action({STATE: far, ENV: env})  # warned again after reset
     assert len(caplog.records) == 1
 
@@ -187,7 +187,7 @@ def test_edge_run_stops_with_status_3_and_moves_nothing(export_fixture, tmp_path
 @pytest.mark.parametrize("hz", [0, -5, 1e30, float("nan"), 5000])
 def test_control_rates_the_loop_cannot_keep_are_refused(hz, capsys):
     """A robot file or --hz of 1e30 Hz would never reach its --duration (found by the fuzzer)."""
-    from edge.rate import RateKeeper
+    from edge.robot.rate import RateKeeper
 
     with pytest.raises(edge.OptionError, match=r"control rate must be in \(0, 1000\] Hz"):
         RateKeeper(hz)

@@ -15,7 +15,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import edge
-from edge.package import PackageError, load_package
+from edge.runtime.package import PackageError, load_package
 from export.errors import ExportError
 from export.families.base import ExportOptions
 from export.pipeline import export_package

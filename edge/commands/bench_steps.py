@@ -14,9 +14,9 @@ import numpy as np
 
 from edge import load_policy
 from edge.cli import CLIError
-from edge.timing import median_ms
-from edge.package import load_package
-from edge.policies.diffusion import DiffusionRunner
+from edge.runtime.package import load_package
+from edge.runtime.policies.diffusion import DiffusionRunner
+from edge.runtime.timing import median_ms
 
 DEFAULT_STEPS = (1, 2, 4, 8, 10, 16, 32, 100)
 REFERENCE_STEPS = 100

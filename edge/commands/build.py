@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from edge.errors import CLIError
-from edge.package import load_package
+from edge.runtime.package import load_package
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,9 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.backends.engine_cache import BuildOptions, cache_root
-    from edge.backends.onnxruntime import onnxruntime_conflict
-    from edge.backends.trt_builder import build_engines
+    from edge.runtime.backends.engine_cache import BuildOptions, cache_root
+    from edge.runtime.backends.onnxruntime import onnxruntime_conflict
+    from edge.runtime.backends.trt_builder import build_engines
 
     conflict = onnxruntime_conflict()
     if conflict:

@@ -40,7 +40,7 @@ def robot_from(args: argparse.Namespace) -> RobotConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Connect to each bus of the robot described by --robot, then calibrate or check."""
-    from firmware_bridge import DynamixelBus  # not at import time: `edge` must start without it
+    from firmware_bridge.bus import DynamixelBus  # not at import time: `edge` must start without it
 
     robot = robot_from(args)
     expected = {bus.name: bus.load_calibration() for bus in robot.buses} if args.check else None

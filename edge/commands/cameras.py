@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.camera import list_cameras
+from edge.robot.cameras import list_cameras
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from edge.backends import BACKENDS, get_backend
-from edge.backends.onnxruntime import onnxruntime_conflict
-from edge.backends.trt_compat import package_problems, support_table
-from edge.check import check_package
-from edge.package import load_package
+from edge.runtime.backends import BACKENDS, get_backend
+from edge.runtime.backends.onnxruntime import onnxruntime_conflict
+from edge.runtime.backends.trt_compat import package_problems, support_table
+from edge.runtime.package import load_package
+from edge.runtime.validation import check_package
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

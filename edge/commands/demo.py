@@ -20,12 +20,12 @@ import numpy as np
 import edge
 from edge.cli import CLIError
 from edge.commands.run import add_loop_arguments, options_from
-from edge.drive import drive
-from edge.emulated_arm import BUS_SLACK_MS, emulated_arm
-from edge.robot import Robot
+from edge.robot.drive import drive
+from edge.robot.robot import Robot
 from edge.sim import Scene, TaskConfig, sample_scene
-from edge.sim.camera import SimCamera
+from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm
 from edge.sim.reach import ENV_DIM, joints_for, side_of
+from edge.sim.rendered_camera import SimCamera
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FAMILIES = ("act", "diffusion", "vqbet")

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from edge.backends import BACKENDS, get_backend
 from edge.cli import CLIError
-from edge.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
-from edge.package import load_package
-from edge.policies import runner_class
-from edge.schedulers import SAMPLERS
+from edge.runtime.backends import BACKENDS, get_backend
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
+from edge.runtime.schedulers import SAMPLERS
+from edge.sim.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data"
 

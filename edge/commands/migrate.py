@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edge.migrate import migrate_package
-from edge.package import MANIFEST_VERSION
+from edge.runtime.migrate import migrate_package
+from edge.runtime.package import MANIFEST_VERSION
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

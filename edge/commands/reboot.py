@@ -12,7 +12,8 @@ import time
 
 from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
-from firmware_bridge import BusError, DynamixelBus, tables
+from firmware_bridge import tables
+from firmware_bridge.bus import BusError, DynamixelBus
 
 REBOOT_WAIT_S = 2.0  # how long a rebooted servo may take to answer PING again
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.cli import CLIError
-from edge.telemetry import load_records
+from edge.robot.telemetry import load_records
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

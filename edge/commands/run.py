@@ -14,12 +14,12 @@ import numpy as np
 
 import edge
 from calibration.procedure import CalibrationMismatch
-from edge.backends import BACKENDS
-from edge.chunker import MERGE_RULES
 from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
-from edge.drive import DriveOptions, drive
-from edge.robot import Robot
+from edge.robot.drive import DriveOptions, drive
+from edge.robot.executors import MERGE_RULES
+from edge.robot.robot import Robot
+from edge.runtime.backends import BACKENDS
 
 
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:

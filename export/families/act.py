@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edge.package import ACTSection, Chunking
+from edge.runtime.package import ACTSection, Chunking
 from export.checkpoint import Checkpoint, load_strict
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.act import ACTConfig, ACTPolicy

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edge.package import Chunking, PolicySection
+from edge.runtime.package import Chunking, PolicySection
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 `obs_encoder`: the normalised n_obs_steps window, each input (1, n_obs_steps, ...) → `global_cond`.
 `denoiser`: noisy chunk (1, horizon, action_dim), float32 timestep (1,), global_cond → the U-Net's output;
-the runtime calls it once per sampling step and does the scheduler arithmetic itself (edge/schedulers.py).
+the runtime calls it once per sampling step and does the scheduler arithmetic itself (edge/runtime/schedulers.py).
 `denoise_<K>` (ExportOptions.extra["fused_steps"] = K): initial noise and global_cond → the normalised chunk
 after K DDIM steps, with the scheduler's per-step constants baked in.
 """
@@ -13,12 +13,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edge.package import Chunking, DiffusionSection, FusedGraph
-from edge.schedulers import DDIMScheduler, SchedulerConfig
+from edge.runtime.package import Chunking, DiffusionSection, FusedGraph
+from edge.runtime.schedulers import DDIMScheduler, SchedulerConfig
 from export.checkpoint import Checkpoint, load_strict
 from export.errors import ExportError
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
-from export.models.diffusion import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, DiffusionConfig, DiffusionModel, DiffusionPolicy
+from export.models.diffusion import (
+    OBS_ENV_STATE,
+    OBS_IMAGES,
+    OBS_STATE,
+    DiffusionConfig,
+    DiffusionModel,
+    DiffusionPolicy,
+)
 
 
 class ObsEncoderGraph(nn.Module):

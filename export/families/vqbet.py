@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
-from edge.package import Chunking, VQBeTSection
+from edge.runtime.package import Chunking, VQBeTSection
 from export.checkpoint import Checkpoint, load_strict
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.vqbet import OBS_STATE, VQVAE_NUM_LAYERS, VQBeTConfig, VQBeTModel, VQBeTPolicy

@@ -2,7 +2,7 @@
 
 Follows lerobot/policies/diffusion/modeling_diffusion.py (0.4.x) class for class so a diff reads easily;
 torchvision is replaced by export/models/{resnet,common}.py and einops by plain tensor ops. Sampling
-(the diffusers scheduler loop) is not here: the runtime owns it (edge/schedulers.py), and the exporter
+(the diffusers scheduler loop) is not here: the runtime owns it (edge/runtime/schedulers.py), and the exporter
 unrolls it for fused graphs. `DiffusionPolicy.diffusion` is what the `diffusion.*` keys load into.
 """
 

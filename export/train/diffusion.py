@@ -2,7 +2,7 @@
 
 `diffusion_loss` is LeRobot's DiffusionModel.compute_loss (0.4.x): a timestep per sample drawn from
 U{0..num_train_timesteps-1}, the clean normalised action chunk noised with diffusers' add_noise
-(√ᾱ_t·x + √(1-ᾱ_t)·ε, ᾱ from the checkpoint's schedule, here edge/schedulers.py's float32 copy of
+(√ᾱ_t·x + √(1-ᾱ_t)·ε, ᾱ from the checkpoint's schedule, here edge/runtime/schedulers.py's float32 copy of
 diffusers'), MSE between the U-Net output and ε (or x for prediction_type "sample"), masked by
 action_is_pad when do_mask_loss_for_padding. Conditioning: n_obs_steps of [state, environment_state].
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from edge.schedulers import SchedulerConfig, alphas_cumprod
+from edge.runtime.schedulers import SchedulerConfig, alphas_cumprod
 from export.models.diffusion import DiffusionConfig, DiffusionPolicy
 from export.train.common import TrainConfig, train
 from export.train.dataset import ACTION, ENV, STATE

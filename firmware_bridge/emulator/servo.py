@@ -16,8 +16,20 @@ from functools import lru_cache
 from firmware_bridge import tables
 from firmware_bridge.emulator.faults import Faults
 from firmware_bridge.emulator.physics import (
-    ACCEL_UNIT, CURRENT, FREE, POSITION, PWM, PWM_FULL, TICKS_PER_REV, VELOCITY, VELOCITY_UNIT, Hand, Motor,
-    MotorParams, Profile)
+    ACCEL_UNIT,
+    CURRENT,
+    FREE,
+    POSITION,
+    PWM,
+    PWM_FULL,
+    TICKS_PER_REV,
+    VELOCITY,
+    VELOCITY_UNIT,
+    Hand,
+    Motor,
+    MotorParams,
+    Profile,
+)
 from firmware_bridge.tables import Model, Register
 
 POSITION_MODE, EXTENDED_MODE, CURRENT_POSITION_MODE = 3, 4, 5

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Mapping
 from firmware_bridge import protocol as P
 from firmware_bridge import tables
 from firmware_bridge.emulator.faults import Faults, TimedFault
-from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.emulator.instructions import InstructionSet, status_packet
 from firmware_bridge.emulator.physics import Hand
 from firmware_bridge.emulator.servo import EmulatedServo
+from firmware_bridge.errors import FirmwareBridgeError, RequestError
 
 _TERMIOS_SPEEDS = {getattr(termios, f"B{bps}"): bps for bps in (
     9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 500_000, 576_000, 921_600, 1_000_000, 1_152_000,

@@ -86,14 +86,14 @@ class User:
 def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The example arm on an emulated chain, hands at CENTRE; yields (emulator, robot file path)."""
     data = yaml.safe_load((EXAMPLES / "robot.yaml").read_text())
-    emulator = firmware_bridge.ServoEmulator({m["id"]: m["model"] for m in data["motors"]}, timing=False)
+    emulator = firmware_bridge.emulator.ServoEmulator({m["id"]: m["model"] for m in data["motors"]}, timing=False)
     data["port"] = emulator.start()
     path = tmp_path / "robot.yaml"
     path.write_text(yaml.safe_dump(data))
     for servo_id, ticks in CENTRE.items():
         emulator.set_shaft(servo_id, ticks)
-    monkeypatch.setattr(firmware_bridge, "DynamixelBus",
-                        functools.partial(firmware_bridge.DynamixelBus, timeout_slack_ms=EMULATOR_SLACK_MS))
+    monkeypatch.setattr(firmware_bridge.bus, "DynamixelBus",
+                        functools.partial(firmware_bridge.bus.DynamixelBus, timeout_slack_ms=EMULATOR_SLACK_MS))
     try:
         yield emulator, path
     finally:
@@ -154,8 +154,8 @@ def test_interactive_calibration_then_check(arm, monkeypatch, capsys) -> None:
         assert emulator.register(servo_id, "Present_Position") == 2047  # the centred arm reads mid-turn
 
     monkeypatch.undo()  # back to capsys' streams
-    monkeypatch.setattr(firmware_bridge, "DynamixelBus",
-                        functools.partial(firmware_bridge.DynamixelBus, timeout_slack_ms=EMULATOR_SLACK_MS))
+    monkeypatch.setattr(firmware_bridge.bus, "DynamixelBus",
+                        functools.partial(firmware_bridge.bus.DynamixelBus, timeout_slack_ms=EMULATOR_SLACK_MS))
     capsys.readouterr()
     assert main(["calibrate", "--robot", str(robot), "--check"]) == 0
     assert "servos match" in capsys.readouterr().out
@@ -207,7 +207,7 @@ def test_reversed_servo_is_calibrated_in_its_own_ticks(arm) -> None:
     emulator, robot_path = arm
     emulator.set_register(3, "Drive_Mode", 1)
     robot = load_robot_config(robot_path)
-    bus = firmware_bridge.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate)
+    bus = firmware_bridge.bus.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate)
     bus.connect()
     user, screen = User(emulator), Screen()
     result: dict = {}

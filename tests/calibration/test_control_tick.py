@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_observation_and_goal_through_the_safety_layer(tmp_path: Path) -> None:
     data = yaml.safe_load((EXAMPLES / "robot.yaml").read_text())
-    with firmware_bridge.ServoEmulator({m["id"]: m["model"] for m in data["motors"]}, timing=False) as emulator:
+    with firmware_bridge.emulator.ServoEmulator({m["id"]: m["model"] for m in data["motors"]}, timing=False) as emulator:
         data["port"] = emulator.port
         data["safety"]["max_step_deg"] = 360.0  # let the goal through uncapped: this test is about units
         (tmp_path / "robot.yaml").write_text(yaml.safe_dump(data))
@@ -29,7 +29,7 @@ def test_observation_and_goal_through_the_safety_layer(tmp_path: Path) -> None:
         calib = {m.name: MotorCalibration(m.id, 0, 0, 1000 + 10 * m.id, 3000 - 10 * m.id) for m in robot.motors}
         save_calibration(calib, robot.calibration)
         norm = robot.normalizer()
-        bus = firmware_bridge.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate, timeout_slack_ms=15.0)
+        bus = firmware_bridge.bus.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate, timeout_slack_ms=15.0)
         bus.connect()
         with safety_module.SafetyLayer(bus, norm.limits, robot.safety_config(norm)) as safety:
             present = safety.observe()

@@ -66,10 +66,10 @@ def test_check_agrees_with_servos_set_from_the_file_and_names_a_differing_regist
         calibration_dir: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     calibration = json.loads((calibration_dir / name).read_text())
     (tmp_path / "calibration.json").write_bytes((calibration_dir / name).read_bytes())
-    monkeypatch.setattr(firmware_bridge, "DynamixelBus",
-                        functools.partial(firmware_bridge.DynamixelBus, timeout_slack_ms=15.0))
+    monkeypatch.setattr(firmware_bridge.bus, "DynamixelBus",
+                        functools.partial(firmware_bridge.bus.DynamixelBus, timeout_slack_ms=15.0))
     models = {e["id"]: KOCH.get(m, "xl430-w250") for m, e in calibration.items()}
-    with firmware_bridge.ServoEmulator(models, timing=False) as emulator:
+    with firmware_bridge.emulator.ServoEmulator(models, timing=False) as emulator:
         robot = robot_for(calibration, tmp_path, emulator.port)
         for entry in calibration.values():
             for field, register in REGISTERS.items():

@@ -66,7 +66,7 @@ def test_writer_keeps_a_sibling_calibration_file_relative(tmp_path: Path) -> Non
 
 def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
     safety = pytest.importorskip("firmware_bridge.safety")
-    from firmware_bridge import DynamixelBus
+    from firmware_bridge.bus import DynamixelBus
 
     data = example()
     data["safety"]["max_step_deg"] = {n: 9.0 for n in NAMES} | {"gripper": 0.01}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import edge
-from edge.package import load_package
+from edge.runtime.package import load_package
 
 CASE = "diffusion_cam"
 STEPS = 14

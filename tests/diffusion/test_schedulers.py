@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from edge.schedulers import SchedulerConfig, make_scheduler
+from edge.runtime.schedulers import SchedulerConfig, make_scheduler
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")

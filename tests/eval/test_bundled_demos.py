@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends import get_backend
-from edge.check import check_package
 from edge.commands.demo import FAMILIES, bundled
-from edge.evaluate import evaluate, runner_options
-from edge.package import load_package
-from edge.policies import runner_class
+from edge.runtime.backends import get_backend
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
+from edge.runtime.validation import check_package
+from edge.sim.evaluate import evaluate, runner_options
 
 EPISODES = 20
 SEED = 7000  # scenes the packages were neither selected nor reported on (validation 2000, RESULTS 1000)

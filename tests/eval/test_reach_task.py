@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.evaluate import evaluate
 from edge.sim import Expert, ReachEnv, Scene, TaskConfig
+from edge.sim.evaluate import evaluate
 from edge.sim.reach import joints_for, side_of
 
 # Straight up the y axis: start below, target above, obstacle in between. Looking from start to

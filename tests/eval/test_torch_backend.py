@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
 from edge.errors import BackendError
-from edge.package import load_package
-from edge.policies import runner_class
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
 from export.fp16 import graph_samples
 from export.torch_backend import TorchBackend
 

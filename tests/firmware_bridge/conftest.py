@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pytest
 from dynamixel_sdk import COMM_SUCCESS, PacketHandler, PortHandler
 
-from firmware_bridge import ARM_JOINTS, DynamixelBus, ServoEmulator, tables
-
+from firmware_bridge import tables
+from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 
 # Reply-timeout slack against the emulator: its replies come from a Python thread that a loaded
 # 2-core CI machine can starve for several ms; real servos answer on time and keep the 3 ms default.

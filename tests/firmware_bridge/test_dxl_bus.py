@@ -10,8 +10,9 @@ import pytest
 import serial
 from dynamixel_sdk import PacketHandler
 
-from firmware_bridge import BusError, DynamixelBus, ServoEmulator, protocol
-from firmware_bridge.emulator import default_arm_motors
+from firmware_bridge import protocol
+from firmware_bridge.bus import BusError, DynamixelBus
+from firmware_bridge.emulator import ServoEmulator, default_arm_motors
 
 
 def test_connect_reads_models_and_firmware(bus: DynamixelBus, chain) -> None:

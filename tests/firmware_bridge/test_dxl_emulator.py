@@ -8,8 +8,9 @@ import pytest
 from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite
 
 from edge.cli import CLIError, build_parser
-from firmware_bridge import DynamixelBus, ServoEmulator, tables
-from firmware_bridge.emulator import default_arm_motors
+from firmware_bridge import tables
+from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.emulator import ServoEmulator, default_arm_motors
 from firmware_bridge.errors import RequestError
 from firmware_bridge.protocol import StuffingPacketHandler
 from tests.firmware_bridge.lerobot_calls import SharingPortHandler

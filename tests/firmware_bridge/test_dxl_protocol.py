@@ -155,7 +155,7 @@ def test_patched_handler_sends_stuffed_packet_where_plain_sdk_does_not() -> None
 
 def test_emulator_answers_the_fast_sync_read_example_byte_for_byte() -> None:
     """The e-manual's Fast Sync Read example, sent as published to emulated servos 3, 7 and 4 at its positions."""
-    from firmware_bridge import ServoEmulator
+    from firmware_bridge.emulator import ServoEmulator
 
     positions = {3: 166, 7: 2079, 4: 1023}
     expected = h(EMANUAL_FAST_SYNC_READ_STATUS)

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from firmware_bridge import DynamixelBus, ServoEmulator, tables
+from firmware_bridge import tables
+from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.emulator import ServoEmulator
 from firmware_bridge.safety import SafetyConfig, SafetyLayer, SafetyStop
 
 WINDOW = 0.05

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from firmware_bridge import BusError, DynamixelBus, ServoEmulator, tables
-from firmware_bridge.emulator import Hand, TimedFault
+from firmware_bridge import tables
+from firmware_bridge.bus import BusError, DynamixelBus
+from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
 from tests.firmware_bridge.conftest import EMULATOR_SLACK_MS
 from tests.firmware_bridge.lerobot_calls import KOCH_MODELS, KOCH_MOTORS, LeRobotCalls
 

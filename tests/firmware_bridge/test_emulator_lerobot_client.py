@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 from dynamixel_sdk import COMM_SUCCESS
 
-from firmware_bridge import DynamixelBus, ServoEmulator, tables
+from firmware_bridge import tables
+from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.emulator import ServoEmulator
 from tests.firmware_bridge.conftest import EMULATOR_SLACK_MS
 from tests.firmware_bridge.lerobot_calls import KOCH_MODELS, KOCH_MOTORS, LeRobotCalls, LeRobotError, koch_configure
 

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 from dynamixel_sdk import COMM_SUCCESS, PortHandler
 
-from firmware_bridge import BusError, DynamixelBus, ServoEmulator, protocol, tables
+from firmware_bridge import protocol, tables
+from firmware_bridge.bus import BusError, DynamixelBus
+from firmware_bridge.emulator import ServoEmulator
 from firmware_bridge.protocol import StuffingPacketHandler
 from tests.firmware_bridge.conftest import EMULATOR_SLACK_MS
 

@@ -26,10 +26,11 @@ import yaml
 import edge
 from calibration import CalibrationError, load_calibration, load_robot_config
 from edge.cli import main as edge_main
-from edge.emulated_arm import BUS_SLACK_MS, arm_files
 from edge.errors import EdgeError
+from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files
 from export.fp16 import main as fp16_main
-from firmware_bridge import ARM_JOINTS, FirmwareBridgeError, ServoEmulator
+from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
+from firmware_bridge.errors import FirmwareBridgeError
 from tests.fuzz.mutate import bad_value, damage_archive, damage_bytes, link_package, mutate_document
 
 SEED = 15
@@ -161,7 +162,7 @@ def test_fuzz_graph_files(request, seeds, tmp_path):
         target.write_bytes(damaged)
         rehash = bool(rng.integers(2))
         if rehash:
-            data["graphs"][graph]["sha256"] = edge.package.sha256_file(target)
+            data["graphs"][graph]["sha256"] = edge.runtime.package.sha256_file(target)
         write_manifest(pkg, data)
 
         def attempt() -> None:
@@ -191,7 +192,7 @@ def test_fuzz_validation_archives(request, seeds, tmp_path, capsys):
         samples.write_bytes(damaged)
         rehash = bool(rng.integers(2))
         if rehash:
-            data["validation"]["sha256"] = edge.package.sha256_file(samples)
+            data["validation"]["sha256"] = edge.runtime.package.sha256_file(samples)
         write_manifest(pkg, data)
         case = f"validation #{i} {seed}: {what}{', rehashed' if rehash else ''}"
         commands = [("edge check", lambda: edge_main(["check", str(pkg), "--backend", "onnxruntime"]))]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends.cuda_memory import LIBRARIES, CudaMemory, cuda_memory
 from edge.errors import BackendError
+from edge.runtime.backends.cuda_memory import LIBRARIES, CudaMemory, cuda_memory
 
 
 @pytest.fixture(params=sorted(LIBRARIES))
@@ -26,7 +26,7 @@ def cuda(request) -> CudaMemory:
 @pytest.fixture(scope="session")
 def tensorrt_gpu():
     """The TensorRT module and a GPU, or skip."""
-    from edge.backends.tensorrt import import_tensorrt
+    from edge.runtime.backends.tensorrt import import_tensorrt
 
     try:
         return import_tensorrt(), cuda_memory().gpu()

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import edge
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.backends.tensorrt import TensorRTBackend
-from edge.backends.trt_builder import build_engines
-from edge.chunker import AsyncExecutor
-from edge.package import load_package
-from edge.policies import runner_class
+from edge.robot.executors import AsyncExecutor
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.backends.tensorrt import TensorRTBackend
+from edge.runtime.backends.trt_builder import build_engines
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
 from export.fp16 import graph_samples, preflight
 
 BUNDLED = ["demo_act", "demo_diffusion", "demo_vqbet"]

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.backends.base import Backend, GraphSession
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.package import PolicyPackage
+from edge.runtime.backends.base import Backend, GraphSession
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.package import PolicyPackage
 
 
 class SlowSession(GraphSession):

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 import edge
-from edge.chunker import SyncExecutor
-from edge.control_loop import LoopConfig, run_loop
 from calibration import load_robot_config
-from edge.emulated_arm import BUS_SLACK_MS, arm_files, drive_emulated, emulated_arm, hold_calibration
-from edge.policies import runner_class
-from edge.robot import Robot
-from edge.telemetry import Telemetry
-from firmware_bridge import DynamixelBus, ServoEmulator
+from edge.robot.control_loop import LoopConfig, run_loop
+from edge.robot.executors import SyncExecutor
+from edge.robot.robot import Robot
+from edge.robot.telemetry import Telemetry
+from edge.runtime.policies import runner_class
+from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, drive_emulated, emulated_arm, hold_calibration
+from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.emulator import ServoEmulator
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
 TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}  # target, obstacle

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import edge
-from edge.chunker import AsyncExecutor, SyncExecutor, _Timeline
+from edge.robot.executors import AsyncExecutor, SyncExecutor, _Timeline
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
 OBS = {"observation.state": np.zeros(6, np.float32), "observation.environment_state": np.zeros(4, np.float32)}
@@ -53,7 +53,7 @@ def test_stale_actions_are_dropped():
 
 
 def test_async_step_never_waits_for_slow_inference(slow_backend):
-    slow = edge.policies.runner_class("act")(edge.load_policy(DEMO).package, slow_backend(0.2))
+    slow = edge.runtime.policies.runner_class("act")(edge.load_policy(DEMO).package, slow_backend(0.2))
     executor = AsyncExecutor(slow)
     try:
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.telemetry import Histogram, Telemetry, TickRecord, load_records
+from edge.robot.telemetry import Histogram, Telemetry, TickRecord, load_records
 
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
                 "out_of_distribution"}

@@ -13,7 +13,7 @@ import pytest
 
 import edge
 from edge.cli import main as edge_main
-from edge.package import MANIFEST_VERSION, load_package, sha256_file
+from edge.runtime.package import MANIFEST_VERSION, load_package, sha256_file
 from export.fp16 import main as fp16_main
 
 DATA = Path(edge.__file__).parent / "data"

@@ -14,10 +14,11 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 import edge  # noqa: E402
-from edge.check import check_package  # noqa: E402
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.package import load_package  # noqa: E402
-from export.cpu_precision import main as cpu_precision_cli, quantize_package, unfold_float16_storage  # noqa: E402
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.runtime.package import load_package  # noqa: E402
+from edge.runtime.validation import check_package  # noqa: E402
+from export.cpu_precision import main as cpu_precision_cli  # noqa: E402
+from export.cpu_precision import quantize_package, unfold_float16_storage
 from export.errors import ExportError  # noqa: E402
 from export.graph_rewrites import gemm_as_matmul  # noqa: E402
 

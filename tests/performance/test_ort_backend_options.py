@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from edge.backends import ort_cache
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.package import load_package
-from edge.policies import runner_class
+from edge.runtime.backends import ort_cache
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.package import load_package
+from edge.runtime.policies import runner_class
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_an_unwritable_cache_falls_back_to_the_package(export_fixture, cache, mo
 
 
 def test_small_graphs_run_on_one_thread_unless_told(export_fixture, monkeypatch):
-    from edge.backends import onnxruntime as backend_module
+    from edge.runtime.backends import onnxruntime as backend_module
 
     path = load_package(export_fixture("act_env")).graph_path("act")
     assert OnnxRuntimeBackend().graph_threads(path) == 1  # a few MB of weights

@@ -9,8 +9,8 @@ from typing import Iterator
 import pytest
 
 from calibration import load_robot_config
-from edge.emulated_arm import arm_files, hold_calibration
-from firmware_bridge import ServoEmulator
+from edge.sim.emulated_arm import arm_files, hold_calibration
+from firmware_bridge.emulator import ServoEmulator
 
 
 @pytest.fixture

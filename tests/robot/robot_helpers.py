@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
 import cv2
 import numpy as np
 import yaml
 
-from firmware_bridge import ServoEmulator
+from firmware_bridge.emulator import ServoEmulator
 
 CAMERA = "observation.images.top"
 SLACK = ("--bus-slack-ms", "15")  # the in-process emulator's Python thread can be starved on a shared CI core

@@ -12,9 +12,10 @@ import yaml
 
 from calibration import MotorCalibration, load_robot_config, save_calibration
 from edge.cli import main
-from edge.emulated_arm import hold_calibration
-from edge.robot import Robot
-from firmware_bridge import ARM_JOINTS, ServoEmulator, tables
+from edge.robot.robot import Robot
+from edge.sim.emulated_arm import hold_calibration
+from firmware_bridge import tables
+from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 
 MODEL = "xl430-w250"
 SHADOW = "shoulder_lift_shadow"

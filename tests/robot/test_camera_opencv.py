@@ -11,7 +11,7 @@ import pytest
 from robot_helpers import CAMERA, decoded_frames, pattern, write_video
 
 from calibration import CameraConfig
-from edge.camera import CameraError, OpenCVCamera
+from edge.robot.cameras import CameraError, OpenCVCamera
 
 FPS = 30.0
 

@@ -19,10 +19,10 @@ from robot_helpers import CAMERA, SLACK, decoded_frames, edge, edit_robot_file, 
 
 import edge as edge_runtime
 from calibration import load_robot_config
-from edge.drive import DriveOptions, drive
-from edge.robot import Robot
-from edge.telemetry import load_records
-from firmware_bridge import SafetyTripped
+from edge.robot.drive import DriveOptions, drive
+from edge.robot.robot import Robot
+from edge.robot.telemetry import load_records
+from firmware_bridge.safety import SafetyTripped
 
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
                 "out_of_distribution"}

@@ -17,9 +17,10 @@ from robot_helpers import SLACK, edge, servo_writes
 
 from calibration import MotorCalibration, RobotConfigError, load_robot_config, robot_config_from_dict, save_calibration
 from edge.cli import main
-from edge.emulated_arm import hold_calibration
-from edge.robot import Robot
-from firmware_bridge import ServoEmulator, tables
+from edge.robot.robot import Robot
+from edge.sim.emulated_arm import hold_calibration
+from firmware_bridge import tables
+from firmware_bridge.emulator import ServoEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ACT = REPO / "edge" / "data" / "demo_act"

@@ -25,12 +25,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import fake_gpu
 import numpy as np
 import onnx
-import tensorrt_bindings as real
-
-import fake_gpu
 import strict_api
+import tensorrt_bindings as real
 
 FAIL_OPS: set[str] = set()  # op types the fake parser refuses (scenario "parser_fails")
 
@@ -249,14 +248,14 @@ API = strict_api.StrictApi(real, {"Builder": FakeBuilder, "Runtime": FakeRuntime
 
 
 def strict_api_version() -> tuple[int, ...]:
-    from edge.backends.engine_cache import version_tuple
+    from edge.runtime.backends.engine_cache import version_tuple
     return version_tuple(real.__version__)
 
 
 sys.modules["tensorrt"] = API.module
 sys.modules["cuda"] = None  # type: ignore[assignment]  # device memory: HostMemory, or the pycuda stub
 
-from edge.backends import cuda_memory as cuda_memory_module  # noqa: E402
+from edge.runtime.backends import cuda_memory as cuda_memory_module  # noqa: E402
 
 cuda_memory_module.LIBRARIES["cuda-python"] = fake_gpu.HostMemory  # stands for cuda-python on a GPU
 
@@ -275,15 +274,15 @@ def engine_payload(folder: Path, graph: str) -> dict[str, Any]:
 
 
 def engine_folder(package: Path, precision: str, root: Path | None = None) -> Path:
-    from edge.backends.engine_cache import builder_flags  # noqa: F401  (the folder name does not hold flags)
+    from edge.runtime.backends.engine_cache import builder_flags  # noqa: F401  (the folder name does not hold flags)
     return (root or package / "engines") / f"trt{real.__version__}_test-gpu_sm87_{precision}"
 
 
 def scenario_build_and_run(ctx: dict[str, Any]) -> dict[str, Any]:
     import edge
-    from edge.backends.tensorrt import TensorRTBackend
-    from edge.check import check_package
-    from edge.package import load_package
+    from edge.runtime.backends.tensorrt import TensorRTBackend
+    from edge.runtime.package import load_package
+    from edge.runtime.validation import check_package
 
     package = Path(ctx["act"])
     facts: dict[str, Any] = {}
@@ -312,8 +311,8 @@ def scenario_build_and_run(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def scenario_engine_dir(ctx: dict[str, Any]) -> dict[str, Any]:
     import edge
-    from edge.backends import select_backend
-    from edge.package import load_package
+    from edge.runtime.backends import select_backend
+    from edge.runtime.package import load_package
 
     package, root = Path(ctx["act"]), Path(ctx["work"]) / "engine-dir"
     code, out = edge_cli("build", str(package), "--engine-dir", str(root))
@@ -328,10 +327,10 @@ def scenario_engine_dir(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario_deserialize_fails(ctx: dict[str, Any]) -> dict[str, Any]:
-    from edge.backends import AutoBackend
-    from edge.backends.engine_cache import write_engine, BuildOptions, EngineKey
-    from edge.package import load_package
     from edge.errors import BackendError
+    from edge.runtime.backends import AutoBackend
+    from edge.runtime.backends.engine_cache import BuildOptions, EngineKey, write_engine
+    from edge.runtime.package import load_package
 
     package = Path(ctx["act"])
     folder = engine_folder(package, "fp32")
@@ -344,12 +343,12 @@ def scenario_deserialize_fails(ctx: dict[str, Any]) -> dict[str, Any]:
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("edge.backends").addHandler(handler)
-    logging.getLogger("edge.backends").setLevel(logging.INFO)
+    logging.getLogger("edge.runtime.backends").addHandler(handler)
+    logging.getLogger("edge.runtime.backends").setLevel(logging.INFO)
     auto = AutoBackend()
     session = auto.load(load_package(package), "act")
     facts = {"describe": auto.describe(), "log": records, "session": type(session).__name__}
-    from edge.backends.tensorrt import TensorRTBackend
+    from edge.runtime.backends.tensorrt import TensorRTBackend
     try:
         TensorRTBackend(precision="fp32").load(load_package(package), "act")
         facts["direct"] = "loaded"
@@ -359,9 +358,9 @@ def scenario_deserialize_fails(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario_parser_fails(ctx: dict[str, Any]) -> dict[str, Any]:
-    from edge.backends.engine_cache import BuildOptions
-    from edge.backends.trt_builder import EngineBuilder
     from edge.errors import BackendError
+    from edge.runtime.backends.engine_cache import BuildOptions
+    from edge.runtime.backends.trt_builder import EngineBuilder
 
     package, work = Path(ctx["act"]), Path(ctx["work"])
     builder = EngineBuilder(API.module, report=lambda _m: None)
@@ -395,10 +394,10 @@ def _tiny_session(work: Path, memory: Any) -> Any:
     """An engine for out = 2 * x + y on (1, 3) float32 tensors, through the real builder and session code."""
     from onnx import TensorProto, helper
 
-    from edge.backends.engine_cache import BuildOptions
-    from edge.backends.trt_builder import EngineBuilder
-    from edge.backends.trt_session import EngineSession
-    from edge.package import GraphSpec, TensorSpec
+    from edge.runtime.backends.engine_cache import BuildOptions
+    from edge.runtime.backends.trt_builder import EngineBuilder
+    from edge.runtime.backends.trt_session import EngineSession
+    from edge.runtime.package import GraphSpec, TensorSpec
 
     two = onnx.numpy_helper.from_array(np.array([2.0], np.float32), "two")
     vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("x", "y", "out")]
@@ -450,7 +449,7 @@ def scenario_session(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def scenario_worker_thread(ctx: dict[str, Any]) -> dict[str, Any]:
     """A session made on this thread with the pycuda stub (per-thread contexts) runs on a worker thread."""
-    from edge.backends.cuda_memory import cuda_memory
+    from edge.runtime.backends.cuda_memory import cuda_memory
 
     work = Path(ctx["work"])
     memory = cuda_memory("pycuda")
@@ -476,9 +475,9 @@ def scenario_worker_thread(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario_dynamic_engine(ctx: dict[str, Any]) -> dict[str, Any]:
-    from edge.backends.trt_session import EngineSession
     from edge.errors import BackendError
-    from edge.package import GraphSpec, TensorSpec
+    from edge.runtime.backends.trt_session import EngineSession
+    from edge.runtime.package import GraphSpec, TensorSpec
 
     payload = {"onnx": "", "io": [{"name": "x", "input": True, "shape": [-1, 3]},
                                   {"name": "out", "input": False, "shape": [-1, 3]}]}

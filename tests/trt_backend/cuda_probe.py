@@ -19,8 +19,8 @@ import numpy as np
 from cuda import bindings
 from cuda.bindings import runtime as real
 
-from edge.backends.cuda_memory import CudaPythonMemory, cuda_memory
 from edge.errors import BackendError
+from edge.runtime.backends.cuda_memory import CudaPythonMemory, cuda_memory
 
 OK = real.cudaError_t.cudaSuccess
 CALLS: list[str] = []

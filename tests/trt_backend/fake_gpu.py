@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.cuda_memory import CudaMemory, GpuInfo
+from edge.runtime.backends.cuda_memory import CudaMemory, GpuInfo
 
 DEVICE: dict[int, np.ndarray] = {}  # pointer -> bytes of a live allocation
 PINNED: set[int] = set()  # ids of live pinned host arrays

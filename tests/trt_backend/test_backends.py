@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from edge.backends.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OnnxRuntimeBackend
-from edge.package import load_package, sha256_file
+from edge.runtime.backends.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OnnxRuntimeBackend
+from edge.runtime.package import load_package, sha256_file
 from export.fp16 import preflight
 
 
@@ -24,14 +24,14 @@ def test_auto_falls_back_to_onnxruntime_cpu_and_says_why(package_copy, run_pytho
 
 
 def test_tensorrt_backend_absent_names_what_to_install(run_python):
-    proc = run_python("from edge.backends import get_backend\nget_backend('tensorrt')")
+    proc = run_python("from edge.runtime.backends import get_backend\nget_backend('tensorrt')")
     assert proc.returncode == 1
     assert "BackendError: TensorRT is not available" in proc.stderr
     assert "python3-libnvinfer" in proc.stderr and "pip install tensorrt" in proc.stderr and "pycuda" in proc.stderr
 
 
 def test_tensorrt_without_cuda_bindings_names_them(run_python):
-    proc = run_python("from edge.backends.cuda_memory import cuda_memory\ncuda_memory()", block=("pycuda", "cuda"))
+    proc = run_python("from edge.runtime.backends.cuda_memory import cuda_memory\ncuda_memory()", block=("pycuda", "cuda"))
     assert proc.returncode == 1
     assert "no usable CUDA Python bindings" in proc.stderr and "cuda-python>=12.6,<13" in proc.stderr
 
@@ -108,8 +108,8 @@ def test_both_onnxruntime_distributions_are_detected(tmp_path, package_copy, run
 
 
 def test_unknown_backend_and_options():
-    from edge.backends import get_backend
     from edge.errors import BackendError
+    from edge.runtime.backends import get_backend
 
     with pytest.raises(BackendError, match="choose one of"):
         get_backend("tvm")

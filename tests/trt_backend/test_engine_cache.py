@@ -7,10 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends.engine_cache import (BuildOptions, EngineKey, builder_flags, cache_root, candidate_versions,
-                                        check_engine, check_version, engine_key, engine_source, write_engine)
 from edge.errors import BackendError
-from edge.package import load_package
+from edge.runtime.backends.engine_cache import (
+    BuildOptions,
+    EngineKey,
+    builder_flags,
+    cache_root,
+    candidate_versions,
+    check_engine,
+    check_version,
+    engine_key,
+    engine_source,
+    write_engine,
+)
+from edge.runtime.package import load_package
 from export.fp16 import preflight
 
 GPU = ("Orin (nvgpu)", "8.7")

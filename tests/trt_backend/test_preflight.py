@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.package import load_package, sha256_file
+from edge.runtime.package import load_package, sha256_file
 from export.cli import main as export_main
 from export.fp16 import main as fp16_main
 from export.fp16 import preflight

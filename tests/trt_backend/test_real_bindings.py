@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
-
 from real_bindings import BINDING_VERSIONS, CUDA_BINDINGS, REPO, cuda_bindings, tensorrt_bindings
+
 from export.fp16 import preflight
 
 

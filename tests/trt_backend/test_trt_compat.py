@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.backends import trt_compat
-from edge.backends.trt_compat import check_model, package_problems, support_table
-from edge.package import load_package
+from edge.runtime.backends import trt_compat
+from edge.runtime.backends.trt_compat import check_model, package_problems, support_table
+from edge.runtime.package import load_package
 from export.cli import main as export_main
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import edge
-from edge.normalize import Normalizer
+from edge.runtime.normalize import Normalizer
 from export.checkpoint import load_checkpoint
 from export.families.vqbet import build_policy
 
@@ -63,5 +63,5 @@ def test_pytorch_model_matches_lerobot(lerobot_fixtures, reference_rollout):
 
 
 def test_runtime_does_not_import_torch():
-    code = "import sys, edge, edge.policies.vqbet; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, edge, edge.runtime.policies.vqbet; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

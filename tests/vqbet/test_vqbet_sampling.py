@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import edge
-from edge.policies.vqbet import sample_codes
+from edge.runtime.policies.vqbet import sample_codes
 
 DRAWS = 20000
 

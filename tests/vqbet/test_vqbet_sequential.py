@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 import edge
-from edge.package import load_package
+from edge.runtime.package import load_package
 from export.checkpoint import load_checkpoint
 from export.families.vqbet import build_policy
 from tests.vqbet.conftest import IMAGE, SEQUENTIAL_CONFIG, STATE

@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
-
 import fake_gpu
+import numpy as np
 
 _local = threading.local()
 

@@ -1,6 +1,6 @@
 """A simulated top-down camera for the reach task: renders the scene with the arm's present tool point.
 
-It is an edge.camera.Camera: the robot reads its cameras right after the joints, so the frame a policy sees
+It is an edge.robot.cameras.Camera: the robot reads its cameras right after the joints, so the frame a policy sees
 shows the tool where the joints it reads put it (`joints` returns the latest present joint vector in policy
 units; the demo passes `Robot.present_joints`). Each frame is rendered when the tick asks for it, so its capture
 time is that moment and its age at the tick is the render time.

@@ -2,7 +2,7 @@
 
 A runner mirrors LeRobot's policy API: `reset()`, `select_action(obs)` (one action, queue semantics)
 and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are robot-unit actions.
-Every call checks its observation first (edge/observation.py), whether or not it runs a graph, and
+Every call checks its observation first (edge/runtime/observation.py), whether or not it runs a graph, and
 every chunk a graph returns is checked for non-finite actions before any of it is used.
 """
 
@@ -14,11 +14,11 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edge.backends.base import Backend, GraphSession
 from edge.errors import OptionError, PolicyOutputError
-from edge.normalize import Normalizer
-from edge.observation import DEFAULT_OOD_MARGIN, ObservationProcessor
-from edge.package import PolicyPackage
+from edge.runtime.backends.base import Backend, GraphSession
+from edge.runtime.normalize import Normalizer
+from edge.runtime.observation import DEFAULT_OOD_MARGIN, ObservationProcessor
+from edge.runtime.package import PolicyPackage
 
 
 class PolicyRunner(ABC):

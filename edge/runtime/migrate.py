@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import PackageError
-from edge.package import (MANIFEST_NAME, MANIFEST_VERSION, PolicyPackage, check_files, check_inside,
-                          manifest_from_dict, read_manifest, sha256_file)
+from edge.runtime.package import (
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PolicyPackage,
+    check_files,
+    check_inside,
+    manifest_from_dict,
+    read_manifest,
+    sha256_file,
+)
 
 
 def _v1_to_v2(data: dict[str, Any], root: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Each tick: sync read of the joints (plus the cameras' latest frames) → observation in policy units → action
 from the executor (synchronous or asynchronous) → safety layer → sync write. Timing uses absolute deadlines
-(edge/rate.py); a tick that overruns its period is counted as a missed deadline. A safety reaction ends the
+(edge/robot/rate.py); a tick that overruns its period is counted as a missed deadline. A safety reaction ends the
 loop with `SafetyTripped` once the tick is recorded. Nothing per tick outlives the tick.
 """
 
@@ -15,14 +15,14 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edge.chunker import StepResult
-from edge.rate import RateKeeper
-from edge.telemetry import Telemetry, TickRecord
+from edge.robot.executors import StepResult
+from edge.robot.rate import RateKeeper
+from edge.robot.telemetry import Telemetry, TickRecord
 from firmware_bridge.safety import SafetyTripped
 
 
 class LoopRobot(Protocol):
-    """What the loop needs from a robot (edge.robot.Robot implements it)."""
+    """What the loop needs from a robot (edge.robot.robot.Robot implements it)."""
 
     bus_errors: int
     safety_interventions: int

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edge.backends.base import Backend
 from edge.errors import OptionError
-from edge.package import PolicyPackage, VQBeTSection
-from edge.policies.base import PolicyRunner
+from edge.runtime.backends.base import Backend
+from edge.runtime.package import PolicyPackage, VQBeTSection
+from edge.runtime.policies.base import PolicyRunner
 
 
 def sample_codes(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:

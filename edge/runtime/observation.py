@@ -17,10 +17,10 @@ from typing import Mapping
 import numpy as np
 
 from edge.errors import ObservationError, OptionError
-from edge.normalize import Normalizer
-from edge.package import ObservationInput
+from edge.runtime.normalize import Normalizer
+from edge.runtime.package import ObservationInput
 
-log = logging.getLogger("edge.observation")
+log = logging.getLogger("edge.runtime.observation")
 DEFAULT_OOD_MARGIN = 3.0  # standard deviations beyond the training range
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge.errors import OptionError, PolicyOutputError
-from edge.policies.base import PolicyRunner
+from edge.runtime.policies.base import PolicyRunner
 
 MERGE_RULES = ("latest", "average", "weighted", "ensemble")
 

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edge.backends.base import Backend
 from edge.errors import OptionError
-from edge.package import PolicyPackage
-from edge.policies.base import PolicyRunner, batched
+from edge.runtime.backends.base import Backend
+from edge.runtime.package import PolicyPackage
+from edge.runtime.policies.base import PolicyRunner, batched
 
 
 class TemporalEnsembler:

@@ -1,7 +1,7 @@
 """One robot as the control loop sees it: observations in policy units in, actions through the safety layers out.
 
 Composes the robot file (calibration/), one Dynamixel bus and safety layer per bus (firmware_bridge/) and the
-cameras (edge/camera.py). Nothing reaches a servo without passing `SafetyLayer.step`: limits, step cap, NaN.
+cameras (edge/robot/cameras.py). Nothing reaches a servo without passing `SafetyLayer.step`: limits, step cap, NaN.
 Connecting checks before it writes: cameras deliver frames of the configured size, every servo answers with its
 model, and the servos hold the calibration file's values (or `write_calibration` puts them there); only then the
 per-servo setup is written torque-off, read back, and torque comes on. A refusal writes nothing to any servo.
@@ -17,8 +17,9 @@ import numpy as np
 
 from calibration import BusConfig, JointNormalizer, RobotConfig
 from calibration.procedure import apply_file_calibration, check_servo_calibration
-from edge.camera import Camera, OpenCVCamera
-from firmware_bridge import DynamixelBus, tables
+from edge.robot.cameras import Camera, OpenCVCamera
+from firmware_bridge import tables
+from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.safety import SafetyLayer
 
 

@@ -14,18 +14,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Backend, GraphSession
-from edge.backends.engine_cache import cache_root, candidate_versions
 from edge.errors import BackendError
-from edge.package import PolicyPackage
+from edge.runtime.backends.base import Backend, GraphSession
+from edge.runtime.backends.engine_cache import cache_root, candidate_versions
+from edge.runtime.package import PolicyPackage
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-log = logging.getLogger("edge.backends")
+log = logging.getLogger("edge.runtime.backends")
 
 
 def select_backend(package: PolicyPackage, engine_dir: str | Path | None = None) -> tuple[Backend, list[str]]:
     """The best backend for `package` here, and why each better one was skipped."""
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     skipped = []
     root = cache_root(package, engine_dir)
@@ -34,7 +34,7 @@ def select_backend(package: PolicyPackage, engine_dir: str | Path | None = None)
         skipped.append(f"tensorrt: no engines in {root} for every graph (build them on the device with "
                        f"`edge build {package.path}`)")
     else:
-        from edge.backends.tensorrt import TensorRTBackend, import_tensorrt
+        from edge.runtime.backends.tensorrt import TensorRTBackend, import_tensorrt
         try:
             version = import_tensorrt().__version__  # loads TensorRT's library; CUDA is not initialised yet
             if version not in versions:
@@ -75,7 +75,7 @@ class AutoBackend(Backend):
                     session.close()
                 log.warning("backend auto: TensorRT engines for %s did not load (%s); using ONNX Runtime",
                             package.path, exc)
-                from edge.backends.onnxruntime import OnnxRuntimeBackend
+                from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
                 backend, skipped = OnnxRuntimeBackend(), [*skipped, f"tensorrt: {exc}"]
             else:
                 self._loaded.update({(package.path, g): s for g, s in sessions.items()})
@@ -113,10 +113,10 @@ def get_backend(name: str = "auto", **options: Any) -> Backend:
                                "pass other options")
         return AutoBackend(**options)
     if name == "onnxruntime":
-        from edge.backends.onnxruntime import OnnxRuntimeBackend
+        from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
         return OnnxRuntimeBackend(**options)
     if name == "tensorrt":
-        from edge.backends.tensorrt import TensorRTBackend
+        from edge.runtime.backends.tensorrt import TensorRTBackend
         return TensorRTBackend(**options)
     raise BackendError(f"unknown backend {name!r}; choose one of {BACKENDS}")
 

@@ -19,9 +19,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from edge.errors import PackageError
-from edge.package import PolicyPackage
+from edge.runtime.package import PolicyPackage
 
-TABLE = Path(__file__).resolve().parents[1] / "data" / "tensorrt" / "onnx_operators_10.3.json"
+TABLE = Path(__file__).resolve().parents[2] / "data" / "tensorrt" / "onnx_operators_10.3.json"
 TYPE_NAMES = {TensorProto.FLOAT: "FP32", TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
               TensorProto.INT32: "INT32", TensorProto.INT64: "INT64", TensorProto.INT8: "INT8",
               TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL", TensorProto.DOUBLE: "DOUBLE"}
@@ -125,7 +125,7 @@ def check_file(path: str | Path, graph: str) -> list[Problem]:
 
 def package_problems(package: PolicyPackage, precision: str = "fp32") -> list[Problem]:
     """Problems in every graph an engine of `precision` would be built from (the FP16 copies for fp16)."""
-    from edge.backends.engine_cache import engine_source
+    from edge.runtime.backends.engine_cache import engine_source
 
     return [p for graph in package.manifest.graphs for p in check_file(engine_source(package, graph, precision)[0], graph)]
 

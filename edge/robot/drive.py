@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge.chunker import AsyncExecutor, SyncExecutor
-from edge.control_loop import LoopConfig, run_loop
 from edge.errors import PackageError
-from edge.policies.base import PolicyRunner
-from edge.rate import check_rate
-from edge.robot import Robot
-from edge.telemetry import Telemetry, TickRecord, format_summary
+from edge.robot.control_loop import LoopConfig, run_loop
+from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.rate import check_rate
+from edge.robot.robot import Robot
+from edge.robot.telemetry import Telemetry, TickRecord, format_summary
+from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from edge.backends.base import Backend, GraphSession, check_io
-from edge.backends.cuda_memory import INSTALL_HINT, CudaMemory, GpuInfo, cuda_memory
-from edge.backends.engine_cache import PRECISIONS, EngineStatus, cache_root, check_engine, check_version, engine_key
-from edge.backends.trt_session import EngineSession
 from edge.errors import BackendError
-from edge.package import PolicyPackage
+from edge.runtime.backends.base import Backend, GraphSession, check_io
+from edge.runtime.backends.cuda_memory import INSTALL_HINT, CudaMemory, GpuInfo, cuda_memory
+from edge.runtime.backends.engine_cache import (
+    PRECISIONS,
+    EngineStatus,
+    cache_root,
+    check_engine,
+    check_version,
+    engine_key,
+)
+from edge.runtime.backends.trt_session import EngineSession
+from edge.runtime.package import PolicyPackage
 
 TENSORRT_HINT = ("on a Jetson use JetPack's TensorRT Python bindings (sudo apt install python3-libnvinfer), "
                  "elsewhere `pip install tensorrt` (wheels come from NVIDIA's index, pypi.nvidia.com)")

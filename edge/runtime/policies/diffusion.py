@@ -13,11 +13,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edge.backends.base import Backend
 from edge.errors import OptionError
-from edge.package import DiffusionSection, PolicyPackage
-from edge.policies.base import PolicyRunner
-from edge.schedulers import make_scheduler
+from edge.runtime.backends.base import Backend
+from edge.runtime.package import DiffusionSection, PolicyPackage
+from edge.runtime.policies.base import PolicyRunner
+from edge.runtime.schedulers import make_scheduler
 
 
 class DiffusionRunner(PolicyRunner):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import BackendError
-from edge.package import PolicyPackage, sha256_file
+from edge.runtime.package import PolicyPackage, sha256_file
 
 ENGINE_DIR = "engines"
 ENGINE_DIR_ENV = "EDGE_ENGINE_DIR"

@@ -13,18 +13,17 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+import numpy as np
 import yaml
 
-import numpy as np
-
 from calibration import BusConfig, RobotConfig, load_robot_config
-from edge.camera import Camera
-from edge.chunker import AsyncExecutor, SyncExecutor
-from edge.control_loop import LoopConfig, run_loop
-from edge.policies.base import PolicyRunner
-from edge.robot import Robot
-from edge.telemetry import Telemetry, TickRecord
-from firmware_bridge import ARM_JOINTS, ServoEmulator
+from edge.robot.cameras import Camera
+from edge.robot.control_loop import LoopConfig, run_loop
+from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.robot import Robot
+from edge.robot.telemetry import Telemetry, TickRecord
+from edge.runtime.policies.base import PolicyRunner
+from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 
 MODEL = "xl430-w250"
 RANGE = (1024, 3072)  # calibrated ticks, centred on 2048 where the emulator's servos start

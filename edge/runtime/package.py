@@ -8,7 +8,7 @@ statistics against their features) before a graph is ever run, and names the man
 fault. `edge check`, every runner, `edge eval`, `edge build` and the exporter (which loads what it
 wrote) all go through it, so what one refuses all refuse.
 
-Normalisation is applied by the runtime (edge/normalize.py), not folded into the graphs: graphs
+Normalisation is applied by the runtime (edge/runtime/normalize.py), not folded into the graphs: graphs
 see exactly what LeRobot's model sees (normalised tensors), so a graph can be diffed against
 LeRobot's module and the FP16 preflight sees well-scaled inputs. Actions leave the runtime
 unnormalised, in the checkpoint's action units.
@@ -32,7 +32,7 @@ from typing import Any, Union
 import numpy as np
 
 from edge.errors import OptionError, PackageError
-from edge.schedulers import SAMPLERS, SchedulerConfig
+from edge.runtime.schedulers import SAMPLERS, SchedulerConfig
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "edge-policy-package"
@@ -135,7 +135,7 @@ class Validation:
 
 # The family's `policy` sections. Each says which chunking its runner accepts (`check_chunking`, beyond the generic
 # rules) and which graphs, with which tensor names and shapes, its runner feeds and reads (`graph_io`); a new family
-# adds its section here and to POLICY_SECTIONS, a new field goes into its section (and into edge/migrate.py if
+# adds its section here and to POLICY_SECTIONS, a new field goes into its section (and into edge/runtime/migrate.py if
 # older packages lack it).
 
 Dim = Union[int, str, tuple]  # a literal, a symbol bound on first sight, or (value, manifest field it comes from)

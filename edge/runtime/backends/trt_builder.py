@@ -18,14 +18,25 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from edge.backends.cuda_memory import cuda_memory
-from edge.backends.engine_cache import (ALWAYS_STRONGLY_TYPED_FROM, TIMING_CACHE, BuildOptions, EngineStatus,
-                                        cache_root, check_engine, engine_key, engine_source, strongly_typed,
-                                        version_tuple, write_atomic, write_engine)
-from edge.backends.tensorrt import import_tensorrt
-from edge.backends.trt_compat import check_package_graphs
 from edge.errors import BackendError
-from edge.package import PolicyPackage
+from edge.runtime.backends.cuda_memory import cuda_memory
+from edge.runtime.backends.engine_cache import (
+    ALWAYS_STRONGLY_TYPED_FROM,
+    TIMING_CACHE,
+    BuildOptions,
+    EngineStatus,
+    cache_root,
+    check_engine,
+    engine_key,
+    engine_source,
+    strongly_typed,
+    version_tuple,
+    write_atomic,
+    write_engine,
+)
+from edge.runtime.backends.tensorrt import import_tensorrt
+from edge.runtime.backends.trt_compat import check_package_graphs
+from edge.runtime.package import PolicyPackage
 
 Report = Callable[[str], None]
 

@@ -6,7 +6,7 @@ means loading the package's FP16 ONNX copy. The CPU always runs the FP32 graphs 
 is asked for explicitly (as the FP16 preflight does): ORT's CPU kernels then compute FP16 nodes in FP32.
 
 On the CPU, a graph with little work runs on one thread (handing work to a second thread costs more than it
-saves), and a large graph loads from the optimised-model cache (edge/backends/ort_cache.py): the same graph with
+saves), and a large graph loads from the optimised-model cache (edge/runtime/backends/ort_cache.py): the same graph with
 its weights in a separate file, which ONNX Runtime loads several times faster and without a second copy of the
 weights in memory (docs/performance.md).
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, GraphSession, check_io
-from edge.backends import ort_cache
-from edge.backends.engine_cache import ENGINE_DIR, PRECISIONS, fp16_graph
 from edge.errors import BackendError
-from edge.package import PolicyPackage
+from edge.runtime.backends import ort_cache
+from edge.runtime.backends.base import Backend, GraphSession, check_io
+from edge.runtime.backends.engine_cache import ENGINE_DIR, PRECISIONS, fp16_graph
+from edge.runtime.package import PolicyPackage
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 PREFERENCE = (TRT_EP, CUDA_EP, CPU_EP)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from edge.errors import PackageError
-from edge.package import GraphSpec, PolicyPackage
+from edge.runtime.package import GraphSpec, PolicyPackage
 
 
 class GraphSession(ABC):

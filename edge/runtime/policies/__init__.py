@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 
 from edge.errors import PackageError
-from edge.policies.base import PolicyRunner
+from edge.runtime.policies.base import PolicyRunner
 
 RUNNERS = {
-    "act": "edge.policies.act:ACTRunner",
-    "diffusion": "edge.policies.diffusion:DiffusionRunner",
-    "vqbet": "edge.policies.vqbet:VQBeTRunner",
+    "act": "edge.runtime.policies.act:ACTRunner",
+    "diffusion": "edge.runtime.policies.diffusion:DiffusionRunner",
+    "vqbet": "edge.runtime.policies.vqbet:VQBeTRunner",
 }
 
 

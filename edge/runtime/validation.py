@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.backends.base import Backend
-from edge.package import PolicyPackage
+from edge.runtime.backends.base import Backend
+from edge.runtime.package import PolicyPackage
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from edge.backends.base import GraphSession
-from edge.backends.cuda_memory import CudaMemory
 from edge.errors import BackendError
-from edge.package import GraphSpec
+from edge.runtime.backends.base import GraphSession
+from edge.runtime.backends.cuda_memory import CudaMemory
+from edge.runtime.package import GraphSpec
 
 
 @dataclass(frozen=True)
