@@ -244,6 +244,12 @@ MODEL_BY_NUMBER = {m.number: m for m in MODELS.values()}
 
 OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
                    "current_position": 5, "pwm": 16}
+# The modes in which the servo follows Goal_Position (Operating Mode(11)); the others ignore it.
+POSITION_MODES = ("position", "extended_position", "current_position")
+# Bus_Watchdog(98): 1..127 in 20 ms units; 0 switches it off, and it reads 0xFF (-1) once it has fired.
+WATCHDOG_UNIT_MS = 20
+WATCHDOG_MAX_UNITS = 127
+WATCHDOG_FIRED = 0xFF
 # Baud Rate register value -> bits per second (X-series pages, Baud Rate(8); XL330 stops at 6, 4 Mbps).
 BAUD_RATES = {0: 9_600, 1: 57_600, 2: 115_200, 3: 1_000_000, 4: 2_000_000, 5: 3_000_000, 6: 4_000_000,
               7: 4_500_000}
