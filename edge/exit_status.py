@@ -12,22 +12,26 @@ import signal
 import sys
 from typing import Callable
 
-from calibration.errors import CalibrationError
 from edge.errors import EdgeError, PolicyOutputError
-from firmware_bridge.errors import FirmwareBridgeError
-from firmware_bridge.safety import SafetyTripped
 
 REFUSED, STOPPED, INTERRUPTED = 2, 3, 130
-STATUS = (  # first match wins
-    ((SafetyTripped, PolicyOutputError), STOPPED),
-    ((KeyboardInterrupt,), INTERRUPTED),
-    ((FirmwareBridgeError, CalibrationError, EdgeError, OSError), REFUSED),
-)
+
+
+def status_table() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
+    """(error classes, exit status) pairs, first match wins. The lower floors' roots are imported here, when an
+    error is mapped, so that starting a command line loads neither calibration/ nor firmware_bridge/."""
+    from calibration.errors import CalibrationError
+    from firmware_bridge.errors import FirmwareBridgeError
+    from firmware_bridge.safety import SafetyTripped
+
+    return (((SafetyTripped, PolicyOutputError), STOPPED),
+            ((KeyboardInterrupt,), INTERRUPTED),
+            ((FirmwareBridgeError, CalibrationError, EdgeError, OSError), REFUSED))
 
 
 def exit_status(exc: BaseException) -> int | None:
     """The exit status for `exc`, or None when no package raises it on purpose (a bug)."""
-    status = next((status for classes, status in STATUS if isinstance(exc, classes)), None)
+    status = next((status for classes, status in status_table() if isinstance(exc, classes)), None)
     if status == INTERRUPTED:  # SafetyStop carries the signal that stopped the run
         return 128 + int(getattr(exc, "signum", signal.SIGINT))
     return status
@@ -44,5 +48,6 @@ def run_command(command: Callable[[], int | None]) -> int:
         if isinstance(exc, KeyboardInterrupt):
             print(f"interrupted ({exc})" if str(exc) else "interrupted", file=sys.stderr)
         else:
-            print(f"{'safety reaction' if isinstance(exc, SafetyTripped) else 'error'}: {exc}", file=sys.stderr)
+            print(f"{'safety reaction' if status == STOPPED and not isinstance(exc, PolicyOutputError) else 'error'}: "
+                  f"{exc}", file=sys.stderr)
         return status

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from calibration import RobotConfig, load_robot_config
-from calibration.procedure import calibration_differences, read_servo_calibration, run_calibration
 from edge.cli import CLIError
+
+if TYPE_CHECKING:
+    from calibration import RobotConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,12 +37,15 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def robot_from(args: argparse.Namespace) -> RobotConfig:
     """The robot the arguments name, with --port / --calibration applied; RobotConfigError if unusable."""
+    from calibration import load_robot_config
+
     return load_robot_config(args.robot).with_overrides(port=args.port, calibration=args.calibration)
 
 
 def run(args: argparse.Namespace) -> int:
     """Connect to each bus of the robot described by --robot, then calibrate or check."""
-    from firmware_bridge.bus import DynamixelBus  # not at import time: `edge` must start without it
+    from calibration.procedure import calibration_differences, read_servo_calibration, run_calibration
+    from firmware_bridge.bus import DynamixelBus
 
     robot = robot_from(args)
     expected = {bus.name: bus.load_calibration() for bus in robot.buses} if args.check else None

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from edge.robot.cameras import list_cameras
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `cameras`."""
@@ -19,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Probe each device once and print one line per camera found."""
+    from edge.robot.cameras import list_cameras
+
     found, gstreamer = list_cameras()
     for cam in found:
         print(f"{cam['source']}: {cam['width']}x{cam['height']} at {cam['fps']:g} fps, fourcc {cam['fourcc'] or '?'} "

@@ -14,7 +14,6 @@ import time
 
 from edge.cli import CLIError
 from firmware_bridge import tables
-from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,8 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--hand", action="store_true",
                         help="a hand moves every torque-off joint slowly back and forth (+-79 degrees) around where "
                              "it was taken, so `edge calibrate` can be run against the emulator")
-    parser.add_argument("--hand-period", type=float, default=Hand.period_s, metavar="S",
-                        help=f"seconds for one back-and-forth of the hand (default {Hand.period_s:g})")
+    parser.add_argument("--hand-period", type=float, default=None, metavar="S",
+                        help="seconds for one back-and-forth of the hand (default: the emulated hand's own, "
+                             "firmware_bridge/emulator/physics.py)")
     parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
                         help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
                              "overheat; seconds from start, no DURATION = until the end "
@@ -79,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespace) -> int:
     """One emulator (pty) per chain; print `<name> <pty>` per chain (just the pty for one unnamed chain)."""
-    if args.hand_period <= 0:
+    from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
+
+    if args.hand_period is not None and args.hand_period <= 0:
         raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
+    hand = (Hand() if args.hand_period is None else Hand(period_s=args.hand_period)) if args.hand else None
     faults = [TimedFault.parse(text) for text in args.fault]
-    emulators = [ServoEmulator(chain, baudrate, timing=not args.no_timing,
-                               hand=Hand(period_s=args.hand_period) if args.hand else None, faults=faults)
+    emulators = [ServoEmulator(chain, baudrate, timing=not args.no_timing, hand=hand, faults=faults)
                  for _, baudrate, chain in chains]
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)

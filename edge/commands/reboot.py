@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
-from firmware_bridge import tables
-from firmware_bridge.bus import BusError, DynamixelBus
+
+if TYPE_CHECKING:
+    from firmware_bridge.bus import DynamixelBus
 
 REBOOT_WAIT_S = 2.0  # how long a rebooted servo may take to answer PING again
 
@@ -29,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Connect to each bus, read the error bits, reboot, read them again."""
+    from firmware_bridge import tables
+    from firmware_bridge.bus import DynamixelBus
+
     robot = robot_from(args)
     names = {bc.joint_name(m.name): (bc, m.name) for bc in robot.buses for m in (*bc.motors, *bc.shadows)}
     if args.joint is not None and args.joint not in names:
@@ -59,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _wait_for(bus: DynamixelBus, motor: str) -> None:
     """Until the rebooted servo answers PING again (BusError after REBOOT_WAIT_S)."""
+    from firmware_bridge.bus import BusError
+
     deadline = time.monotonic() + REBOOT_WAIT_S
     while True:
         try:

@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import edge
-from calibration.procedure import CalibrationMismatch
 from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
-from edge.robot.drive import DriveOptions, drive
 from edge.robot.executors import MERGE_RULES
-from edge.robot.robot import Robot
 from edge.runtime.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from edge.robot.drive import DriveOptions
 
 
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
@@ -36,6 +37,8 @@ def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> 
 
 
 def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
+    from edge.robot.drive import DriveOptions
+
     return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
                         telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet)
 
@@ -68,6 +71,10 @@ def parse_features(items: list[str]) -> dict[str, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from calibration.procedure import CalibrationMismatch
+    from edge.robot.drive import drive
+    from edge.robot.robot import Robot
+
     config = robot_from(args)
     policy = edge.load_policy(args.policy, backend=args.backend)
     robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,

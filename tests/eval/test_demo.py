@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 
-from edge.commands.demo import ReachTracker
 from edge.sim import Scene, TaskConfig, render
 from edge.sim.reach import joints_for
 from edge.sim.rendered_camera import SimCamera
+from edge.sim.tracker import ReachTracker
 
 SCENE = Scene(start=np.array([0.0, -70.0]), target=np.array([0.0, 60.0]), obstacle=np.array([0.0, 0.0]))
 
