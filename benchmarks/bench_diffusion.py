@@ -102,7 +102,7 @@ def main() -> int:
     markdown = "\n\n".join([
         "Fixture `diffusion_cam` (random weights: deviations show sampler behaviour, not task quality). "
         "Chunk latency = observation window → (16, 6) chunk, median of "
-        f"{REPEATS} runs, ONNX Runtime CPU. Deviations in robot units over the 3 validation windows, "
+        f"{REPEATS} runs, ONNX Runtime CPU. Deviations in policy units over the 3 validation windows, "
         f"same initial noise per window. 1-minute load average {load_before:.2f} before, {load_after:.2f} after.",
         format_table(rows),
         f"Fused vs per-step at K={K}: {fused_row.fused_ms:.2f} ms vs {fused_row.per_step_ms:.2f} ms "

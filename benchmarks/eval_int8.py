@@ -7,7 +7,7 @@ For every family, whether or not export/cpu_precision.py offers it yet (the gate
    (`quantize_package` on a temporary copy), evaluated on the same scenes with the same sampler seed as
    benchmarks/eval_demo.py; the gate: success within 2 points of FP32 and each side's share within 5 points;
 2. the LeRobot fixture <family>_cam exported FP32 and copied to INT8: per-action deviation over the fixture's own
-   rollout observations (Diffusion with the same initial noise, VQ-BeT with arg-max codes), in robot units and as a
+   rollout observations (Diffusion with the same initial noise, VQ-BeT with arg-max codes), in policy units and as a
    share of the actions' spread;
 3. the default-size package of benchmarks/default_models.py (FP32, as bench_defaults.py exports it) and its INT8
    copy: per-chunk latency against eager PyTorch on the same threads.
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         f"package and its INT8 copy, {args.episodes} episodes, scenes from seed {args.seed}, sampler seed "
         f"{POLICY_SEED}, one thread; gate: success within 2 points and each side's share within 5 points of FP32. "
         "Fixture: LeRobot's <family>_cam exported FP32 and copied to INT8, actions over its rollout observations "
-        "(Diffusion: same initial noise; VQ-BeT: arg-max codes), robot units; relative = max deviation / the FP32 "
+        "(Diffusion: same initial noise; VQ-BeT: arg-max codes), policy units; relative = max deviation / the FP32 "
         f"actions' standard deviation. Speed: default-size random-weight packages (benchmarks/default_models.py), "
         f"median of {args.rounds} chunks, {loop_free_cores()} thread(s) for the runtime and for eager PyTorch. "
         f"1-minute load average {load_before:.2f} before, {load_after:.2f} after.",

@@ -2,7 +2,7 @@
 
 For each K: the chunk latency (observation window → chunk) with per-step denoiser calls and, where the
 package has one, with the fused K-step graph; and the max / mean deviation of the DDIM-K chunk from the
-DDIM-100 chunk (robot units), on the package's validation observations with the same initial noise.
+DDIM-100 chunk (policy units), on the package's validation observations with the same initial noise.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REFERENCE_STEPS = 100
 
 @dataclass
 class StepRow:
-    """One K of the study; latencies in milliseconds (median), deviations in robot units."""
+    """One K of the study; latencies in milliseconds (median), deviations in policy units."""
 
     steps: int
     per_step_ms: float
