@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +16,6 @@ import firmware_bridge.safety
 from calibration.procedure import CalibrationAborted
 from edge.exit_status import exit_status, run_command
 from export.fp16 import Fp16Error
-
-REPO = Path(__file__).resolve().parents[1]
-LAYERS = ["firmware_bridge", "calibration", "edge", "export"]  # each may import only those before it
 
 
 @pytest.mark.parametrize("error, root", [
@@ -71,26 +66,6 @@ def test_run_command_prints_one_line_and_lets_bugs_raise(capsys):
     assert run_command(lambda: 0) == 0
     with pytest.raises(ZeroDivisionError):
         run_command(lambda: 1 // 0)
-
-
-def _module_imports(path: Path) -> set[str]:
-    """Top-level packages imported at module level (function-level imports are deferred and not counted)."""
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-@pytest.mark.parametrize("package", LAYERS)
-def test_no_package_imports_a_higher_one(package):
-    higher = set(LAYERS[LAYERS.index(package) + 1:])
-    offenders = {str(p.relative_to(REPO)): sorted(_module_imports(p) & higher)
-                 for p in (REPO / package).rglob("*.py") if _module_imports(p) & higher}
-    assert offenders == {}
 
 
 def test_cli_refusal_is_one_line_without_traceback(tmp_path):
