@@ -50,7 +50,7 @@ def export(args: argparse.Namespace) -> int:
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                    tensorrt_check=not args.no_tensorrt_check)
     if args.fp16_check:
-        from export.fp16 import run_preflight
+        from export.fp16.preflight import run_preflight
         return run_preflight(args.out)
     return 0
 
