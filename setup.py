@@ -1,4 +1,7 @@
-"""Onboard policy runtime: LeRobot policies exported to ONNX/TensorRT, run torch-free on a Dynamixel arm."""
+"""Onboard policy runtime: LeRobot policies exported to ONNX/TensorRT, run torch-free on a Dynamixel arm.
+
+The one home of the metadata (version included); pyproject.toml only names the build backend.
+"""
 
 from setuptools import find_packages, setup
 
@@ -12,8 +15,10 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "export", "export.*",
                                     "firmware_bridge", "firmware_bridge.*",
                                     "calibration", "calibration.*"]),
-    package_data={"edge": ["data/**/*"], "calibration": ["presets/*.yaml"]},
-    include_package_data=True,
+    # Listed by kind, so nothing a checkout accumulates (engines, caches) rides along; tests/test_packaging.py
+    # checks every file the bundled manifests name is in the wheel.
+    package_data={"edge": ["data/demo_*/*.json", "data/demo_*/*.onnx", "data/demo_*/*.npz", "data/tensorrt/*.json"],
+                  "calibration": ["presets/*.yaml"]},
     install_requires=[
         "numpy>=1.23",
         # Not on aarch64: a Jetson keeps NVIDIA's onnxruntime-gpu, which `onnxruntime` would overwrite (both write
@@ -35,7 +40,8 @@ setup(
         # CSI cameras) needs nothing: `import cv2` working is enough.
         "camera": ["opencv-python-headless>=4.5"],
         "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5",
-                 "opencv-python-headless>=4.5"],
+                 "opencv-python-headless>=4.5",
+                 "setuptools>=61", "wheel"],  # tests/test_packaging.py builds the wheel without build isolation
     },
     entry_points={
         "console_scripts": [

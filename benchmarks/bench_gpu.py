@@ -37,7 +37,7 @@ def tensorrt(precision: str) -> Callable[[PolicyPackage], Backend]:
         from edge.runtime.backends.trt_builder import build_engines
 
         if precision == "fp16":
-            from export.fp16 import preflight
+            from export.fp16.preflight import preflight
             preflight(package.path, steps=2, progress=lambda _m: None)
             package = load_package(package.path)
         build_engines(package, precision, report=lambda _m: None)

@@ -125,7 +125,7 @@ def with_fp16(path: Path, tmp: Path, log, notes: list[str]) -> Path:  # noqa: AN
     if recorded is not None and recorded.graphs:
         notes.append(f"{path.name}: FP16 graphs from the package's own preflight")
         return path
-    from export.fp16 import preflight
+    from export.fp16.preflight import preflight
     copy = tmp / path.name
     shutil.copytree(path, copy)
     record = preflight(copy, progress=lambda m: None)

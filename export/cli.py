@@ -1,18 +1,30 @@
-"""`edge-export <pretrained_model dir> --out <package dir>`: LeRobot checkpoint → policy package."""
+"""The workstation's command line, `edge-export`.
+
+    edge-export <pretrained_model dir> --out <package dir> [...]   LeRobot checkpoint → policy package
+    edge-export eval <package> [edge eval's options] [--checkpoint DIR]   the package's PyTorch policy on the reach task
+
+A first argument `eval` selects the evaluation (a checkpoint folder named eval is `./eval`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
+from pathlib import Path
 
+from edge.commands.eval import add_options, evaluate_command
 from edge.exit_status import run_command
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from export.families.base import ExportOptions
 from export.pipeline import export_package
+from export.torch_backend import TorchBackend
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-export", description="Export a LeRobot checkpoint to a policy package.")
+    p = argparse.ArgumentParser(prog="edge-export", description="Export a LeRobot checkpoint to a policy package.",
+                                epilog="edge-export eval PACKAGE ... evaluates the package's PyTorch policy "
+                                       "(edge-export eval --help)")
     p.add_argument("checkpoint", help="LeRobot pretrained_model/ directory (config.json, model.safetensors, ...)")
     p.add_argument("--out", required=True, help="package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
@@ -50,12 +62,32 @@ def export(args: argparse.Namespace) -> int:
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                    tensorrt_check=not args.no_tensorrt_check)
     if args.fp16_check:
-        from export.fp16 import run_preflight
+        from export.fp16.preflight import run_preflight
         return run_preflight(args.out)
     return 0
 
 
+def build_eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-export eval",
+                                description="`edge eval` with the PyTorch networks rebuilt from the package's source "
+                                            "checkpoint in place of its graphs (export/torch_backend.py).")
+    add_options(p)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the pretrained_model directory (default: the manifest's source)")
+    return p
+
+
+def evaluate_pytorch(args: argparse.Namespace) -> int:
+    """`edge eval`'s evaluation (edge/commands/eval.py), the runner driving PyTorch modules: CPU, FP32."""
+    return evaluate_command(args, partial(TorchBackend, args.checkpoint), "pytorch", name="pytorch")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Export (the default) or, with a first argument `eval`, evaluate; exit statuses from edge/exit_status.py."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:
+        eval_args = build_eval_parser().parse_args(argv[1:])
+        return run_command(lambda: evaluate_pytorch(eval_args))
     args = build_parser().parse_args(argv)
     return run_command(lambda: export(args))
 

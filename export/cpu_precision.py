@@ -32,10 +32,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.exit_status import run_command
+from edge.runtime.files import staged_directory
 from edge.runtime.package import load_package, sha256_file
 from export.errors import ExportError
-from export.fp16 import graph_samples, write_manifest
 from export.graph_rewrites import conv1d_as_matmul, gemm_as_matmul
+from export.package_io import graph_samples, write_manifest
 
 INT8_FAMILIES = ("diffusion", "vqbet")  # passed the gate and run faster; ACT passed but gains nothing (RESULTS.md, int8)
 BLOCK = 32
@@ -121,7 +122,7 @@ def quantize_package(path: str | Path, progress: Callable[[str], None] = print,
     manifest.validation.export_max_abs_error = errors
     manifest.validation.tolerance = max(manifest.validation.tolerance, 2 * max(errors.values()))
     manifest.cpu_precision = "int8"
-    write_manifest(package)
+    write_manifest(package.path, manifest)
     return errors
 
 
@@ -138,13 +139,10 @@ def int8_copy(package: Path, out: Path, force: bool) -> int:
     """Copy `package` to `out` and quantize the copy; nothing is left at `out` if that fails."""
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass --force to overwrite it")
-    shutil.rmtree(out, ignore_errors=True)
-    try:
-        shutil.copytree(package, out)
-        quantize_package(out, progress=lambda m: print(m, file=sys.stderr))
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    with staged_directory(out) as tmp:
+        shutil.copytree(package, tmp, dirs_exist_ok=True)
+        tmp.chmod(0o755)  # copytree gave it the source's mode; quantizing writes into it
+        quantize_package(tmp, progress=lambda m: print(m, file=sys.stderr))
     return 0
 
 

@@ -16,3 +16,7 @@ class ExportError(EdgeError):
 
 class CheckpointError(ExportError):
     """The checkpoint directory is incomplete, inconsistent, or does not match the model."""
+
+
+class Fp16Error(ExportError):
+    """A graph could not be converted to FP16, or the FP16 graph does not run."""

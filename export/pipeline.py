@@ -1,4 +1,4 @@
-"""LeRobot checkpoint → policy package, written atomically (a temporary directory renamed at the end).
+"""LeRobot checkpoint → policy package, written atomically (edge.runtime.files.staged_directory).
 
 The export refuses what the runtime would refuse: the checkpoint's statistics are checked as the loader
 checks them (export/checkpoint.py), the chunking before any graph is exported, and the finished package
@@ -7,8 +7,6 @@ is loaded with the runtime's own loader and runner before it is renamed into pla
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,9 +16,9 @@ import numpy as np
 from edge import load_policy
 from edge.errors import EdgeError, PackageError
 from edge.runtime.backends.trt_compat import check_file, support_table
+from edge.runtime.files import staged_directory
 from edge.runtime.package import (
     CPU_PRECISIONS,
-    MANIFEST_NAME,
     MAX_OPSET,
     WEIGHT_STORAGE,
     ActionOutput,
@@ -39,6 +37,7 @@ from export.families import family_module
 from export.families.base import ExportOptions
 from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
+from export.package_io import write_manifest
 from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"
@@ -99,9 +98,8 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         check_chunking(family.policy, family.chunking)
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_directory(out) as tmp:  # replaces `out` only after the runtime loaded the package
+        tmp.chmod(0o755)  # mkdtemp makes it private
         graphs, arrays, errors = {}, {}, {}
         for i, graph in enumerate(family.graphs, 1):
             progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")
@@ -141,7 +139,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             policy=family.policy,
             weights=options.weights,
         )
-        (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        write_manifest(tmp, manifest)
         if options.cpu_precision == "int8":
             progress("INT8 matrix products (export/cpu_precision.py), checked against PyTorch's validation outputs")
             errors = quantize_package(tmp, progress)
@@ -150,13 +148,6 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             load_policy(tmp, backend="onnxruntime")
         except EdgeError as exc:
             raise ExportError(f"the exported package would not load: {exc}") from None
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     worst = max(errors.values())
     progress(f"wrote {out} in {time.monotonic() - t0:.1f} s (max |ONNX Runtime - PyTorch| = {worst:.2e})")
     return manifest

@@ -2,7 +2,7 @@
 
 The runners (queues, schedulers, code sampling, normalisation) are the robot's own, unchanged; only
 the networks are PyTorch, rebuilt from the package's source checkpoint exactly as the exporter built
-them before tracing. This is "the PyTorch policy" that `edge eval --pytorch` and
+them before tracing. This is "the PyTorch policy" that `edge-export eval` and
 benchmarks/eval_demo.py compare the exported ONNX graphs with.
 
     from export.torch_backend import TorchBackend

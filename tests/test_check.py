@@ -42,7 +42,7 @@ def test_check_fails_when_the_samples_disagree(export_fixture, tmp_path):
 def test_check_reports_provenance_and_the_fp16_preflight(tmp_path):
     """The header reads the manifest's source, opset, export-time errors and the typed fp16_preflight section."""
     import edge
-    from export.fp16 import preflight
+    from export.fp16.preflight import preflight
 
     pkg = tmp_path / "pkg"
     shutil.copytree(Path(edge.__file__).parent / "data" / "demo_act", pkg)

@@ -15,7 +15,7 @@ import firmware_bridge.errors
 import firmware_bridge.safety
 from calibration.procedure import CalibrationAborted
 from edge.exit_status import exit_status, run_command
-from export.fp16 import Fp16Error
+from export.errors import Fp16Error
 
 
 @pytest.mark.parametrize("error, root", [

@@ -1,9 +1,9 @@
-"""`edge eval <package> [--episodes 50] [--seed S] [--pytorch] ...`: closed-loop success on the simulated reach task.
+"""`edge eval <package> [--episodes 50] [--seed S] ...`: closed-loop success on the simulated reach task.
 
 Runs the package's runner on edge.sim's reach-around-an-obstacle task (20 Hz, far faster than real
 time) and prints the success rate, collisions and the share of episodes passing the obstacle on each
-side. `--pytorch` runs the same runner on the PyTorch networks rebuilt from the package's source
-checkpoint (needs torch and this project's `export` package: a workstation, not the robot).
+side. The same evaluation on the PyTorch networks is the workstation's `edge-export eval` (export/cli.py),
+which shares `add_options` and `evaluate_command`: the robot side never imports export.
 """
 
 from __future__ import annotations
@@ -12,38 +12,45 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from edge.cli import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
+from edge.runtime.backends.base import Backend
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
 from edge.sim.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data"
+PYTORCH_MOVED = "edge-export eval PACKAGE [--checkpoint DIR] ... (workstation, needs torch)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="success rate of a policy package on the simulated reach task")
-    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
-    p.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
-    p.add_argument("--seed", type=int, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
+    add_options(p)
     p.add_argument("--backend", default=None, choices=BACKENDS, help="runtime backend (default auto; "
                    "onnxruntime when --precision is given)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
                    help="fp16 runs the package's FP16 preflight graphs (python -m export.fp16)")
+    p.add_argument("--pytorch", action="store_true", help=f"moved: {PYTORCH_MOVED}")
+    p.add_argument("--checkpoint", default=None, help=f"moved with --pytorch: {PYTORCH_MOVED}")
+    return p
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options every evaluation takes, whatever runs the networks (`edge eval`, `edge-export eval`)."""
+    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
+    p.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
     p.add_argument("--steps", type=int, default=None, help="diffusion: num_inference_steps K")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
-    p.add_argument("--pytorch", action="store_true",
-                   help="run the PyTorch networks from the package's source checkpoint (workstation, needs torch)")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="with --pytorch: the pretrained_model directory (default: the manifest's source)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    return p
 
 
 def resolve_package(name: str) -> Path:
@@ -55,24 +62,24 @@ def resolve_package(name: str) -> Path:
     return path
 
 
-def make_backend(args: argparse.Namespace):  # noqa: ANN201
-    if args.pytorch:
-        if args.backend is not None or args.precision is not None:
-            raise CLIError("--pytorch runs PyTorch in FP32; it takes no --backend or --precision")
-        try:
-            from export.torch_backend import TorchBackend
-        except ImportError as exc:
-            raise CLIError(f"--pytorch needs torch and the project's export package on this machine ({exc}); "
-                           "run it on the workstation (pip install '.[export]')") from None
-        return TorchBackend(args.checkpoint)
-    if args.checkpoint is not None:
-        raise CLIError("--checkpoint is only used with --pytorch")
-    if args.precision is not None:
-        return get_backend(args.backend or "onnxruntime", precision=args.precision)
-    return get_backend(args.backend or "auto")
-
-
 def run(args: argparse.Namespace) -> int:
+    if args.pytorch or args.checkpoint is not None:
+        flag = "--pytorch" if args.pytorch else "--checkpoint"
+        raise CLIError(f"{flag} moved to the workstation CLI: {PYTORCH_MOVED}")
+    if args.precision is not None:
+        backend = partial(get_backend, args.backend or "onnxruntime", precision=args.precision)
+    else:
+        backend = partial(get_backend, args.backend or "auto")
+    return evaluate_command(args, backend, args.precision or "default")
+
+
+def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backend], label: str,
+                     name: str | None = None) -> int:
+    """Evaluate `args.package` on the backend `make_backend` returns; print the table and summary.
+
+    `label` names the configuration in the table ("default", "fp16", "pytorch"), `name` the backend in the log
+    and the JSON (default: the backend's own description).
+    """
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
     path = resolve_package(args.package)
@@ -86,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
               if value is not None and key not in options]
     if unused:
         raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
-    policy = cls(package, make_backend(args), **options)
-    name = ("pytorch" if args.pytorch else policy.backend.describe())
+    policy = cls(package, make_backend(), **options)
+    name = name or policy.backend.describe()
     print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, seed {args.seed}"
           + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
     t0 = time.monotonic()
@@ -104,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(policy, args.episodes, args.seed, progress=progress)
     if tty and not args.quiet:
         sys.stderr.write("\n")
-    label = "pytorch" if args.pytorch else (args.precision or "default")
     scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
     if scheduler is not None:
         label += f"/{scheduler.name}-{scheduler.num_inference_steps}"

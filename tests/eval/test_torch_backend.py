@@ -9,7 +9,7 @@ from edge.errors import BackendError
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
-from export.fp16 import graph_samples
+from export.package_io import graph_samples
 from export.torch_backend import TorchBackend
 
 

@@ -19,7 +19,8 @@ from edge.runtime.backends.tensorrt import TensorRTBackend
 from edge.runtime.backends.trt_builder import build_engines
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
-from export.fp16 import graph_samples, preflight
+from export.fp16.preflight import preflight
+from export.package_io import graph_samples
 
 BUNDLED = ["demo_act", "demo_diffusion", "demo_vqbet"]
 

@@ -14,7 +14,7 @@ import pytest
 import edge
 from edge.cli import main as edge_main
 from edge.runtime.package import MANIFEST_VERSION, load_package, sha256_file
-from export.fp16 import main as fp16_main
+from export.fp16.__main__ import main as fp16_main
 
 DATA = Path(edge.__file__).parent / "data"
 V1 = Path(__file__).parent / "v1"

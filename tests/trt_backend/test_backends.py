@@ -10,7 +10,7 @@ import pytest
 
 from edge.runtime.backends.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OnnxRuntimeBackend
 from edge.runtime.package import load_package, sha256_file
-from export.fp16 import preflight
+from export.fp16.preflight import preflight
 
 
 def test_auto_falls_back_to_onnxruntime_cpu_and_says_why(package_copy, run_python):

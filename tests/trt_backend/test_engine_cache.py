@@ -21,7 +21,7 @@ from edge.runtime.backends.engine_cache import (
     write_engine,
 )
 from edge.runtime.package import load_package
-from export.fp16 import preflight
+from export.fp16.preflight import preflight
 
 GPU = ("Orin (nvgpu)", "8.7")
 

@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.fp16 import Fp16Error, convert_to_fp16
+from export.errors import Fp16Error
+from export.fp16.convert import convert_to_fp16
 
 
 def make_model(nodes, inputs, outputs, initializers=(), opset=17) -> onnx.ModelProto:

@@ -10,8 +10,8 @@ import pytest
 
 from edge.runtime.package import load_package, sha256_file
 from export.cli import main as export_main
-from export.fp16 import main as fp16_main
-from export.fp16 import preflight
+from export.fp16.__main__ import main as fp16_main
+from export.fp16.preflight import preflight
 
 CASES = ["act_env", "act_cam", "diffusion_cam", "vqbet_cam"]
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 from real_bindings import BINDING_VERSIONS, CUDA_BINDINGS, REPO, cuda_bindings, tensorrt_bindings
 
-from export.fp16 import preflight
+from export.fp16.preflight import preflight
 
 
 @pytest.fixture(scope="module", params=BINDING_VERSIONS)

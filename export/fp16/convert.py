@@ -1,50 +1,26 @@
-"""FP16 copies of a package's graphs and the FP16 accuracy preflight, on the workstation's CPU.
+"""FP32 ONNX graph -> FP16 graph with FP32 "islands" where FP16 overflows or loses too much.
 
-`convert_to_fp16` rewrites an FP32 ONNX graph so that weights and activations are FP16 while the
-operations that overflow or lose too much in FP16 (normalisation reductions, Softmax, exp/log/pow,
-the sinusoidal embeddings' sin/cos, cumulative sums, arg-max) stay in FP32 "islands" behind Cast
-nodes. Graph inputs and outputs stay float32, so every backend feeds an FP16 graph exactly like the
-FP32 one. The same file is what every TensorRT >= 10.0 builds as a strongly typed network for FP16
-engines, so the islands the preflight checked are the ones the engine runs. LayerNormalization is
-decomposed into ReduceMean/Sub/Mul/Sqrt/Div kept FP32: TensorRT 10.x's importer for it calls
-`setComputePrecision`, which strongly typed networks reject (docs/tensorrt.md).
-
-`preflight` converts every graph, checks the copies (ONNX checker, TensorRT 10.3 operator support, ONNX
-Runtime on the CPU against the FP32 graphs on the package's validation samples and through a few
-policy steps) in a staging folder, and only then moves them to `fp16/<graph>.onnx` and records the
-numbers in the manifest's `fp16_preflight` field: an error at any step leaves the package untouched.
-
-    python -m export.fp16 <package> [--steps 8] [--tolerance 0.02]
+Weights and activations become FP16 while the operations that overflow or lose too much in FP16
+(normalisation reductions, Softmax, exp/log/pow, the sinusoidal embeddings' sin/cos, cumulative sums,
+arg-max) stay FP32 behind Cast nodes. Graph inputs and outputs stay float32, so every backend feeds an
+FP16 graph exactly like the FP32 one. LayerNormalization is decomposed into ReduceMean/Sub/Mul/Sqrt/Div
+kept FP32: TensorRT 10.x's importer for it calls `setComputePrecision`, which strongly typed networks
+reject (docs/tensorrt.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
-import inspect
-import os
-import shutil
-import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.exit_status import run_command
-from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edge.runtime.backends.trt_compat import check_model
-from edge.runtime.normalize import Normalizer
-from edge.runtime.package import MANIFEST_NAME, Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file
-from edge.runtime.policies import runner_class
-from export.errors import ExportError
+from export.errors import Fp16Error
 
-FP16_DIR = "fp16"
 FP16_MAX = float(np.finfo(np.float16).max)
 FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 
@@ -81,10 +57,6 @@ FP32_REASONS = {
 }
 TYPE_AGNOSTIC = frozenset({"Shape", "Size"})  # read only the shape of their input: never cast it
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
-
-
-class Fp16Error(ExportError):
-    """A graph could not be converted to FP16, or the FP16 graph does not run."""
 
 
 @dataclass
@@ -300,207 +272,3 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         raise Fp16Error(f"the FP16 graph does not type-check: {exc}") from None
     return model, report
 
-
-@dataclass
-class OutputError:
-    """FP16 vs FP32 on one output over all validation samples; `scaled` = max_abs / max(1, ref_max_abs)."""
-
-    max_abs: float
-    ref_max_abs: float
-    scaled: float
-
-
-def compare_graph(fp32_path: Path, fp16_path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str, OutputError]:
-    """Run both graphs in ONNX Runtime on the CPU; per-output worst error over the samples."""
-    import onnxruntime as ort
-
-    def session(path: Path) -> Any:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # CPU ORT warns for every FP16 node it runs through its FP32 kernel
-        try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT's own exception types
-            raise Fp16Error(f"ONNX Runtime (CPU) cannot load {path}: {exc}") from None
-
-    s32, s16 = session(fp32_path), session(fp16_path)
-    names = [o.name for o in s32.get_outputs()]
-    worst: dict[str, list[float]] = {n: [0.0, 0.0] for n in names}
-    for feeds in samples:
-        for name, a, b in zip(names, s32.run(names, feeds), s16.run(names, feeds)):
-            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-            err = float(np.max(np.abs(a - b))) if a.size else 0.0
-            worst[name][0] = max(worst[name][0], err) if np.isfinite(err) else float("inf")
-            worst[name][1] = max(worst[name][1], float(np.max(np.abs(a))) if a.size else 0.0)
-    return {n: OutputError(e, r, e / max(1.0, r)) for n, (e, r) in worst.items()}
-
-
-def graph_samples(package: PolicyPackage, graph: str) -> list[dict[str, np.ndarray]]:
-    """The validation inputs stored for one graph, one feed dict per sample."""
-    arrays = package.validation_samples()
-    feeds: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
-    for key, value in arrays.items():
-        g, s, kind, tensor = key.split("/", 3)
-        if g == graph and kind == "in":
-            feeds[int(s)][tensor] = value
-    return [feeds[s] for s in sorted(feeds)]
-
-
-def synthetic_observations(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Raw robot observations for `steps` steps: states drawn in normalised space and unnormalised, random images."""
-    rng = np.random.default_rng(seed)
-    observations = []
-    for _ in range(steps):
-        obs = {}
-        for inp in package.manifest.inputs:
-            if inp.kind == "image":
-                obs[inp.name] = rng.integers(0, 256, inp.shape, dtype=np.uint8)
-            else:
-                norm = Normalizer(inp.normalization, tuple(inp.shape))
-                obs[inp.name] = norm.inverse(rng.standard_normal(inp.shape).astype(np.float32)).astype(np.float32)
-        observations.append(obs)
-    return observations
-
-
-def _runner(package: PolicyPackage, precision: str, seed: int) -> Any:
-    """A CPU ONNX Runtime policy runner in `precision`; families that sample get the same seed on both sides."""
-    cls = runner_class(package.manifest.policy_type)
-    options = {"seed": seed} if "seed" in inspect.signature(cls.__init__).parameters else {}
-    return cls(package, OnnxRuntimeBackend(["CPUExecutionProvider"], threads=2, precision=precision), **options)
-
-
-def policy_steps(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
-    """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units.
-
-    The FP16 side loads the copies listed in `package.manifest.fp16_preflight.graphs`.
-    """
-    r32, r16 = _runner(package, "fp32", seed), _runner(package, "fp16", seed)
-    r32.reset()
-    r16.reset()
-    action = package.manifest.action
-    normalize = Normalizer(action.normalization, (action.dim,))
-    rows = []
-    for t, obs in enumerate(synthetic_observations(package, steps, seed)):
-        a32, a16 = r32.select_action(obs), r16.select_action(obs)
-        rows.append({"step": t, "max_abs": float(np.max(np.abs(a16 - a32))),
-                     "max_abs_normalized": float(np.max(np.abs(normalize(a16) - normalize(a32))))})
-    return rows
-
-
-def write_manifest(package: PolicyPackage) -> None:
-    """Replace manifest.json atomically (temporary file in the same directory, then os.replace)."""
-    target = package.path / MANIFEST_NAME
-    tmp = target.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(package.manifest.to_json())
-    os.replace(tmp, target)
-
-
-def stage_fp16_graphs(package: PolicyPackage, staging: Path) -> tuple[dict[str, tuple[str, str]],
-                                                                          dict[str, ConversionReport]]:
-    """Convert every graph, refuse one TensorRT 10.3 would not parse, save it under `staging` (a folder inside
-    the package); returns {graph: (file relative to the package, sha256)} and the conversion reports."""
-    files, reports = {}, {}
-    for name in package.manifest.graphs:
-        model, reports[name] = convert_to_fp16(onnx.load(str(package.graph_path(name))))
-        problems = check_model(model, name)
-        if problems:
-            raise Fp16Error(f"the FP16 graph would not parse on TensorRT: {'; '.join(map(str, problems))}")
-        path = staging / f"{name}.onnx"
-        onnx.save(model, str(path))
-        files[name] = (str(path.relative_to(package.path)), sha256_file(path))
-    return files, reports
-
-
-def commit_fp16_graphs(package: PolicyPackage, graphs: dict[str, Any]) -> None:
-    """Move the checked FP16 graphs from staging to `fp16/` and point the record's files there."""
-    (package.path / FP16_DIR).mkdir(exist_ok=True)
-    for name, info in graphs.items():
-        rel = f"{FP16_DIR}/{name}.onnx"
-        os.replace(package.path / info["file"], package.path / rel)
-        info["file"] = rel
-
-
-def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0,
-              progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Convert graphs, measure FP16 vs FP32 on CPU ONNX Runtime, then write the FP16 graphs and the manifest record.
-
-    `ok` is true when every output's scaled error and every step's normalised action error is within
-    `tolerance`. Nothing in the package changes unless every step ran (a failed tolerance is recorded,
-    an error is not). The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
-    """
-    import onnxruntime
-
-    package = load_package(path)
-    t0 = time.monotonic()
-    samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
-    staging = package.path / f".{FP16_DIR}.tmp-{os.getpid()}"
-    staging.mkdir()
-    try:
-        progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
-        files, reports = stage_fp16_graphs(package, staging)
-        graphs: dict[str, Any] = {}
-        for name, (rel, sha) in files.items():
-            progress(f"graph {name!r}: FP16 vs FP32 on the validation samples (ONNX Runtime CPU)")
-            errors = compare_graph(package.graph_path(name), package.path / rel, samples[name])
-            graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
-                            "outputs": {o: dataclasses.asdict(e) for o, e in errors.items()}}
-        worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
-        record = {"ok": False, "tolerance": tolerance,
-                  "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": 0.0,
-                  "graphs": graphs, "steps": [], "seed": seed, "onnxruntime": onnxruntime.__version__,
-                  "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        progress(f"running the policy {steps} steps with FP16 vs FP32 graphs")
-        previous = package.manifest.fp16_preflight
-        # the FP16 runner finds its (staged) graphs through the record
-        package.manifest.fp16_preflight = parse_field(Fp16Preflight, record, "fp16_preflight")
-        try:
-            rows = policy_steps(package, steps, seed)
-        finally:
-            package.manifest.fp16_preflight = previous
-        commit_fp16_graphs(package, graphs)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
-    record.update(ok=bool(worst_output <= tolerance and worst_step <= tolerance), steps=rows,
-                  worst_step_normalized_action_error=worst_step)
-    package.manifest.fp16_preflight = parse_field(Fp16Preflight, record, "fp16_preflight")
-    write_manifest(package)
-    progress(f"FP16 preflight {'passed' if record['ok'] else 'FAILED'} in {time.monotonic() - t0:.1f} s")
-    return record
-
-
-def format_report(record: dict[str, Any]) -> str:
-    """The preflight record as a plain-text table (per output, then per policy step)."""
-    lines = [f"{'graph':<12} {'output':<24} {'max |fp16-fp32|':>16} {'max |fp32|':>12} {'scaled':>10}"]
-    for g, info in record["graphs"].items():
-        for o, e in info["outputs"].items():
-            lines.append(f"{g:<12} {o:<24} {e['max_abs']:>16.3e} {e['ref_max_abs']:>12.3e} {e['scaled']:>10.3e}")
-        fp32 = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"]["fp32_nodes"].items()))
-        split = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"].get("decomposed", {}).items()))
-        lines.append(f"{'':<12} FP16 nodes {info['conversion']['fp16_nodes']}, FP32 islands: {fp32 or 'none'}"
-                     + (f", decomposed: {split}" if split else ""))
-    lines.append(f"{'step':>4} {'max |a16-a32| (robot units)':>28} {'normalised':>12}")
-    lines += [f"{r['step']:>4} {r['max_abs']:>28.3e} {r['max_abs_normalized']:>12.3e}" for r in record["steps"]]
-    lines.append(f"{'PASS' if record['ok'] else 'FAIL'} at tolerance {record['tolerance']:g}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.fp16",
-                                description="FP16 preflight: write FP16 graphs into a package and measure their error.")
-    p.add_argument("package", help="policy package directory")
-    p.add_argument("--steps", type=int, default=8, help="policy steps to compare (default 8)")
-    p.add_argument("--tolerance", type=float, default=0.02, help="pass threshold (default 0.02, normalised units)")
-    p.add_argument("--seed", type=int, default=0, help="seed for observations and samplers")
-    args = p.parse_args(argv)
-    return run_command(lambda: run_preflight(args.package, args.steps, args.tolerance, args.seed))
-
-
-def run_preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0) -> int:
-    """Command-line flavour of `preflight`: table on stdout, progress on stderr; exit 0 pass, 1 fail (errors raise)."""
-    record = preflight(path, steps, tolerance, seed, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    print(format_report(record))
-    return 0 if record["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

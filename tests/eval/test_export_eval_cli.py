@@ -1,0 +1,38 @@
+"""`edge-export eval`: `edge eval`'s evaluation on the PyTorch networks (subprocess, small random-weight packages)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_eval_pytorch_and_fp32_agree(diffusion_package, tmp_path):
+    rows = []
+    for command, extra in ((("export.cli", "eval"), []), (("edge", "eval"), ["--precision", "fp32"])):
+        out = tmp_path / f"{command[0]}.json"
+        result = run(*command, str(diffusion_package), "--episodes", "3", "--steps", "2", "--quiet",
+                     "--json", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        rows.append(json.loads(out.read_text()))
+    keys = ("successes", "collisions", "left", "right", "mean_steps")
+    assert [rows[0][k] for k in keys] == [rows[1][k] for k in keys]
+    assert rows[0]["backend"] == "pytorch"
+
+
+def test_eval_prints_the_pytorch_row(act_package, tmp_path):
+    result = run("export.cli", "eval", str(act_package), "--episodes", "2", "--seed", "5",
+                 "--checkpoint", str(act_package.parent / "pretrained_model"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[:2] == ["act/pytorch", "2"]
+
+
+def test_eval_user_errors_are_one_line(act_package, tmp_path):
+    for args in (["--steps", "3"], ["--checkpoint", str(tmp_path / "nowhere")]):
+        result = run("export.cli", "eval", str(act_package), "--episodes", "1", *args)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: "), args
+        assert "Traceback" not in result.stderr
