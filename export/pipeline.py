@@ -99,7 +99,6 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
     with staged_directory(out) as tmp:  # replaces `out` only after the runtime loaded the package
-        tmp.chmod(0o755)  # mkdtemp makes it private
         graphs, arrays, errors = {}, {}, {}
         for i, graph in enumerate(family.graphs, 1):
             progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -34,7 +34,8 @@ def staged_directory(final: Path) -> Iterator[Path]:
     """Yield an empty folder beside `final`; when the block ends without an error, it replaces `final` (which
     may exist) in one rename. On an error it is removed and `final` is left as it was."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()  # with the umask's mode, as `final` would get (mkdtemp's would be private)
     try:
         yield tmp
         if final.exists():

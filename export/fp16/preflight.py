@@ -59,7 +59,6 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
     t0 = time.monotonic()
     samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
     with staged_directory(package.path / FP16_DIR) as staging:  # replaces fp16/ only once every step ran
-        staging.chmod(0o755)  # mkdtemp makes it private
         progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
         files, reports = stage_fp16_graphs(package, staging)
         graphs: dict[str, Any] = {}
