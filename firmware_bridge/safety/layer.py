@@ -183,8 +183,7 @@ class SafetyLayer:
         try:
             read = self.bus.sync_read("Present_Position", self._read)
         except BusError as exc:
-            self.counters.comm_errors += 1
-            self.faults.fault(f"communication: {exc}")
+            self._comm_fault(exc)
             return dict(self.present)
         self.present = {m: read[m] for m in self.joints}
         alerted = sorted(self.bus.alerts & set(self._read))
@@ -217,8 +216,7 @@ class SafetyLayer:
         try:
             self.bus.sync_write("Goal_Position", safe)
         except BusError as exc:
-            self.counters.comm_errors += 1
-            self.faults.fault(f"communication: {exc}")
+            self._comm_fault(exc)
             return dict(self._goal)
         self._goal = safe
         return dict(safe)
@@ -228,6 +226,11 @@ class SafetyLayer:
             raise SafetyStop("safety layer is shut down")
         if not self._goal:
             raise FirmwareBridgeError("call start() (or use `with safety:`) before observe/step")
+
+    def _comm_fault(self, exc: BusError) -> None:
+        """A transaction that failed after the bus's retries: counted, and a fault in the error window."""
+        self.counters.comm_errors += 1
+        self.faults.fault(f"communication: {exc}")
 
     def _on_alerts(self, alerted: list[str]) -> None:
         """Hardware-error alerts: read and latch what each new one is, then count it as a fault."""
