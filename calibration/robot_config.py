@@ -26,7 +26,8 @@ from calibration.calibration_file import (
 from calibration.errors import CalibrationError, RobotConfigError
 from calibration.joint_normalizer import JointNormalizer
 from firmware_bridge import tables
-from firmware_bridge.safety import POSITION_MODES, SafetyConfig
+from firmware_bridge.safety import SafetyConfig
+from firmware_bridge.tables import POSITION_MODES
 
 REACTIONS = ("hold", "torque_off")
 WATCHDOG_MS = (20, 2540)  # Bus_Watchdog 1..127 in 20 ms units

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -29,21 +30,32 @@ class CameraError(EdgeError):
     """A camera cannot be opened or delivers frames the policy cannot take; the message names it."""
 
 
-class Camera(Protocol):
-    """What the robot needs from a camera."""
+class Camera(ABC):
+    """What the robot needs from a camera; as a context manager it is started on entry and closed on exit."""
 
     name: str
     shape: tuple[int, int, int]  # the delivered frame, (H, W, 3)
     max_age_s: float  # a frame older than this at a tick is a camera fault
 
+    @abstractmethod
     def start(self) -> None:
-        """Open the source and wait for the first frame (CameraError if none comes or its size is wrong)."""
+        """Open the source and wait for the first frame (CameraError if none comes or its size is wrong; a failed
+        start leaves nothing open)."""
 
+    @abstractmethod
     def latest(self) -> tuple[np.ndarray, float]:
         """The newest frame (uint8 HWC RGB) and its capture time on `time.monotonic()`; never waits."""
 
+    @abstractmethod
     def close(self) -> None:
         """Stop capturing and release the source."""
+
+    def __enter__(self) -> Camera:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def import_cv2() -> Any:
@@ -63,7 +75,7 @@ def has_gstreamer(cv2: Any) -> bool:
     return "YES" in line
 
 
-class OpenCVCamera:
+class OpenCVCamera(Camera):
     """One robot-file camera on a background capture thread (see the module docstring)."""
 
     def __init__(self, name: str, config: CameraConfig) -> None:

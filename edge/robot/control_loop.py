@@ -8,7 +8,6 @@ loop with `SafetyTripped` once the tick is recorded. Nothing per tick outlives t
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -46,15 +45,14 @@ class LoopConfig:
 
 
 def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
-             stop: threading.Event | None = None,
              on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
-    """Drive `robot` with `executor` until the duration, tick count or `stop` says so; a safety reaction raises
-    SafetyTripped (after that tick's record)."""
+    """Drive `robot` with `executor` until the duration or tick count is reached (or a signal raises in the loop);
+    a safety reaction raises SafetyTripped (after that tick's record)."""
     rate = RateKeeper(config.hz)
     origin = rate.start
     previous = None
     count = 0
-    while not (stop is not None and stop.is_set()):
+    while True:
         if config.max_ticks is not None and count >= config.max_ticks:
             break
         if config.duration_s is not None and count * rate.period >= config.duration_s:

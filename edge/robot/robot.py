@@ -10,6 +10,7 @@ per-servo setup is written torque-off, read back, and torque comes on. A refusal
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -69,6 +70,8 @@ class Robot:
         self.tripped: str | None = None  # what made a safety layer react (`bus left: ...` with several buses)
         self._sent: dict[str, float] = {}
         self._present = np.zeros(len(self.motors), np.float32)
+        self._written = False  # setup has begun writing to the servos
+        self._opened = ExitStack()  # what __enter__ opened, closed in reverse by __exit__
 
     @property
     def bus(self) -> DynamixelBus:
@@ -85,45 +88,37 @@ class Robot:
         return self.arms[0]
 
     def __enter__(self) -> Robot:
-        written = False
-        entered: list[SafetyLayer] = []
-        try:
+        """Open in order (cameras, buses, checks and setup, safety layers); a failure closes what was opened."""
+        with ExitStack() as opened:
             for cam in self.cameras.values():
-                cam.start()
+                opened.enter_context(cam)
             for arm in self.arms:
                 arm.bus.connect()
+                opened.callback(self._release, arm)
             if not self.write_calibration:
                 for arm in self.arms:
                     check_servo_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
-            written = True
+            self._written = True
             for arm in self.arms:
                 if self.write_calibration:
                     apply_file_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
                 arm.setup = arm.bus.configure(arm.config.servo_setup())
             for arm in self.arms:
-                arm.safety.__enter__()
-                entered.append(arm.safety)
-        except BaseException:
-            for safety in reversed(entered):
-                safety.shutdown()
-            for arm in self.arms:
-                arm.bus.disconnect(disable_torque=written)
-            for cam in self.cameras.values():
-                cam.close()
-            raise
+                opened.enter_context(arm.safety)
+            self._opened = opened.pop_all()
         self._sent = {joint: arm.safety.present[m] for arm in self.arms for m, joint in arm.pairs}
         self._present = self.normalizer.observation(self._sent)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            for arm in reversed(self.arms):
-                arm.safety.__exit__(*exc)
-        finally:
-            for arm in self.arms:
-                arm.bus.disconnect()  # no-op unless a layer failed to release it
-            for cam in self.cameras.values():
-                cam.close()
+        """Close each safety layer, bus and camera exactly once, in reverse order of opening."""
+        opened, self._opened = self._opened, ExitStack()
+        opened.close()
+
+    def _release(self, arm: _Arm) -> None:
+        """Release one bus's port. Torque is its safety layer's call once that ran (off, or on to hold); before,
+        torque goes off only if setup had begun writing (a refusal writes nothing)."""
+        arm.bus.disconnect(disable_torque=self._written and not arm.safety.closed)
 
     def describe(self) -> str:
         """The per-servo setup in force after connect, one line per servo (printed once by `edge run`)."""

@@ -13,10 +13,13 @@ from typing import Callable
 
 import numpy as np
 
+from edge.robot.cameras import Camera
 from edge.sim.reach import Scene, TaskConfig, render, tool_point
 
 
-class SimCamera:
+class SimCamera(Camera):
+    """The reach scene seen from above, with the tool where `joints()` puts it (see the module docstring)."""
+
     max_age_s = 1.0  # rendered on demand: never stale unless rendering itself stalls
 
     def __init__(self, name: str, scene: Scene, joints: Callable[[], np.ndarray],

@@ -1,0 +1,69 @@
+"""Robot owns its cameras, buses and safety layers: it opens them in order and closes each exactly once, in
+reverse order, also when opening fails part-way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration import load_robot_config
+from edge.robot.cameras import Camera
+from edge.robot.robot import Robot
+from firmware_bridge.emulator import ServoEmulator
+from firmware_bridge.safety import SafetyRefused
+
+
+class LoggingCamera(Camera):
+    """A camera that only records when it is opened and closed."""
+
+    name = "observation.images.top"
+    shape = (8, 8, 3)
+    max_age_s = 1.0
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def start(self) -> None:
+        self.log.append("start")
+
+    def latest(self) -> tuple[np.ndarray, float]:
+        return np.zeros(self.shape, np.uint8), time.monotonic()
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+def torque(emulator: ServoEmulator) -> list[int]:
+    return [emulator.register(i, "Torque_Enable") for i in emulator.servos]
+
+
+def test_everything_opened_is_closed_once(arm: tuple[ServoEmulator, Path]) -> None:
+    emulator, robot_file = arm
+    log: list[str] = []
+    robot = Robot(load_robot_config(robot_file), cameras={LoggingCamera.name: LoggingCamera(log)},
+                  bus_timeout_slack_ms=15)
+    with robot:
+        robot.read()
+        robot.write(None)
+        assert log == ["start"] and robot.bus.is_connected and torque(emulator) == [1] * 6
+    assert log == ["start", "close"]
+    assert robot.safety.closed and not robot.bus.is_connected and torque(emulator) == [0] * 6
+    robot.__exit__(None, None, None)  # nothing is closed twice
+    assert log == ["start", "close"]
+
+
+def test_a_refused_start_closes_what_was_opened(arm: tuple[ServoEmulator, Path]) -> None:
+    emulator, robot_file = arm
+    emulator.set_shaft(1, 100)  # shoulder_pan moved by hand outside its calibrated range (1024..3072)
+    log: list[str] = []
+    robot = Robot(load_robot_config(robot_file), cameras={LoggingCamera.name: LoggingCamera(log)},
+                  bus_timeout_slack_ms=15)
+    with pytest.raises(SafetyRefused, match="outside their limits"):
+        robot.__enter__()
+    assert log == ["start", "close"]
+    assert robot.safety.closed and not robot.bus.is_connected and torque(emulator) == [0] * 6
+    robot.__exit__(None, None, None)
+    assert log == ["start", "close"]
