@@ -282,7 +282,7 @@ class Fp16Graph:
 
 @dataclass
 class Fp16Step:
-    """One policy step run with FP32 and FP16 graphs: action error in robot and normalised units."""
+    """One policy step run with FP32 and FP16 graphs: action error in policy and normalised units."""
 
     step: int
     max_abs: float

@@ -72,14 +72,14 @@ class ACTRunner(PolicyRunner):
             self.ensembler.reset()
 
     def _normalized_chunk(self, checked: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = batched(self.observation.normalize(checked))
+        feeds = batched(self.observation_processor.normalize(checked))
         return self.graphs["act"].run(feeds)["action"][0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.actions(self._normalized_chunk(self.observation.check(observation)))
+        return self.actions(self._normalized_chunk(self.observation_processor.check(observation)))
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        checked = self.observation.check(observation)  # every call, also when the queue still has actions
+        checked = self.observation_processor.check(observation)  # every call, also when the queue still has actions
         step, self.steps = self.steps, self.steps + 1
         if self.ensembler is not None:
             chunk = self._normalized_chunk(checked)
@@ -91,8 +91,8 @@ class ACTRunner(PolicyRunner):
 
     def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Asynchronous execution: ACT keeps no history, the checked observation is the context."""
-        return self.observation.check(observation)
+        return self.observation_processor.check(observation)
 
     def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
-        """The chunk for an `observe` result, robot units."""
+        """The chunk for an `observe` result, policy units."""
         return self.actions(self._normalized_chunk(context))

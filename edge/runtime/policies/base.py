@@ -1,7 +1,7 @@
 """What every policy runner shares: package graphs on a backend, observation checks, LeRobot's API names.
 
 A runner mirrors LeRobot's policy API: `reset()`, `select_action(obs)` (one action, queue semantics)
-and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are robot-unit actions.
+and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are policy-unit actions.
 Every call checks its observation first (edge/runtime/observation.py), whether or not it runs a graph, and
 every chunk a graph returns is checked for non-finite actions before any of it is used.
 """
@@ -36,11 +36,11 @@ class PolicyRunner(ABC):
         self.backend = backend
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        self.observation = ObservationProcessor(m.inputs, ood_margin)
+        self.observation_processor = ObservationProcessor(m.inputs, ood_margin)
         self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
         self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in self.graph_names()}
         self.steps = 0  # select_action calls since reset()
-        self._ood = MappingProxyType(self.observation.counts)
+        self._ood = MappingProxyType(self.observation_processor.counts)
 
     def graph_names(self) -> list[str]:
         """The package graphs this runner calls, loaded at construction (all of them unless a family says less)."""
@@ -66,15 +66,15 @@ class PolicyRunner(ABC):
     def reset(self) -> None:
         """Clear queues, history, the step count and the out-of-distribution counts; call at every episode start."""
         self.steps = 0
-        self.observation.reset()
+        self.observation_processor.reset()
 
     @abstractmethod
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """One action (action_dim,) float32 in robot units, with LeRobot's queueing semantics."""
+        """One action (action_dim,) float32 in policy units, with LeRobot's queueing semantics."""
 
     @abstractmethod
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """A whole chunk (chunk, action_dim) float32 in robot units; does not touch the queue."""
+        """A whole chunk (chunk, action_dim) float32 in policy units; does not touch the queue."""
 
     @abstractmethod
     def observe(self, observation: Mapping[str, np.ndarray]) -> Any:
@@ -86,7 +86,7 @@ class PolicyRunner(ABC):
 
     @abstractmethod
     def plan(self, context: Any) -> np.ndarray:
-        """Actions (n, action_dim) in robot units from an `observe` result: row 0 is for the tick it was
+        """Actions (n, action_dim) in policy units from an `observe` result: row 0 is for the tick it was
         observed at."""
 
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:

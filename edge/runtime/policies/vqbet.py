@@ -71,7 +71,7 @@ class VQBeTRunner(PolicyRunner):
     def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...)
         window — a fresh array, so asynchronous execution can plan from it while the history moves on."""
-        current = self.observation(observation)
+        current = self.observation_processor(observation)
         features = self.graphs["encoder"].run({self.image_key: current[self.image_key][None]})["image_features"][0]
         step = {self.state_key: current[self.state_key], "image_features": features}
         self._history.extend([step] * (self._history.maxlen if not self._history else 1))
@@ -91,7 +91,7 @@ class VQBeTRunner(PolicyRunner):
         return self.graphs["decode"].run(feeds)["action"][0]
 
     def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
-        """The chunk for an `observe` window, robot units (asynchronous execution)."""
+        """The chunk for an `observe` window, policy units (asynchronous execution)."""
         return self.actions(self._normalized_chunk(context))
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
