@@ -2,7 +2,7 @@
 
 Parity is judged like the FP16 preflight (scaled error max |trt - ort| / max(1, max |ort|)) at the package's own
 tolerances: the export tolerance for FP32, the preflight's for FP16. Also: the async executor on its worker
-thread, both CUDA bindings, and device memory given back by close().
+thread, both CUDA bindings, and device memory given back by close() (sessions, and runners from load_policy).
 """
 
 from __future__ import annotations
@@ -98,15 +98,31 @@ def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
         sessions[0].run(graph_samples(package, sessions[0].name)[0])
 
 
-def test_device_resident_run(tensorrt_gpu, bundled_copy):
-    """run_device with the output fetched equals run; a bound ping-pong input buffer is used as given."""
+def test_runner_closes_what_load_policy_made(tensorrt_gpu, bundled_copy):
+    """`with edge.load_policy(...)` closes the sessions and the backend it made: the device memory comes back."""
+    package = built(bundled_copy, "demo_vqbet", "fp32")
+    observation = {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
+                   for i in package.manifest.inputs}
+    probe = TensorRTBackend(precision="fp32")
+    with probe.memory.activate():
+        before = probe.memory.free_bytes()
+    with edge.load_policy(package.path, backend="tensorrt") as policy:
+        policy.select_action(observation)
+        with probe.memory.activate():
+            held = before - probe.memory.free_bytes()
+    with probe.memory.activate():
+        after = probe.memory.free_bytes()
+    assert held > 0 and before - after < max(8 << 20, held // 10), (before, held, after)
+    with pytest.raises(edge.EdgeError, match="closed"):
+        policy.select_action(observation)
+    probe.close()
+
+
+def test_runs_do_not_leak_into_each_other(tensorrt_gpu, bundled_copy):
+    """Each run copies all its feeds in: a run after a different one gives the first one's result again."""
     package = built(bundled_copy, "demo_diffusion", "fp32")
+    samples = graph_samples(package, "denoiser")
     with TensorRTBackend(precision="fp32").load(package, "denoiser") as session:
-        feeds = graph_samples(package, "denoiser")[0]
-        expected = session.run(feeds)["model_output"]
-        other = session.alloc_like("sample")
-        session.copy_device(other, session.device_buffer("sample"))  # the sample fed above, copied on the GPU
-        session.bind("sample", other)
-        rest = {k: v for k, v in feeds.items() if k != "sample"}
-        np.testing.assert_array_equal(session.run_device(rest, ["model_output"])["model_output"], expected)
-        session.bind("sample", None)
+        first = session.run(samples[0])["model_output"]
+        session.run({k: v + 1 for k, v in samples[0].items()})
+        np.testing.assert_array_equal(session.run(samples[0])["model_output"], first)
