@@ -14,6 +14,7 @@ import pytest
 
 import edge
 from edge.robot.executors import AsyncExecutor
+from edge.runtime.backends.cuda_memory import cuda_memory
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.backends.tensorrt import TensorRTBackend
 from edge.runtime.backends.trt_builder import build_engines
@@ -37,7 +38,7 @@ def built(bundled_copy, name: str, precision: str):
 def test_engine_matches_onnxruntime(tensorrt_gpu, bundled_copy, name, precision):
     package = built(bundled_copy, name, precision)
     tolerance = package.manifest.validation.tolerance if precision == "fp32" else \
-        package.manifest.fp16_preflight["tolerance"]
+        package.manifest.fp16_preflight.tolerance
     trt_backend, ort_backend = TensorRTBackend(precision=precision), OnnxRuntimeBackend(["CPUExecutionProvider"])
     for graph in package.manifest.graphs:
         with trt_backend.load(package, graph) as trt_session:
@@ -83,7 +84,7 @@ def test_async_executor_on_its_worker_thread(tensorrt_gpu, bundled_copy, library
 def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
     package = built(bundled_copy, "demo_vqbet", "fp32")
     backend = TensorRTBackend(precision="fp32")
-    memory = backend.memory
+    memory = cuda_memory()  # the same device; free memory is counted device-wide
     with memory.activate():
         before = memory.free_bytes()
     sessions = [backend.load(package, g) for g in package.manifest.graphs]
@@ -103,19 +104,18 @@ def test_runner_closes_what_load_policy_made(tensorrt_gpu, bundled_copy):
     package = built(bundled_copy, "demo_vqbet", "fp32")
     observation = {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
                    for i in package.manifest.inputs}
-    probe = TensorRTBackend(precision="fp32")
-    with probe.memory.activate():
-        before = probe.memory.free_bytes()
+    memory = cuda_memory()
+    with memory.activate():
+        before = memory.free_bytes()
     with edge.load_policy(package.path, backend="tensorrt") as policy:
         policy.select_action(observation)
-        with probe.memory.activate():
-            held = before - probe.memory.free_bytes()
-    with probe.memory.activate():
-        after = probe.memory.free_bytes()
+        with memory.activate():
+            held = before - memory.free_bytes()
+    with memory.activate():
+        after = memory.free_bytes()
     assert held > 0 and before - after < max(8 << 20, held // 10), (before, held, after)
     with pytest.raises(edge.EdgeError, match="closed"):
         policy.select_action(observation)
-    probe.close()
 
 
 def test_runs_do_not_leak_into_each_other(tensorrt_gpu, bundled_copy):

@@ -67,10 +67,6 @@ class TensorRTBackend(Backend):
     def version(self) -> str:
         return self._trt.__version__
 
-    @property
-    def memory(self) -> CudaMemory:
-        return self._memory
-
     def describe(self) -> str:
         used = ", ".join(sorted({precision for precision, _ in self._chosen.values()})) or self.precision
         return (f"tensorrt {self.version} on {self.gpu.name} (sm {self.gpu.compute_capability}), {used} engines, "
