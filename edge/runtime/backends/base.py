@@ -56,12 +56,6 @@ class Backend(ABC):
     def close(self) -> None:
         """Release what the backend holds (TensorRT's runtime, the CUDA adapter); nothing by default. Idempotent."""
 
-    def __enter__(self) -> "Backend":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def check_io(graph: str, spec: GraphSpec, actual_inputs: dict[str, list], actual_outputs: dict[str, list]) -> None:
     """Compare a graph file's real I/O names and shapes with the manifest's; PackageError on mismatch."""
