@@ -36,7 +36,7 @@ def bench_case(fixtures: Path, case: str, workdir: Path, repeats: int) -> dict:
         obs[inp.name] = (rng.integers(0, 256, inp.shape, dtype=np.uint8) if inp.kind == "image"
                          else rng.standard_normal(inp.shape).astype(np.float32))
     _, policy = build_policy(load_checkpoint(ckpt_dir))
-    tensors = {k: torch.from_numpy(v[None]) for k, v in runner.observation(obs).items()}
+    tensors = {k: torch.from_numpy(v[None]) for k, v in runner.observation_processor(obs).items()}
 
     def eager() -> None:
         with torch.no_grad():

@@ -62,7 +62,7 @@ def main() -> None:
         greedy = edge.load_policy(Path(tmp) / "vqbet", greedy=True)
         sampled = edge.load_policy(Path(tmp) / "vqbet", seed=0)
         ref_window = {name: np.stack([v] * policy.config.n_obs_steps)[None]
-                      for name, v in greedy.observation(obs).items()}
+                      for name, v in greedy.observation_processor(obs).items()}
         state = torch.from_numpy(ref_window["observation.state"])
         image = torch.from_numpy(ref_window["observation.images.top"])
         load_before = os.getloadavg()[0]

@@ -1,8 +1,11 @@
 """Robot-side runtime: load a policy package and run it without PyTorch.
 
-    policy = edge.load_policy("packages/act", backend="auto")
-    policy.reset()
-    action = policy.select_action({"observation.state": state, "observation.images.top": frame})
+    with edge.load_policy("packages/act", backend="auto") as policy:
+        policy.reset()
+        action = policy.select_action({"observation.state": state, "observation.images.top": frame})
+
+The runner `load_policy` returns owns its graph sessions and the backend it made: `close()` (or leaving the `with`
+block) frees them, GPU memory included.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ def load_policy(path: str | Path, backend: str = "auto", engine_dir: str | Path 
     `<package>/engines`). Every family takes `ood_margin` (standard deviations beyond the training range at
     which a state value counts as out of distribution, default 3). Family options pass through: ACT
     `temporal_ensemble_coeff`; Diffusion `sampler`, `num_inference_steps`, `seed`, `fused`; VQ-BeT
-    `greedy`, `temperature`, `seed`.
+    `greedy`, `temperature`, `seed`. The runner owns the backend made here and closes it in `close()`.
     """
     package = load_package(path)
     backend_options = {"engine_dir": engine_dir} if engine_dir is not None and backend != "onnxruntime" else {}
-    return runner_class(package.manifest.policy_type)(package, get_backend(backend, **backend_options), **options)
+    made = get_backend(backend, **backend_options)
+    try:
+        runner = runner_class(package.manifest.policy_type)(package, made, **options)
+    except BaseException:
+        made.close()
+        raise
+    runner.owns_backend = True  # made here, so the runner closes it with itself
+    return runner

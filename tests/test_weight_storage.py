@@ -15,7 +15,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import edge
-from edge.runtime.package import PackageError, load_package
+from edge.errors import PackageError
+from edge.runtime.package import load_package
 from export.errors import ExportError
 from export.families.base import ExportOptions
 from export.pipeline import export_package

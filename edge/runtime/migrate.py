@@ -10,11 +10,11 @@ manifest.json is replaced (atomically); anything it refuses is left as it was.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import PackageError
+from edge.runtime.files import write_atomic
 from edge.runtime.package import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -70,11 +70,5 @@ def migrate_package(path: str | Path) -> int:
     package = PolicyPackage(root, manifest_from_dict(migrated))
     check_files(root, package.manifest)
     package.validation_samples()  # readable and shaped as the graphs say, now that its hash is trusted
-    target = root / MANIFEST_NAME
-    tmp = target.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(package.manifest.to_json())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(root / MANIFEST_NAME, package.manifest.to_json())
     return version

@@ -3,7 +3,7 @@
 Mirrors lerobot/processor/normalize_processor.py (0.4.x): MEAN_STD divides by (std + eps);
 MIN_MAX / QUANTILES / QUANTILE10 map [lo, hi] to [-1, 1], with eps substituted for a zero range.
 The package loader has already checked that the mode's statistics are there, finite and of the
-feature's size (edge/runtime/package.py `check_normalization`).
+feature's size (edge/runtime/package/checks.py `check_normalization`).
 """
 
 from __future__ import annotations

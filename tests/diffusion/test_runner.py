@@ -40,11 +40,11 @@ def test_history_queue_and_chunk_slicing(export_fixture):
 
     # A chunk is sampled at steps 0, 8, 16 (n_action_steps 8): 3 encoder calls, 10 DDIM steps each.
     assert len(encoder.calls) == 3 and len(denoiser.calls) == 30
-    state_of = lambda t: policy.observation(_obs(t))["observation.state"]  # noqa: E731
+    state_of = lambda t: policy.observation_processor(_obs(t))["observation.state"]  # noqa: E731
     for call, frames in zip(encoder.calls, [(0, 0), (7, 8), (15, 16)]):
         np.testing.assert_array_equal(call["observation.state"][0], np.stack([state_of(t) for t in frames]))
         image_means = call["observation.images.top"][0].mean(axis=(1, 2, 3))
-        expected = [policy.observation(_obs(t))["observation.images.top"].mean() for t in frames]
+        expected = [policy.observation_processor(_obs(t))["observation.images.top"].mean() for t in frames]
         np.testing.assert_allclose(image_means, expected, rtol=1e-6)
     # Per-step timesteps are the DDIM-10 "leading" ones, as float32.
     assert [float(c["timestep"][0]) for c in denoiser.calls[:10]] == [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]
@@ -53,7 +53,7 @@ def test_history_queue_and_chunk_slicing(export_fixture):
 
     # Executed actions are chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] of each chunk.
     for start, frames in ((0, (0, 0)), (8, (7, 8)), (16, (15, 16))):
-        history = deque([policy.observation(_obs(t)) for t in frames], maxlen=2)
+        history = deque([policy.observation_processor(_obs(t)) for t in frames], maxlen=2)
         chunk = policy.unnormalize(policy.denoise(policy.encode(history), noises[start]))
         n = min(8, 20 - start)
         np.testing.assert_allclose(actions[start : start + n], chunk[1 : 1 + n], rtol=0, atol=1e-6)
@@ -100,7 +100,7 @@ def test_few_step_samplers_match_diffusers_in_the_loop(export_fixture, sampler):
     policy = edge.load_policy(export_fixture("diffusion_cam"), sampler=sampler, num_inference_steps=4)
     denoiser = policy.graphs["denoiser"] = Recorder(policy.graphs["denoiser"])
     noise = np.random.default_rng(2).standard_normal((16, 6)).astype(np.float32)
-    chunk = policy.denoise(policy.encode(deque([policy.observation(_obs(1))] * 2, maxlen=2)), noise)
+    chunk = policy.denoise(policy.encode(deque([policy.observation_processor(_obs(1))] * 2, maxlen=2)), noise)
     config = policy.scheduler.config
     cls = diffusers.DPMSolverMultistepScheduler if sampler == "dpmsolver++" else diffusers.UniPCMultistepScheduler
     ref = cls(**{k: getattr(config, k) for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",

@@ -2,7 +2,7 @@
 
 Parity is judged like the FP16 preflight (scaled error max |trt - ort| / max(1, max |ort|)) at the package's own
 tolerances: the export tolerance for FP32, the preflight's for FP16. Also: the async executor on its worker
-thread, both CUDA bindings, and device memory given back by close().
+thread, both CUDA bindings, and device memory given back by close() (sessions, and runners from load_policy).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 import edge
 from edge.robot.executors import AsyncExecutor
+from edge.runtime.backends.cuda_memory import cuda_memory
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.backends.tensorrt import TensorRTBackend
 from edge.runtime.backends.trt_builder import build_engines
@@ -38,7 +39,7 @@ def built(bundled_copy, name: str, precision: str):
 def test_engine_matches_onnxruntime(tensorrt_gpu, bundled_copy, name, precision):
     package = built(bundled_copy, name, precision)
     tolerance = package.manifest.validation.tolerance if precision == "fp32" else \
-        package.manifest.fp16_preflight["tolerance"]
+        package.manifest.fp16_preflight.tolerance
     trt_backend, ort_backend = TensorRTBackend(precision=precision), OnnxRuntimeBackend(["CPUExecutionProvider"])
     for graph in package.manifest.graphs:
         with trt_backend.load(package, graph) as trt_session:
@@ -84,7 +85,7 @@ def test_async_executor_on_its_worker_thread(tensorrt_gpu, bundled_copy, library
 def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
     package = built(bundled_copy, "demo_vqbet", "fp32")
     backend = TensorRTBackend(precision="fp32")
-    memory = backend.memory
+    memory = cuda_memory()  # the same device; free memory is counted device-wide
     with memory.activate():
         before = memory.free_bytes()
     sessions = [backend.load(package, g) for g in package.manifest.graphs]
@@ -99,15 +100,30 @@ def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
         sessions[0].run(graph_samples(package, sessions[0].name)[0])
 
 
-def test_device_resident_run(tensorrt_gpu, bundled_copy):
-    """run_device with the output fetched equals run; a bound ping-pong input buffer is used as given."""
+def test_runner_closes_what_load_policy_made(tensorrt_gpu, bundled_copy):
+    """`with edge.load_policy(...)` closes the sessions and the backend it made: the device memory comes back."""
+    package = built(bundled_copy, "demo_vqbet", "fp32")
+    observation = {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
+                   for i in package.manifest.inputs}
+    memory = cuda_memory()
+    with memory.activate():
+        before = memory.free_bytes()
+    with edge.load_policy(package.path, backend="tensorrt") as policy:
+        policy.select_action(observation)
+        with memory.activate():
+            held = before - memory.free_bytes()
+    with memory.activate():
+        after = memory.free_bytes()
+    assert held > 0 and before - after < max(8 << 20, held // 10), (before, held, after)
+    with pytest.raises(edge.EdgeError, match="closed"):
+        policy.select_action(observation)
+
+
+def test_runs_do_not_leak_into_each_other(tensorrt_gpu, bundled_copy):
+    """Each run copies all its feeds in: a run after a different one gives the first one's result again."""
     package = built(bundled_copy, "demo_diffusion", "fp32")
+    samples = graph_samples(package, "denoiser")
     with TensorRTBackend(precision="fp32").load(package, "denoiser") as session:
-        feeds = graph_samples(package, "denoiser")[0]
-        expected = session.run(feeds)["model_output"]
-        other = session.alloc_like("sample")
-        session.copy_device(other, session.device_buffer("sample"))  # the sample fed above, copied on the GPU
-        session.bind("sample", other)
-        rest = {k: v for k, v in feeds.items() if k != "sample"}
-        np.testing.assert_array_equal(session.run_device(rest, ["model_output"])["model_output"], expected)
-        session.bind("sample", None)
+        first = session.run(samples[0])["model_output"]
+        session.run({k: v + 1 for k, v in samples[0].items()})
+        np.testing.assert_array_equal(session.run(samples[0])["model_output"], first)

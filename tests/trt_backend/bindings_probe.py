@@ -422,20 +422,7 @@ def scenario_session(ctx: dict[str, Any]) -> dict[str, Any]:
     with _tiny_session(work, memory) as a, _tiny_session(work, memory) as b:
         facts["run"] = a.run({"x": x, "y": y})["out"].tolist()
         facts["names"] = [a.input_names, a.output_names]
-        b.bind("x", a.device_buffer("out"))  # b reads a's output where it lies on the GPU
-        facts["chained"] = b.run_device({"y": y}, ["out"])["out"].tolist()
-        spare = b.alloc_like("x")  # ping-pong: copy on the device, rebind, run without feeding x
-        b.copy_device(spare, a.device_buffer("out"))
-        b.bind("x", spare)
-        facts["nothing_fetched"] = b.run_device() == {}
-        facts["pingpong"] = b.run_device(fetch=["out"])["out"].tolist()
-        b.bind("x", None)
-        facts["rebound"] = b.run({"x": x, "y": y})["out"].tolist()
-        try:
-            b.bind("x", type(spare)(spare.ptr, (1, 4), np.dtype(np.float32)))
-            facts["bad_bind"] = "accepted"
-        except BackendError as exc:
-            facts["bad_bind"] = str(exc)
+        facts["chained"] = b.run({"x": np.array(facts["run"], np.float32), "y": y})["out"].tolist()
         facts["held"] = len(fake_gpu.DEVICE) - len(before[0])
     facts["freed"] = dict(fake_gpu.DEVICE) == before[0] and fake_gpu.PINNED == before[1]
     try:

@@ -86,7 +86,6 @@ def main() -> None:
     host = memory.pinned((2, 2), np.float32)
     memory.htod(ptr, host, stream)
     memory.dtoh(host, ptr, stream)
-    memory.dtod(ptr, ptr, 16, stream)
     memory.synchronize(stream)
     memory.free(ptr)
     memory.free_pinned(host)

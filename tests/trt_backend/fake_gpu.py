@@ -86,9 +86,6 @@ class HostMemory(CudaMemory):
     def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
         dst[...] = read(src, dst.shape, dst.dtype)
 
-    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        DEVICE[dst][:nbytes] = DEVICE[src][:nbytes]
-
     def synchronize(self, stream: Any) -> None:
         pass
 

@@ -100,6 +100,15 @@ class AutoBackend(Backend):
             return "auto (chooses when a package is loaded)"
         return "; ".join(f"auto -> {b.describe()}" for b in self.chosen.values())
 
+    def close(self) -> None:
+        """Close the sessions loaded while choosing and never asked for, then the backends it chose."""
+        loaded, self._loaded = self._loaded, {}
+        for session in loaded.values():
+            session.close()
+        chosen, self.chosen = self.chosen, {}
+        for backend in chosen.values():
+            backend.close()
+
 
 def get_backend(name: str = "auto", **options: Any) -> Backend:
     """Return a backend instance; "auto" picks the best one available on this machine per package.

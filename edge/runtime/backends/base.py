@@ -36,7 +36,8 @@ class GraphSession(ABC):
 
 
 class Backend(ABC):
-    """Creates GraphSessions for a package's graphs."""
+    """Creates GraphSessions for a package's graphs. The sessions belong to whoever asked for them (a runner);
+    `close()` releases what the backend itself holds, after those sessions are closed."""
 
     name: str = "base"
 
@@ -51,6 +52,9 @@ class Backend(ABC):
     def precision_for(self, package: PolicyPackage) -> str:
         """"fp32" or "fp16": what this backend runs `package` in (decides which tolerance a self-check uses)."""
         return "fp32"
+
+    def close(self) -> None:
+        """Release what the backend holds (TensorRT's runtime, the CUDA adapter); nothing by default. Idempotent."""
 
 
 def check_io(graph: str, spec: GraphSpec, actual_inputs: dict[str, list], actual_outputs: dict[str, list]) -> None:

@@ -85,14 +85,14 @@ class CudaMemory(ABC):
     def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None: ...
 
     @abstractmethod
-    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None: ...
-
-    @abstractmethod
     def synchronize(self, stream: Any) -> None: ...
 
     @abstractmethod
     def free_bytes(self) -> int:
         """Free device memory in bytes (tests check that `close()` gives memory back)."""
+
+    def close(self) -> None:
+        """Release what the adapter itself holds (after every buffer it gave out is freed); nothing by default."""
 
 
 class CudaPythonMemory(CudaMemory):
@@ -158,15 +158,14 @@ class CudaPythonMemory(CudaMemory):
         kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._call(self._rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, stream), "cudaMemcpyAsync")
 
-    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
-        self._call(self._rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
-
     def synchronize(self, stream: Any) -> None:
         self._call(self._rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
     def free_bytes(self) -> int:
         return int(self._call(self._rt.cudaMemGetInfo(), "cudaMemGetInfo")[0])
+
+    # close(): nothing to release. The runtime API shares the device's primary context with every other user in
+    # the process; cudaDeviceReset would destroy their memory too.
 
 
 class PycudaMemory(CudaMemory):
@@ -225,14 +224,16 @@ class PycudaMemory(CudaMemory):
     def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
         self._cuda.memcpy_dtoh_async(dst, src, stream)
 
-    def dtod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        self._cuda.memcpy_dtod_async(dst, src, nbytes, stream)
-
     def synchronize(self, stream: Any) -> None:
         stream.synchronize()
 
     def free_bytes(self) -> int:
         return int(self._cuda.mem_get_info()[0])
+
+    def close(self) -> None:
+        """Drop the retained primary context: pycuda releases it when its Context object goes, as
+        pycuda/autoprimaryctx.py does at exit. Idempotent; no call may follow."""
+        self._context = None
 
 
 LIBRARIES = {"cuda-python": CudaPythonMemory, "pycuda": PycudaMemory}

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import BackendError
+from edge.runtime.files import write_atomic
 from edge.runtime.package import PolicyPackage, sha256_file
 
 ENGINE_DIR = "engines"
@@ -187,14 +188,6 @@ def check_engine(root: Path, key: EngineKey, graph: str, options: BuildOptions |
     return EngineStatus(graph, "fresh", engine, f"engine {engine} matches {key.directory()}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_engine(root: Path, key: EngineKey, graph: str, data: bytes, options: BuildOptions,
                  details: dict[str, Any]) -> Path:
     """Store an engine and its metadata (key, build options, engine sha256, `details` such as build seconds)."""
@@ -202,5 +195,5 @@ def write_engine(root: Path, key: EngineKey, graph: str, data: bytes, options: B
     write_atomic(engine, data)
     record = {"key": dataclasses.asdict(key), "options": dataclasses.asdict(options), "engine_sha256": sha256_file(engine),
               "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details}
-    write_atomic(meta, json.dumps(record, indent=2).encode())
+    write_atomic(meta, json.dumps(record, indent=2))
     return engine

@@ -60,13 +60,20 @@ SMALL_GRAPH_BYTES = 32 << 20  # below this a graph runs on one intra-op thread u
 
 
 class OrtSession(GraphSession):
+    """One onnxruntime.InferenceSession; `close()` drops it, which frees its memory (it has no close of its own)."""
+
     def __init__(self, name, spec, session):  # noqa: ANN001
         super().__init__(name, spec)
         self._session = session
         self._outputs = [o.name for o in session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise BackendError(f"graph {self.name!r}: the ONNX Runtime session is closed")
         return dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
+
+    def close(self) -> None:
+        self._session = None
 
 
 def loop_free_cores() -> int:

@@ -24,10 +24,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
+
+from edge.runtime.files import staged_directory
 
 MIN_BYTES = 64 << 20  # smaller graphs load fast enough from the package itself
 MODEL, DATA, KEY = "graph.onnx", "graph.onnx.data", "key.json"
@@ -77,21 +78,13 @@ ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
 def _write(source: Path, entry: Path, key: dict[str, Any]) -> None:
     """Have ONNX Runtime save its basic-level optimised model with external weights, in a child process (so the
     parse of the embedded weights never adds to this process's memory); publish the entry atomically."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
-    try:
+    with staged_directory(entry) as tmp:
         done = subprocess.run([sys.executable, "-c", WRITER, str(source), str(tmp / MODEL), DATA],
                               capture_output=True, text=True)
         if done.returncode != 0 or not (tmp / DATA).is_file():
             raise OSError(f"ONNX Runtime could not write it: {done.stderr.strip().splitlines()[-1:]}")
         sizes = {name: (tmp / name).stat().st_size for name in (MODEL, DATA)}
         (tmp / KEY).write_text(json.dumps({**key, "sizes": sizes}, indent=2))
-        if entry.exists():
-            shutil.rmtree(entry)
-        tmp.rename(entry)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def cached_model(ort: Any, source: Path, graph_sha256: str) -> Path | None:

@@ -1,6 +1,7 @@
 """TensorRT backend: runs engines built for this device by `edge build` (trt_builder.py); never builds.
 
-Each graph becomes an `EngineSession` (trt_session.py) holding its device memory until `close()`.
+Each graph becomes an `EngineSession` (trt_session.py) holding its device memory until `close()`; the
+backend's own `close()` releases the TensorRT runtime and the CUDA adapter after the sessions are closed.
 Engines are chosen per package under the precision rule in engine_cache.py. Written to NVIDIA's
 TensorRT 10.x/11.x Python API, checked against the real binding wheels on CPU (tests/trt_backend);
 running it needs a GPU (tests/gpu). See docs/tensorrt.md for what ran where.
@@ -66,10 +67,6 @@ class TensorRTBackend(Backend):
     def version(self) -> str:
         return self._trt.__version__
 
-    @property
-    def memory(self) -> CudaMemory:
-        return self._memory
-
     def describe(self) -> str:
         used = ", ".join(sorted({precision for precision, _ in self._chosen.values()})) or self.precision
         return (f"tensorrt {self.version} on {self.gpu.name} (sm {self.gpu.compute_capability}), {used} engines, "
@@ -103,6 +100,8 @@ class TensorRTBackend(Backend):
                            f"device with `edge build {package.path}{flag}` (add --rebuild to replace stale ones)")
 
     def load(self, package: PolicyPackage, graph: str) -> GraphSession:
+        if self._runtime is None:
+            raise BackendError("the TensorRT backend is closed")
         self.precision_for(package)
         status = self._chosen[package.path][1][graph]  # checked once per package, not per graph
         with self._memory.activate():
@@ -112,9 +111,17 @@ class TensorRTBackend(Backend):
                                f"rebuild it with `edge build {package.path} --rebuild`")
         session = EngineSession(graph, package.manifest.graphs[graph], self._trt, engine, self._memory)
         try:
-            check_io(graph, session.spec, {n: list(session.device_buffer(n).shape) for n in session.input_names},
-                     {n: list(session.device_buffer(n).shape) for n in session.output_names})
+            check_io(graph, session.spec, {n: list(session.shapes[n]) for n in session.input_names},
+                     {n: list(session.shapes[n]) for n in session.output_names})
         except BaseException:
             session.close()
             raise
         return session
+
+    def close(self) -> None:
+        """Release the TensorRT runtime and the CUDA adapter; close the sessions it loaded first. Idempotent."""
+        if self._runtime is None:
+            return
+        with self._memory.activate():
+            self._runtime = None
+        self._memory.close()

@@ -31,11 +31,11 @@ from edge.runtime.backends.engine_cache import (
     engine_source,
     strongly_typed,
     version_tuple,
-    write_atomic,
     write_engine,
 )
 from edge.runtime.backends.tensorrt import import_tensorrt
 from edge.runtime.backends.trt_compat import check_package_graphs
+from edge.runtime.files import write_atomic
 from edge.runtime.package import PolicyPackage
 
 Report = Callable[[str], None]

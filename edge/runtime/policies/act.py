@@ -55,11 +55,12 @@ class ACTRunner(PolicyRunner):
 
     def __init__(self, package: PolicyPackage, backend: Backend, temporal_ensemble_coeff: float | None = None,
                  **options: Any):
+        if temporal_ensemble_coeff is not None and (
+                isinstance(temporal_ensemble_coeff, bool) or not isinstance(temporal_ensemble_coeff, (int, float))
+                or not math.isfinite(temporal_ensemble_coeff)):  # refused before any graph is loaded
+            raise OptionError(f"temporal_ensemble_coeff must be a finite number, got {temporal_ensemble_coeff!r}")
         super().__init__(package, backend, **options)
         if temporal_ensemble_coeff is not None:
-            if isinstance(temporal_ensemble_coeff, bool) or not isinstance(temporal_ensemble_coeff, (int, float)) \
-                    or not math.isfinite(temporal_ensemble_coeff):
-                raise OptionError(f"temporal_ensemble_coeff must be a finite number, got {temporal_ensemble_coeff!r}")
             self.chunking = dataclasses.replace(self.chunking, temporal_ensemble_coeff=float(temporal_ensemble_coeff))
         coeff = self.chunking.temporal_ensemble_coeff
         self.ensembler = TemporalEnsembler(coeff, self.chunking.chunk_size) if coeff is not None else None
@@ -72,14 +73,16 @@ class ACTRunner(PolicyRunner):
             self.ensembler.reset()
 
     def _normalized_chunk(self, checked: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = batched(self.observation.normalize(checked))
+        feeds = batched(self.observation_processor.normalize(checked))
         return self.graphs["act"].run(feeds)["action"][0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.actions(self._normalized_chunk(self.observation.check(observation)))
+        self._check_open()
+        return self.actions(self._normalized_chunk(self.observation_processor.check(observation)))
 
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        checked = self.observation.check(observation)  # every call, also when the queue still has actions
+        self._check_open()
+        checked = self.observation_processor.check(observation)  # every call, also when the queue still has actions
         step, self.steps = self.steps, self.steps + 1
         if self.ensembler is not None:
             chunk = self._normalized_chunk(checked)
@@ -91,8 +94,10 @@ class ACTRunner(PolicyRunner):
 
     def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Asynchronous execution: ACT keeps no history, the checked observation is the context."""
-        return self.observation.check(observation)
+        self._check_open()
+        return self.observation_processor.check(observation)
 
     def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
-        """The chunk for an `observe` result, robot units."""
+        """The chunk for an `observe` result, policy units."""
+        self._check_open()
         return self.actions(self._normalized_chunk(context))

@@ -1,9 +1,13 @@
 """What every policy runner shares: package graphs on a backend, observation checks, LeRobot's API names.
 
 A runner mirrors LeRobot's policy API: `reset()`, `select_action(obs)` (one action, queue semantics)
-and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are robot-unit actions.
+and `predict_action_chunk(obs)`; inputs are raw robot observations, outputs are policy-unit actions.
 Every call checks its observation first (edge/runtime/observation.py), whether or not it runs a graph, and
 every chunk a graph returns is checked for non-finite actions before any of it is used.
+
+A runner owns the graph sessions it loads and closes them in `close()` (also on leaving `with`). It closes its
+backend too when it made it (`owns_backend`, set by `edge.load_policy`); a backend the caller passed in stays the
+caller's to close. After `close()`, select_action, predict_action_chunk, observe and plan raise BackendError.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edge.errors import OptionError, PolicyOutputError
+from edge.errors import BackendError, OptionError, PolicyOutputError
 from edge.runtime.backends.base import Backend, GraphSession
 from edge.runtime.normalize import Normalizer
 from edge.runtime.observation import DEFAULT_OOD_MARGIN, ObservationProcessor
@@ -23,9 +27,14 @@ from edge.runtime.package import PolicyPackage
 
 class PolicyRunner(ABC):
     """Options every family takes: `ood_margin`, standard deviations beyond the training range at which a state
-    value counts as out of distribution (see `out_of_distribution`)."""
+    value counts as out of distribution (see `out_of_distribution`).
+
+    `owns_backend`: True when `close()` closes the backend too (edge.load_policy made it); False for a backend
+    the caller passed in.
+    """
 
     policy_type: ClassVar[str]
+    owns_backend: bool = False
 
     def __init__(self, package: PolicyPackage, backend: Backend, ood_margin: float = DEFAULT_OOD_MARGIN,
                  **options: Any):
@@ -36,11 +45,44 @@ class PolicyRunner(ABC):
         self.backend = backend
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        self.observation = ObservationProcessor(m.inputs, ood_margin)
+        self.observation_processor = ObservationProcessor(m.inputs, ood_margin)
         self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
-        self.graphs: dict[str, GraphSession] = {name: backend.load(package, name) for name in self.graph_names()}
+        self.graphs: dict[str, GraphSession] = {}
+        self.closed = False
+        try:
+            for name in self.graph_names():
+                self.graphs[name] = backend.load(package, name)
+        except BaseException:
+            self._close_graphs()
+            raise
         self.steps = 0  # select_action calls since reset()
-        self._ood = MappingProxyType(self.observation.counts)
+        self._ood = MappingProxyType(self.observation_processor.counts)
+
+    def _close_graphs(self) -> None:
+        for session in self.graphs.values():  # kept: a closed session refuses to run with a BackendError
+            session.close()
+
+    def close(self) -> None:
+        """Close the graph sessions, then the backend if this runner made it (`owns_backend`). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._close_graphs()
+        finally:
+            if self.owns_backend:
+                self.backend.close()
+
+    def __enter__(self) -> "PolicyRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        """BackendError once `close()` was called: the graphs are gone (every call that may run one checks first)."""
+        if self.closed:
+            raise BackendError(f"the {self.policy_type} policy is closed; load it again with edge.load_policy")
 
     def graph_names(self) -> list[str]:
         """The package graphs this runner calls, loaded at construction (all of them unless a family says less)."""
@@ -66,15 +108,15 @@ class PolicyRunner(ABC):
     def reset(self) -> None:
         """Clear queues, history, the step count and the out-of-distribution counts; call at every episode start."""
         self.steps = 0
-        self.observation.reset()
+        self.observation_processor.reset()
 
     @abstractmethod
     def select_action(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """One action (action_dim,) float32 in robot units, with LeRobot's queueing semantics."""
+        """One action (action_dim,) float32 in policy units, with LeRobot's queueing semantics."""
 
     @abstractmethod
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """A whole chunk (chunk, action_dim) float32 in robot units; does not touch the queue."""
+        """A whole chunk (chunk, action_dim) float32 in policy units; does not touch the queue."""
 
     @abstractmethod
     def observe(self, observation: Mapping[str, np.ndarray]) -> Any:
@@ -86,7 +128,7 @@ class PolicyRunner(ABC):
 
     @abstractmethod
     def plan(self, context: Any) -> np.ndarray:
-        """Actions (n, action_dim) in robot units from an `observe` result: row 0 is for the tick it was
+        """Actions (n, action_dim) in policy units from an `observe` result: row 0 is for the tick it was
         observed at."""
 
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:

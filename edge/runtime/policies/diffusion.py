@@ -84,13 +84,15 @@ class DiffusionRunner(PolicyRunner):
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
         """The whole (horizon, action_dim) chunk for the history plus `observation`; state is left untouched."""
+        self._check_open()
         history = deque(self._history, maxlen=self._history.maxlen)
-        self._push(history, self.observation(observation))
+        self._push(history, self.observation_processor(observation))
         return self.actions(self.denoise(self.encode(history), noise))
 
     def select_action(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
         """One action; `noise` (horizon, action_dim) seeds the chunk if one is sampled at this step."""
-        self._push(self._history, self.observation(observation))
+        self._check_open()
+        self._push(self._history, self.observation_processor(observation))
         step, self.steps = self.steps, self.steps + 1
         if not self._queue:
             start = self.chunking.n_obs_steps - 1
@@ -100,10 +102,12 @@ class DiffusionRunner(PolicyRunner):
 
     def observe(self, observation: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
         """Asynchronous execution: record the tick's observation, return a snapshot of the history."""
-        self._push(self._history, self.observation(observation))
+        self._check_open()
+        self._push(self._history, self.observation_processor(observation))
         return tuple(self._history)
 
     def plan(self, context: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
-        """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], robot units."""
+        """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], policy units."""
+        self._check_open()
         chunk = self.denoise(self.encode(deque(context)))
         return self.actions(chunk[self.chunking.n_obs_steps - 1 :])

@@ -37,12 +37,7 @@ class VQBeTRunner(PolicyRunner):
 
     def __init__(self, package: PolicyPackage, backend: Backend, greedy: bool = False,
                  temperature: float | None = None, seed: int | None = None, **options: Any):
-        super().__init__(package, backend, **options)
-        spec: VQBeTSection = package.manifest.policy
-        self.sequential = spec.sequentially_select
-        self.image_key = spec.image_feature
-        self.state_key = next(inp.name for inp in package.manifest.inputs if inp.kind == "state")
-        if not isinstance(greedy, bool):
+        if not isinstance(greedy, bool):  # options are refused before any graph is loaded
             raise OptionError(f"greedy must be True or False, got {greedy!r}")
         if temperature is not None:
             if greedy:
@@ -52,6 +47,11 @@ class VQBeTRunner(PolicyRunner):
                 raise OptionError(f"temperature must be a finite number > 0, got {temperature!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise OptionError(f"seed must be a non-negative int or None, got {seed!r}")
+        super().__init__(package, backend, **options)
+        spec: VQBeTSection = package.manifest.policy
+        self.sequential = spec.sequentially_select
+        self.image_key = spec.image_feature
+        self.state_key = next(inp.name for inp in package.manifest.inputs if inp.kind == "state")
         self.greedy = greedy
         self.temperature = spec.bet_softmax_temperature if temperature is None else float(temperature)
         self.rng = np.random.default_rng(seed)
@@ -71,7 +71,8 @@ class VQBeTRunner(PolicyRunner):
     def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...)
         window — a fresh array, so asynchronous execution can plan from it while the history moves on."""
-        current = self.observation(observation)
+        self._check_open()
+        current = self.observation_processor(observation)
         features = self.graphs["encoder"].run({self.image_key: current[self.image_key][None]})["image_features"][0]
         step = {self.state_key: current[self.state_key], "image_features": features}
         self._history.extend([step] * (self._history.maxlen if not self._history else 1))
@@ -91,7 +92,8 @@ class VQBeTRunner(PolicyRunner):
         return self.graphs["decode"].run(feeds)["action"][0]
 
     def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
-        """The chunk for an `observe` window, robot units (asynchronous execution)."""
+        """The chunk for an `observe` window, policy units (asynchronous execution)."""
+        self._check_open()
         return self.actions(self._normalized_chunk(context))
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:

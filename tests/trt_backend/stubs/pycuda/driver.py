@@ -119,8 +119,3 @@ def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream | None = None) 
 def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream | None = None) -> None:
     _need_context("cuMemcpyDtoHAsync")
     dest[...] = fake_gpu.read(int(src), dest.shape, dest.dtype)
-
-
-def memcpy_dtod_async(dest: int, src: int, size: int, stream: Stream | None = None) -> None:
-    _need_context("cuMemcpyDtoDAsync")
-    fake_gpu.DEVICE[int(dest)][:size] = fake_gpu.DEVICE[int(src)][:size]
