@@ -33,10 +33,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge.exit_status import run_command
 from edge.runtime.files import staged_directory
-from edge.runtime.package import load_package, sha256_file
+from edge.runtime.package import load_package, sha256_file, write_manifest
 from export.errors import ExportError
 from export.graph_rewrites import conv1d_as_matmul, gemm_as_matmul
-from export.package_io import graph_samples, write_manifest
 
 INT8_FAMILIES = ("diffusion", "vqbet")  # passed the gate and run faster; ACT passed but gains nothing (RESULTS.md, int8)
 BLOCK = 32
@@ -110,7 +109,7 @@ def quantize_package(path: str | Path, progress: Callable[[str], None] = print,
         count = quantize_graph(package.graph_path(name))
         session = ort.InferenceSession(str(package.graph_path(name)), providers=["CPUExecutionProvider"])
         worst = 0.0
-        for s, feeds in enumerate(graph_samples(package, name)):
+        for s, feeds in enumerate(package.graph_samples(name)):
             for out, got in zip([o.name for o in spec.outputs], session.run([o.name for o in spec.outputs], feeds)):
                 ref = stored[f"{name}/{s}/out/{out}"]
                 err = float(np.max(np.abs(got - ref))) if ref.size else 0.0

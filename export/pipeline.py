@@ -29,6 +29,7 @@ from edge.runtime.package import (
     Validation,
     check_chunking,
     sha256_file,
+    write_manifest,
 )
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
@@ -37,7 +38,6 @@ from export.families import family_module
 from export.families.base import ExportOptions
 from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
-from export.package_io import write_manifest
 from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import PackageError
-from edge.runtime.files import write_atomic
 from edge.runtime.package import (
-    MANIFEST_NAME,
     MANIFEST_VERSION,
     PolicyPackage,
     check_files,
@@ -24,6 +22,7 @@ from edge.runtime.package import (
     manifest_from_dict,
     read_manifest,
     sha256_file,
+    write_manifest,
 )
 
 
@@ -70,5 +69,5 @@ def migrate_package(path: str | Path) -> int:
     package = PolicyPackage(root, manifest_from_dict(migrated))
     check_files(root, package.manifest)
     package.validation_samples()  # readable and shaped as the graphs say, now that its hash is trusted
-    write_atomic(root / MANIFEST_NAME, package.manifest.to_json())
+    write_manifest(root, package.manifest)
     return version

@@ -27,7 +27,6 @@ class OutputCheck:
 
 def check_package(package: PolicyPackage, backend: Backend, tolerance: float | None = None) -> list[OutputCheck]:
     """Max |backend - PyTorch| per graph output over all validation samples (scaled for FP16 backends)."""
-    samples = package.validation_samples()
     results = []
     for name, spec in package.manifest.graphs.items():
         session = backend.load(package, name)
@@ -40,12 +39,10 @@ def check_package(package: PolicyPackage, backend: Backend, tolerance: float | N
         else:
             tol = package.manifest.validation.tolerance
         worst = {t.name: 0.0 for t in spec.outputs}
-        for s in range(package.manifest.validation.samples):
-            prefix = f"{name}/{s}/"
-            feeds = {t.name: samples[f"{prefix}in/{t.name}"] for t in spec.inputs}
+        for feeds, expected in zip(package.graph_samples(name, "in"), package.graph_samples(name, "out")):
             got = session.run(feeds)
             for t in spec.outputs:
-                ref = samples[f"{prefix}out/{t.name}"]
+                ref = expected[t.name]
                 err = np.abs(got[t.name].astype(np.float64) - ref).max(initial=0.0)
                 if precision == "fp16":
                     err /= max(1.0, float(np.abs(ref).max(initial=0.0)))

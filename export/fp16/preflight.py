@@ -19,11 +19,10 @@ import onnx
 
 from edge.runtime.backends.trt_compat import check_model
 from edge.runtime.files import staged_directory
-from edge.runtime.package import Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file
+from edge.runtime.package import Fp16Preflight, PolicyPackage, load_package, parse_field, sha256_file, write_manifest
 from export.errors import Fp16Error
 from export.fp16.compare import compare_graph, policy_steps
 from export.fp16.convert import ConversionReport, convert_to_fp16
-from export.package_io import graph_samples, write_manifest
 
 FP16_DIR = "fp16"
 
@@ -57,7 +56,7 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
 
     package = load_package(path)
     t0 = time.monotonic()
-    samples = {name: graph_samples(package, name) for name in package.manifest.graphs}
+    samples = {name: package.graph_samples(name) for name in package.manifest.graphs}
     with staged_directory(package.path / FP16_DIR) as staging:  # replaces fp16/ only once every step ran
         progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
         files, reports = stage_fp16_graphs(package, staging)
@@ -101,7 +100,7 @@ def format_report(record: dict[str, Any]) -> str:
         split = ", ".join(f"{k}×{v}" for k, v in sorted(info["conversion"].get("decomposed", {}).items()))
         lines.append(f"{'':<12} FP16 nodes {info['conversion']['fp16_nodes']}, FP32 islands: {fp32 or 'none'}"
                      + (f", decomposed: {split}" if split else ""))
-    lines.append(f"{'step':>4} {'max |a16-a32| (robot units)':>28} {'normalised':>12}")
+    lines.append(f"{'step':>4} {'max |a16-a32| (policy units)':>28} {'normalised':>12}")
     lines += [f"{r['step']:>4} {r['max_abs']:>28.3e} {r['max_abs_normalized']:>12.3e}" for r in record["steps"]]
     lines.append(f"{'PASS' if record['ok'] else 'FAIL'} at tolerance {record['tolerance']:g}")
     return "\n".join(lines)

@@ -9,7 +9,6 @@ from edge.errors import BackendError
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
-from export.package_io import graph_samples
 from export.torch_backend import TorchBackend
 
 
@@ -22,7 +21,7 @@ def test_torch_matches_onnxruntime_on_validation_samples(fixture, request):
     torch_backend, ort = TorchBackend(threads=1), OnnxRuntimeBackend(["CPUExecutionProvider"], threads=1)
     for graph in package.manifest.graphs:
         t, o = torch_backend.load(package, graph), ort.load(package, graph)
-        samples = graph_samples(package, graph)
+        samples = package.graph_samples(graph)
         assert samples
         for feeds in samples:
             a, b = t.run(feeds), o.run(feeds)

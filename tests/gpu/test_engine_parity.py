@@ -21,7 +21,6 @@ from edge.runtime.backends.trt_builder import build_engines
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from export.fp16.preflight import preflight
-from export.package_io import graph_samples
 
 BUNDLED = ["demo_act", "demo_diffusion", "demo_vqbet"]
 
@@ -44,12 +43,12 @@ def test_engine_matches_onnxruntime(tensorrt_gpu, bundled_copy, name, precision)
     for graph in package.manifest.graphs:
         with trt_backend.load(package, graph) as trt_session:
             ort_session = ort_backend.load(package, graph)
-            for feeds in graph_samples(package, graph):
+            for feeds in package.graph_samples(graph):
                 ref, got = ort_session.run(feeds), trt_session.run(feeds)
                 for out, expected in ref.items():
                     err = float(np.max(np.abs(got[out] - expected))) / max(1.0, float(np.max(np.abs(expected))))
                     assert err <= tolerance, f"{name}/{graph}/{out} {precision}: {err:.3g} > {tolerance}"
-            feeds = graph_samples(package, graph)[0]
+            feeds = package.graph_samples(graph)[0]
             times = []
             for i in range(60):
                 t0 = time.perf_counter()
@@ -97,7 +96,7 @@ def test_close_gives_device_memory_back(tensorrt_gpu, bundled_copy):
         after = memory.free_bytes()
     assert held > 0 and before - after < max(8 << 20, held // 10), (before, held, after)
     with pytest.raises(edge.BackendError, match="closed"):
-        sessions[0].run(graph_samples(package, sessions[0].name)[0])
+        sessions[0].run(package.graph_samples(sessions[0].name)[0])
 
 
 def test_runner_closes_what_load_policy_made(tensorrt_gpu, bundled_copy):
@@ -122,7 +121,7 @@ def test_runner_closes_what_load_policy_made(tensorrt_gpu, bundled_copy):
 def test_runs_do_not_leak_into_each_other(tensorrt_gpu, bundled_copy):
     """Each run copies all its feeds in: a run after a different one gives the first one's result again."""
     package = built(bundled_copy, "demo_diffusion", "fp32")
-    samples = graph_samples(package, "denoiser")
+    samples = package.graph_samples("denoiser")
     with TensorRTBackend(precision="fp32").load(package, "denoiser") as session:
         first = session.run(samples[0])["model_output"]
         session.run({k: v + 1 for k, v in samples[0].items()})

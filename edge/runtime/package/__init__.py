@@ -26,6 +26,7 @@ from edge.runtime.package.directory import (
     load_package,
     read_manifest,
     sha256_file,
+    write_manifest,
 )
 from edge.runtime.package.manifest import (
     CPU_PRECISIONS,
@@ -63,7 +64,7 @@ from edge.runtime.package.sections import (
 )
 
 __all__ = [
-    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "sha256_file",
+    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "sha256_file", "write_manifest",
     "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "TensorSpec", "GraphSpec", "Source",
     "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step",
     "PolicySection", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import PackageError
+from edge.runtime.files import write_atomic
 from edge.runtime.package.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, Manifest
 from edge.runtime.package.parsing import manifest_from_dict
 
@@ -56,6 +57,18 @@ class PolicyPackage:
                                    f"{list(arrays[key].shape)}, the manifest says float32 {shape}; "
                                    "re-export the package")
         return arrays
+
+    def graph_samples(self, graph: str, kind: str = "in") -> list[dict[str, np.ndarray]]:
+        """One graph's validation samples, one dict per sample: kind "in" the feeds, "out" the export-time outputs."""
+        spec, arrays = self.manifest.graphs[graph], self.validation_samples()
+        tensors = spec.inputs if kind == "in" else spec.outputs
+        return [{t.name: arrays[f"{graph}/{s}/{kind}/{t.name}"] for t in tensors}
+                for s in range(self.manifest.validation.samples)]
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write `manifest` as `root`/manifest.json atomically: a reader sees the old file or the new one."""
+    write_atomic(root / MANIFEST_NAME, manifest.to_json())
 
 
 def read_manifest(root: Path) -> Any:
