@@ -89,17 +89,17 @@ def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespac
                  for _, baudrate, chain in chains]
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
-    with contextlib.ExitStack() as stack:
-        for (name, _, _), emulator in zip(chains, emulators):
-            stack.enter_context(emulator)
-            print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
-        extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
-        for name, baudrate, chain in chains:
-            print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at {baudrate} bps"
-                  f"{''.join(f'; {e}' for e in extras)}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        try:
+    try:  # Ctrl-C is how it stops, also while the ports are still being announced
+        with contextlib.ExitStack() as stack:
+            for (name, _, _), emulator in zip(chains, emulators):
+                stack.enter_context(emulator)
+                print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
+            extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
+            for name, baudrate, chain in chains:
+                print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at "
+                      f"{baudrate} bps{''.join(f'; {e}' for e in extras)}", flush=True)
+            print("Ctrl-C to stop", flush=True)
             while True:
                 time.sleep(1.0)
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:
+        return 0
