@@ -53,11 +53,7 @@ def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", 
     bad = [k for k in steps if not 1 <= k <= n_train]
     if bad:
         raise CLIError(f"step counts {bad} are outside 1..{n_train} (num_train_timesteps)")
-    data = package.validation_samples()
-    names = [inp.name for inp in package.manifest.inputs]
-    windows = [{n: data[f"obs_encoder/{s}/in/{n}"] for n in names} for s in range(package.manifest.validation.samples)]
-    reference = load_policy(path, backend, sampler="ddim", num_inference_steps=min(REFERENCE_STEPS, n_train))
-    noises = np.random.default_rng(seed).standard_normal((len(windows), *reference.chunk_shape), dtype=np.float32)
+    windows = package.graph_samples("obs_encoder")
 
     def chunks(runner: DiffusionRunner) -> np.ndarray:
         return np.stack([runner.unnormalize(runner.denoise(runner.graphs["obs_encoder"].run(w)["global_cond"], z))
@@ -67,14 +63,16 @@ def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", 
         return median_ms(lambda: runner.denoise(runner.graphs["obs_encoder"].run(windows[0])["global_cond"],
                                                  noises[0]), repeats)
 
-    target = chunks(reference)
+    with load_policy(path, backend, sampler="ddim", num_inference_steps=min(REFERENCE_STEPS, n_train)) as reference:
+        noises = np.random.default_rng(seed).standard_normal((len(windows), *reference.chunk_shape), dtype=np.float32)
+        target = chunks(reference)
     rows = []
     for k in steps:
-        per_step = load_policy(path, backend, sampler="ddim", num_inference_steps=k, fused=False)
-        fused = load_policy(path, backend, sampler="ddim", num_inference_steps=k)
-        dev = np.abs(chunks(per_step) - target)
-        rows.append(StepRow(k, latency(per_step), latency(fused) if fused.fused_graph else None,
-                            float(dev.max()), float(dev.mean())))
+        with load_policy(path, backend, sampler="ddim", num_inference_steps=k, fused=False) as per_step, \
+                load_policy(path, backend, sampler="ddim", num_inference_steps=k) as fused:
+            dev = np.abs(chunks(per_step) - target)
+            rows.append(StepRow(k, latency(per_step), latency(fused) if fused.fused_graph else None,
+                                float(dev.max()), float(dev.mean())))
     return rows
 
 

@@ -72,22 +72,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"scene {args.seed}: start {np.round(scene.start, 1).tolist()}, target {np.round(scene.target, 1).tolist()}, "
           f"obstacle {np.round(scene.obstacle, 1).tolist()}")
     print(f"starting an emulated 6-servo arm ({args.hz:g} Hz, {args.duration:g} s)")
-    policy = edge.load_policy(package, backend=args.backend)
-    inputs = {i.name: i for i in policy.package.manifest.inputs}
-    if ENV_STATE in inputs and inputs[ENV_STATE].shape != [ENV_DIM]:
-        raise CLIError(f"{package} is not a reach-task policy: its {ENV_STATE} input is "
-                       f"{inputs[ENV_STATE].shape}, the task gives [{ENV_DIM}] (target x, y and obstacle x, y, /100)")
-    if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
-        raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
-    static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
-    tracker = ReachTracker(scene)
-    with emulated_arm(hz=args.hz) as (robot_config, emulator):
-        print(f"emulated servos on {emulator.port}")
-        place_arm(emulator, robot_config, joints_for(scene.start))
-        cameras = {i.name: SimCamera(i.name, scene, lambda: robot.present_joints(), i.shape[0])
-                   for i in inputs.values() if i.kind == "image"}  # drawn at the robot's latest reading
-        robot = Robot(robot_config, cameras=cameras, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
-        drive(robot, policy, options_from(args, args.hz), on_tick=lambda r: tracker.update(r.present[:2]))
+    with edge.load_policy(package, backend=args.backend) as policy:
+        inputs = {i.name: i for i in policy.package.manifest.inputs}
+        if ENV_STATE in inputs and inputs[ENV_STATE].shape != [ENV_DIM]:
+            raise CLIError(f"{package} is not a reach-task policy: its {ENV_STATE} input is "
+                           f"{inputs[ENV_STATE].shape}, the task gives [{ENV_DIM}] "
+                           "(target x, y and obstacle x, y, /100)")
+        if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
+            raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
+        static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
+        tracker = ReachTracker(scene)
+        with emulated_arm(hz=args.hz) as (robot_config, emulator):
+            print(f"emulated servos on {emulator.port}")
+            place_arm(emulator, robot_config, joints_for(scene.start))
+            cameras = {i.name: SimCamera(i.name, scene, lambda: robot.present_joints(), i.shape[0])
+                       for i in inputs.values() if i.kind == "image"}  # drawn at the robot's latest reading
+            robot = Robot(robot_config, cameras=cameras, static_features=static, bus_timeout_slack_ms=BUS_SLACK_MS)
+            drive(robot, policy, options_from(args, args.hz), on_tick=lambda r: tracker.update(r.present[:2]))
     outcome = tracker.outcome()
     print(describe(outcome))
     if args.outcome is not None:

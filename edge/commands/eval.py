@@ -9,6 +9,7 @@ which shares `add_options` and `evaluate_command`: the robot side never imports 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -93,35 +94,35 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
               if value is not None and key not in options]
     if unused:
         raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
-    policy = cls(package, make_backend(), **options)
-    name = name or policy.backend.describe()
-    print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, seed {args.seed}"
-          + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
-    t0 = time.monotonic()
-    tty = sys.stderr.isatty()
+    with contextlib.closing(make_backend()) as backend, cls(package, backend, **options) as policy:
+        name = name or policy.backend.describe()
+        print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, "
+              f"seed {args.seed}" + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
+        t0 = time.monotonic()
+        tty = sys.stderr.isatty()
 
-    def progress(i: int, r) -> None:  # noqa: ANN001
-        if args.quiet:
-            return
-        line = (f"  episode {i}/{args.episodes}: {r.successes} successes, {r.collisions} collisions, "
-                f"left {r.sides['left']} / right {r.sides['right']}  ({time.monotonic() - t0:.1f} s)")
-        sys.stderr.write(("\r" + line if tty else line + "\n"))
-        sys.stderr.flush()
+        def progress(i: int, r) -> None:  # noqa: ANN001
+            if args.quiet:
+                return
+            line = (f"  episode {i}/{args.episodes}: {r.successes} successes, {r.collisions} collisions, "
+                    f"left {r.sides['left']} / right {r.sides['right']}  ({time.monotonic() - t0:.1f} s)")
+            sys.stderr.write(("\r" + line if tty else line + "\n"))
+            sys.stderr.flush()
 
-    result = evaluate(policy, args.episodes, args.seed, progress=progress)
-    if tty and not args.quiet:
-        sys.stderr.write("\n")
-    scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
-    if scheduler is not None:
-        label += f"/{scheduler.name}-{scheduler.num_inference_steps}"
-    if options.get("greedy"):
-        label += "/greedy"
-    row = format_row(f"{package.manifest.policy_type}/{label}", result)
-    print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
-    s = result.summary()
-    print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "
-          f"{result.collisions}, timeouts {result.timeouts}, left {100 * s['left']:.1f}% / right "
-          f"{100 * s['right']:.1f}%, {time.monotonic() - t0:.1f} s")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **s}, indent=2))
-    return 0
+        result = evaluate(policy, args.episodes, args.seed, progress=progress)
+        if tty and not args.quiet:
+            sys.stderr.write("\n")
+        scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
+        if scheduler is not None:
+            label += f"/{scheduler.name}-{scheduler.num_inference_steps}"
+        if options.get("greedy"):
+            label += "/greedy"
+        row = format_row(f"{package.manifest.policy_type}/{label}", result)
+        print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
+        s = result.summary()
+        print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "
+              f"{result.collisions}, timeouts {result.timeouts}, left {100 * s['left']:.1f}% / right "
+              f"{100 * s['right']:.1f}%, {time.monotonic() - t0:.1f} s")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **s}, indent=2))
+        return 0

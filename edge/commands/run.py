@@ -76,12 +76,12 @@ def run(args: argparse.Namespace) -> int:
     from edge.robot.robot import Robot
 
     config = robot_from(args)
-    policy = edge.load_policy(args.policy, backend=args.backend)
-    robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
-                  write_calibration=args.write_calibration)
-    try:
-        drive(robot, policy, options_from(args, args.hz or config.control_hz))
-    except CalibrationMismatch as exc:
-        print(exc.table, file=sys.stderr)
-        raise
+    with edge.load_policy(args.policy, backend=args.backend) as policy:
+        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
+                      write_calibration=args.write_calibration)
+        try:
+            drive(robot, policy, options_from(args, args.hz or config.control_hz))
+        except CalibrationMismatch as exc:
+            print(exc.table, file=sys.stderr)
+            raise
     return 0
