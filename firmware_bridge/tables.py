@@ -83,6 +83,7 @@ class Model:
     current_unit_ma: float | None  # Present/Goal_Current unit; None: no current sensing (Present_Load, 0.1 %)
     page: str  # e-manual page the table was taken from
     fast_read_firmware: int  # first firmware with FAST SYNC/BULK READ (protocol2.md: X430/540 v45, X330 v46)
+    resolution: int = 4096  # encoder ticks per turn ("Specifications": 4096 pulse/rev on every X-series page)
 
     @property
     def size(self) -> int:
@@ -90,9 +91,16 @@ class Model:
         return max(r.address + r.size for r in self.registers.values())
 
 
+MAX_ID = 252  # ID(7): 0 ~ 252; 253 is reserved and 254 (0xFE) is the broadcast ID
 EXTENDED_POSITION = 1_048_575  # Goal_Position in extended / current-based position mode: +-256 turns
 HOMING_OFFSET_LIMIT = 1_044_479  # Homing_Offset: +-255 turns (every X-series page, address 20)
+POSITION_MODE_HOMING_LIMIT = 1024  # homing_offset.md: in position mode, offsets beyond +-1,024 are ignored
 SECONDARY_ID_OFF = 253  # Secondary_ID 253..255 switch the function off (e-manual, Secondary(Shadow) ID(12))
+
+# Bus_Watchdog(98): 1..127 in 20 ms units; 0 switches it off, and it reads 0xFF (-1) once it has fired.
+WATCHDOG_UNIT_MS = 20
+WATCHDOG_MAX_UNITS = 127
+WATCHDOG_FIRED = 0xFF
 
 
 def _r(name: str, address: int, size: int, access: str, lo: int | None = None, hi: int | None = None,
@@ -106,12 +114,12 @@ _COMMON = [
     _r("Model_Number", 0, 2, "R"),
     _r("Model_Information", 2, 4, "R", initial=0),
     _r("Firmware_Version", 6, 1, "R"),
-    _r("ID", 7, 1, "RW", 0, 252, 1),
+    _r("ID", 7, 1, "RW", 0, MAX_ID, 1),
     _r("Baud_Rate", 8, 1, "RW", 0, 7, 1),
     _r("Return_Delay_Time", 9, 1, "RW", 0, 254, 250),
     _r("Drive_Mode", 10, 1, "RW", 0, 13, 0),
     _r("Operating_Mode", 11, 1, "RW", 0, 16, 3),
-    _r("Secondary_ID", 12, 1, "RW", 0, 255, 255),  # the table says 0 ~ 252; 253 ~ 255 switch it off
+    _r("Secondary_ID", 12, 1, "RW", 0, 255, 255),  # the table says 0 ~ MAX_ID; SECONDARY_ID_OFF ~ 255 switch it off
     _r("Protocol_Type", 13, 1, "RW", 1, 2, 2),
     _r("Homing_Offset", 20, 4, "RW", -HOMING_OFFSET_LIMIT, HOMING_OFFSET_LIMIT, 0, signed=True),
     _r("Moving_Threshold", 24, 4, "RW", 0, 1023, 10),
@@ -135,7 +143,7 @@ _COMMON = [
     _r("Position_P_Gain", 84, 2, "RW", 0, 16383),
     _r("Feedforward_2nd_Gain", 88, 2, "RW", 0, 16383, 0),
     _r("Feedforward_1st_Gain", 90, 2, "RW", 0, 16383, 0),
-    _r("Bus_Watchdog", 98, 1, "RW", 0, 127, 0),  # reads -1 (255) after it fired
+    _r("Bus_Watchdog", 98, 1, "RW", 0, WATCHDOG_MAX_UNITS, 0),  # reads WATCHDOG_FIRED (-1) after it fired
     _r("Goal_PWM", 100, 2, "RW", -885, 885, signed=True, bound="PWM_Limit"),
     _r("Goal_Velocity", 104, 4, "RW", -1023, 1023, signed=True, bound="Velocity_Limit"),
     _r("Profile_Acceleration", 108, 4, "RW", 0, 32767, 0),
@@ -192,8 +200,10 @@ def _model(name: str, number: int, modes: tuple[int, ...], volts: int, motor: Mo
                  fast_read_firmware=46 if name.startswith("xl330") else 45)
 
 
-_ALL_MODES = (0, 1, 3, 4, 5, 16)
-_NO_CURRENT_MODES = (1, 3, 4, 16)
+OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
+                   "current_position": 5, "pwm": 16}
+_ALL_MODES = tuple(OPERATING_MODES.values())
+_NO_CURRENT_MODES = tuple(v for k, v in OPERATING_MODES.items() if k not in ("current", "current_position"))
 # Drive_Mode bits per product group (_includes/en/dxl/x/drive_mode.md): bit 0 reverse, bit 2 time-based profile,
 # bit 3 torque on by goal update on XL330/X430/X540; bit 1 leader/follower only on X540.
 _PWM_SLOPE = [_r("PWM_Slope", 62, 1, "RW", 1, 255, 140)]
@@ -242,14 +252,8 @@ MODELS: dict[str, Model] = {m.name: m for m in (
 )}
 MODEL_BY_NUMBER = {m.number: m for m in MODELS.values()}
 
-OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
-                   "current_position": 5, "pwm": 16}
 # The modes in which the servo follows Goal_Position (Operating Mode(11)); the others ignore it.
 POSITION_MODES = ("position", "extended_position", "current_position")
-# Bus_Watchdog(98): 1..127 in 20 ms units; 0 switches it off, and it reads 0xFF (-1) once it has fired.
-WATCHDOG_UNIT_MS = 20
-WATCHDOG_MAX_UNITS = 127
-WATCHDOG_FIRED = 0xFF
 # Baud Rate register value -> bits per second (X-series pages, Baud Rate(8); XL330 stops at 6, 4 Mbps).
 BAUD_RATES = {0: 9_600, 1: 57_600, 2: 115_200, 3: 1_000_000, 4: 2_000_000, 5: 3_000_000, 6: 4_000_000,
               7: 4_500_000}
