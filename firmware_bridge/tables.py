@@ -70,6 +70,10 @@ class MotorSpec:
     no_load_rpm: float
 
 
+TICKS_PER_TURN = 4096  # encoder resolution ("Specifications": 4096 pulse/rev on every X-series page)
+PWM_FULL_SCALE = 885  # PWM_Limit / Goal_PWM full scale, 100 % (0.113 % per unit)
+
+
 @dataclass(frozen=True)
 class Model:
     """A servo model: model number, operating modes, control table, supply and motor figures."""
@@ -83,7 +87,7 @@ class Model:
     current_unit_ma: float | None  # Present/Goal_Current unit; None: no current sensing (Present_Load, 0.1 %)
     page: str  # e-manual page the table was taken from
     fast_read_firmware: int  # first firmware with FAST SYNC/BULK READ (protocol2.md: X430/540 v45, X330 v46)
-    resolution: int = 4096  # encoder ticks per turn ("Specifications": 4096 pulse/rev on every X-series page)
+    resolution: int = TICKS_PER_TURN  # encoder ticks per turn
 
     @property
     def size(self) -> int:
@@ -126,7 +130,7 @@ _COMMON = [
     _r("Temperature_Limit", 31, 1, "RW", 0, 100),
     _r("Max_Voltage_Limit", 32, 2, "RW"),
     _r("Min_Voltage_Limit", 34, 2, "RW"),
-    _r("PWM_Limit", 36, 2, "RW", 0, 885, 885),
+    _r("PWM_Limit", 36, 2, "RW", 0, PWM_FULL_SCALE, PWM_FULL_SCALE),
     _r("Velocity_Limit", 44, 4, "RW", 0, 1023),
     _r("Max_Position_Limit", 48, 4, "RW", 0, 4095, 4095),
     _r("Min_Position_Limit", 52, 4, "RW", 0, 4095, 0),
@@ -144,7 +148,7 @@ _COMMON = [
     _r("Feedforward_2nd_Gain", 88, 2, "RW", 0, 16383, 0),
     _r("Feedforward_1st_Gain", 90, 2, "RW", 0, 16383, 0),
     _r("Bus_Watchdog", 98, 1, "RW", 0, WATCHDOG_MAX_UNITS, 0),  # reads WATCHDOG_FIRED (-1) after it fired
-    _r("Goal_PWM", 100, 2, "RW", -885, 885, signed=True, bound="PWM_Limit"),
+    _r("Goal_PWM", 100, 2, "RW", -PWM_FULL_SCALE, PWM_FULL_SCALE, signed=True, bound="PWM_Limit"),
     _r("Goal_Velocity", 104, 4, "RW", -1023, 1023, signed=True, bound="Velocity_Limit"),
     _r("Profile_Acceleration", 108, 4, "RW", 0, 32767, 0),
     _r("Profile_Velocity", 112, 4, "RW", 0, 32767, 0),
