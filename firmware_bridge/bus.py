@@ -300,7 +300,7 @@ class DynamixelBus:
             if not packet.crc_ok:
                 corrupt = True
             elif packet.id in ids and (len(packet.params) == reg.size + 1
-                                       or (len(packet.params) == 1 and packet.params[0] & 0x7F)):
+                                       or (len(packet.params) == 1 and packet.params[0] & tables.ERR_CODE)):
                 self._status(packet.params[0], ids[packet.id])  # raises on an error status (which has no data)
                 replies[packet.id] = packet.params[1:]
                 if len(replies) == len(ids):
@@ -399,7 +399,7 @@ class DynamixelBus:
             self.alerts.add(motor)
         else:
             self.alerts.discard(motor)
-        if error & 0x7F:
+        if error & tables.ERR_CODE:
             raise BusError("status", [motor], tables.describe_status_error(error))
 
     def _drain(self) -> None:

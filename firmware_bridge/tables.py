@@ -274,6 +274,7 @@ HW_ERROR_NAMES = {HW_INPUT_VOLTAGE: "input voltage", HW_OVERHEATING: "overheatin
 
 # Status packet ERR byte (protocol2.md, Status Packet / Error).
 ERR_ALERT = 0x80
+ERR_CODE = 0x7F  # bits 0..6: the error number below
 ERR_RESULT_FAIL, ERR_INSTRUCTION, ERR_CRC, ERR_DATA_RANGE, ERR_DATA_LENGTH, ERR_DATA_LIMIT, ERR_ACCESS = range(1, 8)
 ERR_NAMES = {ERR_RESULT_FAIL: "result fail", ERR_INSTRUCTION: "instruction error", ERR_CRC: "CRC error",
              ERR_DATA_RANGE: "data range error", ERR_DATA_LENGTH: "data length error",
@@ -287,7 +288,7 @@ def describe_hw_error(bits: int) -> str:
 
 def describe_status_error(err: int) -> str:
     """Human-readable status ERR byte."""
-    parts = [ERR_NAMES.get(err & 0x7F, f"error {err & 0x7F}")] if err & 0x7F else []
+    parts = [ERR_NAMES.get(err & ERR_CODE, f"error {err & ERR_CODE}")] if err & ERR_CODE else []
     if err & ERR_ALERT:
         parts.append("hardware alert")
     return ", ".join(parts)

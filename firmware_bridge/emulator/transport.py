@@ -209,7 +209,7 @@ class ServoEmulator(InstructionSet):
                 raise RequestError(f"{name}: {value} does not fit in {reg.size} byte(s)")
             error = servo.write(reg.address, reg.encode(value), now)
             servo.commit()
-            if error & 0x7F:
+            if error & tables.ERR_CODE:
                 raise RequestError(f"servo {servo_id} {name}={value}: {tables.describe_status_error(error)}")
 
     def register(self, servo_id: int, name: str) -> int:
