@@ -317,7 +317,8 @@ class DynamixelBus:
         reader = PacketReader(stuffed=False)
         packet = next(self._port.receive(reader), None)
         if packet is None or not packet.crc_ok:
-            self._check(COMM_RX_CORRUPT if packet or reader.pending else COMM_RX_TIMEOUT, ids.values())
+            failure = COMM_RX_CORRUPT if packet or reader.pending else COMM_RX_TIMEOUT
+            raise _Transient(ids.values(), self._cause(failure))
         if packet.id != BROADCAST_ID or len(packet.params) != len(ids) * (reg.size + 4) - 2:
             raise _Transient(ids.values(), "fast sync read: unexpected reply")
         replies: dict[int, bytes] = {}
@@ -391,7 +392,11 @@ class DynamixelBus:
     def _check(self, result: int, motors: Iterable[str]) -> None:
         """Raise `_Transient` when the exchange itself failed (nothing sent, no reply, corrupt reply)."""
         if result != COMM_SUCCESS:
-            raise _Transient(motors, self._ph.getTxRxResult(result).replace("[TxRxResult] ", ""))
+            raise _Transient(motors, self._cause(result))
+
+    def _cause(self, result: int) -> str:
+        """The SDK's words for a failed exchange ("There is no status packet!", ...)."""
+        return self._ph.getTxRxResult(result).replace("[TxRxResult] ", "")
 
     def _status(self, error: int, motor: str) -> None:
         """Track the hardware-alert bit of `motor`'s status ERR byte; raise `BusError` on a servo error."""
