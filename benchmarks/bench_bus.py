@@ -16,23 +16,35 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import write_section  # noqa: E402
+from firmware_bridge import tables  # noqa: E402
 from firmware_bridge.bus import DynamixelBus  # noqa: E402
 from firmware_bridge.emulator import ServoEmulator, default_arm_motors  # noqa: E402
-from firmware_bridge.protocol import FAST_SYNC_READ, SYNC_READ, SYNC_WRITE, encode, encode_status  # noqa: E402
+from firmware_bridge.protocol import (  # noqa: E402
+    BROADCAST_ID,
+    FAST_SYNC_READ,
+    SYNC_READ,
+    SYNC_WRITE,
+    encode,
+    encode_status,
+)
 
 SERVOS = 6
-DATA = 4  # Present_Position / Goal_Position are 4 bytes
+REGISTERS = tables.model("xl430-w250").registers
+PRESENT, GOAL = REGISTERS["Present_Position"], REGISTERS["Goal_Position"]
+DATA = PRESENT.size  # Present_Position / Goal_Position are 4 bytes
 
 
 def wire_bytes(fast: bool) -> int:
     """Bytes on the wire for one cycle, from the codec's own packets (Return Delay Time 0)."""
     ids = bytes(range(1, SERVOS + 1))
-    request = encode(0xFE, FAST_SYNC_READ if fast else SYNC_READ, bytes([132, 0, DATA, 0]) + ids)
+    request = encode(BROADCAST_ID, FAST_SYNC_READ if fast else SYNC_READ,
+                     PRESENT.address.to_bytes(2, "little") + DATA.to_bytes(2, "little") + ids)
     if fast:  # one reply: header, id, len, inst, then ERR ID DATA CRC per servo
         replies = 8 + SERVOS * (DATA + 4)
     else:
         replies = SERVOS * len(encode_status(1, 0, bytes(DATA)))
-    write = encode(0xFE, SYNC_WRITE, bytes([116, 0, DATA, 0]) + bytes(SERVOS * (1 + DATA)))
+    write = encode(BROADCAST_ID, SYNC_WRITE,
+                   GOAL.address.to_bytes(2, "little") + DATA.to_bytes(2, "little") + bytes(SERVOS * (1 + DATA)))
     return len(request) + replies + len(write)
 
 

@@ -1,7 +1,6 @@
 """Joint calibration (LeRobot-compatible files and unit conversions) and the robot configuration file. No torch."""
 
 from calibration.calibration_file import (
-    MODEL_RESOLUTION,
     MotorCalibration,
     NormMode,
     calibration_from_dict,
@@ -18,15 +17,11 @@ from calibration.robot_config import (
     MotorConfig,
     RobotConfig,
     SafetyLimits,
-    load_robot_config,
-    presets,
-    robot_config_from_dict,
-    robot_config_to_dict,
-    save_robot_config,
 )
+from calibration.robot_file import load_robot_config, robot_config_from_dict
+from calibration.robot_presets import presets
 
 __all__ = [
-    "MODEL_RESOLUTION",
     "BusConfig",
     "CameraConfig",
     "CalibrationError",
@@ -44,7 +39,5 @@ __all__ = [
     "load_robot_config",
     "presets",
     "robot_config_from_dict",
-    "robot_config_to_dict",
     "save_calibration",
-    "save_robot_config",
 ]

@@ -14,20 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from calibration.errors import CalibrationError
+from firmware_bridge import tables
 
-# Encoder ticks per turn of the Dynamixel X-series models firmware_bridge drives (e-manual, "Specifications").
-MODEL_RESOLUTION: dict[str, int] = {
-    "xl330-m077": 4096,
-    "xl330-m288": 4096,
-    "xl430-w250": 4096,
-    "xm430-w210": 4096,
-    "xm430-w350": 4096,
-    "xm540-w270": 4096,
-    "xc430-w150": 4096,
-}
-
-# Homing_Offset (address 20, 4 bytes) accepts -1,044,479 .. 1,044,479 on X-series servos.
-HOMING_OFFSET_LIMIT = 1_044_479
 # drive_mode holds the raw Drive_Mode register as LeRobot's read_calibration stores it: bit 0 is the direction,
 # the other bits (time-based profile, torque on by goal update, ...) are kept and written back unchanged.
 DRIVE_MODE_REVERSE = 0x01
@@ -52,20 +40,20 @@ class MotorCalibration:
     range_min: int
     range_max: int
 
-    def validate(self, motor: str, resolution: int = 4096) -> None:
+    def validate(self, motor: str, resolution: int = tables.TICKS_PER_TURN) -> None:
         """Raise CalibrationError naming `motor` and the field if a value cannot be a real X-series setting."""
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise CalibrationError(f"motor '{motor}': {f.name} must be an integer, got {value!r}")
-        if not 0 <= self.id <= 252:
-            raise CalibrationError(f"motor '{motor}': id must be in 0..252, got {self.id}")
+        if not 0 <= self.id <= tables.MAX_ID:
+            raise CalibrationError(f"motor '{motor}': id must be in 0..{tables.MAX_ID}, got {self.id}")
         if not 0 <= self.drive_mode <= 0xFF:
             raise CalibrationError(
                 f"motor '{motor}': drive_mode is the Drive_Mode register byte (0..255), got {self.drive_mode}")
-        if abs(self.homing_offset) > HOMING_OFFSET_LIMIT:
+        if abs(self.homing_offset) > tables.HOMING_OFFSET_LIMIT:
             raise CalibrationError(
-                f"motor '{motor}': homing_offset {self.homing_offset} outside ±{HOMING_OFFSET_LIMIT}"
+                f"motor '{motor}': homing_offset {self.homing_offset} outside ±{tables.HOMING_OFFSET_LIMIT}"
             )
         for name in ("range_min", "range_max"):
             if not 0 <= getattr(self, name) <= resolution - 1:

@@ -12,12 +12,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from calibration.calibration_file import DRIVE_MODE_REVERSE, CalibrationError, MotorCalibration, NormMode
+from firmware_bridge import tables
 
 
 class JointNormalizer:
     """Converts one arm's joint vector (fixed motor order) between raw ticks and policy units.
 
-    `resolutions` are ticks per turn per motor (default 4096, every X-series model).
+    `resolutions` are ticks per turn per motor (default `tables.TICKS_PER_TURN`, every X-series model).
 
     `apply_drive_mode` is False as in LeRobot's DynamixelMotorsBus: an X-series servo reverses itself through its
     Drive_Mode register, so Present_Position already has the right sign. True reproduces LeRobot's Feetech bus,
@@ -38,7 +39,7 @@ class JointNormalizer:
             raise CalibrationError(f"duplicate motor names in {list(self.motors)}")
         if len(norm_modes) != len(self.motors):
             raise CalibrationError(f"{len(self.motors)} motors but {len(norm_modes)} normalisation modes")
-        resolutions = [4096] * len(self.motors) if resolutions is None else resolutions
+        resolutions = [tables.TICKS_PER_TURN] * len(self.motors) if resolutions is None else resolutions
         if len(resolutions) != len(self.motors):
             raise CalibrationError(f"{len(self.motors)} motors but {len(resolutions)} resolutions")
         modes = []

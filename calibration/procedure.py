@@ -15,14 +15,14 @@ from typing import Protocol, TextIO
 
 from calibration.calibration_file import CalibrationError, MotorCalibration, save_calibration
 from calibration.robot_config import BusConfig, RobotConfig
+from firmware_bridge import tables
 
 CAL_FIELDS = ("homing_offset", "range_min", "range_max")
 REGISTER_OF = {"drive_mode": "Drive_Mode", "homing_offset": "Homing_Offset", "range_min": "Min_Position_Limit",
                "range_max": "Max_Position_Limit"}
-POSITION_MODE = 3
-# e-manual (X-series, Homing Offset(20)): in position mode (Operating_Mode 3) a Homing_Offset beyond +-1,024 is
-# ignored; LeRobot's Koch calibration switches to extended position mode (4) before its half-turn homing.
-POSITION_MODE_HOMING_LIMIT = 1024
+# In position mode a Homing_Offset beyond tables.POSITION_MODE_HOMING_LIMIT is ignored; LeRobot's Koch calibration
+# switches to extended position mode before its half-turn homing.
+POSITION_MODE = tables.OPERATING_MODES["position"]
 
 
 class Bus(Protocol):
@@ -177,11 +177,12 @@ def _set_half_turn_homings(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str
     present = bus.sync_read("Present_Position", robot.motor_names)
     homing = {m.name: (m.resolution - 1) // 2 - int(present[m.name]) for m in robot.motors}
     modes = bus.sync_read("Operating_Mode", robot.motor_names)
+    limit = tables.POSITION_MODE_HOMING_LIMIT
     ignored = [f"{name} ({offset:+d})" for name, offset in homing.items()
-               if modes[name] == POSITION_MODE and abs(offset) > POSITION_MODE_HOMING_LIMIT]
+               if modes[name] == POSITION_MODE and abs(offset) > limit]
     if ignored:
         raise CalibrationError(
-            f"half-turn Homing_Offset beyond +-{POSITION_MODE_HOMING_LIMIT} for {', '.join(ignored)}: a servo in "
+            f"half-turn Homing_Offset beyond +-{limit} for {', '.join(ignored)}: a servo in "
             f"position mode (Operating_Mode 3) ignores it (e-manual, Homing Offset); centre those joints within "
             f"90 degrees of their encoder's mid-turn, or calibrate in extended position mode (Operating_Mode 4)")
     for name, offset in homing.items():

@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS
+from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS
 
 from firmware_bridge import tables
 from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.protocol import (
     BROADCAST_ID,
+    PacketReader,
     StuffingPacketHandler,
     TimedPortHandler,
     latency_timer_file,
@@ -77,8 +78,8 @@ class DynamixelBus:
         self.motors: dict[str, tuple[int, Model]] = {}
         seen: dict[int, str] = {}
         for name, (motor_id, model_name) in motors.items():
-            if not 0 <= motor_id <= 252:
-                raise RequestError(f"motor {name!r}: id {motor_id} outside 0..252")
+            if not 0 <= motor_id <= tables.MAX_ID:
+                raise RequestError(f"motor {name!r}: id {motor_id} outside 0..{tables.MAX_ID}")
             if motor_id in seen:
                 raise RequestError(f"motors {seen[motor_id]!r} and {name!r} share id {motor_id}")
             seen[motor_id] = name
@@ -293,39 +294,40 @@ class DynamixelBus:
         A packet of the wrong length (a late reply to an earlier request) is ignored.
         """
         replies: dict[int, bytes] = {}
+        reader = PacketReader()
         corrupt = False
-        while len(replies) < len(ids):
-            packet, result = self._ph.rxPacket(self._port, False)
-            if result == COMM_RX_TIMEOUT:
-                break
-            if result != COMM_SUCCESS:
+        for packet in self._port.receive(reader):
+            if not packet.crc_ok:
                 corrupt = True
-                continue
-            length = packet[5] | packet[6] << 8
-            if packet[4] in ids and (length == reg.size + 4 or (length == 4 and packet[8] & 0x7F)):
-                self._status(packet[8], ids[packet[4]])  # raises on an error status (which has no data)
-                replies[packet[4]] = bytes(packet[9 : 9 + reg.size])
+            elif packet.id in ids and (len(packet.params) == reg.size + 1
+                                       or (len(packet.params) == 1 and packet.params[0] & tables.ERR_CODE)):
+                self._status(packet.params[0], ids[packet.id])  # raises on an error status (which has no data)
+                replies[packet.id] = packet.params[1:]
+                if len(replies) == len(ids):
+                    break
         missing = [name for i, name in ids.items() if i not in replies]
         if missing:
-            raise _Transient(missing, "corrupt reply (CRC)" if corrupt else "no reply")
+            raise _Transient(missing, "corrupt reply (CRC)" if corrupt or reader.pending else "no reply")
         return replies
 
     def _fast_sync_read(self, reg: Register, ids: dict[int, str]) -> dict[int, bytes]:
+        """One FAST SYNC READ reply: per servo ERR, ID, data and a CRC, in one unstuffed status packet."""
         result = self._ph.syncReadTx(self._port, reg.address, reg.size, list(ids), len(ids), True)
         self._check(result, ids.values())
-        packet, result = self._ph.rxPacket(self._port, True)
-        self._check(result, ids.values())
-        if packet[4] != BROADCAST_ID or (packet[5] | packet[6] << 8) != 1 + len(ids) * (reg.size + 4):
+        reader = PacketReader(stuffed=False)
+        packet = next(self._port.receive(reader), None)
+        if packet is None or not packet.crc_ok:
+            failure = COMM_RX_CORRUPT if packet or reader.pending else COMM_RX_TIMEOUT
+            raise _Transient(ids.values(), self._cause(failure))
+        if packet.id != BROADCAST_ID or len(packet.params) != len(ids) * (reg.size + 4) - 2:
             raise _Transient(ids.values(), "fast sync read: unexpected reply")
         replies: dict[int, bytes] = {}
-        idx = 8
-        for _ in ids:
-            error, motor_id = packet[idx], packet[idx + 1]
+        for idx in range(0, len(packet.params), reg.size + 4):
+            error, motor_id = packet.params[idx], packet.params[idx + 1]
             if motor_id not in ids:
                 raise _Transient(ids.values(), f"fast sync read: unexpected id {motor_id}")
             self._status(error, ids[motor_id])
-            replies[motor_id] = bytes(packet[idx + 2 : idx + 2 + reg.size])
-            idx += reg.size + 4
+            replies[motor_id] = packet.params[idx + 2 : idx + 2 + reg.size]
         return replies
 
     def sync_write(self, register: str, values: Mapping[str, int]) -> None:
@@ -390,7 +392,11 @@ class DynamixelBus:
     def _check(self, result: int, motors: Iterable[str]) -> None:
         """Raise `_Transient` when the exchange itself failed (nothing sent, no reply, corrupt reply)."""
         if result != COMM_SUCCESS:
-            raise _Transient(motors, self._ph.getTxRxResult(result).replace("[TxRxResult] ", ""))
+            raise _Transient(motors, self._cause(result))
+
+    def _cause(self, result: int) -> str:
+        """The SDK's words for a failed exchange ("There is no status packet!", ...)."""
+        return self._ph.getTxRxResult(result).replace("[TxRxResult] ", "")
 
     def _status(self, error: int, motor: str) -> None:
         """Track the hardware-alert bit of `motor`'s status ERR byte; raise `BusError` on a servo error."""
@@ -398,7 +404,7 @@ class DynamixelBus:
             self.alerts.add(motor)
         else:
             self.alerts.discard(motor)
-        if error & 0x7F:
+        if error & tables.ERR_CODE:
             raise BusError("status", [motor], tables.describe_status_error(error))
 
     def _drain(self) -> None:

@@ -79,10 +79,19 @@ class Packet:
 
 
 class PacketReader:
-    """Incremental decoder: feed raw bytes, iterate the complete packets found, skip garbage."""
+    """Incremental decoder: feed raw bytes, iterate the complete packets found, skip garbage.
 
-    def __init__(self) -> None:
+    `stuffed=False` reads a FAST SYNC/BULK READ reply, which the servos send without byte stuffing.
+    """
+
+    def __init__(self, stuffed: bool = True) -> None:
         self._buf = bytearray()
+        self.stuffed = stuffed
+
+    @property
+    def pending(self) -> bool:
+        """True while the bytes held so far begin a packet that has not fully arrived."""
+        return self._buf.startswith(HEADER)
 
     def feed(self, data: bytes) -> Iterator[Packet]:
         """Append `data` and yield every packet now complete."""
@@ -102,13 +111,13 @@ class PacketReader:
             if len(self._buf) < 7 + length:
                 return
             raw = bytes(self._buf[: 7 + length])
-            inner = _unstuffed_header(raw)
+            inner = _unstuffed_header(raw) if self.stuffed else 0
             if inner:  # an unstuffed FF FF FD inside the body is a header: resynchronise on it
                 del self._buf[:inner]
                 continue
             del self._buf[: 7 + length]
             ok = crc16(raw[:-2]) == int.from_bytes(raw[-2:], "little")
-            body = unstuff(raw[7:-2])
+            body = unstuff(raw[7:-2]) if self.stuffed else raw[7:-2]
             yield Packet(raw[4], body[0], body[1:], ok, len(raw))
 
 
@@ -164,6 +173,21 @@ class TimedPortHandler(PortHandler):
             remaining_s = max(0.0, self.packet_timeout - self.getTimeSinceStart()) / 1000.0
             select.select([self.ser.fileno()], [], [], remaining_s)
         return self.ser.read(length)
+
+    def receive(self, reader: PacketReader) -> Iterator[Packet]:
+        """Every status packet `reader` decodes from the port until the reply timeout the last request set.
+
+        Like the SDK's `rxPacket`, it frees the port (`is_using`) when done.
+        """
+        try:
+            while True:
+                for packet in reader.feed(self.readPort(TXPACKET_MAX_LEN)):
+                    if packet.instruction == INST_STATUS:
+                        yield packet
+                if self.isPacketTimeout():
+                    return
+        finally:
+            self.is_using = False
 
 
 USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")

@@ -70,6 +70,10 @@ class MotorSpec:
     no_load_rpm: float
 
 
+TICKS_PER_TURN = 4096  # encoder resolution ("Specifications": 4096 pulse/rev on every X-series page)
+PWM_FULL_SCALE = 885  # PWM_Limit / Goal_PWM full scale, 100 % (0.113 % per unit)
+
+
 @dataclass(frozen=True)
 class Model:
     """A servo model: model number, operating modes, control table, supply and motor figures."""
@@ -83,6 +87,7 @@ class Model:
     current_unit_ma: float | None  # Present/Goal_Current unit; None: no current sensing (Present_Load, 0.1 %)
     page: str  # e-manual page the table was taken from
     fast_read_firmware: int  # first firmware with FAST SYNC/BULK READ (protocol2.md: X430/540 v45, X330 v46)
+    resolution: int = TICKS_PER_TURN  # encoder ticks per turn
 
     @property
     def size(self) -> int:
@@ -90,9 +95,16 @@ class Model:
         return max(r.address + r.size for r in self.registers.values())
 
 
+MAX_ID = 252  # ID(7): 0 ~ 252; 253 is reserved and 254 (0xFE) is the broadcast ID
 EXTENDED_POSITION = 1_048_575  # Goal_Position in extended / current-based position mode: +-256 turns
 HOMING_OFFSET_LIMIT = 1_044_479  # Homing_Offset: +-255 turns (every X-series page, address 20)
+POSITION_MODE_HOMING_LIMIT = 1024  # homing_offset.md: in position mode, offsets beyond +-1,024 are ignored
 SECONDARY_ID_OFF = 253  # Secondary_ID 253..255 switch the function off (e-manual, Secondary(Shadow) ID(12))
+
+# Bus_Watchdog(98): 1..127 in 20 ms units; 0 switches it off, and it reads 0xFF (-1) once it has fired.
+WATCHDOG_UNIT_MS = 20
+WATCHDOG_MAX_UNITS = 127
+WATCHDOG_FIRED = 0xFF
 
 
 def _r(name: str, address: int, size: int, access: str, lo: int | None = None, hi: int | None = None,
@@ -106,19 +118,19 @@ _COMMON = [
     _r("Model_Number", 0, 2, "R"),
     _r("Model_Information", 2, 4, "R", initial=0),
     _r("Firmware_Version", 6, 1, "R"),
-    _r("ID", 7, 1, "RW", 0, 252, 1),
+    _r("ID", 7, 1, "RW", 0, MAX_ID, 1),
     _r("Baud_Rate", 8, 1, "RW", 0, 7, 1),
     _r("Return_Delay_Time", 9, 1, "RW", 0, 254, 250),
     _r("Drive_Mode", 10, 1, "RW", 0, 13, 0),
     _r("Operating_Mode", 11, 1, "RW", 0, 16, 3),
-    _r("Secondary_ID", 12, 1, "RW", 0, 255, 255),  # the table says 0 ~ 252; 253 ~ 255 switch it off
+    _r("Secondary_ID", 12, 1, "RW", 0, 255, 255),  # the table says 0 ~ MAX_ID; SECONDARY_ID_OFF ~ 255 switch it off
     _r("Protocol_Type", 13, 1, "RW", 1, 2, 2),
     _r("Homing_Offset", 20, 4, "RW", -HOMING_OFFSET_LIMIT, HOMING_OFFSET_LIMIT, 0, signed=True),
     _r("Moving_Threshold", 24, 4, "RW", 0, 1023, 10),
     _r("Temperature_Limit", 31, 1, "RW", 0, 100),
     _r("Max_Voltage_Limit", 32, 2, "RW"),
     _r("Min_Voltage_Limit", 34, 2, "RW"),
-    _r("PWM_Limit", 36, 2, "RW", 0, 885, 885),
+    _r("PWM_Limit", 36, 2, "RW", 0, PWM_FULL_SCALE, PWM_FULL_SCALE),
     _r("Velocity_Limit", 44, 4, "RW", 0, 1023),
     _r("Max_Position_Limit", 48, 4, "RW", 0, 4095, 4095),
     _r("Min_Position_Limit", 52, 4, "RW", 0, 4095, 0),
@@ -135,8 +147,8 @@ _COMMON = [
     _r("Position_P_Gain", 84, 2, "RW", 0, 16383),
     _r("Feedforward_2nd_Gain", 88, 2, "RW", 0, 16383, 0),
     _r("Feedforward_1st_Gain", 90, 2, "RW", 0, 16383, 0),
-    _r("Bus_Watchdog", 98, 1, "RW", 0, 127, 0),  # reads -1 (255) after it fired
-    _r("Goal_PWM", 100, 2, "RW", -885, 885, signed=True, bound="PWM_Limit"),
+    _r("Bus_Watchdog", 98, 1, "RW", 0, WATCHDOG_MAX_UNITS, 0),  # reads WATCHDOG_FIRED (-1) after it fired
+    _r("Goal_PWM", 100, 2, "RW", -PWM_FULL_SCALE, PWM_FULL_SCALE, signed=True, bound="PWM_Limit"),
     _r("Goal_Velocity", 104, 4, "RW", -1023, 1023, signed=True, bound="Velocity_Limit"),
     _r("Profile_Acceleration", 108, 4, "RW", 0, 32767, 0),
     _r("Profile_Velocity", 112, 4, "RW", 0, 32767, 0),
@@ -192,8 +204,10 @@ def _model(name: str, number: int, modes: tuple[int, ...], volts: int, motor: Mo
                  fast_read_firmware=46 if name.startswith("xl330") else 45)
 
 
-_ALL_MODES = (0, 1, 3, 4, 5, 16)
-_NO_CURRENT_MODES = (1, 3, 4, 16)
+OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
+                   "current_position": 5, "pwm": 16}
+_ALL_MODES = tuple(OPERATING_MODES.values())
+_NO_CURRENT_MODES = tuple(v for k, v in OPERATING_MODES.items() if k not in ("current", "current_position"))
 # Drive_Mode bits per product group (_includes/en/dxl/x/drive_mode.md): bit 0 reverse, bit 2 time-based profile,
 # bit 3 torque on by goal update on XL330/X430/X540; bit 1 leader/follower only on X540.
 _PWM_SLOPE = [_r("PWM_Slope", 62, 1, "RW", 1, 255, 140)]
@@ -242,14 +256,8 @@ MODELS: dict[str, Model] = {m.name: m for m in (
 )}
 MODEL_BY_NUMBER = {m.number: m for m in MODELS.values()}
 
-OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
-                   "current_position": 5, "pwm": 16}
 # The modes in which the servo follows Goal_Position (Operating Mode(11)); the others ignore it.
 POSITION_MODES = ("position", "extended_position", "current_position")
-# Bus_Watchdog(98): 1..127 in 20 ms units; 0 switches it off, and it reads 0xFF (-1) once it has fired.
-WATCHDOG_UNIT_MS = 20
-WATCHDOG_MAX_UNITS = 127
-WATCHDOG_FIRED = 0xFF
 # Baud Rate register value -> bits per second (X-series pages, Baud Rate(8); XL330 stops at 6, 4 Mbps).
 BAUD_RATES = {0: 9_600, 1: 57_600, 2: 115_200, 3: 1_000_000, 4: 2_000_000, 5: 3_000_000, 6: 4_000_000,
               7: 4_500_000}
@@ -266,6 +274,7 @@ HW_ERROR_NAMES = {HW_INPUT_VOLTAGE: "input voltage", HW_OVERHEATING: "overheatin
 
 # Status packet ERR byte (protocol2.md, Status Packet / Error).
 ERR_ALERT = 0x80
+ERR_CODE = 0x7F  # bits 0..6: the error number below
 ERR_RESULT_FAIL, ERR_INSTRUCTION, ERR_CRC, ERR_DATA_RANGE, ERR_DATA_LENGTH, ERR_DATA_LIMIT, ERR_ACCESS = range(1, 8)
 ERR_NAMES = {ERR_RESULT_FAIL: "result fail", ERR_INSTRUCTION: "instruction error", ERR_CRC: "CRC error",
              ERR_DATA_RANGE: "data range error", ERR_DATA_LENGTH: "data length error",
@@ -279,7 +288,7 @@ def describe_hw_error(bits: int) -> str:
 
 def describe_status_error(err: int) -> str:
     """Human-readable status ERR byte."""
-    parts = [ERR_NAMES.get(err & 0x7F, f"error {err & 0x7F}")] if err & 0x7F else []
+    parts = [ERR_NAMES.get(err & ERR_CODE, f"error {err & ERR_CODE}")] if err & ERR_CODE else []
     if err & ERR_ALERT:
         parts.append("hardware alert")
     return ", ".join(parts)

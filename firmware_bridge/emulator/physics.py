@@ -18,12 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from firmware_bridge.tables import Model
+from firmware_bridge.tables import TICKS_PER_TURN, Model
 
-TICKS_PER_REV = 4096
-VELOCITY_UNIT = 0.229 / 60 * TICKS_PER_REV  # ticks/s per Profile_Velocity / Present_Velocity unit (0.229 rpm)
-ACCEL_UNIT = 214.577 / 3600 * TICKS_PER_REV  # ticks/s^2 per Profile_Acceleration unit (214.577 rev/min^2)
-PWM_FULL = 885  # PWM_Limit / Goal_PWM full scale (0.113 % per unit)
+VELOCITY_UNIT = 0.229 / 60 * TICKS_PER_TURN  # ticks/s per Profile_Velocity / Present_Velocity unit (0.229 rpm)
+ACCEL_UNIT = 214.577 / 3600 * TICKS_PER_TURN  # ticks/s^2 per Profile_Acceleration unit (214.577 rev/min^2)
 AMBIENT_C = 25.0
 NO_LOAD_CURRENT_FRACTION = 0.1
 MECHANICAL_TIME_CONSTANT_S = 0.02
@@ -56,7 +54,7 @@ class MotorParams:
         """The model's motor at its recommended supply."""
         spec = model.motor
         volts = model.input_voltage / 10.0
-        no_load_speed = spec.no_load_rpm / 60.0 * TICKS_PER_REV
+        no_load_speed = spec.no_load_rpm / 60.0 * TICKS_PER_TURN
         stall_power = volts * spec.stall_current_a
         temperature_limit = model.registers["Temperature_Limit"].initial or 70
         return cls(

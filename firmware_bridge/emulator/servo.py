@@ -21,8 +21,6 @@ from firmware_bridge.emulator.physics import (
     FREE,
     POSITION,
     PWM,
-    PWM_FULL,
-    TICKS_PER_REV,
     VELOCITY,
     VELOCITY_UNIT,
     Hand,
@@ -32,13 +30,13 @@ from firmware_bridge.emulator.physics import (
 )
 from firmware_bridge.tables import Model, Register
 
-POSITION_MODE, EXTENDED_MODE, CURRENT_POSITION_MODE = 3, 4, 5
-POSITION_MODES = (POSITION_MODE, EXTENDED_MODE, CURRENT_POSITION_MODE)
-MODE_KIND = {0: CURRENT, 1: VELOCITY, 3: POSITION, 4: POSITION, 5: POSITION, 16: PWM}
+MODES = tables.OPERATING_MODES
+POSITION_MODE, CURRENT_MODE, CURRENT_POSITION_MODE = MODES["position"], MODES["current"], MODES["current_position"]
+POSITION_MODES = tuple(MODES[name] for name in tables.POSITION_MODES)
+MODE_KIND = {MODES["current"]: CURRENT, MODES["velocity"]: VELOCITY, **{mode: POSITION for mode in POSITION_MODES},
+             MODES["pwm"]: PWM}
 REVERSE, TIME_BASED_PROFILE, TORQUE_ON_BY_GOAL = 0x01, 0x04, 0x08  # Drive_Mode bits
-POSITION_MODE_HOMING_LIMIT = 1024  # homing_offset.md: in position mode offsets beyond +-1,024 are ignored
-WATCHDOG_TRIPPED = 0xFF  # Bus_Watchdog reads -1 after it fired
-WATCHDOG_UNIT_S = 0.020
+WATCHDOG_UNIT_S = tables.WATCHDOG_UNIT_MS / 1000
 OVERLOAD_DETECT_S = 1.0  # the e-manual's "persistent load": how long the output must stay saturated
 STEP_S = 0.005  # physics substep
 GOALS = ("Goal_PWM", "Goal_Current", "Goal_Velocity", "Goal_Position")
@@ -128,8 +126,9 @@ class EmulatedServo:
 
     def factory_reset(self, option: int, now: float) -> None:
         """FACTORY_RESET: 0xFF everything, 0x01 all but ID, 0x02 all but ID and baud rate; then a reboot."""
-        servo_id = self.get("ID") if option in (0x01, 0x02) else 1
-        baud = self.get("Baud_Rate") if option == 0x02 else tables.BAUD_CODES[57_600]
+        factory = self.model.registers
+        servo_id = self.get("ID") if option in (0x01, 0x02) else factory["ID"].initial
+        baud = self.get("Baud_Rate") if option == 0x02 else factory["Baud_Rate"].initial
         self._factory_eeprom(servo_id, baud)
         self.reset_ram(now)
 
@@ -182,14 +181,14 @@ class EmulatedServo:
     def homing(self) -> int:
         """Homing_Offset as applied: position mode ignores offsets beyond +-1,024 (homing_offset.md, NOTE)."""
         offset = self.get("Homing_Offset")
-        if self.get("Operating_Mode") == POSITION_MODE and abs(offset) > POSITION_MODE_HOMING_LIMIT:
+        if self.get("Operating_Mode") == POSITION_MODE and abs(offset) > tables.POSITION_MODE_HOMING_LIMIT:
             return 0
         return offset
 
     def _seat_single_turn(self) -> None:
         """Reset the actual position to the absolute value within one turn (control_table_opmode_note.md)."""
         turned = self.direction * self.motor.shaft
-        self.origin = math.floor(turned / TICKS_PER_REV) * TICKS_PER_REV
+        self.origin = math.floor(turned / self.model.resolution) * self.model.resolution
 
     def _shaft_for(self, goal: int) -> float:
         """Shaft ticks at which Present_Position would read `goal`."""
@@ -250,7 +249,7 @@ class EmulatedServo:
             return tables.ERR_DATA_RANGE
         if reg.name == "Operating_Mode" and value not in self.model.operating_modes:
             return tables.ERR_DATA_RANGE
-        if reg.name in GOALS and self.get("Bus_Watchdog") == WATCHDOG_TRIPPED:
+        if reg.name in GOALS and self.get("Bus_Watchdog") == tables.WATCHDOG_FIRED:
             return tables.ERR_DATA_RANGE  # bus_watchdog.md, example step 6
         if reg.bound is not None and abs(value) > self.get(reg.bound):
             return tables.ERR_DATA_LIMIT
@@ -378,7 +377,7 @@ class EmulatedServo:
         """Advance to `now`: watchdog, profile, motor, heat, error detection (present registers on the next read).
         A Bus Watchdog that expires on the way stops the servo at that moment, not at `now`."""
         window = self.get("Bus_Watchdog")
-        if self.torque and 0 < window <= 127:
+        if self.torque and 0 < window <= tables.WATCHDOG_MAX_UNITS:
             expiry = self.last_instruction + window * WATCHDOG_UNIT_S
             if expiry < now:
                 self._advance(max(expiry, self.last_update))
@@ -394,9 +393,9 @@ class EmulatedServo:
         get, motor, profile = self.get, self.motor, self.profile
         torque, mode, direction, homing = self.torque, get("Operating_Mode"), self.direction, self.homing
         kind = MODE_KIND[mode] if torque else FREE
-        duty_limit = abs(get("Goal_PWM")) / PWM_FULL
+        duty_limit = abs(get("Goal_PWM")) / tables.PWM_FULL_SCALE
         current_limit = None
-        if mode in (0, CURRENT_POSITION_MODE) and motor.p.current_unit_a:  # current limit in modes 0 and 5
+        if mode in (CURRENT_MODE, CURRENT_POSITION_MODE) and motor.p.current_unit_a:  # current limit in modes 0 and 5
             current_limit = abs(get("Goal_Current")) * motor.p.current_unit_a
         target = get("Goal_Position") - homing
         velocity_limit, acceleration_limit = self._profile_limits()
@@ -425,7 +424,7 @@ class EmulatedServo:
                 profile.ramp(h, get("Goal_Velocity") * VELOCITY_UNIT, acceleration_limit)
                 motor.step(h, VELOCITY, direction * profile.velocity, 0.0, duty_limit, current_limit)
             elif kind == PWM:
-                motor.step(h, PWM, direction * get("Goal_PWM") / PWM_FULL, 0.0, 1.0, None)
+                motor.step(h, PWM, direction * get("Goal_PWM") / tables.PWM_FULL_SCALE, 0.0, 1.0, None)
             else:
                 motor.step(h, CURRENT, direction * get("Goal_Current") * motor.p.current_unit_a, 0.0, duty_limit, None)
             self.saturated_s = self.saturated_s + h if motor.saturated else 0.0
@@ -435,7 +434,7 @@ class EmulatedServo:
     def _trip_watchdog(self) -> None:
         """bus_watchdog.md: no instruction for the window with torque on stops the servo (Profile Velocity and
         Acceleration to 0) and the register reads -1, which locks the goals until it is written 0."""
-        self.put("Bus_Watchdog", WATCHDOG_TRIPPED)
+        self.put("Bus_Watchdog", tables.WATCHDOG_FIRED)
         self.put("Profile_Velocity", 0)
         self.put("Profile_Acceleration", 0)
         self.put("Goal_Velocity", 0)
@@ -469,7 +468,8 @@ class EmulatedServo:
         put("Present_Position", present)
         velocity = round(sign * motor.velocity / VELOCITY_UNIT)
         put("Present_Velocity", velocity)
-        put("Present_PWM", round(sign * motor.duty(abs(get("Goal_PWM")) / PWM_FULL) * PWM_FULL))
+        full = tables.PWM_FULL_SCALE
+        put("Present_PWM", round(sign * motor.duty(abs(get("Goal_PWM")) / full) * full))
         if motor.p.current_unit_a is None:  # an inferred load: the output as a share of the stall current
             put("Present_Load", max(-1000, min(1000, round(sign * 1000 * motor.current / motor.p.stall_current))))
         else:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from firmware_bridge import protocol as P
 from firmware_bridge import tables
+from firmware_bridge.emulator.arm import default_arm_motors
 from firmware_bridge.emulator.faults import Faults, TimedFault
 from firmware_bridge.emulator.instructions import InstructionSet, status_packet
 from firmware_bridge.emulator.physics import Hand
@@ -91,7 +92,7 @@ class ServoEmulator(InstructionSet):
     @classmethod
     def arm(cls, model: str = "xl430-w250", **kwargs: object) -> ServoEmulator:
         """The default 6-servo arm, ids 1..6 (see `default_arm_motors`)."""
-        return cls({i: model for i in range(1, 7)}, **kwargs)
+        return cls(dict(default_arm_motors(model).values()), **kwargs)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class ServoEmulator(InstructionSet):
                 raise RequestError(f"{name}: {value} does not fit in {reg.size} byte(s)")
             error = servo.write(reg.address, reg.encode(value), now)
             servo.commit()
-            if error & 0x7F:
+            if error & tables.ERR_CODE:
                 raise RequestError(f"servo {servo_id} {name}={value}: {tables.describe_status_error(error)}")
 
     def register(self, servo_id: int, name: str) -> int:

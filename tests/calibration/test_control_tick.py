@@ -11,9 +11,10 @@ import pytest
 import yaml
 from calib_lerobot_reference import lerobot_normalize
 
+import firmware_bridge.bus
+import firmware_bridge.emulator
 from calibration import MotorCalibration, load_robot_config, save_calibration
 
-firmware_bridge = pytest.importorskip("firmware_bridge")
 safety_module = pytest.importorskip("firmware_bridge.safety")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

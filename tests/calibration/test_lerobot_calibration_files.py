@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import firmware_bridge.bus
+import firmware_bridge.emulator
 from calibration import calibration_to_json, load_calibration, save_calibration
 from edge.cli import main
-
-firmware_bridge = pytest.importorskip("firmware_bridge")
 
 FILES = ["doc_example.json", "full_turn.json", "koch_follower_calibrated_on_emulator.json", "odd.json",
          "read_calibration_drive_mode_4.json"]

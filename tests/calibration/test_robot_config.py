@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from calibration import (
+    BusConfig,
     CalibrationError,
     MotorCalibration,
     NormMode,
+    RobotConfig,
     RobotConfigError,
     load_robot_config,
     save_calibration,
-    save_robot_config,
 )
+from calibration.robot_config import SETUP_REGISTERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -32,6 +36,58 @@ def load(tmp_path: Path, data: dict):
     path = tmp_path / "robot.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_robot_config(path)
+
+
+# The writer the round-trip tests use: the product only reads robot files.
+def robot_config_to_dict(config: RobotConfig, base_dir: str | Path = ".") -> dict[str, Any]:
+    """The YAML-ready form, with file paths written relative to `base_dir` (the robot file's folder)."""
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())).as_posix()
+
+    def bus_dict(bus: BusConfig) -> dict[str, Any]:
+        motors = []
+        for m in (*bus.motors, *bus.shadows):
+            entry: dict[str, Any] = {"name": m.name, "id": m.id, "model": m.model}
+            if m.shadow_of is not None:
+                entry["shadow_of"] = m.shadow_of
+            else:
+                entry["norm_mode"] = m.norm_mode.value
+            if m.full_turn:
+                entry["full_turn"] = True
+            for key, register in SETUP_REGISTERS.items():
+                if register in m.setup:
+                    entry[key] = m.operating_mode if key == "operating_mode" else m.setup[register]
+            motors.append(entry)
+        return {"port": bus.port, "baudrate": bus.baudrate, "calibration": relative(bus.calibration),
+                "motors": motors}
+
+    data: dict[str, Any] = (bus_dict(config.buses[0]) if config.buses[0].name == ""
+                            else {"buses": {b.name: bus_dict(b) for b in config.buses}})
+    data["control_hz"] = config.control_hz
+    data["safety"] = {
+        "max_step_deg": config.safety.max_step_deg,
+        "error_window_s": config.safety.error_window_s,
+        "reaction": config.safety.reaction,
+        "watchdog_ms": config.safety.watchdog_ms,
+    }
+    data["features"] = {"state": config.features.state, "action": config.features.action}
+    if config.rest_pose is not None:
+        data["rest_pose"] = dict(config.rest_pose)
+    if config.cameras:
+        data["cameras"] = {}
+        for feature, cam in config.cameras.items():
+            entry = {"type": cam.type, "source": relative(Path(cam.source)) if cam.kind == "file" else cam.source,
+                     "width": cam.width, "height": cam.height, "rotation": cam.rotation}
+            entry.update({k: getattr(cam, k) for k in ("fps", "fourcc", "max_age_ms") if getattr(cam, k) is not None})
+            data["cameras"][feature] = entry
+    return data
+
+
+def save_robot_config(config: RobotConfig, path: str | Path) -> None:
+    """Write a robot file that `load_robot_config` reads back to an equal RobotConfig."""
+    path = Path(path)
+    text = yaml.safe_dump(robot_config_to_dict(config, base_dir=path.parent), sort_keys=False)
+    path.write_text(text, encoding="utf-8")
 
 
 def test_example_robot_and_calibration_load_together() -> None:

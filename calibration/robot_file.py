@@ -1,0 +1,275 @@
+"""Reading the robot file: YAML (or a preset name) -> a checked `RobotConfig`, every error naming its field.
+
+Validation happens on load and every error names the field (`motors[2].norm_mode`,
+`cameras.observation.images.top.rotation`, ...), so a typo never reaches the servos. Hardware facts (models,
+registers, baud rates, watchdog bounds) come from firmware_bridge.tables, the reactions from the safety layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calibration.calibration_file import NormMode
+from calibration.errors import RobotConfigError
+from calibration.robot_config import (
+    SETUP_REGISTERS,
+    BusConfig,
+    CameraConfig,
+    FeatureNames,
+    MotorConfig,
+    RobotConfig,
+    SafetyLimits,
+)
+from calibration.robot_presets import robot_file
+from calibration.sections import Section
+from firmware_bridge import tables
+from firmware_bridge.safety import REACTIONS
+
+BAUDRATES = tuple(tables.BAUD_RATES.values())
+WATCHDOG_MS = (tables.WATCHDOG_UNIT_MS, tables.WATCHDOG_MAX_UNITS * tables.WATCHDOG_UNIT_MS)  # Bus_Watchdog 1..max
+ROTATIONS = (0, 90, 180, 270)
+CAMERA_TYPES = ("opencv",)
+
+
+def load_robot_config(path: str | Path) -> RobotConfig:
+    """Read and validate a robot file (or a preset name); relative paths are resolved against the file's folder."""
+    path = robot_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RobotConfigError(f"cannot read robot file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RobotConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return robot_config_from_dict(data, base_dir=path.parent)
+    except RobotConfigError as exc:
+        raise RobotConfigError(f"{path}: {exc}") from None
+
+
+def robot_config_from_dict(data: Any, base_dir: str | Path = ".") -> RobotConfig:
+    """Build a RobotConfig from decoded YAML; relative paths (calibration, video files) are taken from `base_dir`."""
+    base_dir = Path(base_dir)
+    top = Section(data, "")
+    common = ("control_hz", "safety")
+    optional = ("rest_pose", "features", "cameras")
+    if "buses" in top.data:
+        top.check_keys(required=("buses", *common), optional=optional)
+        raw = Section(top.get("buses"), "buses")
+        if not raw.data:
+            raise RobotConfigError("field 'buses': expected a mapping of bus name -> {port, baudrate, calibration, "
+                                   "motors}")
+        buses = tuple(_bus(Section(raw.get(name), raw.name(str(name))), str(name), base_dir) for name in raw.data)
+    else:
+        top.check_keys(required=("port", "baudrate", "motors", "calibration", *common), optional=optional)
+        buses = (_bus(top, "", base_dir),)
+    joints = [bus.joint_name(m.name) for bus in buses for m in bus.motors]
+    ports = [bus.port for bus in buses]
+    if len(set(ports)) != len(ports):
+        raise RobotConfigError(f"field 'buses': two buses share a port ({', '.join(ports)})")
+    if len(set(joints)) != len(joints):
+        raise RobotConfigError(f"field 'buses': joint names collide ({', '.join(joints)})")
+    control_hz = top.number("control_hz", positive=True)
+    limits = _safety(Section(top.get("safety"), "safety"), joints)
+
+    rest_pose = None
+    motors = {bus.joint_name(m.name): m for bus in buses for m in bus.motors}
+    if top.get("rest_pose") is not None:
+        rest = Section(top.get("rest_pose"), "rest_pose")
+        rest.check_keys(required=tuple(joints))
+        rest_pose = {n: rest.number(n) for n in joints}
+        for name, m in motors.items():
+            lo, hi = {NormMode.RANGE_0_100: (0, 100), NormMode.RANGE_M100_100: (-100, 100)}.get(
+                m.norm_mode, (-180, 180))
+            if not lo <= rest_pose[name] <= hi:
+                raise RobotConfigError(
+                    f"field 'rest_pose.{name}': {rest_pose[name]} outside {lo}..{hi} ({m.norm_mode.value})")
+
+    features = FeatureNames()
+    if top.get("features") is not None:
+        feats = Section(top.get("features"), "features")
+        feats.check_keys(optional=("state", "action"))
+        features = FeatureNames(**{k: feats.string(k) for k in ("state", "action") if k in feats.data})
+
+    cameras: dict[str, CameraConfig] = {}
+    if top.get("cameras") is not None:
+        section = Section(top.get("cameras"), "cameras")
+        for feature in section.data:
+            if feature in (features.state, features.action) or not isinstance(feature, str):
+                raise RobotConfigError(f"field 'cameras.{feature}': not a usable image feature name")
+            cameras[feature] = _camera(Section(section.get(feature), section.name(feature)), base_dir)
+
+    return RobotConfig(buses, control_hz, limits, rest_pose, features, cameras)
+
+
+def _bus(sec: Section, name: str, base_dir: Path) -> BusConfig:
+    """One bus: port, baud rate, calibration file and motor list (top level of a single-bus file, or `buses.<name>`)."""
+    if name:
+        sec.check_keys(required=("port", "baudrate", "motors", "calibration"))
+    port = sec.string("port")
+    baudrate = sec.integer("baudrate")
+    if baudrate not in BAUDRATES:
+        raise RobotConfigError(f"field '{sec.name('baudrate')}': {baudrate} is not a Dynamixel X baud rate {BAUDRATES}")
+    joints, shadows = _motors(sec.get("motors"), sec.name("motors"))
+    calibration = (base_dir / Path(sec.string("calibration")).expanduser()).resolve()
+    return BusConfig(name, port, baudrate, joints, calibration, shadows)
+
+
+def _safety(safety: Section, joints: list[str]) -> SafetyLimits:
+    """The safety section; a per-joint max_step_deg must name every joint."""
+    safety.check_keys(required=("max_step_deg", "error_window_s", "reaction", "watchdog_ms"))
+    reaction = safety.string("reaction")
+    if reaction not in REACTIONS:
+        raise RobotConfigError(f"field 'safety.reaction': {reaction!r} is not one of {', '.join(REACTIONS)}")
+    raw_step = safety.get("max_step_deg")
+    if isinstance(raw_step, dict):
+        step = Section(raw_step, "safety.max_step_deg")
+        step.check_keys(required=tuple(joints))
+        max_step: float | dict[str, float] = {n: step.number(n, positive=True) for n in joints}
+    else:
+        max_step = safety.number("max_step_deg", positive=True)
+    watchdog_ms = None if safety.get("watchdog_ms") is None else safety.integer("watchdog_ms")
+    if watchdog_ms is not None and not WATCHDOG_MS[0] <= watchdog_ms <= WATCHDOG_MS[1]:
+        raise RobotConfigError(f"field 'safety.watchdog_ms': must be in {WATCHDOG_MS[0]}..{WATCHDOG_MS[1]} "
+                               f"(the servo's Bus Watchdog, {tables.WATCHDOG_UNIT_MS} ms units) or null for off, got {watchdog_ms}")
+    return SafetyLimits(max_step, safety.number("error_window_s", positive=True), reaction, watchdog_ms)
+
+
+def _motors(raw: Any, path: str) -> tuple[tuple[MotorConfig, ...], tuple[MotorConfig, ...]]:
+    """Parse and check one bus's motor list: unique names and ids, known models, modes and setup registers.
+    Returns (joints, shadows)."""
+    if not isinstance(raw, list) or not raw:
+        raise RobotConfigError(f"field '{path}': expected a non-empty list of {{name, id, model, norm_mode}}")
+    motors: list[MotorConfig] = []
+    for i, entry in enumerate(raw):
+        where = f"{path}[{i}]"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            where = f"{path}[{i}] ({entry['name']})"
+        sec = Section(entry, where)
+        shadow = isinstance(entry, dict) and "shadow_of" in entry
+        if shadow:
+            sec.check_keys(required=("name", "id", "model", "shadow_of"))
+        else:
+            sec.check_keys(required=("name", "id", "model", "norm_mode"), optional=("full_turn", *SETUP_REGISTERS))
+        name = sec.string("name")
+        motor_id = sec.integer("id")
+        if not 0 <= motor_id <= tables.MAX_ID:
+            raise RobotConfigError(f"field '{where}.id': must be in 0..{tables.MAX_ID}, got {motor_id}")
+        model = sec.string("model")
+        if model not in tables.MODELS:
+            raise RobotConfigError(
+                f"field '{where}.model': unknown model {model!r} (known: {', '.join(tables.MODELS)})")
+        for other in motors:
+            if other.name == name:
+                raise RobotConfigError(f"field '{where}.name': duplicate motor name {name!r}")
+            if other.id == motor_id:
+                raise RobotConfigError(f"field '{where}.id': id {motor_id} already used by '{other.name}'")
+        if shadow:
+            motors.append(MotorConfig(name, motor_id, model, None, shadow_of=sec.string("shadow_of")))
+            continue
+        try:
+            mode = NormMode(sec.get("norm_mode"))
+        except ValueError:
+            raise RobotConfigError(
+                f"field '{where}.norm_mode': unknown mode {sec.get('norm_mode')!r} "
+                f"(expected {', '.join(m.value for m in NormMode)})") from None
+        full_turn = sec.get("full_turn", False)
+        if not isinstance(full_turn, bool):
+            raise RobotConfigError(f"field '{where}.full_turn': expected true or false, got {full_turn!r}")
+        motors.append(MotorConfig(name, motor_id, model, mode, full_turn, _setup(sec, model)))
+    joints = tuple(m for m in motors if m.shadow_of is None)
+    shadows = tuple(m for m in motors if m.shadow_of is not None)
+    by_name = {m.name: m for m in joints}
+    for i, m in enumerate(motors):
+        if m.shadow_of is None:
+            continue
+        where = f"{path}[{i}] ({m.name}).shadow_of"
+        primary = by_name.get(m.shadow_of)
+        if primary is None:
+            raise RobotConfigError(f"field '{where}': {m.shadow_of!r} is not a joint on this bus")
+        if primary.model != m.model:
+            raise RobotConfigError(f"field '{where}': a shadow must be the same model as its joint "
+                                   f"({m.model} vs {primary.model})")
+    if not joints:
+        raise RobotConfigError(f"field '{path}': no joints (every motor is a shadow)")
+    return joints, shadows
+
+
+def _setup(sec: Section, model_name: str) -> dict[str, int]:
+    """The setup registers a motor entry names, checked against the model's control table."""
+    model = tables.model(model_name)
+    setup: dict[str, int] = {}
+    for key, register in SETUP_REGISTERS.items():
+        if key not in sec.data:
+            continue
+        if register not in model.registers:
+            raise RobotConfigError(f"field '{sec.name(key)}': {model_name} has no {register} register")
+        if key == "operating_mode":
+            mode = sec.get(key)
+            if mode not in tables.OPERATING_MODES:
+                raise RobotConfigError(f"field '{sec.name(key)}': unknown mode {mode!r} "
+                                       f"(known: {', '.join(tables.OPERATING_MODES)})")
+            if tables.OPERATING_MODES[mode] not in model.operating_modes:
+                raise RobotConfigError(f"field '{sec.name(key)}': {model_name} has no {mode} mode")
+            if mode not in tables.POSITION_MODES:
+                raise RobotConfigError(f"field '{sec.name(key)}': {mode!r} does not follow Goal_Position, which is "
+                                       f"how the policy drives a joint (use {', '.join(tables.POSITION_MODES)})")
+            setup[register] = tables.OPERATING_MODES[mode]
+            continue
+        value = sec.integer(key)
+        reg = model.registers[register]
+        if not reg.lo <= value <= reg.hi:
+            raise RobotConfigError(f"field '{sec.name(key)}': {value} outside {reg.lo}..{reg.hi} ({register})")
+        setup[register] = value
+    return setup
+
+
+def _camera(sec: Section, base_dir: Path) -> CameraConfig:
+    """One camera entry; a video file source must exist (resolved against the robot file's folder)."""
+    sec.check_keys(required=("type", "source", "width", "height"),
+                   optional=("fps", "fourcc", "rotation", "max_age_ms"))
+    kind = sec.string("type")
+    if kind not in CAMERA_TYPES:
+        raise RobotConfigError(f"field '{sec.name('type')}': unknown camera type {kind!r} "
+                               f"(known: {', '.join(CAMERA_TYPES)})")
+    source = sec.get("source")
+    if isinstance(source, bool) or not isinstance(source, (int, str)) or source == "":
+        raise RobotConfigError(f"field '{sec.name('source')}': expected a device index, a /dev/video* path, a video "
+                               f"file or a GStreamer pipeline, got {source!r}")
+    if isinstance(source, int) and source < 0:
+        raise RobotConfigError(f"field '{sec.name('source')}': device index must be >= 0, got {source}")
+    width, height = sec.integer("width"), sec.integer("height")
+    for key, value in (("width", width), ("height", height)):
+        if value <= 0:
+            raise RobotConfigError(f"field '{sec.name(key)}': must be positive, got {value}")
+    fps = None if sec.get("fps") is None else sec.number("fps", positive=True)
+    fourcc = sec.get("fourcc")
+    if fourcc is not None and (not isinstance(fourcc, str) or len(fourcc) != 4):
+        raise RobotConfigError(f"field '{sec.name('fourcc')}': expected 4 characters such as MJPG, got {fourcc!r}")
+    rotation = sec.get("rotation", 0)
+    if isinstance(rotation, bool) or rotation not in ROTATIONS:
+        raise RobotConfigError(f"field '{sec.name('rotation')}': expected one of {ROTATIONS}, got {rotation!r}")
+    max_age = None if sec.get("max_age_ms") is None else sec.number("max_age_ms", positive=True)
+    camera = CameraConfig(source, width, height, fps, fourcc, rotation, max_age, kind)
+    if camera.kind == "file":
+        path = (base_dir / Path(str(source)).expanduser()).resolve()
+        if not any(p.is_file() for p in _first_files(path)):
+            raise RobotConfigError(f"field '{sec.name('source')}': no video file (or image sequence) {path}")
+        camera = replace(camera, source=str(path))
+    return camera
+
+
+def _first_files(path: Path) -> list[Path]:
+    """The file itself, or the first frames of an image sequence such as `frame_%03d.jpg` (OpenCV numbers from 0
+    or 1)."""
+    if "%" not in path.name:
+        return [path]
+    try:
+        return [path.parent / (path.name % i) for i in (0, 1)]
+    except (TypeError, ValueError):
+        return [path]
