@@ -23,7 +23,7 @@ from edge.robot.executors import AsyncExecutor, SyncExecutor
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord
 from edge.runtime.policies.base import PolicyRunner
-from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
+from firmware_bridge.emulator import ServoEmulator, default_arm_motors
 
 MODEL = "xl430-w250"
 RANGE = (1024, 3072)  # calibrated ticks, centred on 2048 where the emulator's servos start
@@ -32,17 +32,18 @@ BUS_SLACK_MS = 15.0  # reply slack for a Python emulator thread on a shared CPU 
 
 def arm_files(directory: Path, port: str, hz: float, baudrate: int = 1_000_000) -> Path:
     """Write robot.yaml and calibration.json for the emulated arm into `directory`; returns the robot file."""
+    motors = default_arm_motors(MODEL)
     calibration = {name: {"id": i, "drive_mode": 0, "homing_offset": 0, "range_min": RANGE[0], "range_max": RANGE[1]}
-                   for i, name in enumerate(ARM_JOINTS, start=1)}
+                   for name, (i, _) in motors.items()}
     (directory / "calibration.json").write_text(json.dumps(calibration, indent=4))
     robot = {
         "port": port,
         "baudrate": baudrate,
         "control_hz": hz,
         "calibration": "calibration.json",
-        "motors": [{"name": name, "id": i, "model": MODEL,
+        "motors": [{"name": name, "id": i, "model": model,
                     "norm_mode": "range_0_100" if name == "gripper" else "range_m100_100"}
-                   for i, name in enumerate(ARM_JOINTS, start=1)],
+                   for name, (i, model) in motors.items()],
         "safety": {"max_step_deg": 4.0, "error_window_s": 0.2, "reaction": "hold", "watchdog_ms": 200},
         "features": {"state": "observation.state", "action": "action"},
     }
@@ -64,7 +65,7 @@ def hold_calibration(emulator: ServoEmulator, bus: BusConfig) -> None:
 def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotConfig, ServoEmulator]]:
     """Start the emulator and yield a RobotConfig pointing at it; everything is cleaned up on exit."""
     with tempfile.TemporaryDirectory(prefix="edge-arm-") as tmp, \
-            ServoEmulator({i: MODEL for i in range(1, len(ARM_JOINTS) + 1)}, timing=timing) as emulator:
+            ServoEmulator.arm(MODEL, timing=timing) as emulator:
         config = load_robot_config(arm_files(Path(tmp), emulator.port, hz))
         hold_calibration(emulator, config.bus)
         yield config, emulator

@@ -32,22 +32,25 @@ def test_observation_and_goal_through_the_safety_layer(tmp_path: Path) -> None:
         norm = robot.normalizer()
         bus = firmware_bridge.bus.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate, timeout_slack_ms=15.0)
         bus.connect()
-        with safety_module.SafetyLayer(bus, norm.limits, robot.safety_config(norm)) as safety:
-            present = safety.observe()
-            state = norm.observation(present)
-            assert state.dtype == np.float32
-            expected = [lerobot_normalize(present[m.name], m.norm_mode.value, calib[m.name].range_min,
-                                          calib[m.name].range_max) for m in robot.motors]
-            assert state.tolist() == np.float32(expected).tolist()
+        try:
+            with safety_module.SafetyLayer(bus, norm.limits, robot.safety_config(norm)) as safety:
+                present = safety.observe()
+                state = norm.observation(present)
+                assert state.dtype == np.float32
+                expected = [lerobot_normalize(present[m.name], m.norm_mode.value, calib[m.name].range_min,
+                                              calib[m.name].range_max) for m in robot.motors]
+                assert state.tolist() == np.float32(expected).tolist()
 
-            action = np.array([50.0, -50.0, 0.0, 25.0, -25.0, 80.0], dtype=np.float32)
-            goal = norm.goal(action)
-            assert safety.step(goal) == goal
-            deadline = time.monotonic() + 5
-            while safety.observe() != goal:
-                assert time.monotonic() < deadline, "arm did not reach the goal"
-                time.sleep(0.01)
-            reached = norm.observation(safety.observe())
-            one_tick = np.array([200 / (c.range_max - c.range_min) for c in calib.values()])
-            one_tick[-1] /= 2  # the gripper is range_0_100
-            assert np.all(np.abs(reached - action) <= one_tick + 1e-4)
+                action = np.array([50.0, -50.0, 0.0, 25.0, -25.0, 80.0], dtype=np.float32)
+                goal = norm.goal(action)
+                assert safety.step(goal) == goal
+                deadline = time.monotonic() + 5
+                while safety.observe() != goal:
+                    assert time.monotonic() < deadline, "arm did not reach the goal"
+                    time.sleep(0.01)
+                reached = norm.observation(safety.observe())
+                one_tick = np.array([200 / (c.range_max - c.range_min) for c in calib.values()])
+                one_tick[-1] /= 2  # the gripper is range_0_100
+                assert np.all(np.abs(reached - action) <= one_tick + 1e-4)
+        finally:
+            bus.disconnect(disable_torque=False)  # the safety layer settled torque; the bus is ours
