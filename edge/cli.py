@@ -12,10 +12,9 @@ import pkgutil
 import sys
 
 import edge.commands
-from edge.errors import CLIError
 from edge.exit_status import run_command
 
-__all__ = ["CLIError", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge import load_policy
-from edge.cli import CLIError
+from edge.errors import CLIError
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner
 from edge.runtime.timing import median_ms

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from edge.cli import CLIError
+from edge.errors import CLIError
 
 if TYPE_CHECKING:
     from calibration import RobotConfig

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 import edge
-from edge.cli import CLIError
 from edge.commands.run import add_loop_arguments, options_from
+from edge.errors import CLIError
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
 from edge.sim.tracker import ReachTracker, describe
 

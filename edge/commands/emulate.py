@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 
-from edge.cli import CLIError
+from edge.errors import CLIError
 from firmware_bridge import tables
 
 

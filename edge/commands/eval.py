@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from edge.cli import CLIError
+from edge.errors import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
 from edge.runtime.package import load_package

@@ -11,8 +11,8 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.errors import CLIError
 
 if TYPE_CHECKING:
     from firmware_bridge.bus import DynamixelBus

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.cli import CLIError
+from edge.errors import CLIError
 from edge.robot.telemetry import load_records
 
 

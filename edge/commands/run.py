@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edge
-from edge.cli import CLIError
 from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.errors import CLIError
 from edge.robot.executors import MERGE_RULES
 from edge.runtime.backends import BACKENDS
 

@@ -7,7 +7,8 @@ import time
 import pytest
 from dynamixel_sdk import COMM_SUCCESS, GroupBulkRead, GroupBulkWrite
 
-from edge.cli import CLIError, build_parser
+from edge.cli import build_parser
+from edge.errors import CLIError
 from firmware_bridge import tables
 from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.emulator import ServoEmulator, default_arm_motors
