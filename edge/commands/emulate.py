@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--ids must be comma-separated integers, got {args.ids!r}") from None
     if args.ids and args.servos is not None and len(ids) != args.servos:
         raise CLIError(f"--servos {args.servos} but {len(ids)} ids given")
-    if len(set(ids)) != len(ids) or not all(0 <= i <= 252 for i in ids) or not ids:
-        raise CLIError(f"ids must be distinct and in 0..252, got {ids}")
+    if len(set(ids)) != len(ids) or not all(0 <= i <= tables.MAX_ID for i in ids) or not ids:
+        raise CLIError(f"ids must be distinct and in 0..{tables.MAX_ID}, got {ids}")
     models = args.model.split(",")
     if len(models) not in (1, len(ids)):
         raise CLIError(f"--model names {len(models)} models for {len(ids)} ids; give one, or one per id")
