@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from edge.runtime.timing import call_times_ms  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.act import build_policy  # noqa: E402
@@ -74,9 +74,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *rows,
     ])
-    print(table)
-    if not args.no_write:
-        write_section("act", "ACT per-chunk latency (CPU)", "benchmarks/bench_act.py", table)
+    publish("act", "ACT per-chunk latency (CPU)", "benchmarks/bench_act.py", table, write=not args.no_write)
 
 
 if __name__ == "__main__":

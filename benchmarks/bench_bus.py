@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from firmware_bridge import tables  # noqa: E402
 from firmware_bridge.bus import DynamixelBus  # noqa: E402
 from firmware_bridge.emulator import ServoEmulator, default_arm_motors  # noqa: E402
@@ -71,6 +71,7 @@ def measure(baudrate: int, fast: bool, cycles: int) -> tuple[list[float], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = parser.parse_args()
     rows = ["| baud | sync read | bytes/cycle | wire limit (ms) | measured median (ms) | p99 (ms) "
             "| loop rate it leaves (Hz) | wire-limited rate (Hz) | retries |",
@@ -91,8 +92,8 @@ def main() -> None:
              "real U2D2/FTDI adapter add about 2 x latency_timer per read (1 ms each once set to 1 ms). The measured "
              "time includes the Python SDK, the pty and the emulator thread's scheduling (same process, so p99 mostly "
              "measures that thread's jitter, not the bus).")
-    print(table + notes)
-    write_section("bus", "Servo bus cycle (firmware_bridge)", "benchmarks/bench_bus.py", table + notes)
+    publish("bus", "Servo bus cycle (firmware_bridge)", "benchmarks/bench_bus.py", table + notes,
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

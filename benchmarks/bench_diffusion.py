@@ -10,6 +10,7 @@ test extras (torch, diffusers). Writes its section of benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from diffusers import DDIMScheduler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from benchmarks.roofline import graph_work, measure  # noqa: E402
 from edge.commands.bench_steps import format_table, study  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
@@ -64,6 +65,9 @@ def eager_sampler(window: dict[str, np.ndarray], noise: np.ndarray):
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    args = ap.parse_args()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "diffusion_cam"
@@ -116,8 +120,8 @@ def main() -> int:
         "(goal: runtime >= 2x faster):",
         compare,
     ])
-    print(markdown)
-    write_section("diffusion", "Diffusion Policy: few-step DDIM study", "benchmarks/bench_diffusion.py", markdown)
+    publish("diffusion", "Diffusion Policy: few-step DDIM study", "benchmarks/bench_diffusion.py", markdown,
+            write=not args.no_write)
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from edge.runtime.observation import ObservationProcessor  # noqa: E402
 from edge.runtime.package import Normalization, ObservationInput, load_package  # noqa: E402
 from edge.runtime.timing import call_times_ms  # noqa: E402
@@ -58,6 +58,7 @@ def row(name: str, times_ms: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20000)
+    ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows = []
@@ -90,8 +91,8 @@ def main() -> None:
             "for finiteness and counts values beyond `ood_margin` standard deviations of the training range; images "
             "are checked by type, shape and dtype only (uint8 cannot be non-finite), so their size barely matters. "
             f"{args.repeats} calls per row, median and 99th percentile.")
-    print(body)
-    write_section("observation", "Per-call observation check", "benchmarks/bench_observation.py", body)
+    publish("observation", "Per-call observation check", "benchmarks/bench_observation.py", body,
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from safetensors.numpy import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import publish  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.families.vqbet import build_policy  # noqa: E402
@@ -51,6 +51,7 @@ def timed(fns: dict[str, Callable[[], object]], iterations: int, warmup: int = 3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = parser.parse_args()
 
     ref = load_file(str(FIXTURE / "reference.safetensors"))
@@ -93,8 +94,7 @@ def main() -> None:
         "chunk step encodes one frame where LeRobot encodes the whole window; over one chunk of steps both "
         f"encode the same number of frames (n_obs_steps == action_chunk_size here). Machine: {load} on "
         f"{os.cpu_count()} CPUs; other work on the machine inflates and scatters the times.")
-    print(body)
-    write_section("vqbet", "VQ-BeT latency", "benchmarks/bench_vqbet.py", body)
+    publish("vqbet", "VQ-BeT latency", "benchmarks/bench_vqbet.py", body, write=not args.no_write)
 
 
 if __name__ == "__main__":
