@@ -17,24 +17,33 @@ from edge.errors import EdgeError, PolicyOutputError
 REFUSED, STOPPED, INTERRUPTED = 2, 3, 130
 
 
-def status_table() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
-    """(error classes, exit status) pairs, first match wins. The lower floors' roots are imported here, when an
-    error is mapped, so that starting a command line loads neither calibration/ nor firmware_bridge/."""
+def status_table() -> tuple[tuple[tuple[type[BaseException], ...], int, str], ...]:
+    """(error classes, exit status, how the one line begins), first match wins. The lower floors' roots are imported
+    here, when an error is mapped, so that starting a command line loads neither calibration/ nor firmware_bridge/."""
     from calibration.errors import CalibrationError
     from firmware_bridge.errors import FirmwareBridgeError
     from firmware_bridge.safety import SafetyTripped
 
-    return (((SafetyTripped, PolicyOutputError), STOPPED),
-            ((KeyboardInterrupt,), INTERRUPTED),
-            ((FirmwareBridgeError, CalibrationError, EdgeError, OSError), REFUSED))
+    return (((SafetyTripped,), STOPPED, "safety reaction"),
+            ((PolicyOutputError,), STOPPED, "error"),
+            ((KeyboardInterrupt,), INTERRUPTED, "interrupted"),
+            ((FirmwareBridgeError, CalibrationError, EdgeError, OSError), REFUSED, "error"))
+
+
+def classify(exc: BaseException) -> tuple[int, str] | None:
+    """The exit status for `exc` and the word its line begins with; None when no package raises it on purpose."""
+    status, label = next(((s, word) for classes, s, word in status_table() if isinstance(exc, classes)), (None, ""))
+    if status is None:
+        return None
+    if status == INTERRUPTED:  # SafetyStop carries the signal that stopped the run
+        status = 128 + int(getattr(exc, "signum", signal.SIGINT))
+    return status, label
 
 
 def exit_status(exc: BaseException) -> int | None:
     """The exit status for `exc`, or None when no package raises it on purpose (a bug)."""
-    status = next((status for classes, status in status_table() if isinstance(exc, classes)), None)
-    if status == INTERRUPTED:  # SafetyStop carries the signal that stopped the run
-        return 128 + int(getattr(exc, "signum", signal.SIGINT))
-    return status
+    found = classify(exc)
+    return None if found is None else found[0]
 
 
 def run_command(command: Callable[[], int | None]) -> int:
@@ -42,12 +51,12 @@ def run_command(command: Callable[[], int | None]) -> int:
     try:
         return int(command() or 0)
     except BaseException as exc:
-        status = exit_status(exc)
-        if status is None:
+        found = classify(exc)
+        if found is None:
             raise
+        status, label = found
         if isinstance(exc, KeyboardInterrupt):
-            print(f"interrupted ({exc})" if str(exc) else "interrupted", file=sys.stderr)
+            print(f"{label} ({exc})" if str(exc) else label, file=sys.stderr)
         else:
-            print(f"{'safety reaction' if status == STOPPED and not isinstance(exc, PolicyOutputError) else 'error'}: "
-                  f"{exc}", file=sys.stderr)
+            print(f"{label}: {exc}", file=sys.stderr)
         return status
