@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from edge.commands.demo import bundled
 from edge.errors import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
@@ -25,7 +26,6 @@ from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
 from edge.sim.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data"
 PYTORCH_MOVED = "edge-export eval PACKAGE [--checkpoint DIR] ... (workstation, needs torch)"
 
 
@@ -56,8 +56,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 def resolve_package(name: str) -> Path:
     path = Path(name)
-    if not path.exists() and (BUNDLED / f"demo_{name}").is_dir():
-        return BUNDLED / f"demo_{name}"
+    packages = bundled()
+    if not path.exists() and name in packages:
+        return packages[name]
     if not path.is_dir():
         raise CLIError(f"{name}: no such package directory")
     return path
