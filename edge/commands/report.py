@@ -28,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         raise CLIError("edge report needs matplotlib: pip install 'edge-policy-runtime[plot]'") from None
-    try:
-        records = load_records(args.telemetry)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"cannot read telemetry {args.telemetry}: {exc}") from None
+    loaded = load_records(args.telemetry)
+    records = loaded.records
+    if loaded.skipped_line is not None:
+        print(f"{args.telemetry}: skipped line {loaded.skipped_line}, cut off before its end (the run did not "
+              "finish writing it)")
     if len(records) < 2:
         raise CLIError(f"{args.telemetry} has {len(records)} tick record(s); need at least 2")
     out = args.out or args.telemetry.parent

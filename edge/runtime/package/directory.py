@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.strict_files import brief, read_json
 from edge.errors import PackageError
 from edge.runtime.files import write_atomic
 from edge.runtime.package.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, Manifest
@@ -78,10 +78,7 @@ def read_manifest(root: Path) -> Any:
     manifest_file = root / MANIFEST_NAME
     if not manifest_file.is_file():
         raise PackageError(f"{root} has no {MANIFEST_NAME}: not a policy package")
-    try:
-        return json.loads(manifest_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PackageError(f"{manifest_file} is not valid JSON: {exc}") from None
+    return read_json(manifest_file, PackageError, "manifest")
 
 
 def check_version(data: Any, root: Path) -> None:
@@ -94,13 +91,13 @@ def check_version(data: Any, root: Path) -> None:
                            f"`edge migrate {root}` (rewrites manifest.json only, the graphs are unchanged) or "
                            "re-export the package")
     newer = isinstance(version, int) and version > MANIFEST_VERSION
-    raise PackageError(f"unknown manifest version {version!r}: this runtime reads version {MANIFEST_VERSION}"
+    raise PackageError(f"unknown manifest version {brief(version)}: this runtime reads version {MANIFEST_VERSION}"
                        + ("; upgrade edge to load it" if newer else ""))
 
 
 def check_files(root: Path, manifest: Manifest) -> None:
     """Every file the manifest names exists in `root` with the recorded sha256 (graphs, validation samples)."""
-    files = {f"graph {name!r}": (g.file, g.sha256) for name, g in manifest.graphs.items()}
+    files = {f"graph {brief(name)}": (g.file, g.sha256) for name, g in manifest.graphs.items()}
     files["validation samples"] = (manifest.validation.file, manifest.validation.sha256)
     for what, (name, digest) in files.items():
         f = root / name
