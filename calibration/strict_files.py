@@ -10,6 +10,7 @@ that reads files; edge and export pass their own error type, so each refusal sta
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import reprlib
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 
 MAX_DEPTH = 64  # no file of ours nests deeper than ~8; a deeper one is refused before it is parsed
 MAX_NODES = 100_000  # YAML nodes after alias expansion (a 30-line robot file is ~200)
@@ -114,30 +114,37 @@ def read_json(path: str | Path, error: ErrorType, what: str) -> Any:
     return parse_json(read_text(path, error, what), path, error, what)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key written twice in one mapping (merge keys `<<` may still be overridden)."""
+@functools.cache
+def _strict_loader() -> type:
+    """SafeLoader that refuses a key written twice in one mapping (merge keys `<<` may still be overridden); made
+    on first use, so that importing this module (as `import edge` does) does not load yaml."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:  # an unhashable key: SafeConstructor refuses it below with its own message
-                continue
-            if first != key_node.start_mark.line + 1:
-                raise _Duplicate(f"key {brief(key)} appears twice in one mapping (lines {first} and "
-                                 f"{key_node.start_mark.line + 1}); keep one")
-        return super().construct_mapping(node, deep=deep)
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeConstructor refuses it below with its own message
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise _Duplicate(f"key {brief(key)} appears twice in one mapping (lines {first} and "
+                                     f"{key_node.start_mark.line + 1}); keep one")
+            return super().construct_mapping(node, deep=deep)
+    return StrictLoader
 
 
-def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+def _expanded_size(root: Any) -> tuple[int, int]:
     """(nodes once every alias is expanded, deepest nesting) of a composed YAML document, without recursion."""
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    import yaml
+
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if id(node) in size:
@@ -156,7 +163,9 @@ def _expanded_size(root: yaml.Node) -> tuple[int, int]:
 def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> Any:
     """Decode YAML text strictly (safe types only): duplicate keys refused naming both lines, nesting beyond
     MAX_DEPTH and alias expansion beyond MAX_NODES refused before anything is built from it."""
-    loader = _StrictLoader(text)
+    import yaml
+
+    loader = _strict_loader()(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -179,8 +188,10 @@ def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> An
         loader.dispose()
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: Exception) -> str:
     """PyYAML's several-line message as one line: what it found, and where."""
+    import yaml
+
     if not isinstance(exc, yaml.MarkedYAMLError):
         return brief(str(exc))
     mark = exc.problem_mark or exc.context_mark
