@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.exit_status import run_command
-from edge.runtime.files import staged_directory
+from edge.runtime.files import interrupt_on_signals, staged_directory
 from edge.runtime.package import load_package, sha256_file, write_manifest
 from export.errors import ExportError
 from export.graph_rewrites import conv1d_as_matmul, gemm_as_matmul
@@ -131,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the INT8 package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     args = p.parse_args(argv)
-    return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
+    with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
+        return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
 
 
 def int8_copy(package: Path, out: Path, force: bool) -> int:
     """Copy `package` to `out` and quantize the copy; nothing is left at `out` if that fails."""
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass --force to overwrite it")
-    with staged_directory(out) as tmp:
+    with staged_directory(out, replace=force) as tmp:
         shutil.copytree(package, tmp, dirs_exist_ok=True)
         tmp.chmod(0o755)  # copytree gave it the source's mode; quantizing writes into it
         quantize_package(tmp, progress=lambda m: print(m, file=sys.stderr))

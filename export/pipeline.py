@@ -98,7 +98,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         check_chunking(family.policy, family.chunking)
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
-    with staged_directory(out) as tmp:  # replaces `out` only after the runtime loaded the package
+    with staged_directory(out, replace=force) as tmp:  # publishes `out` only after the runtime loaded it
         graphs, arrays, errors = {}, {}, {}
         for i, graph in enumerate(family.graphs, 1):
             progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")

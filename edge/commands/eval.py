@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.commands.demo import bundled
+from edge.commands.options import count, seed
 from edge.errors import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
@@ -44,9 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_options(p: argparse.ArgumentParser) -> None:
     """The options every evaluation takes, whatever runs the networks (`edge eval`, `edge-export eval`)."""
     p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
-    p.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
-    p.add_argument("--seed", type=int, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
-    p.add_argument("--steps", type=int, default=None, help="diffusion: num_inference_steps K")
+    p.add_argument("--episodes", type=count, default=50, help="episodes (default 50)")
+    p.add_argument("--seed", type=seed, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
+    p.add_argument("--steps", type=count, default=None, help="diffusion: num_inference_steps K")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
@@ -82,8 +83,6 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     `label` names the configuration in the table ("default", "fp16", "pytorch"), `name` the backend in the log
     and the JSON (default: the backend's own description).
     """
-    if args.episodes < 1:
-        raise CLIError("--episodes must be at least 1")
     path = resolve_package(args.package)
     package = load_package(path)
     cls = runner_class(package.manifest.policy_type)

@@ -15,6 +15,7 @@ import numpy as np
 
 import edge
 from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.commands.options import non_negative_float, only_with, positive_float
 from edge.errors import CLIError
 from edge.robot.executors import MERGE_RULES
 from edge.runtime.backends import BACKENDS
@@ -25,15 +26,16 @@ if TYPE_CHECKING:
 
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
     """Options shared by `edge run` and `edge demo`."""
-    p.add_argument("--hz", type=float, default=hz_default, help="control rate (default: the robot file's)")
+    p.add_argument("--hz", type=positive_float, default=hz_default, help="control rate (default: the robot file's)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="compute the next chunk while the current one executes (the loop never waits)")
     p.add_argument("--merge", choices=MERGE_RULES, default="latest", help="how overlapping chunks merge (--async)")
-    p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
     p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    only_with(p, "--merge", "--async")
 
 
 def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
@@ -49,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, type=Path, help="policy package directory")
     p.add_argument("--write-calibration", action="store_true",
                    help="write the calibration file's values to the servos instead of refusing a mismatch")
-    p.add_argument("--bus-slack-ms", type=float, default=3.0,
+    p.add_argument("--bus-slack-ms", type=non_negative_float, default=3.0,
                    help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="a constant observation feature, e.g. observation.environment_state=0.1,0,0.2")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge.commands.options import count, positive_float, seed
 from edge.exit_status import run_command
-from export.fp16.preflight import run_preflight
+from edge.runtime.files import interrupt_on_signals
+from export.workstation import require_workstation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,11 +16,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.fp16",
                                 description="FP16 preflight: write FP16 graphs into a package and measure their error.")
     p.add_argument("package", help="policy package directory")
-    p.add_argument("--steps", type=int, default=8, help="policy steps to compare (default 8)")
-    p.add_argument("--tolerance", type=float, default=0.02, help="pass threshold (default 0.02, normalised units)")
-    p.add_argument("--seed", type=int, default=0, help="seed for observations and samplers")
+    p.add_argument("--steps", type=count, default=8, help="policy steps to compare (default 8)")
+    p.add_argument("--tolerance", type=positive_float, default=0.02,
+                   help="pass threshold (default 0.02, normalised units)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for observations and samplers")
     args = p.parse_args(argv)
-    return run_command(lambda: run_preflight(args.package, args.steps, args.tolerance, args.seed))
+    with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staged fp16/ folder like Ctrl-C
+        return run_command(lambda: _preflight(args))
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    require_workstation("python -m export.fp16", ("onnx",))  # no torch: it compares graphs in ONNX Runtime
+    from export.fp16.preflight import run_preflight
+
+    return run_preflight(args.package, args.steps, args.tolerance, args.seed)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from calibration.strict_files import read_json
-from edge.runtime.files import staged_directory
+from edge.runtime.files import OutputTaken, staged_directory
 from edge.runtime.package import sha256_file
 
 MIN_BYTES = 64 << 20  # smaller graphs load fast enough from the package itself
@@ -107,7 +107,7 @@ def cached_model(ort: Any, source: Path, graph_sha256: str) -> Path | None:
         return entry / MODEL
     try:
         _write(source, entry, key)
-    except OSError as exc:
+    except (OSError, OutputTaken) as exc:  # OutputTaken: another process is writing this entry now
         warnings.warn(f"ONNX Runtime model cache entry {entry} could not be written ({exc}); loading {source} directly",
                       RuntimeWarning, stacklevel=3)
         return None

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.strict_files import brief, read_json
+from calibration.strict_files import brief, parse_json, read_json
 from edge.errors import PackageError
 from edge.runtime.files import write_atomic
 from edge.runtime.package.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, Manifest
@@ -67,8 +67,15 @@ class PolicyPackage:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Write `manifest` as `root`/manifest.json atomically: a reader sees the old file or the new one."""
-    write_atomic(root / MANIFEST_NAME, manifest.to_json())
+    """Write `manifest` as `root`/manifest.json atomically: a reader sees the old file or the new one. What is
+    written is first parsed and checked as `load_package` will, so no command writes a manifest the runtime
+    then refuses."""
+    text = manifest.to_json()
+    try:
+        manifest_from_dict(parse_json(text, root / MANIFEST_NAME, PackageError, "manifest"))
+    except PackageError as exc:
+        raise PackageError(f"refusing to write {root / MANIFEST_NAME}, which the runtime would refuse: {exc}") from None
+    write_atomic(root / MANIFEST_NAME, text)
 
 
 def read_manifest(root: Path) -> Any:
