@@ -138,7 +138,10 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             policy=family.policy,
             weights=options.weights,
         )
-        write_manifest(tmp, manifest)
+        try:
+            write_manifest(tmp, manifest)
+        except PackageError as exc:
+            raise ExportError(f"the exported package would not load: {exc}") from None
         if options.cpu_precision == "int8":
             progress("INT8 matrix products (export/cpu_precision.py), checked against PyTorch's validation outputs")
             errors = quantize_package(tmp, progress)

@@ -74,7 +74,7 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     try:
         manifest_from_dict(parse_json(text, root / MANIFEST_NAME, PackageError, "manifest"))
     except PackageError as exc:
-        raise PackageError(f"refusing to write {root / MANIFEST_NAME}, which the runtime would refuse: {exc}") from None
+        raise PackageError(f"refusing to write a manifest the runtime would refuse: {exc}") from None
     write_atomic(root / MANIFEST_NAME, text)
 
 
