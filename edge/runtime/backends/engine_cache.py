@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import BackendError
+from edge.errors import BackendError, PackageError
 from edge.runtime.files import write_atomic
-from edge.runtime.package import PolicyPackage, sha256_file
+from edge.runtime.package import PolicyPackage, check_embedded, sha256_file
 
 ENGINE_DIR = "engines"
 ENGINE_DIR_ENV = "EDGE_ENGINE_DIR"
@@ -120,6 +120,10 @@ def fp16_graph(package: PolicyPackage, graph: str) -> tuple[Path, str]:
     if not path.is_file() or sha256_file(path) != sha:
         raise BackendError(f"graph {graph!r}: FP16 ONNX {path} is missing or does not match the sha256 the "
                            "FP16 preflight recorded; re-run `python -m export.fp16` on the package")
+    try:
+        check_embedded(path, f"FP16 graph {graph!r}")
+    except PackageError as exc:
+        raise BackendError(str(exc)) from None
     return path, sha
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from calibration.strict_files import brief, parse_json, read_json
 from edge.errors import PackageError
 from edge.runtime.files import write_atomic
+from edge.runtime.package.onnx_scan import NotOnnx, external_data
 from edge.runtime.package.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, Manifest
 from edge.runtime.package.parsing import manifest_from_dict
 
@@ -113,6 +114,23 @@ def check_files(root: Path, manifest: Manifest) -> None:
         if sha256_file(f) != digest:
             raise PackageError(f"{what}: {f} does not match the manifest's sha256 "
                                "(truncated or modified after export); re-export the package")
+        if what != "validation samples":
+            check_embedded(f, what)
+
+
+def check_embedded(path: Path, what: str) -> None:
+    """Refuse an ONNX graph that keeps tensors in external-data files: the manifest's sha256 covers the graph file
+    only, and ONNX Runtime would run whatever those other files hold."""
+    try:
+        outside = external_data(path)
+    except NotOnnx:
+        return  # not a protobuf at all: the backend's load refuses it, naming the file
+    if outside:
+        (tensor, location), more = outside[0], len(outside) - 1
+        raise PackageError(f"{what}: {path} keeps tensor {brief(tensor)}"
+                           + (f" and {more} more" if more else "") + f" in external file {brief(location)}, which "
+                           "the manifest's sha256 does not cover; re-export the package (edge-export embeds the "
+                           "weights in the graph)")
 
 
 def load_package(path: str | Path) -> PolicyPackage:
