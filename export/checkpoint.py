@@ -21,6 +21,7 @@ from torch import nn
 from calibration.strict_files import brief, read_json
 from edge.errors import PackageError
 from edge.runtime.package import STATISTICS, Normalization, check_normalization
+from export.config_fields import check_features
 from export.errors import CheckpointError
 
 OLD_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
@@ -60,15 +61,8 @@ def _hash_dir(path: Path) -> str:
 
 
 def _features(config: dict, key: str) -> list[Feature]:
-    feats = config.get(key)
-    if not isinstance(feats, dict) or not feats:
-        raise CheckpointError(f"config.json: {brief(key)} is missing or empty")
-    out = []
-    for name, ft in feats.items():
-        if not isinstance(ft, dict) or "type" not in ft or "shape" not in ft:
-            raise CheckpointError(f"config.json: {key}.{name} needs 'type' and 'shape'")
-        out.append(Feature(name, ft["type"], [int(s) for s in ft["shape"]]))
-    return out
+    feats = check_features(config.get(key), key)
+    return [Feature(name, ft["type"], list(ft["shape"])) for name, ft in feats.items()]
 
 
 def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[dict[str, np.ndarray], float, str] | None:
@@ -81,8 +75,11 @@ def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[di
     steps = data.get("steps") if isinstance(data, dict) else None
     if not isinstance(steps, list):
         raise CheckpointError(f"{pipeline} is not a LeRobot processor file: no 'steps' list")
-    for step in steps:
+    for i, step in enumerate(steps):
         if isinstance(step, dict) and step.get("registry_name") == registry_name and step.get("state_file"):
+            if not isinstance(step["state_file"], str) or Path(step["state_file"]).name != step["state_file"]:
+                raise CheckpointError(f"{pipeline}: steps[{i}].state_file is {brief(step['state_file'])}, not the "
+                                      "name of a file beside it")
             state_file = path / step["state_file"]
             if not state_file.is_file():
                 raise CheckpointError(f"{pipeline} names {state_file.name}, which is missing")
