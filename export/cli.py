@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from edge.commands.eval import add_options, evaluate_command
-from edge.commands.options import check_modes, count, int_in, seed
+from edge.commands.options import check_modes, count, int_in, only_with, seed
 from edge.exit_status import run_command
 from edge.runtime.files import interrupt_on_signals
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
@@ -78,6 +78,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     add_options(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the pretrained_model directory (default: the manifest's source)")
+    p.add_argument("--any-checkpoint", action="store_true",
+                   help="take --checkpoint even if it is not the one the package was exported from (sha256)")
+    only_with(p, "--any-checkpoint", "--checkpoint")
     return p
 
 
@@ -86,7 +89,8 @@ def evaluate_pytorch(args: argparse.Namespace) -> int:
     require_workstation("edge-export eval")
     from export.torch_backend import TorchBackend
 
-    return evaluate_command(args, partial(TorchBackend, args.checkpoint), "pytorch", name="pytorch")
+    return evaluate_command(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
+                            name="pytorch")
 
 
 def main(argv: list[str] | None = None) -> int:

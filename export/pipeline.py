@@ -7,6 +7,7 @@ is loaded with the runtime's own loader and runner before it is renamed into pla
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -128,7 +129,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         np.savez(tmp / VALIDATION_FILE, **arrays)
         manifest = Manifest(
             policy_type=ckpt.policy_type,
-            source=Source(str(ckpt.path.resolve()), ckpt.sha256, ckpt.config),
+            source=Source(os.path.relpath(ckpt.path.resolve(), out.resolve()), ckpt.sha256, ckpt.config),
             inputs=observation_inputs(ckpt),
             action=action_output(ckpt),
             chunking=family.chunking,
