@@ -125,12 +125,16 @@ def quantize_package(path: str | Path, progress: Callable[[str], None] = print,
     return errors
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.cpu_precision", description="An INT8 copy of a policy package.")
     p.add_argument("package", help="an exported (FP32) policy package")
     p.add_argument("--out", required=True, help="the INT8 package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite --out")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
         return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
 

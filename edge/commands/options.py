@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Callable, Iterable
 
 SEED_MAX = 2 ** 32 - 1  # numpy's legacy seeding and torch both take 0..2**32-1
 
@@ -75,6 +75,19 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, got {text}")
         return value
     parse.__name__ = f"integer {low}..{high}"
+    return parse
+
+
+def int_choice(values: Iterable[int]) -> Callable[[str], int]:
+    """An integer among `values` (a Dynamixel baud rate, ...)."""
+    allowed = sorted(set(values))
+
+    def parse(text: str) -> int:
+        value = int(_number(text, int))
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(map(str, allowed))}, got {text}")
+        return value
+    parse.__name__ = "integer choice"
     return parse
 
 

@@ -11,8 +11,7 @@ from edge.runtime.files import interrupt_on_signals
 from export.workstation import require_workstation
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the options and run the preflight under the shared exit-status mapping."""
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.fp16",
                                 description="FP16 preflight: write FP16 graphs into a package and measure their error.")
     p.add_argument("package", help="policy package directory")
@@ -20,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=positive_float, default=0.02,
                    help="pass threshold (default 0.02, normalised units)")
     p.add_argument("--seed", type=seed, default=0, help="seed for observations and samplers")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and run the preflight under the shared exit-status mapping."""
+    args = build_parser().parse_args(argv)
     with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staged fp16/ folder like Ctrl-C
         return run_command(lambda: _preflight(args))
 

@@ -21,14 +21,18 @@ from export.workstation import require_workstation
 FAMILIES = ("act", "diffusion", "vqbet")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.splitlines()[0])
     ap.add_argument("family", choices=FAMILIES)
     ap.add_argument("--out", type=Path, required=True, help="pretrained_model directory to write")
     ap.add_argument("--episodes", type=count, default=200, help="expert episodes to train on (default 200)")
     ap.add_argument("--steps", type=count, default=None, help="optimiser steps (default: the family's)")
     ap.add_argument("--seed", type=seed, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_command(lambda: train(args))
 
 
