@@ -78,6 +78,10 @@ class _Duplicate(Exception):
     """A key written twice in one mapping (the message says which, and where)."""
 
 
+class _TooLarge(Exception):
+    """Nesting or alias expansion past the bounds (the message says which)."""
+
+
 def _duplicate_refuser(text: str) -> Callable[[list], dict]:
     def pairs(items: list[tuple[str, Any]]) -> dict:
         result: dict[str, Any] = {}
@@ -171,11 +175,12 @@ def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> An
         if node is None:
             return None
         nodes, depth = _expanded_size(node)
-        if depth > MAX_DEPTH:
-            raise error(f"{what} {source} nests deeper than {MAX_DEPTH} levels; not a file this project reads")
-        if nodes > MAX_NODES:
-            raise error(f"{what} {source}: its aliases expand to more than {MAX_NODES:,} values (an alias bomb?)")
+        if depth > MAX_DEPTH or nodes > MAX_NODES:
+            raise _TooLarge(f"nests deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else
+                            f"holds more than {MAX_NODES:,} values once its aliases are expanded")
         return loader.construct_document(node)
+    except _TooLarge as exc:
+        raise error(f"{what} {source} {exc}; not a file this project reads") from None
     except _Duplicate as exc:
         raise error(f"{what} {source}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -35,6 +35,12 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     assert pngs == ["run_inference.png", "run_joints.png", "run_period.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
+    cut = tmp_path / "cut.jsonl"  # what a crash mid-write leaves: the last line without its end
+    cut.write_bytes(telemetry.read_bytes()[:-30])
+    report = edge("report", str(cut), "--out", str(tmp_path / "cut_plots"))
+    assert report.returncode == 0, report.stderr
+    assert "skipped line 40, cut off" in report.stdout and len(list((tmp_path / "cut_plots").iterdir())) == 3
+
 
 def test_run_with_a_bad_robot_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "robot.yaml"
