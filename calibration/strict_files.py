@@ -169,8 +169,9 @@ def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> An
     MAX_DEPTH and alias expansion beyond MAX_NODES refused before anything is built from it."""
     import yaml
 
-    loader = _strict_loader()(text)
+    loader = None
     try:
+        loader = _strict_loader()(text)  # its reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -190,13 +191,16 @@ def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> An
     except ValueError as exc:  # e.g. an integer past Python's 4,300-digit limit
         raise error(f"{what} {source} cannot be read ({brief(str(exc))})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_problem(exc: Exception) -> str:
     """PyYAML's several-line message as one line: what it found, and where."""
     import yaml
 
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"character {exc.character!r} at offset {exc.position} is not allowed in YAML"
     if not isinstance(exc, yaml.MarkedYAMLError):
         return brief(str(exc))
     mark = exc.problem_mark or exc.context_mark
