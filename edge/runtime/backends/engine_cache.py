@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibration.strict_files import brief, read_json
 from edge.errors import BackendError, PackageError
 from edge.runtime.files import write_atomic
 from edge.runtime.package import PolicyPackage, check_embedded, sha256_file
@@ -151,9 +152,9 @@ def candidate_versions(root: Path, graphs: list[str]) -> set[str]:
     versions: dict[str, set[str]] = {}
     for meta in root.glob("*/*.json") if root.is_dir() else []:
         try:
-            key = json.loads(meta.read_text())["key"]
+            key = read_json(meta, BackendError, "engine metadata")["key"]
             versions.setdefault(key["tensorrt"], set()).add(meta.stem)
-        except (ValueError, KeyError, TypeError):
+        except (BackendError, KeyError, TypeError):
             continue
     return {v for v, found in versions.items() if set(graphs) <= found}
 
@@ -175,10 +176,12 @@ def check_engine(root: Path, key: EngineKey, graph: str, options: BuildOptions |
         return EngineStatus(graph, "stale", engine, f"{engine if engine.exists() else meta} has no "
                                                     f"{'metadata' if engine.exists() else 'engine'} beside it")
     try:
-        recorded = json.loads(meta.read_text())
+        recorded = read_json(meta, BackendError, "engine metadata")
         built = EngineKey(**recorded["key"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return EngineStatus(graph, "stale", engine, f"{meta} is unreadable ({exc})")
+    except BackendError as exc:
+        return EngineStatus(graph, "stale", engine, str(exc))
+    except (KeyError, TypeError) as exc:
+        return EngineStatus(graph, "stale", engine, f"{meta} is unreadable ({brief(str(exc))})")
     if built != key:
         diff = [f"{f.name} {getattr(built, f.name)!r} -> {getattr(key, f.name)!r}"
                 for f in dataclasses.fields(key) if getattr(built, f.name) != getattr(key, f.name)]
