@@ -63,7 +63,8 @@ class MotorCalibration:
                 )
         if self.range_min >= self.range_max:
             raise CalibrationError(
-                f"motor {brief(motor)}: range_min ({brief(self.range_min)}) must be below range_max ({brief(self.range_max)})"
+                f"motor {brief(motor)}: range_min ({brief(self.range_min)}) must be below range_max "
+                f"({brief(self.range_max)})"
             )
 
 

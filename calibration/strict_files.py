@@ -10,12 +10,13 @@ that reads files; edge and export pass their own error type, so each refusal sta
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import reprlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -99,14 +100,24 @@ def _duplicate_refuser(text: str) -> Callable[[list], dict]:
 def parse_json(text: str, source: str | Path, error: ErrorType, what: str) -> Any:
     """Decode JSON text strictly: a key twice in one object refused naming it (and its lines), nesting beyond
     MAX_DEPTH refused before parsing; every refusal is one `error` naming `source`."""
-    if _json_depth(text) > MAX_DEPTH:
-        raise error(f"{what} {source} nests deeper than {MAX_DEPTH} levels; not a file this project writes")
-    try:
+    with _refusals(error, what, source, "JSON", json.JSONDecodeError, str):
+        if _json_depth(text) > MAX_DEPTH:
+            raise _TooLarge(f"nests deeper than {MAX_DEPTH} levels")
         return json.loads(text, object_pairs_hook=_duplicate_refuser(text))
+
+
+@contextlib.contextmanager
+def _refusals(error: ErrorType, what: str, source: str | Path, language: str, syntax: type[Exception],
+              describe: Callable[[Any], str]) -> Iterator[None]:
+    """Every way a parse can fail, as one `error` line naming `source` (the parser's syntax errors via `describe`)."""
+    try:
+        yield
+    except _TooLarge as exc:
+        raise error(f"{what} {source} {exc}; not a file this project reads") from None
     except _Duplicate as exc:
         raise error(f"{what} {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise error(f"{what} {source} is not valid JSON ({exc})") from None
+    except syntax as exc:
+        raise error(f"{what} {source} is not valid {language} ({describe(exc)})") from None
     except RecursionError:
         raise error(f"{what} {source} nests too deeply to read") from None
     except ValueError as exc:  # e.g. an integer literal past Python's 4,300-digit limit
@@ -171,25 +182,16 @@ def parse_yaml(text: str, source: str | Path, error: ErrorType, what: str) -> An
 
     loader = None
     try:
-        loader = _strict_loader()(text)  # its reader refuses control characters here already
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        nodes, depth = _expanded_size(node)
-        if depth > MAX_DEPTH or nodes > MAX_NODES:
-            raise _TooLarge(f"nests deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else
-                            f"holds more than {MAX_NODES:,} values once its aliases are expanded")
-        return loader.construct_document(node)
-    except _TooLarge as exc:
-        raise error(f"{what} {source} {exc}; not a file this project reads") from None
-    except _Duplicate as exc:
-        raise error(f"{what} {source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise error(f"{what} {source} is not valid YAML ({_yaml_problem(exc)})") from None
-    except RecursionError:
-        raise error(f"{what} {source} nests too deeply to read") from None
-    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit limit
-        raise error(f"{what} {source} cannot be read ({brief(str(exc))})") from None
+        with _refusals(error, what, source, "YAML", yaml.YAMLError, _yaml_problem):
+            loader = _strict_loader()(text)  # its reader refuses control characters here already
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            nodes, depth = _expanded_size(node)
+            if depth > MAX_DEPTH or nodes > MAX_NODES:
+                raise _TooLarge(f"nests deeper than {MAX_DEPTH} levels" if depth > MAX_DEPTH else
+                                f"holds more than {MAX_NODES:,} values once its aliases are expanded")
+            return loader.construct_document(node)
     finally:
         if loader is not None:
             loader.dispose()

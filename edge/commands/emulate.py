@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="servo model for every id, or one per id comma-separated (a mixed chain such as "
                              "Koch's xl430-w250,xl430-w250,xl330-m288,xl330-m288,xl330-m288,xl330-m288); "
                              f"known: {', '.join(sorted(tables.MODELS))}")
-    parser.add_argument("--baudrate", type=int_choice(tables.BAUD_RATES.values()), default=1_000_000, help="modelled baud rate (default 1000000)")
+    parser.add_argument("--baudrate", type=int_choice(tables.BAUD_RATES.values()), default=1_000_000,
+                        help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
     parser.add_argument("--hand", action="store_true",

@@ -65,7 +65,8 @@ from edge.runtime.package.sections import (
 )
 
 __all__ = [
-    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "check_embedded", "sha256_file", "write_manifest",
+    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "check_embedded", "sha256_file",
+    "write_manifest",
     "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "TensorSpec", "GraphSpec", "Source",
     "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step",
     "PolicySection", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",

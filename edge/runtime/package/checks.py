@@ -106,10 +106,12 @@ def _check_inputs(m: Manifest) -> None:
     for i, inp in enumerate(m.inputs):
         where = f"inputs[{i}]"
         if not inp.name or inp.name in seen:
-            raise PackageError(f"{field_ref(where + '.name')} is {brief(inp.name)}: feature names must be non-empty and unique")
+            raise PackageError(f"{field_ref(where + '.name')} is {brief(inp.name)}: feature names must be non-empty "
+                               "and unique")
         seen.add(inp.name)
         if inp.kind not in INPUT_KINDS:
-            raise PackageError(f"{field_ref(where + '.kind')} ({inp.name}) is {brief(inp.kind)}; expected one of {INPUT_KINDS}")
+            raise PackageError(f"{field_ref(where + '.kind')} ({brief(inp.name)}) is {brief(inp.kind)}; expected one "
+                               f"of {INPUT_KINDS}")
         if not inp.shape or any(d < 1 for d in inp.shape):
             raise PackageError(f"{field_ref(where + '.shape')} ({inp.name}) is {inp.shape}; dimensions must be >= 1")
         if inp.kind == "image" and (inp.dtype != "uint8" or len(inp.shape) != 3 or inp.shape[2] != 3):
