@@ -190,6 +190,6 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: 
         raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s), e.g. {brief(prefix + missing[0])}")
     for k, v in given.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"weight {brief(prefix + k)} has shape {tuple(v.shape)}, the config implies "
+            raise CheckpointError(f"weight {brief(prefix + k)} has shape {tuple(v.shape)}, config.json implies "
                                   f"{tuple(expected[k].shape)}")
     module.load_state_dict(given, strict=True)
