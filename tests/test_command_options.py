@@ -81,6 +81,8 @@ def test_seed_range_and_counts():
     (["export.train", "act", "--out", "o", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["export.cli", "ckpt", "--out", "o", "--samples", "0"], "argument --samples: must be an integer >= 1"),
     (["export.cli", "eval", "act", "--any-checkpoint"], "--any-checkpoint only applies with --checkpoint"),
+    (["edge", "demo", "--package", "p", "--policy", "vqbet"], "--policy only applies with a bundled policy"),
+    (["edge", "check", "p", "--backend", "onnxruntime", "--engine-dir", "e"], "--engine-dir only applies with"),
 ])
 def test_a_refused_option_is_one_usage_line_and_exit_2(argv: list[str], message: str):
     result = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=120)

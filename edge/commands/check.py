@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands.options import positive_float
+from edge.commands.options import only_with, positive_float
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
 from edge.runtime.backends.trt_compat import package_problems, support_table
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--tolerance", type=positive_float, default=None, help="override the package's tolerance")
     p.add_argument("--engine-dir", default=None, help="TensorRT engine directory given to `edge build --engine-dir`")
+    only_with(p, "--engine-dir", "--backend tensorrt or auto", when=lambda args: args.backend != "onnxruntime")
     return p
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import edge
-from edge.commands.options import seed
+from edge.commands.options import only_with, seed
 from edge.commands.run import add_loop_arguments, options_from
 from edge.errors import CLIError
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--outcome", type=Path, default=None,
                    help="write the episode's outcome (scene, reached, side) as JSON")
     add_loop_arguments(p, hz_default=TaskConfig.hz)
+    only_with(p, "--policy", "a bundled policy, not with --package", when=lambda args: args.package is None)
     p.set_defaults(duration=DEFAULT_DURATION_S)
     return p
 

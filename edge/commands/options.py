@@ -99,17 +99,20 @@ def counts(text: str) -> list[int]:
     return [count(t) for t in items]
 
 
-def only_with(parser: argparse.ArgumentParser, option: str, needs: str) -> None:
-    """Refuse `option` set away from its default unless `needs` (a flag of the same parser) is given: an option
-    that would do nothing in the chosen mode is an error, not a silent no-op. Call after both are added."""
+def only_with(parser: argparse.ArgumentParser, option: str, needs: str,
+              when: Callable[[argparse.Namespace], bool] | None = None) -> None:
+    """Refuse `option` set away from its default unless its mode is chosen: `needs` (a flag of the same parser)
+    given, or `when(args)` true (then `needs` only words the mode). An option that would do nothing in the chosen
+    mode is an error, not a silent no-op. Call after the options are added."""
     actions = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    applies = when or (lambda args, dest=actions[needs].dest: bool(getattr(args, dest)))
     rules = list(parser.get_default("_only_with") or [])
-    rules.append((option, actions[option].dest, actions[option].default, needs, actions[needs].dest))
+    rules.append((option, actions[option].dest, actions[option].default, needs, applies))
     parser.set_defaults(_only_with=rules)
 
 
 def check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Apply the `only_with` rules of the parser that parsed `args` (argparse's usage error, exit 2)."""
-    for option, dest, default, needs, needs_dest in getattr(args, "_only_with", None) or ():
-        if getattr(args, dest) != default and not getattr(args, needs_dest):
+    for option, dest, default, needs, applies in getattr(args, "_only_with", None) or ():
+        if getattr(args, dest) != default and not applies(args):
             parser.error(f"{option} only applies with {needs}")
