@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from edge.errors import PolicyOutputError
 from edge.runtime.backends.base import Backend
-from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.normalize import Normalizer
 from edge.runtime.package import PolicyPackage
 from edge.runtime.policies import runner_class
-from export.errors import Fp16Error
 
 
 @dataclass
@@ -27,26 +24,20 @@ class OutputError:
     scaled: float
 
 
-def compare_graph(references: list[dict[str, np.ndarray]], candidate: Path,
+def compare_graph(references: list[dict[str, np.ndarray]],
+                  candidate: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
                   samples: list[dict[str, np.ndarray]]) -> dict[str, OutputError]:
-    """Run `candidate` in ONNX Runtime on the CPU on `samples` against the FP32 outputs `references` (one per
-    sample); per-output worst error, inf where the candidate is not finite."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # CPU ORT warns for every FP16 node it runs through its FP32 kernel
-    try:
-        session = ort.InferenceSession(str(candidate), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own exception types
-        raise Fp16Error(f"ONNX Runtime (CPU) cannot load {candidate}: {exc}") from None
-    names = [o.name for o in session.get_outputs()]
-    worst: dict[str, list[float]] = {n: [0.0, 0.0] for n in names}
+    """`candidate` (feeds -> outputs) on `samples` against the FP32 outputs `references` (one per sample);
+    per-output worst error, inf where the candidate is not finite."""
+    worst: dict[str, list[float]] = {}
     for feeds, ref in zip(samples, references):
-        for name, b in zip(names, session.run(names, feeds)):
-            a, b = np.asarray(ref[name], np.float64), np.asarray(b, np.float64)
+        got = candidate(feeds)
+        for name, a in ref.items():
+            a, b = np.asarray(a, np.float64), np.asarray(got[name], np.float64)
             err = float(np.max(np.abs(a - b))) if a.size else 0.0
-            worst[name][0] = max(worst[name][0], err) if np.isfinite(err) else float("inf")
-            worst[name][1] = max(worst[name][1], float(np.max(np.abs(a))) if a.size else 0.0)
+            w = worst.setdefault(name, [0.0, 0.0])
+            w[0] = max(w[0], err) if np.isfinite(err) else float("inf")
+            w[1] = max(w[1], float(np.max(np.abs(a))) if a.size else 0.0)
     return {n: OutputError(e, r, e / max(1.0, r)) for n, (e, r) in worst.items()}
 
 
@@ -73,13 +64,10 @@ def _runner(package: PolicyPackage, backend: Backend, seed: int) -> Any:
     return cls(package, backend, **options)
 
 
-def policy_steps(package: PolicyPackage, steps: int, seed: int, fp32: Backend) -> list[dict[str, float]]:
-    """Run the FP32 policy on `fp32` and the FP16 one side by side; per step the action error in robot and
-    normalised units. The FP16 side loads the copies listed in `package.manifest.fp16_preflight.graphs` with
-    ONNX Runtime on the CPU.
-    """
-    r32 = _runner(package, fp32, seed)
-    r16 = _runner(package, OnnxRuntimeBackend(["CPUExecutionProvider"], threads=2, precision="fp16"), seed)
+def policy_steps(package: PolicyPackage, steps: int, seed: int, fp32: Backend, fp16: Backend) -> list[dict[str, float]]:
+    """Run the policy on `fp32` and on `fp16` side by side; per step the action error in robot and normalised
+    units. A non-finite FP16 action ends the steps with an infinite error."""
+    r32, r16 = _runner(package, fp32, seed), _runner(package, fp16, seed)
     r32.reset()
     r16.reset()
     action = package.manifest.action

@@ -30,6 +30,11 @@ from export.fp16.convert import FP16_MAX, Fp16Plan
 FP16_MIN_NORMAL = float(np.finfo(np.float16).tiny)  # 6.1e-5: below it FP16 keeps fewer than 11 significant bits
 RANGE_HEADROOM = 2.0  # a tensor may reach at most FP16_MAX / RANGE_HEADROOM on the preflight's inputs
 LISTED = 20  # tensors over the limit listed per graph (all are counted)
+# Ops whose every output value is one of their inputs' values (or zero): fed FP16 values they give FP16 values,
+# so rounding their output changes nothing and their range is their inputs'. Neither simulated nor screened.
+EXACT_OPS = frozenset({"Concat", "DepthToSpace", "Expand", "Flatten", "Gather", "GatherElements", "GlobalMaxPool",
+                       "Identity", "Max", "MaxPool", "Min", "Relu", "Reshape", "Slice", "SpaceToDepth", "Split",
+                       "Squeeze", "Tile", "Transpose", "Unsqueeze", "Abs", "Neg"})
 
 
 @dataclass
@@ -73,14 +78,21 @@ def _session(model: onnx.ModelProto, what: str) -> Any:
         raise Fp16Error(f"ONNX Runtime (CPU) cannot load the {what}: {exc}") from None
 
 
+def rounded_outputs(plan: Fp16Plan) -> dict[str, int]:
+    """The FP16 nodes' outputs that FP16 rounds (not those of EXACT_OPS), with the producing node's index."""
+    nodes = plan.fp32.graph.node
+    return {name: k for name, k in plan.outputs.items() if nodes[k].op_type not in EXACT_OPS}
+
+
 def held_tensors(plan: Fp16Plan) -> dict[str, TensorRange]:
-    """Every activation the FP16 graph holds in FP16, by its name in the rewritten FP32 graph, with its producer."""
+    """Every activation the FP16 graph holds in FP16 (but EXACT_OPS outputs, covered by their inputs), by its name
+    in the rewritten FP32 graph, with its producer."""
     graph = plan.fp32.graph
     constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     inputs = {i.name for i in graph.input}
     producer = {o: (k, n) for k, n in enumerate(graph.node) for o in n.output}
     ranges = {}
-    for name in sorted({*plan.outputs, *plan.cast_down} - constants,
+    for name in sorted({*rounded_outputs(plan), *plan.cast_down} - constants,
                        key=lambda t: producer[t][0] if t in producer else -1):
         if name in producer:
             k, node = producer[name]
@@ -126,8 +138,8 @@ class RangeScreen:
 
 def simulated_fp16(plan: Fp16Plan) -> onnx.ModelProto:
     """The rewritten FP32 graph computing like the FP16 one stores: FP16-rounded weights, and a
-    Cast(fp32->fp16)->Cast(fp16->fp32) pair after every FP16 node's output and before every FP16 reader of an
-    FP32 value (inf where FP16 overflows)."""
+    Cast(fp32->fp16)->Cast(fp16->fp32) pair after every FP16 node's output (EXACT_OPS need none) and before
+    every FP16 reader of an FP32 value (inf where FP16 overflows)."""
     model = copy.deepcopy(plan.fp32)
     graph = model.graph
 
@@ -149,7 +161,7 @@ def simulated_fp16(plan: Fp16Plan) -> onnx.ModelProto:
 
     before: dict[int, list[onnx.NodeProto]] = {}
     after: dict[int, list[onnx.NodeProto]] = {}
-    for name, k in plan.outputs.items():  # every reader, and the graph output, sees the FP16 value
+    for name, k in rounded_outputs(plan).items():  # every reader, and the graph output, sees the FP16 value
         raw = f"{name}__fp32_value"
         nodes[k].output[:] = [raw if o == name else o for o in nodes[k].output]
         after.setdefault(k, []).extend(pair(raw, name))
@@ -164,23 +176,34 @@ def simulated_fp16(plan: Fp16Plan) -> onnx.ModelProto:
     return model
 
 
-class ScreeningBackend(Backend):
-    """A backend whose sessions are range screens: the preflight's FP32 policy runner screens what it computes."""
+class Simulated:
+    """The simulated FP16 graph in ONNX Runtime on the CPU; `run` gives every output."""
 
-    name = "fp32 range screen (ONNX Runtime CPU)"
-
-    def __init__(self, screens: dict[str, RangeScreen]) -> None:
-        self.screens = screens
-
-    def load(self, package: PolicyPackage, graph: str) -> GraphSession:
-        return _ScreenSession(graph, package.manifest.graphs[graph], self.screens[graph])
-
-
-class _ScreenSession(GraphSession):
-    def __init__(self, name: str, spec: GraphSpec, screen: RangeScreen) -> None:
-        super().__init__(name, spec)
-        self._screen = screen
+    def __init__(self, plan: Fp16Plan, graph: str) -> None:
+        self._session = _session(simulated_fp16(plan), f"simulated FP16 graph {graph!r}")
+        self.outputs = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._screen.run(feeds)
+        return dict(zip(self.outputs, self._session.run(self.outputs, feeds)))
 
+
+class PreflightBackend(Backend):
+    """A backend over the preflight's own graphs (range screens, or simulated FP16 graphs), so that a policy runner
+    runs on them: the FP32 runner screens what it computes, the FP16 runner computes with FP16 activations."""
+
+    name = "FP16 preflight (ONNX Runtime CPU)"
+
+    def __init__(self, graphs: dict[str, RangeScreen | Simulated]) -> None:
+        self.graphs = graphs
+
+    def load(self, package: PolicyPackage, graph: str) -> GraphSession:
+        return _PreflightSession(graph, package.manifest.graphs[graph], self.graphs[graph])
+
+
+class _PreflightSession(GraphSession):
+    def __init__(self, name: str, spec: GraphSpec, graph: RangeScreen | Simulated) -> None:
+        super().__init__(name, spec)
+        self._graph = graph
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._graph.run(feeds)

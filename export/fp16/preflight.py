@@ -10,7 +10,6 @@ FP16 engines, so the islands the preflight checked are the ones the engine runs.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,9 @@ from edge.runtime.package import Fp16Preflight, PolicyPackage, load_package, par
 from export.errors import Fp16Error
 from export.fp16.compare import compare_graph, policy_steps
 from export.fp16.convert import FP16_MAX, ConversionReport, Fp16Plan, convert_with_plan
-from export.fp16.numerics import RANGE_HEADROOM, RangeScreen, ScreeningBackend, simulated_fp16
+from export.fp16.numerics import RANGE_HEADROOM, PreflightBackend, RangeScreen, Simulated
 
 FP16_DIR = "fp16"
-SIMULATED_DIR = "simulated"  # inside the staging folder; removed before it becomes fp16/
 ACTIVATIONS = "simulated: FP16-rounded weights, Cast(fp32->fp16)->Cast(fp16->fp32) after every FP16 node"
 
 
@@ -49,20 +47,14 @@ def stage_fp16_graphs(package: PolicyPackage, staging: Path) -> tuple[dict[str, 
     return files, reports, plans
 
 
-def measure_graph(package: PolicyPackage, name: str, fp16_file: Path, plan: Fp16Plan, samples: list[dict[str, Any]],
-                  simulated_dir: Path) -> tuple[RangeScreen, Path, dict[str, Any]]:
-    """One graph on the validation samples: the range screen (which gives the FP32 reference), the simulated FP16
-    graph (saved under `simulated_dir` for the policy steps) and the FP16 file itself in ONNX Runtime (weight
-    rounding only: ORT's CPU computes its FP16 nodes in FP32). Returns the screen, the simulated file and the
-    per-output errors."""
-    screen = RangeScreen(plan, name)
+def measure_graph(name: str, plan: Fp16Plan, samples: list[dict[str, Any]]) -> tuple[RangeScreen, Simulated,
+                                                                                     dict[str, Any]]:
+    """One graph on the validation samples: the range screen (which gives the FP32 reference) and the simulated FP16
+    graph; returns both (the policy steps run on them next) and the per-output errors."""
+    screen, simulated = RangeScreen(plan, name), Simulated(plan, name)
     references = [screen.run(feeds) for feeds in samples]
-    simulated = simulated_dir / f"{name}.onnx"
-    onnx.save(simulated_fp16(plan), str(simulated))
-    errors = compare_graph(references, simulated, samples)
-    stored = compare_graph(references, fp16_file, samples)
-    return screen, simulated, {o: {**dataclasses.asdict(e), "weight_rounding_max_abs": stored[o].max_abs}
-                               for o, e in errors.items()}
+    errors = compare_graph(references, simulated.run, samples)
+    return screen, simulated, {o: dataclasses.asdict(e) for o, e in errors.items()}
 
 
 def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: int = 0,
@@ -70,8 +62,8 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
     """Convert graphs, measure FP16 vs FP32 on CPU ONNX Runtime, then write the FP16 graphs and the manifest record.
 
     `ok` is true when every output's scaled error and every step's normalised action error (FP16 activations
-    simulated) is within `tolerance` and no FP16-held tensor exceeds FP16's range divided by RANGE_HEADROOM. Nothing in the package changes unless every step ran (a failed tolerance is recorded,
-    an error is not). The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
+    simulated) is within `tolerance` and no FP16-held tensor exceeds FP16's range divided by RANGE_HEADROOM.
+    Nothing in the package changes unless every step ran (a failed tolerance is recorded, an error is not). The FP32 graphs are not touched, so their sha256 in the manifest stays valid.
     """
     import onnxruntime
 
@@ -81,43 +73,29 @@ def preflight(path: str | Path, steps: int = 8, tolerance: float = 0.02, seed: i
     with staged_directory(package.path / FP16_DIR) as staging:  # replaces fp16/ only once every step ran
         progress(f"converting {len(package.manifest.graphs)} graph(s) to FP16")
         files, reports, plans = stage_fp16_graphs(package, staging)
-        simulated_dir = staging / SIMULATED_DIR
-        simulated_dir.mkdir()
         graphs: dict[str, Any] = {}
         screens: dict[str, RangeScreen] = {}
-        simulated: dict[str, dict[str, str]] = {}
+        simulated: dict[str, Simulated] = {}
         for name, (rel, sha) in files.items():
             progress(f"graph {name!r}: simulated FP16 vs FP32 on the validation samples, FP16 ranges screened "
                      "(ONNX Runtime CPU)")
-            screens[name], sim, outputs = measure_graph(package, name, package.path / rel, plans[name], samples[name],
-                                                        simulated_dir)
-            simulated[name] = {"file": str(sim.relative_to(package.path)), "sha256": sha256_file(sim)}
+            screens[name], simulated[name], outputs = measure_graph(name, plans[name], samples[name])
             graphs[name] = {"file": rel, "sha256": sha, "conversion": dataclasses.asdict(reports[name]),
                             "outputs": outputs}
-        worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
-        record = {"ok": False, "tolerance": tolerance,
-                  "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": 0.0,
-                  "graphs": graphs, "steps": [], "seed": seed, "onnxruntime": onnxruntime.__version__,
-                  "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "activations": ACTIVATIONS, "range_headroom": RANGE_HEADROOM}
+        plans.clear()  # the rewritten FP32 models: memory the steps do not need
         progress(f"running the policy {steps} steps with simulated FP16 vs FP32 graphs")
-        previous = package.manifest.fp16_preflight
-        # the FP16 runner finds its graphs (the simulated copies) through the record
-        package.manifest.fp16_preflight = parse_field(
-            Fp16Preflight, {**record, "graphs": {n: {**g, **simulated[n]} for n, g in graphs.items()}},
-            "fp16_preflight")
-        try:
-            rows = policy_steps(package, steps, seed, ScreeningBackend(screens))
-        finally:
-            package.manifest.fp16_preflight = previous
-        shutil.rmtree(simulated_dir)  # measured, not shipped
+        rows = policy_steps(package, steps, seed, PreflightBackend(screens), PreflightBackend(simulated))
     for name, info in graphs.items():
         info["file"] = f"{FP16_DIR}/{name}.onnx"
         info["range"] = screens[name].summary(RANGE_HEADROOM)
+    worst_output = max(e["scaled"] for g in graphs.values() for e in g["outputs"].values())
     worst_step = max((r["max_abs_normalized"] for r in rows), default=0.0)
     in_range = all(not info["range"]["over_limit_count"] for info in graphs.values())
-    record.update(ok=bool(worst_output <= tolerance and worst_step <= tolerance and in_range), steps=rows,
-                  worst_step_normalized_action_error=worst_step)
+    record = {"ok": bool(worst_output <= tolerance and worst_step <= tolerance and in_range), "tolerance": tolerance,
+              "worst_output_scaled_error": worst_output, "worst_step_normalized_action_error": worst_step,
+              "graphs": graphs, "steps": rows, "seed": seed, "onnxruntime": onnxruntime.__version__,
+              "provider": "CPUExecutionProvider", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "activations": ACTIVATIONS, "range_headroom": RANGE_HEADROOM}
     package.manifest.fp16_preflight = parse_field(Fp16Preflight, record, "fp16_preflight")
     write_manifest(package.path, package.manifest)
     for line in range_problems(record):

@@ -574,13 +574,14 @@ def scenario_timing_cache(ctx: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def _fresh_engine_with(package: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Rewrite the FP32 act engine's payload with `change`, stored as a fresh engine (the key still matches)."""
+def _fresh_engine_with(package: Path, payload: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> None:
+    """Store `payload` changed by `change` as the FP32 act engine, fresh (the key still matches)."""
+    import copy
+
     from edge.runtime.backends.engine_cache import BuildOptions, EngineKey, write_engine
 
-    folder = engine_folder(package, "fp32")
-    meta = json.loads((folder / "act.json").read_text())
-    payload = engine_payload(folder, "act")
+    meta = json.loads((engine_folder(package, "fp32") / "act.json").read_text())
+    payload = copy.deepcopy(payload)
     change(payload)
     write_engine(package / "engines", EngineKey(**meta["key"]), "act", json.dumps(payload).encode(),
                  BuildOptions(**meta["options"]), {})
@@ -588,7 +589,8 @@ def _fresh_engine_with(package: Path, change: Callable[[dict[str, Any]], None]) 
 
 def scenario_fallback(ctx: dict[str, Any]) -> dict[str, Any]:
     """`backend="auto"` on engines that deserialize but cannot run here: BF16 I/O (trt.nptype raises TypeError), I/O
-    names that differ from the manifest (PackageError): ONNX Runtime, with everything TensorRT held given back."""
+    names that differ from the manifest (PackageError), a CUDA binding's own error (pycuda raises its MemoryError):
+    ONNX Runtime, with everything TensorRT held given back."""
     from edge.runtime.backends import AutoBackend
     from edge.runtime.backends.tensorrt import TensorRTBackend
     from edge.runtime.package import load_package
@@ -615,8 +617,17 @@ def scenario_fallback(ctx: dict[str, Any]) -> dict[str, Any]:
     def renamed(payload: dict[str, Any]) -> None:
         payload["io"][-1]["name"] = "renamed_output"
 
-    for case, change in (("bf16", bf16), ("renamed", renamed)):
-        _fresh_engine_with(package, change)
+    def unchanged(payload: dict[str, Any]) -> None:
+        pass
+
+    original = engine_payload(engine_folder(package, "fp32"), "act")
+    alloc = fake_gpu.HostMemory.alloc
+    for case, change in (("bf16", bf16), ("renamed", renamed), ("cuda_error", unchanged)):
+        _fresh_engine_with(package, original, change)
+        if case == "cuda_error":
+            def out_of_memory(self: Any, nbytes: int) -> int:
+                raise MemoryError("cuMemAlloc failed: out of memory (test)")
+            fake_gpu.HostMemory.alloc = out_of_memory  # type: ignore[method-assign]
         records.clear()
         closed_before = len(fake_gpu.CLOSED)
         auto = AutoBackend()
@@ -626,6 +637,8 @@ def scenario_fallback(ctx: dict[str, Any]) -> dict[str, Any]:
                            "freed": len(fake_gpu.DEVICE) == held, "adapter_closed": len(fake_gpu.CLOSED) > closed_before}
         except Exception as exc:
             facts[case] = {"session": f"{type(exc).__name__}: {exc}"}
+        finally:
+            fake_gpu.HostMemory.alloc = alloc  # type: ignore[method-assign]
     code, _ = edge_cli("build", str(package), "--rebuild")  # a good engine again
     assert code == 0
     return facts

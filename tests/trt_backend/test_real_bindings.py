@@ -133,7 +133,8 @@ def test_timing_cache_rejected_replaced_and_written_after_the_engine(probe):
 def test_auto_falls_back_on_any_engine_load_failure_and_closes_tensorrt(probe):
     facts = scenario(probe, "fallback")
     assert facts["tracked"] == {"session_closed": True, "freed": True}
-    for case, why in (("bf16", "numpy cannot hold"), ("renamed", "renamed_output")):
+    for case, why in (("bf16", "numpy cannot hold"), ("renamed", "renamed_output"),
+                      ("cuda_error", "MemoryError: cuMemAlloc failed")):
         f = facts[case]
         assert f["session"] == "OrtSession" and f["describe"].startswith("auto -> onnxruntime"), f
         assert any(why in line and "closed the TensorRT backend" in line for line in f["log"]), f["log"]

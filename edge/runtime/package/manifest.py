@@ -116,14 +116,12 @@ class Validation:
 
 @dataclass
 class Fp16OutputError:
-    """FP16 vs FP32 on one output over the validation samples; `scaled` = max_abs / max(1, ref_max_abs).
-    With `Fp16Preflight.activations` set, max_abs includes activation rounding (simulated) and
-    `weight_rounding_max_abs` is the FP16 file's own error in ONNX Runtime's CPU (weights only)."""
+    """FP16 vs FP32 on one output over the validation samples; `scaled` = max_abs / max(1, ref_max_abs). With
+    `Fp16Preflight.activations` set, the error includes activation rounding (simulated); without, weights only."""
 
     max_abs: float
     ref_max_abs: float
     scaled: float
-    weight_rounding_max_abs: float | None = None
 
 
 @dataclass
