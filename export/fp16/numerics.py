@@ -54,14 +54,16 @@ class TensorRange:
         a = np.abs(np.asarray(value, np.float32))
         if not a.size:
             return
-        if np.isnan(a).any():
-            self.max_abs = float("inf")
-        finite = a[np.isfinite(a)] if np.isinf(a).any() else a
-        if finite.size:
-            self.max_abs = max(self.max_abs, float(finite.max()))
-        nonzero = a != 0
-        self.nonzero += int(nonzero.sum())
-        self.below_normal += int((nonzero & (a < FP16_MIN_NORMAL)).sum())
+        peak = float(a.max())  # NaN if any is NaN
+        if np.isnan(peak):
+            peak = float("inf")
+        elif np.isinf(peak):
+            finite = a[np.isfinite(a)]
+            peak = float(finite.max()) if finite.size else 0.0
+        self.max_abs = max(self.max_abs, peak)
+        nonzero = int(np.count_nonzero(a))
+        self.nonzero += nonzero
+        self.below_normal += int(np.count_nonzero(a < FP16_MIN_NORMAL)) - (a.size - nonzero)
 
     def named(self) -> dict[str, Any]:
         return {"tensor": self.tensor, "node": self.node, "op": self.op, "max_abs": self.max_abs}
