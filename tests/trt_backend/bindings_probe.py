@@ -296,6 +296,15 @@ from edge.runtime.backends import cuda_memory as cuda_memory_module  # noqa: E40
 cuda_memory_module.LIBRARIES["cuda-python"] = fake_gpu.HostMemory  # stands for cuda-python on a GPU
 
 
+def _captured_log() -> list[str]:
+    """The messages logged by the backends from now on (a list that fills as they come)."""
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("edge.runtime.backends").addHandler(handler)
+    return records
+
+
 def edge_cli(*args: str) -> tuple[int, str]:
     from edge.cli import main
 
@@ -376,10 +385,7 @@ def scenario_deserialize_fails(ctx: dict[str, Any]) -> dict[str, Any]:
             f.unlink()
     write_engine(package / "engines", EngineKey(**meta["key"]), "act", b"not an engine",
                  BuildOptions(**meta["options"]), {})  # "fresh" on disk, but TensorRT cannot read it
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("edge.runtime.backends").addHandler(handler)
+    records = _captured_log()
     logging.getLogger("edge.runtime.backends").setLevel(logging.INFO)
     auto = AutoBackend()
     session = auto.load(load_package(package), "act")
@@ -476,6 +482,21 @@ def scenario_session(ctx: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _run_on_a_thread(session: Any, feeds: dict[str, np.ndarray]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start `session.run(feeds)` on a new thread; the dict gets "out" (the output as a list) or "error"."""
+    result: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            result["out"] = session.run(feeds)["out"].tolist()
+        except Exception as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    return thread, result
+
+
 def scenario_worker_thread(ctx: dict[str, Any]) -> dict[str, Any]:
     """A session made on this thread with the pycuda stub (per-thread contexts) runs on a worker thread."""
     from edge.runtime.backends.cuda_memory import cuda_memory
@@ -484,16 +505,7 @@ def scenario_worker_thread(ctx: dict[str, Any]) -> dict[str, Any]:
     memory = cuda_memory("pycuda")
     session = _tiny_session(work, memory)
     x, y = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
-    result: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            result["out"] = session.run({"x": x, "y": y})["out"].tolist()
-        except Exception as exc:
-            result["error"] = f"{type(exc).__name__}: {exc}"
-
-    thread = threading.Thread(target=worker)
-    thread.start()
+    thread, result = _run_on_a_thread(session, {"x": x, "y": y})
     thread.join()
     closer = threading.Thread(target=session.close)  # closed from yet another thread
     closer.start()
@@ -600,10 +612,7 @@ def scenario_fallback(ctx: dict[str, Any]) -> dict[str, Any]:
         f.unlink()  # only FP32 engines, changed below
     code, _ = edge_cli("build", str(package), "--rebuild")
     assert code == 0
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("edge.runtime.backends").addHandler(handler)
+    records = _captured_log()
     facts: dict[str, Any] = {}
     held = len(fake_gpu.DEVICE)
     session = TensorRTBackend(precision="fp32")
@@ -680,24 +689,12 @@ def scenario_lifetimes(ctx: dict[str, Any]) -> dict[str, Any]:
                                   "pinned_left": len(fake_gpu.PINNED) - pinned,
                                   "streams_left": len(fake_gpu.STREAMS) - streams}
 
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("edge.runtime.backends").addHandler(handler)
+    records = _captured_log()
     session = _tiny_session(work, fake_gpu.HostMemory())
     session.close_wait_s = 0.05
     held = len(fake_gpu.DEVICE)
     GATE.update(entered=threading.Event(), release=threading.Event())
-    result: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            result["out"] = session.run({"x": x, "y": y})["out"].tolist()
-        except Exception as exc:
-            result["out"] = f"{type(exc).__name__}: {exc}"
-
-    thread = threading.Thread(target=worker)
-    thread.start()
+    thread, result = _run_on_a_thread(session, {"x": x, "y": y})
     GATE["entered"].wait(30)
     session.close()  # returns although the run holds the session
     facts["lock"] = {"closed": session.closed, "kept_buffers": len(fake_gpu.DEVICE) == held,
@@ -705,7 +702,7 @@ def scenario_lifetimes(ctx: dict[str, Any]) -> dict[str, Any]:
     GATE["release"].set()
     thread.join(30)
     GATE.clear()
-    facts["lock"]["run"] = result.get("out")
+    facts["lock"]["run"] = result.get("out", result.get("error"))
     facts["lock"]["after"] = _error(lambda: session.run({"x": x, "y": y}))
 
     payload = {"onnx": "", "io": [{"name": "x", "input": True, "shape": [1, 3], "shape_io": True},

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file, save_file
+from test_fp16_convert import make_model, run, vinfo
 
 from edge.runtime.package import load_package
 from export.families.base import ExportOptions
@@ -18,23 +18,6 @@ from export.fp16.__main__ import main as fp16_main
 from export.fp16.convert import convert_to_fp16, convert_with_plan
 from export.fp16.numerics import RangeScreen, simulated_fp16
 from export.pipeline import export_package
-
-
-def make_model(nodes, inputs, outputs, initializers=(), opset=17) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
-def run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def vinfo(name: str, shape: list[int]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 def test_simulated_fp16_overflows_where_onnxruntime_hides_it():
