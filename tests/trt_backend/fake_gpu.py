@@ -18,7 +18,7 @@ import numpy as np
 from edge.runtime.backends.cuda_memory import CudaMemory, GpuInfo
 
 DEVICE: dict[int, np.ndarray] = {}  # pointer -> bytes of a live allocation
-PINNED: set[int] = set()  # ids of live pinned host arrays
+PINNED: dict[int, Any] = {}  # id -> live pinned host buffer (held, so that no id is reused while listed)
 STREAMS: dict[int, list[Callable[[], None]]] = {}  # stream handle -> work queued on it
 CLOSED: list[Any] = []  # adapters whose close() was called
 TOTAL = 1 << 30
@@ -109,11 +109,11 @@ class HostMemory(CudaMemory):
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         array = np.zeros(shape, dtype)
-        PINNED.add(id(array))
+        PINNED[id(array)] = array
         return array
 
     def free_pinned(self, array: np.ndarray) -> None:
-        PINNED.remove(id(array))
+        del PINNED[id(array)]
 
     def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
         enqueue(stream.handle, lambda: write(dst, src))

@@ -30,7 +30,6 @@ log = logging.getLogger("edge.runtime.backends")
 CLOSE_WAIT_S = 2.0  # longer than any policy call; AsyncExecutor gives up joining its worker after 5 s
 
 
-
 class EngineSession(GraphSession):
     """One engine on one stream; `run` copies every input in and every output out.
 

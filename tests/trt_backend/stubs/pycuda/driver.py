@@ -109,7 +109,7 @@ class DeviceAllocation:
 
 class HostAllocation(bytearray):
     def free(self) -> None:
-        fake_gpu.PINNED.discard(id(self))
+        fake_gpu.PINNED.pop(id(self), None)
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
@@ -126,7 +126,7 @@ def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
     _need_context("cuMemHostAlloc")
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     allocation = HostAllocation(max(1, nbytes))
-    fake_gpu.PINNED.add(id(allocation))
+    fake_gpu.PINNED[id(allocation)] = allocation
     return np.ndarray(shape, dtype, buffer=allocation)
 
 
