@@ -66,6 +66,7 @@ def test_build_and_run_under_the_precision_rule(probe):
     assert fp16["network_flags"] == (0 if eleven else 2) and fp32["network_flags"] == 0  # 1 << STRONGLY_TYPED(1)
     assert not fp32["tf32"] and not fp16["tf32"]
     assert fp32["check_ok"] and fp16["check_ok"]  # the engine session feeds and reads the right buffers
+    assert "predates the FP16 range screen" in facts["old_preflight"] and "predates" not in fp16["log"]
     assert "act: up to date" in facts["again"]["log"] and facts["again"]["exit"] == 0
     assert facts["workspace"]["exit"] == 2 and "'workspace_mb': 256" in facts["workspace"]["log"]
     assert facts["workspace_rebuild"]["exit"] == 0
