@@ -41,6 +41,21 @@ def test_simulated_fp16_overflows_where_onnxruntime_hides_it():
     assert summary["over_limit"] == [{"tensor": "h", "node": "big_matmul", "op": "MatMul", "max_abs": 120000.0}]
 
 
+def test_a_cast_pair_rounds_like_ieee_half():
+    """ONNX Runtime's Cast(fp32->fp16)->Cast(fp16->fp32), what the simulation relies on, against numpy's float16:
+    round to nearest even, subnormals kept, overflow to inf."""
+    pair = make_model([helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+                       helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)],
+                      [vinfo("x", [100007])], [vinfo("y", [100007])])
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(100000) * 10 ** rng.uniform(-9, 5, 100000),
+                        [1 + 2**-11, 1 + 3 * 2**-11, 2**-20, 3e-8, 65519, 65520, 1e5]]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        expected = x.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(run(pair, {"x": x})[0], expected)
+    assert np.isinf(expected[-2:]).all() and expected[-4] > 0  # the edges were exercised
+
+
 def test_screen_reports_values_below_the_smallest_normal():
     nodes = [helper.make_node("Mul", ["x", "k"], ["y"], name="scale")]
     model = make_model(nodes, [vinfo("x", [4])], [vinfo("y", [4])],
