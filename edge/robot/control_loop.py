@@ -51,8 +51,8 @@ FrameHook = Callable[[TickRecord, Mapping[str, np.ndarray], np.ndarray], None]  
 
 def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
              on_tick: Callable[[TickRecord], None] | None = None, on_frame: FrameHook | None = None) -> Telemetry:
-    """Drive `robot` with `executor` until the duration or tick count is reached, `config.stop` is set, or a signal
-    raises in the loop; a safety reaction raises SafetyTripped (after that tick's record). `on_frame` also sees the
+    """Drive `robot` with `executor` until the duration or tick count is reached, `config.stop` is set (checked after
+    each tick, so a loop runs at least one), or a signal raises in the loop; a safety reaction raises SafetyTripped (after that tick's record). `on_frame` also sees the
     tick's observation (camera frames included) and the goal sent (the held goal on a tick with no action)."""
     rate = RateKeeper(config.hz)
     origin = rate.start
@@ -62,8 +62,6 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         if config.max_ticks is not None and count >= config.max_ticks:
             break
         if config.duration_s is not None and count * rate.period >= config.duration_s:
-            break
-        if config.stop is not None and config.stop.is_set():
             break
         missed_before = rate.missed
         deadline = rate.wait() if count else rate.start
@@ -92,4 +90,6 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
             on_frame(record, observation, goal)
         if robot.tripped is not None:
             raise SafetyTripped(robot.tripped)
+        if config.stop is not None and config.stop.is_set():
+            break
     return telemetry

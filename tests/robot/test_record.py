@@ -123,3 +123,91 @@ def test_bad_recording_is_refused_before_torque_on(arm, act_cam, tmp_path: Path,
     assert message in result.stderr
     assert servo_writes(emulator) == before
     assert root.exists() == (change == "existing") and list(tmp_path.glob(".edge-record-*")) == []
+
+
+def test_terminal_keys_rerecord_end_early_and_stop(arm, act_cam, tmp_path: Path) -> None:
+    """← re-records, → ends an episode or a reset early, Esc saves the episode and stops: keys typed on a real
+    terminal (a pty as stdin), as over SSH."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import termios
+
+    from edge.record.keys import ESCAPE, LEFT, RIGHT
+
+    emulator, robot = arm
+    cameras, _ = camera_video(tmp_path)
+    edit_robot_file(robot, cameras=cameras)
+    root = tmp_path / "eval_keys"
+    master, slave = pty.openpty()
+    settings = termios.tcgetattr(slave)
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--robot", str(robot), "--policy", str(act_cam),
+                             "--record", str(root), "--episodes", "5", "--episode-time-s", "60", "--reset-time-s",
+                             "60", "--task", "keys", "--quiet", *SLACK], stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+
+    def wait_for(text: str) -> None:
+        for line in proc.stderr:
+            said.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} never came: {''.join(said)}")
+
+    try:
+        wait_for("keys: → end the episode early")
+        for expect, key in (("Recording episode 0", LEFT), ("Reset the environment", RIGHT),
+                            ("Recording episode 0", RIGHT), ("Reset the environment", RIGHT),
+                            ("Recording episode 1", ESCAPE)):
+            wait_for(expect)
+            os.write(master, key)
+        proc.wait(timeout=120)
+        said.extend(proc.stderr)
+        restored = termios.tcgetattr(slave)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 0, "".join(said)
+    log = "".join(said)
+    assert log.index("Left arrow") < log.index("Re-record episode") < log.index("saved episode 0")
+    assert "Escape key pressed" in log and "saved episode 1" in log and "Recording episode 2" not in log
+    assert restored == settings  # the terminal is given back as it was (cbreak undone)
+    os.close(slave)
+    import pyarrow.parquet as pq
+
+    episodes = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    info = json.loads((root / "meta/info.json").read_text())
+    assert [e["episode_index"] for e in episodes] == [0, 1] and info["total_episodes"] == 2
+    assert all(0 < e["length"] < 60 * 30 for e in episodes)  # both ended early
+    assert info["total_frames"] == sum(e["length"] for e in episodes)
+    assert all(emulator.register(i, "Torque_Enable") == 0 for i in emulator.servos)
+
+
+def test_split_keys_and_events() -> None:
+    from edge.record.keys import ESCAPE, LEFT, RIGHT, RecordEvents, split_keys
+
+    assert split_keys(b"a\x1b[C\x1b[Dx") == [b"a", RIGHT, LEFT, b"x"]
+    assert split_keys(b"\x1b") == [ESCAPE]
+    events = RecordEvents()
+    assert events.key(b"a") is None and not events.exit_early.is_set()
+    events.key(LEFT)
+    assert events.rerecord_episode and events.exit_early.is_set() and not events.stop_recording
+    events.key(ESCAPE)
+    assert events.stop_recording
+
+
+def test_image_statistics_from_histograms_match_numpy() -> None:
+    from edge.record.stats import histogram_stats
+
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 20, 30, 3), dtype=np.uint8)
+    histogram = np.stack([np.bincount(pixels[..., c].ravel(), minlength=256) for c in range(3)])
+    stats = histogram_stats(histogram, 5)
+    values = pixels.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(stats["mean"].ravel(), values.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats["std"].ravel(), values.std(0), rtol=1e-9)
+    np.testing.assert_array_equal(stats["min"].ravel(), values.min(0))
+    np.testing.assert_array_equal(stats["max"].ravel(), values.max(0))
+    np.testing.assert_array_equal(stats["q50"].ravel(), np.quantile(values, 0.5, axis=0, method="inverted_cdf"))
+    assert stats["mean"].shape == (3, 1, 1) and stats["count"].tolist() == [5]
