@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 READER = Path(__file__).with_name("lerobot_reader.py")
 
 
+BUILD_WAIT_S = 1500.0  # CI builds the venv while the suite runs (torch's CUDA wheels: minutes)
+
+
 def reader_python() -> Path:
-    """The venv's python, or skip (fail under EDGE_REQUIRE_LEROBOT_READER=1)."""
-    python = Path(os.environ.get("EDGE_LEROBOT_VENV", ROOT / ".venv-lerobot")) / "bin" / "python"
+    """The venv's python, or skip (fail under EDGE_REQUIRE_LEROBOT_READER=1, after waiting for CI's build)."""
+    venv = Path(os.environ.get("EDGE_LEROBOT_VENV", ROOT / ".venv-lerobot"))
+    python = venv / "bin" / "python"
+    if os.environ.get("EDGE_REQUIRE_LEROBOT_READER") == "1":
+        deadline = time.monotonic() + BUILD_WAIT_S
+        while not (venv / ".ready").exists() and not (venv / ".failed").exists() and time.monotonic() < deadline:
+            time.sleep(2.0)
+        if not (venv / ".ready").exists():
+            log = venv / ".failed"
+            pytest.fail(f"LeRobot's dataset reader venv was not built: {log.read_text()[-3000:] if log.exists() else 'timed out'}")
     if not python.exists():
         message = f"LeRobot's dataset reader venv not found at {python.parent.parent} (.ci/lerobot_reader_venv builds it)"
         if os.environ.get("EDGE_REQUIRE_LEROBOT_READER") == "1":
