@@ -58,6 +58,7 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
     origin = rate.start
     previous = None
     count = 0
+    missed_earlier = telemetry.missed_deadlines  # a run of several loops (recorded episodes) counts them all
     while True:
         if config.max_ticks is not None and count >= config.max_ticks:
             break
@@ -82,7 +83,7 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         )
         telemetry.out_of_distribution = result.out_of_distribution
         previous = started
-        telemetry.missed_deadlines = rate.missed
+        telemetry.missed_deadlines = missed_earlier + rate.missed
         telemetry.add(record)
         if on_tick is not None:
             on_tick(record)
