@@ -208,12 +208,12 @@ class HookTimer:
 
 def recording_row(mode: str, seconds: float, video: Path, directory: Path) -> dict:
     """30 Hz, bundled demo ACT (sync), one 640x480 30 fps video camera on the robot: plain loop, recording
-    (edge/record/episodes.py: one episode of `seconds`, LeRobot's libsvtav1), or the rerun live view (to a `rerun`
+    (edge/robot/record/episodes.py: one episode of `seconds`, LeRobot's libsvtav1), or the rerun live view (to a `rerun`
     server on loopback saving to a file, on this same machine)."""
     import subprocess
 
-    from edge.record.display import RerunDisplay
-    from edge.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
+    from edge.robot.record.display import RerunDisplay
+    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
     from edge.robot.control_loop import LoopConfig, run_loop
     from edge.robot.executors import SyncExecutor
     from edge.robot.robot import Robot

@@ -1,8 +1,8 @@
 """`edge run --robot robot.yaml|koch|omx --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`.
 
 `--record DIR [--episodes N] [--episode-time-s T] [--reset-time-s R] --task TEXT` runs episodes as lerobot-record
-does and records them as a LeRobot dataset (edge/record/episodes.py); `--display [--display-ip IP
---display-port P]` streams to a rerun viewer (edge/record/display.py).
+does and records them as a LeRobot dataset (edge/robot/record/episodes.py); `--display [--display-ip IP
+--display-port P]` streams to a rerun viewer (edge/robot/record/display.py).
 
 Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
 mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-C (edge/exit_status.py).
@@ -63,7 +63,7 @@ def _number(kind: type, low: float, inclusive: bool, what: str):  # noqa: ANN202
 
 
 def _task(text: str) -> str:
-    from edge.record.episodes import check_task
+    from edge.robot.record.episodes import check_task
 
     try:
         return check_task(text)
@@ -113,7 +113,7 @@ def check_record_arguments(args: argparse.Namespace) -> None:
 def record_options(args: argparse.Namespace):  # noqa: ANN201 - RecordOptions | None, imported lazily
     if getattr(args, "record", None) is None:
         return None
-    from edge.record.episodes import RecordOptions
+    from edge.robot.record.episodes import RecordOptions
 
     robot_type = f"{args.robot}_follower" if args.robot in ("koch", "omx") else None  # LeRobot's robot.name
     given = {"episodes": args.episodes, "episode_time_s": args.episode_time_s, "reset_time_s": args.reset_time_s,

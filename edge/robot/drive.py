@@ -28,7 +28,7 @@ from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
 if TYPE_CHECKING:
-    from edge.record.episodes import RecordOptions
+    from edge.robot.record.episodes import RecordOptions
 
 
 @dataclass
@@ -40,8 +40,8 @@ class DriveOptions:
     telemetry_path: Path | None = None
     summary_path: Path | None = None
     status: bool = True
-    record: RecordOptions | None = None  # `--record`: episodes recorded as a LeRobot dataset (edge/record/)
-    display: bool = False  # `--display`: stream to a rerun viewer (edge/record/display.py)
+    record: RecordOptions | None = None  # `--record`: episodes recorded as a LeRobot dataset (edge/robot/record/)
+    display: bool = False  # `--display`: stream to a rerun viewer (edge/robot/record/display.py)
     display_ip: str | None = None
     display_port: int = 9876
 
@@ -84,11 +84,11 @@ def check_outputs(options: DriveOptions, robot: Robot) -> None:
     from edge.errors import CLIError
 
     if options.record is not None:
-        from edge.record.episodes import check_recording
+        from edge.robot.record.episodes import check_recording
 
         check_recording(options.record, options.hz, robot.cameras)
     if options.display:
-        from edge.record.display import import_rerun
+        from edge.robot.record.display import import_rerun
 
         try:
             import_rerun()
@@ -105,7 +105,7 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
     with ExitStack() as stack:
         display = None
         if options.display:
-            from edge.record.display import RerunDisplay
+            from edge.robot.record.display import RerunDisplay
 
             display = stack.enter_context(RerunDisplay(robot.config.position_names, list(robot.cameras),
                                                        options.display_ip, options.display_port))
@@ -113,7 +113,7 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
             run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
                      on_frame=display)
         else:
-            from edge.record.episodes import record_episodes
+            from edge.robot.record.episodes import record_episodes
 
             cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
             record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,

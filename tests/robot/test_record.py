@@ -134,7 +134,7 @@ def test_terminal_keys_rerecord_end_early_and_stop(arm, act_cam, tmp_path: Path)
     import sys
     import termios
 
-    from edge.record.keys import ESCAPE, LEFT, RIGHT
+    from edge.robot.record.keys import ESCAPE, LEFT, RIGHT
 
     emulator, robot = arm
     cameras, _ = camera_video(tmp_path)
@@ -186,7 +186,7 @@ def test_terminal_keys_rerecord_end_early_and_stop(arm, act_cam, tmp_path: Path)
 
 
 def test_split_keys_and_events() -> None:
-    from edge.record.keys import ESCAPE, LEFT, RIGHT, RecordEvents, split_keys
+    from edge.robot.record.keys import ESCAPE, LEFT, RIGHT, RecordEvents, split_keys
 
     assert split_keys(b"a\x1b[C\x1b[Dx") == [b"a", RIGHT, LEFT, b"x"]
     assert split_keys(b"\x1b") == [ESCAPE]
@@ -199,7 +199,7 @@ def test_split_keys_and_events() -> None:
 
 
 def test_image_statistics_from_histograms_match_numpy() -> None:
-    from edge.record.stats import histogram_stats
+    from edge.robot.record.stats import histogram_stats
 
     pixels = np.random.default_rng(3).integers(0, 256, (5, 20, 30, 3), dtype=np.uint8)
     histogram = np.stack([np.bincount(pixels[..., c].ravel(), minlength=256) for c in range(3)])

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.record.stats import aggregate, histogram_stats, to_json, vector_stats
-from edge.record.video import EncodedEpisode, append_video, video_info
+from edge.robot.record.stats import aggregate, histogram_stats, to_json, vector_stats
+from edge.robot.record.video import EncodedEpisode, append_video, video_info
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000

@@ -8,7 +8,7 @@ Esc saves the current episode and stops. During reset, while an episode's video 
 the arm holds: the loop keeps ticking with no action, so the last safe goal is re-sent (the Bus Watchdog needs a
 write every `watchdog_ms`; with a policy and no teleoperator LeRobot sends nothing then), the safety layer keeps
 watching, and nothing is recorded. On the control thread a tick only copies state and action into arrays sized
-for the episode and hands each camera frame to its encoder's bounded queue (edge/record/video.py).
+for the episode and hands each camera frame to its encoder's bounded queue (edge/robot/record/video.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from edge.errors import CLIError
-from edge.record.dataset import DatasetWriter, Episode
-from edge.record.keys import RecordEvents, TerminalKeys
-from edge.record.video import VCODECS, VideoStream
+from edge.robot.record.dataset import DatasetWriter, Episode
+from edge.robot.record.keys import RecordEvents, TerminalKeys
+from edge.robot.record.video import VCODECS, VideoStream
 from edge.robot.control_loop import Executor, FrameHook, LoopConfig, LoopRobot, run_loop
 from edge.robot.executors import StepResult
 from edge.robot.telemetry import Telemetry, TickRecord
@@ -75,8 +75,8 @@ def check_recording(options: RecordOptions, hz: float, cameras: Mapping[str, Any
         raise CLIError(f"--vcodec {options.vcodec!r}: one of {', '.join(VCODECS)}")
     check_task(options.task)
     try:
-        from edge.record.dataset import import_pyarrow
-        from edge.record.video import import_av
+        from edge.robot.record.dataset import import_pyarrow
+        from edge.robot.record.video import import_av
 
         import_pyarrow()
         import_av()

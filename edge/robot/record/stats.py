@@ -2,7 +2,7 @@
 
 Keys per feature, as LeRobot 0.4 writes them: min, max, mean, std, count and the quantiles q01, q10, q50, q90, q99.
 Vectors get per-element statistics over an episode's frames; camera features per-channel statistics of pixels in
-[0, 1], shaped (3, 1, 1), from the encoder's exact 256-bin histograms (edge/record/video.py).
+[0, 1], shaped (3, 1, 1), from the encoder's exact 256-bin histograms (edge/robot/record/video.py).
 """
 
 from __future__ import annotations
