@@ -50,13 +50,13 @@ def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
                         display_ip=getattr(args, "display_ip", None), display_port=getattr(args, "display_port", None) or 9876)
 
 
-def _number(kind: type, low: float, inclusive: bool, what: str):  # noqa: ANN202 - an argparse type
+def _number(kind: type, low: float, inclusive: bool, what: str, high: float = math.inf):  # noqa: ANN202 - argparse type
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        if not math.isfinite(value) or value < low or (value == low and not inclusive) or value > high:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
     return parse
@@ -88,14 +88,12 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("live view (rerun; pip install '.[display]')")
     g.add_argument("--display", action="store_true", help="stream camera frames and joints to a rerun viewer")
     g.add_argument("--display-ip", default=None, help="the viewer's address (a headless robot needs one)")
-    g.add_argument("--display-port", type=_number(int, 1, True, "a port number 1..65535"), default=None,
+    g.add_argument("--display-port", type=_number(int, 1, True, "a port number 1..65535", 65535), default=None,
                    help="the viewer's port (default 9876, rerun's)")
 
 
 def check_record_arguments(args: argparse.Namespace) -> None:
     """Combinations of the recording and live-view options, refused before anything is opened (exit 2)."""
-    if args.display_port is not None and args.display_port > 65535:
-        raise CLIError(f"--display-port {args.display_port}: not a port number 1..65535")
     if args.record is None:
         given = [f"--{name.replace('_', '-')}" for name in ("episodes", "episode_time_s", "reset_time_s", "task",
                                                             "vcodec") if getattr(args, name) is not None]

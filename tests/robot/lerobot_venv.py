@@ -1,13 +1,13 @@
 """Where the LeRobot dataset reader's own venv is: LeRobot's dataset code (PyPI lerobot-dataset 0.4.4, module
 ledataset, LeRobot 0.4.3's) needs torch and torchvision < 0.25 (its pyav backend is torchvision's VideoReader) and
 pins huggingface-hub, numpy and opencv below what the project's venv holds, so it lives apart; .ci/run builds it
-(`.ci/lerobot_reader_venv`). Tests using it skip when it is absent, unless EDGE_REQUIRE_LEROBOT_READER=1 (CI)."""
+(`.ci/lerobot_reader_venv`, before the suite starts). Tests using it skip when it is absent, unless
+EDGE_REQUIRE_LEROBOT_READER=1 (CI)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,20 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 READER = Path(__file__).with_name("lerobot_reader.py")
 
 
-BUILD_WAIT_S = 1500.0  # CI builds the venv while the suite runs (torch's CUDA wheels: minutes)
-
-
 def reader_python() -> Path:
-    """The venv's python, or skip (fail under EDGE_REQUIRE_LEROBOT_READER=1, after waiting for CI's build)."""
-    venv = Path(os.environ.get("EDGE_LEROBOT_VENV", ROOT / ".venv-lerobot"))
-    python = venv / "bin" / "python"
-    if os.environ.get("EDGE_REQUIRE_LEROBOT_READER") == "1":
-        deadline = time.monotonic() + BUILD_WAIT_S
-        while not (venv / ".ready").exists() and not (venv / ".failed").exists() and time.monotonic() < deadline:
-            time.sleep(2.0)
-        if not (venv / ".ready").exists():
-            log = venv / ".failed"
-            pytest.fail(f"LeRobot's dataset reader venv was not built: {log.read_text()[-3000:] if log.exists() else 'timed out'}")
+    """The venv's python, or skip (fail under EDGE_REQUIRE_LEROBOT_READER=1: CI must run these tests)."""
+    python = Path(os.environ.get("EDGE_LEROBOT_VENV", ROOT / ".venv-lerobot")) / "bin" / "python"
     if not python.exists():
         message = f"LeRobot's dataset reader venv not found at {python.parent.parent} (.ci/lerobot_reader_venv builds it)"
         if os.environ.get("EDGE_REQUIRE_LEROBOT_READER") == "1":

@@ -211,3 +211,17 @@ def test_image_statistics_from_histograms_match_numpy() -> None:
     np.testing.assert_array_equal(stats["max"].ravel(), values.max(0))
     np.testing.assert_array_equal(stats["q50"].ravel(), np.quantile(values, 0.5, axis=0, method="inverted_cdf"))
     assert stats["mean"].shape == (3, 1, 1) and stats["count"].tolist() == [5]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--record", "eval_x", "--task", "t", "--episodes", "0"), "--episodes: '0' is not a whole number >= 1"),
+    (("--record", "eval_x", "--task", "t", "--episode-time-s", "nan"), "--episode-time-s: 'nan'"),
+    (("--record", "eval_x", "--task", "t", "--reset-time-s", "-1"), "--reset-time-s: '-1'"),
+    (("--display", "--display-port", "70000"), "--display-port: '70000' is not a port number"),
+    (("--episodes", "3",), "--episodes only apply with --record DIR"),
+    (("--record", "eval_x", "--task", "t", "--duration", "5"), "--duration does not apply with --record"),
+    (("--display-ip", "10.0.0.2",), "only apply with --display"),
+])
+def test_recording_options_are_checked_before_anything_opens(tmp_path: Path, args: tuple, message: str) -> None:
+    result = edge("run", "--robot", "koch", "--policy", str(tmp_path / "missing"), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
