@@ -335,7 +335,8 @@ def recording_table(seconds: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['ticks']} | {r['missed']} | {r['split']} | {r['p99']:.2f} | {r['period_max']:.2f} | "
+        lines.append(f"| {r['mode']} | {r['ticks']} | {r['missed']} | {r['split']} | {r['p99']:.2f} | "
+                     f"{r['period_max']:.2f} | "
                      f"{r['hook']} | {r['repeated']} | {r['gc']} | {r['rss']:+.1f} |")
     return "\n".join(lines)
 

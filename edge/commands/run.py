@@ -47,7 +47,8 @@ def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
     return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
                         telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet,
                         record=record_options(args), display=getattr(args, "display", False),
-                        display_ip=getattr(args, "display_ip", None), display_port=getattr(args, "display_port", None) or 9876)
+                        display_ip=getattr(args, "display_ip", None),
+                        display_port=getattr(args, "display_port", None) or 9876)
 
 
 def _number(kind: type, low: float, inclusive: bool, what: str, high: float = math.inf):  # noqa: ANN202 - argparse type

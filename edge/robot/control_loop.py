@@ -43,7 +43,7 @@ class LoopConfig:
     hz: float = 50.0
     duration_s: float | None = None  # None: until stopped
     max_ticks: int | None = None
-    stop: threading.Event | None = None  # set from another thread to end the loop before its next tick
+    stop: threading.Event | None = None  # set from another thread: the loop ends after the tick in progress
 
 
 FrameHook = Callable[[TickRecord, Mapping[str, np.ndarray], np.ndarray], None]  # (record, observation, goal sent)
@@ -52,8 +52,9 @@ FrameHook = Callable[[TickRecord, Mapping[str, np.ndarray], np.ndarray], None]  
 def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
              on_tick: Callable[[TickRecord], None] | None = None, on_frame: FrameHook | None = None) -> Telemetry:
     """Drive `robot` with `executor` until the duration or tick count is reached, `config.stop` is set (checked after
-    each tick, so a loop runs at least one), or a signal raises in the loop; a safety reaction raises SafetyTripped (after that tick's record). `on_frame` also sees the
-    tick's observation (camera frames included) and the goal sent (the held goal on a tick with no action)."""
+    each tick, so a loop runs at least one), or a signal raises in the loop; a safety reaction raises SafetyTripped
+    (after that tick's record). `on_frame` also sees the tick's observation (camera frames included) and the goal
+    sent (the held goal on a tick with no action)."""
     rate = RateKeeper(config.hz)
     origin = rate.start
     previous = None
