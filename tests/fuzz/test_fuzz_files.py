@@ -217,15 +217,16 @@ def test_fuzz_edge_export_signalled(lerobot_fixtures, tmp_path, request):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(out.parent.glob(".pkg.tmp-*")) and proc.poll() is None:
             time.sleep(0.05)  # wait until it is staging: the interesting moment
-        time.sleep(float(rng.uniform(0, 1.5)))
+        time.sleep(float(rng.uniform(0, 0.5)))
         proc.send_signal(sig)
         status = proc.wait(120)
         err = proc.stderr.read()
         ledger.outcomes[f"exit {status}"] += 1
         case = f"edge-export #{i} {signal.Signals(sig).name}"
-        ledger.check(case, status in (0, 128 + sig), f"exit {status}: {err[-300:]}")
+        # -sig: it had finished and returned when the signal came (the default handler is back by then)
+        ledger.check(case, status in (0, 128 + sig, -sig), f"exit {status}: {err[-300:]}")
         ledger.check(case, "Traceback" not in err, err[-300:])
         ledger.check(case, sorted(os.listdir(out.parent)) in ([], ["pkg"]), f"left: {os.listdir(out.parent)}")
-        if status == 0:
+        if status in (0, -sig):
             ledger.run(case + " (load)", lambda: load_package(out), [], tally=False)
     ledger.finish(n)
