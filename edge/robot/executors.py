@@ -16,14 +16,39 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
 from edge.errors import OptionError, PolicyOutputError
+from edge.runtime.package import Chunking
 from edge.runtime.policies.base import PolicyRunner
 
 MERGE_RULES = ("latest", "average", "weighted", "ensemble")
+
+
+class Planner(Protocol):
+    """What an executor needs from a policy: PolicyRunner is one; the remote (Triton) planner is another."""
+
+    @property
+    def action_dim(self) -> int: ...
+
+    @property
+    def chunking(self) -> Chunking: ...
+
+    @property
+    def out_of_distribution(self) -> Mapping[str, int]: ...
+
+    def reset(self) -> None: ...
+
+    def observe(self, observation: Mapping[str, np.ndarray]) -> Any:
+        """On the control thread, cheap: validate, normalise, update the observation history; return the context a
+        chunk is planned from."""
+
+    def plan(self, context: Any, committed: np.ndarray, delay: int) -> np.ndarray:
+        """On the worker thread. `committed`: float32 (k, action_dim) policy-unit actions the timeline will execute
+        from the observation tick on (k may be 0); `delay`: d, the leading rows that execute while this chunk is
+        computed (the frozen prefix). Returns float32 (P, action_dim) in policy units, row 0 = the observation tick."""
 
 
 @dataclass
@@ -67,6 +92,11 @@ class _Timeline:
         self.sum = np.zeros((0, dim))
         self.weight = np.zeros(0)
         self.count = np.zeros(0, dtype=np.int64)
+
+    def committed(self, tick: int) -> np.ndarray:
+        """float32 (k, dim): the merged actions planned for `tick` on (what the timeline will execute)."""
+        skip = max(0, tick - self.start)
+        return (self.sum[skip:] / self.weight[skip:, None]).astype(np.float32)
 
     def depth_from(self, tick: int) -> int:
         return max(0, self.start + len(self.weight) - tick)
@@ -124,7 +154,7 @@ class _Timeline:
 class AsyncExecutor:
     """Inference on a worker thread; the control tick only merges finished chunks and pops an action."""
 
-    def __init__(self, policy: PolicyRunner, threshold: int | None = None, merge: str = "latest",
+    def __init__(self, policy: Planner, threshold: int | None = None, merge: str = "latest",
                  ensemble_coeff: float = 0.01):
         if merge not in MERGE_RULES:
             raise OptionError(f"unknown merge rule {merge!r}; choose one of {MERGE_RULES}")
@@ -135,7 +165,7 @@ class AsyncExecutor:
         self._timeline = _Timeline(policy.action_dim)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._job: tuple[int, Any] | None = None
+        self._job: tuple[int, Any, np.ndarray, int] | None = None
         self._done: list[tuple[int, np.ndarray, float]] = []
         self._error: BaseException | None = None
         self._busy = False
@@ -159,10 +189,10 @@ class AsyncExecutor:
                 job, self._job = self._job, None
             if job is None:
                 continue
-            tick, context = job
+            tick, context, committed, delay = job
             t0 = time.perf_counter()
             try:
-                chunk = self.policy.plan(context)
+                chunk = self.policy.plan(context, committed, delay)
             except PolicyOutputError as exc:  # name the tick the chunk was planned at
                 with self._lock:
                     self._error, self._busy = PolicyOutputError(f"chunk planned at tick {tick}: {exc}"), False
@@ -192,7 +222,7 @@ class AsyncExecutor:
             threshold = 0 if self.threshold is None else self.threshold
             if not self._busy and self._timeline.depth_from(tick) <= threshold:
                 self._busy = True
-                self._job = (tick, context)
+                self._job = (tick, context, self._timeline.committed(tick), 0)
                 self._wake.set()
             action, stale = self._timeline.pop(tick)
             depth = self._timeline.depth_from(tick + 1)

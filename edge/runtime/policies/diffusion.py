@@ -106,7 +106,8 @@ class DiffusionRunner(PolicyRunner):
         self._push(self._history, self.observation_processor(observation))
         return tuple(self._history)
 
-    def plan(self, context: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
+    def plan(self, context: tuple[dict[str, np.ndarray], ...], committed: np.ndarray | None = None,
+             delay: int = 0) -> np.ndarray:
         """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], policy units."""
         self._check_open()
         chunk = self.denoise(self.encode(deque(context)))
