@@ -23,7 +23,8 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     assert set(data["period_ms"]) == {"p1", "p50", "p99", "max"} and set(data["inference_ms"]) == {"p50", "p99"}
     assert "missed deadlines" in result.stdout and "target " in result.stdout
     assert set(data) == {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors",
-                         "safety_interventions", "out_of_distribution"}
+                         "safety_interventions", "out_of_distribution", "seams", "jerk_rms", "dropped",
+                         "holding_share"}
     task = json.loads(outcome.read_text())
     assert task["policy"] == "act" and task["side"] in ("left", "right")
     assert len(telemetry.read_text().splitlines()) == 40
