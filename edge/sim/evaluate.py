@@ -30,14 +30,19 @@ class Smoothness:
         self.dt = dt
         self.jumps: list[float] = []
         self.jerk_sq, self.jerk_n, self.dropped, self.holding, self.ticks = 0.0, 0, 0, 0, 0
-        self.start()
+        self.frozen_episodes = 0  # episodes in which not one action was executed
+        self.recent: list[np.ndarray] = []
+        self.acted = True
 
     def start(self) -> None:
-        self.recent: list[np.ndarray] = []  # the last 4 executed goals of this episode
+        self.frozen_episodes += not self.acted
+        self.recent = []  # the last 4 executed goals of this episode
+        self.acted = False
 
     def add(self, goal: np.ndarray, seam_jump: float | None, holding: bool, dropped: int) -> None:
         self.ticks += 1
         self.holding += holding
+        self.acted = self.acted or not holding
         self.dropped += dropped
         if seam_jump is not None:
             self.jumps.append(seam_jump)
@@ -53,7 +58,8 @@ class Smoothness:
         return {"seams": {"count": len(jumps), "jump_p95": float(np.percentile(jumps, 95)) if len(jumps) else 0.0,
                           "jump_max": float(jumps.max()) if len(jumps) else 0.0},
                 "jerk_rms": (self.jerk_sq / self.jerk_n) ** 0.5 if self.jerk_n else 0.0,
-                "dropped": self.dropped, "holding_share": self.holding / self.ticks if self.ticks else 0.0}
+                "dropped": self.dropped, "holding_share": self.holding / self.ticks if self.ticks else 0.0,
+                "frozen_episodes": self.frozen_episodes + (not self.acted)}
 
 
 @dataclass
