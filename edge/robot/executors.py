@@ -63,26 +63,29 @@ class StepResult:
 
 
 class SyncExecutor:
-    """LeRobot semantics: `select_action` every tick, inference inline when the queue is empty."""
+    """LeRobot semantics: `select_action` every tick, inference inline when the queue is empty. A new chunk's first
+    action is a seam against the last executed one (there is no timeline to merge into)."""
 
-    def __init__(self, policy: PolicyRunner):
+    def __init__(self, policy: PolicyRunner):  # or anything with reset() and select_action() (a scripted controller)
         self.policy = policy
+        self._last: np.ndarray | None = None
 
     def reset(self) -> None:
         self.policy.reset()
+        self._last = None
 
     def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
-        needs_inference = self.policy.queued_actions == 0  # always, with ACT's temporal ensembling
+        needs_inference = getattr(self.policy, "queued_actions", 1) == 0  # always with ACT's temporal ensembling
         t0 = time.perf_counter()
         action = self.policy.select_action(observation)
         elapsed = (time.perf_counter() - t0) * 1e3
-        return StepResult(action, self.policy.queued_actions, elapsed if needs_inference else None,
-                          out_of_distribution=self.policy.out_of_distribution)
+        jump = float(np.max(np.abs(action - self._last))) if needs_inference and self._last is not None else None
+        self._last = action
+        return StepResult(action, getattr(self.policy, "queued_actions", 0), elapsed if needs_inference else None,
+                          out_of_distribution=getattr(self.policy, "out_of_distribution", {}), seam_jump=jump or None)
 
     def close(self) -> None:
         pass
-
-
 
 
 class _ChunkExecutor:

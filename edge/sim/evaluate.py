@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.robot.executors import VirtualExecutor
+from edge.robot.executors import SyncExecutor, VirtualExecutor
 from edge.sim import ReachEnv, TaskConfig, sample_scene
 
 
@@ -100,7 +100,8 @@ def evaluate(policy: Any, episodes: int = 50, seed: int = 1000, config: TaskConf
     observation tick, overlaps merged by `merge`; `notify` hears the core's one-time coverage notice."""
     if images is None:
         images = any(inp.kind == "image" for inp in policy.package.manifest.inputs)
-    executor = None if delay_ticks is None else VirtualExecutor(policy, delay_ticks, merge, notify=notify)
+    executor = (SyncExecutor(policy) if delay_ticks is None
+                else VirtualExecutor(policy, delay_ticks, merge, notify=notify))
     env = ReachEnv(config)
     rng = np.random.default_rng(seed)
     smooth = Smoothness(1.0 / config.hz)
@@ -109,21 +110,14 @@ def evaluate(policy: Any, episodes: int = 50, seed: int = 1000, config: TaskConf
         env.reset(sample_scene(rng))
         if isinstance(getattr(policy, "rng", None), np.random.Generator):
             policy.rng = np.random.default_rng((seed, i))  # paired rows: the same draws on the same scene
-        (executor or policy).reset()
+        executor.reset()
         smooth.start()
         goal = env.joints.astype(np.float32)  # held until the first action
         tick = 0
         while not env.done:
-            observation = env.observation(with_image=images)
-            if executor is None:
-                fresh = getattr(policy, "queued_actions", 1) == 0
-                action = policy.select_action(observation)
-                jump = float(np.max(np.abs(action - goal))) if fresh and tick else None
-                smooth.add(action, jump or None, False, 0)
-            else:
-                step = executor.step(observation, tick)
-                action = step.action
-                smooth.add(goal if action is None else action, step.seam_jump, action is None, step.dropped)
+            step = executor.step(env.observation(with_image=images), tick)
+            action = step.action
+            smooth.add(goal if action is None else action, step.seam_jump, action is None, step.dropped)
             goal = goal if action is None else action
             env.step(goal)
             tick += 1
