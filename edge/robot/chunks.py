@@ -124,11 +124,15 @@ class DelayEstimate:
             self._latencies[(self._seen - 2) % LATENCY_WINDOW] = latency_s
 
     @property
-    def ticks(self) -> int:
+    def latency_s(self) -> float | None:
+        """p95 of the recent warm chunk latencies, None before one is known (or on a virtual clock)."""
         warm = min(self._seen - 1, LATENCY_WINDOW)
-        if self.period_s is None or warm <= 0:
-            return self.initial
-        return ticks_for(float(np.percentile(self._latencies[:warm], 95)), self.period_s)
+        return float(np.percentile(self._latencies[:warm], 95)) if self.period_s is not None and warm > 0 else None
+
+    @property
+    def ticks(self) -> int:
+        latency = self.latency_s
+        return self.initial if latency is None else ticks_for(latency, self.period_s)
 
 
 def ticks_for(latency_s: float, period_s: float) -> int:
@@ -152,9 +156,10 @@ class Arrival:
     seam_jump: float | None  # the jump at the merge tick if the merge changed its action, else None
 
 
-def coverage_notice(delay: int, plan_rows: int, period_s: float | None) -> str:
+def coverage_notice(delay: int, plan_rows: int, period_s: float | None, latency_s: float | None = None) -> str:
     """What is said once when one chunk in flight cannot cover the next (2·D > P)."""
-    rate = f" at {1 / period_s:g} Hz ({delay - 1} tick(s) of latency)" if period_s else ""
+    rate = f" at {1 / period_s:g} Hz" if period_s else ""
+    rate += f" (chunks take {latency_s * 1e3:.0f} ms, p95)" if latency_s is not None else ""
     return (f"a chunk is merged {delay} ticks after its observation{rate}, but a chunk of {plan_rows} rows covers "
             f"the next one only while 2*D <= {plan_rows}: each chunk now executes from its first row when it arrives "
             f"and the arm holds between chunks; lower --hz or use a faster backend")
@@ -193,7 +198,7 @@ class ChunkSchedule:
         if uncovered and not self.noticed:
             self.noticed = True
             if self.notify is not None:
-                self.notify(coverage_notice(d, self.plan_rows, self.delay.period_s))
+                self.notify(coverage_notice(d, self.plan_rows, self.delay.period_s, self.delay.latency_s))
         if self.timeline.depth_from(tick) == 0 or uncovered:
             rest = self.timeline.committed(tick + d)
             if len(rest) == 0:  # the queue runs dry before arrival: the held goal is what is committed
