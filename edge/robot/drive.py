@@ -91,8 +91,16 @@ def policy_rate(policy: PolicyRunner, servo_hz: float) -> float:
 
 
 def synthetic_observation(policy: PolicyRunner) -> dict[str, np.ndarray]:
-    """One observation of the policy's input shapes (zeros): enough to time a chunk before anything moves."""
-    return {i.name: np.zeros(i.shape, np.uint8 if i.kind == "image" else np.float32)
+    """One observation of the policy's input shapes, states at the middle of their training statistics (so no
+    out-of-distribution warning), images black: enough to time a chunk before anything moves."""
+    def middle(inp) -> np.ndarray:  # noqa: ANN001
+        stats = inp.normalization.stats
+        for lo, hi in (("mean", "mean"), ("min", "max"), ("q01", "q99"), ("q10", "q90")):
+            if lo in stats and hi in stats:
+                return ((np.array(stats[lo]) + np.array(stats[hi])) / 2).reshape(inp.shape).astype(np.float32)
+        return np.zeros(inp.shape, np.float32)
+
+    return {i.name: np.zeros(i.shape, np.uint8) if i.kind == "image" else middle(i)
             for i in policy.package.manifest.inputs}
 
 

@@ -97,7 +97,8 @@ class _ChunkExecutor:
         if family is not None:
             check_merge_rule(family, merge)
         elif merge not in MERGE_RULES:
-            raise OptionError(f"merge rule {merge!r} does not apply to this planner; its rules: {', '.join(MERGE_RULES)}")
+            raise OptionError(f"merge rule {merge!r} does not apply to this planner; its rules: "
+                              f"{', '.join(MERGE_RULES)}")
         if merge == "rtc" and getattr(planner, "rtc", None) is None:
             raise OptionError("merge rule 'rtc' needs a planner that guides its sampling (a diffusion policy "
                               "loaded with rtc=True)")

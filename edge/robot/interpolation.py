@@ -69,11 +69,9 @@ class PolicyRate:
     def _goal(self, tick: int) -> np.ndarray | None:
         if self._to is None:
             return None
-        if self._from is None:
-            goal = self._to
-        else:
-            frac = min(1.0, ((tick + 1) / self.servo_hz - self._k / self.policy_hz) * self.policy_hz)
-            goal = (self._from + np.float32(frac) * (self._to - self._from)).astype(np.float32) if frac < 1 else self._to
+        frac = 1.0 if self._from is None else min(1.0, ((tick + 1) / self.servo_hz - self._k / self.policy_hz)
+                                                  * self.policy_hz)
+        goal = self._to if frac >= 1 else (self._from + np.float32(frac) * (self._to - self._from)).astype(np.float32)
         self._last = goal
         return goal
 

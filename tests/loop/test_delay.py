@@ -1,4 +1,4 @@
-"""Delay-aware execution on virtual clocks: the schedule, both drivers, the policy's own rate, refusals before torque-on."""
+"""Delay-aware execution on virtual clocks: the schedule, both drivers agreeing, the policy's own rate."""
 
 from __future__ import annotations
 
