@@ -15,9 +15,12 @@ after a reaction nothing moves and a `hold` leaves torque on (the servos keep th
 stops any motion once nothing talks to them). `step` rejects NaN/inf, clamps and caps (sanitizer.py); a failed
 transaction, a hardware-error alert or a `report()`ed outside fault that outlasts the error window takes the
 reaction (faults.py): `hold` (keep the last safe goal, stop forwarding policy goals) or `torque_off`; `trip()`
-reacts at once (another bus of the same robot tripped). Joints in extended or current-based position mode have
+reacts at once (another bus of the same robot tripped). Every tick also reads back one of Torque_Enable and Bus_Watchdog
+(alternately; both are RAM, 0 again after a power loss or reboot): a servo found torque-off, its watchdog cleared or
+fired, was reset or stopped, and the reaction is taken at once; a torque-off joint is never commanded again (not
+even by `hold`). Joints in extended or current-based position mode have
 only these software limits (the servo ignores its position limits there); velocity, current and PWM modes are
-refused at start. SIGINT/SIGTERM raise `SafetyStop` in the loop, or `SafetyTripped` once a reaction was taken.
+refused at start. SIGINT/SIGTERM/SIGHUP raise `SafetyStop` in the loop, or `SafetyTripped` once a reaction was taken.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class SafetyLayer:
         self.modes: dict[str, str] = {}  # joint -> operating mode name, read at start()
         self.faults = FaultWindow(config.error_window_s, config.recovery_reads, self._react)
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
+        self.limp: set[str] = set()  # motors read back with torque off: never commanded again
+        self._readbacks = 0  # read-backs done: which register the next one reads
+        self._watchdog_units = 0  # what Bus_Watchdog must read back once armed (0: not armed)
         self.present: dict[str, int] = {}
         self.closed = False  # shutdown() has run: nothing more is commanded, torque was dealt with
         self._goal: dict[str, int] = {}
@@ -120,6 +126,7 @@ class SafetyLayer:
             self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})  # clears a fired watchdog
             units = math.ceil(self.config.watchdog_ms / tables.WATCHDOG_UNIT_MS)
             self.bus.sync_write("Bus_Watchdog", {m: units for m in self.joints})
+            self._watchdog_units = units
         self.present, self._goal = dict(present), dict(present)
         return dict(present)
 
@@ -167,7 +174,7 @@ class SafetyLayer:
         self.shutdown()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT/SIGTERM: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in shutdown."""
+        """SIGINT/SIGTERM/SIGHUP: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in shutdown."""
         self.counters.signals += 1
         if not self._stopping:
             self._stopping = True
@@ -178,7 +185,8 @@ class SafetyLayer:
     # ---- per tick ----------------------------------------------------------------------------
 
     def observe(self) -> dict[str, int]:
-        """Present positions (sync read); on a failed read, the last good reading while the window runs."""
+        """Present positions (sync read), then one read-back; on a failed read, the last good reading while the
+        window runs."""
         self._check_running()
         try:
             read = self.bus.sync_read("Present_Position", self._read)
@@ -191,7 +199,40 @@ class SafetyLayer:
             self._on_alerts(alerted)
         else:
             self.faults.good_read()
+        if self.tripped is None:
+            self._read_back()
         return dict(self.present)
+
+    def _read_back(self) -> None:
+        """Torque_Enable or Bus_Watchdog (alternately, Bus_Watchdog only when armed) of every servo read: a value
+        other than the one set at start means the servo was reset (power loss, reboot) or stopped, and its joint
+        may be limp: the reaction is taken now, and a torque-off joint is left alone."""
+        registers = ("Torque_Enable", "Bus_Watchdog") if self._watchdog_units else ("Torque_Enable",)
+        register = registers[self._readbacks % len(registers)]
+        self._readbacks += 1
+        try:
+            values = self.bus.sync_read(register, self._read)
+        except BusError as exc:
+            self._comm_fault(exc)
+            return
+        expected = 1 if register == "Torque_Enable" else self._watchdog_units
+        wrong = {m: v for m, v in values.items() if v != expected}
+        if not wrong:
+            return
+        if register == "Torque_Enable":
+            self.limp |= set(wrong)
+            known = {m: self.faulted[m] for m in wrong if m in self.faulted}
+            cause = (f"hardware error: {known}, torque off on {', '.join(wrong)}" if known else
+                     f"servo reset: {', '.join(wrong)} read back Torque_Enable 0 (a servo that lost power or "
+                     "rebooted comes back with torque off); no goal is sent to it")
+        elif all(v == tables.WATCHDOG_FIRED for v in wrong.values()):
+            cause = (f"Bus Watchdog fired on {', '.join(wrong)}: no instruction reached it for "
+                     f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms, it stopped and refuses goals")
+        else:
+            cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
+                     f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)")
+        logger.error("safety: %s", cause)
+        self.faults.trip(cause)
 
     def report(self, source: str, problem: str | None) -> None:
         """A fault outside the bus (e.g. `report("camera observation.images.top", "no new frame for 180 ms")`):
@@ -254,8 +295,8 @@ class SafetyLayer:
         try:
             if self.config.reaction == "torque_off":
                 self.bus.disable_torque()
-            else:
-                self.bus.sync_write("Goal_Position", self._goal)
+            elif any(m not in self.limp for m in self._goal):
+                self.bus.sync_write("Goal_Position", {m: v for m, v in self._goal.items() if m not in self.limp})
         except BusError as exc:
             self.counters.comm_errors += 1
             logger.error("safety reaction incomplete: %s", exc)

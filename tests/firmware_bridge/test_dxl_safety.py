@@ -131,11 +131,11 @@ def test_fault_reaction_within_window_stays_in_force_through_shutdown(bus: Dynam
     FAULTS[fault](emulator)
     longest_tick = run(safety, 200, until=lambda: safety.tripped is not None)
     assert safety.tripped is not None and safety.counters.reactions == 1
-    # Checked at every observe/step: at most one tick (plus the sleep between ticks) after the window.
-    assert WINDOW <= safety.reaction_delay_s <= WINDOW + longest_tick + TICK + 0.005
-    if fault in ("overload", "overheating"):
+    if fault in ("overload", "overheating"):  # the factory Shutdown turns torque off: read back, no window to wait
+        assert "torque off on elbow_flex" in safety.tripped and safety.tripped.startswith("hardware error")
         assert safety.counters.hardware_errors == 1 and 3 in emulator.servos and "elbow_flex" in safety.faulted
-    else:
+    else:  # checked at every observe/step: at most one tick (plus the sleep between ticks) after the window
+        assert WINDOW <= safety.reaction_delay_s <= WINDOW + longest_tick + TICK + 0.005
         assert safety.counters.comm_errors >= 1
     time.sleep(0.02)  # the reaction's own broadcast write lands
     written, suppressed = sum(map(len, goal_writes(emulator).values())), safety.counters.suppressed
@@ -156,7 +156,7 @@ def test_fault_reaction_within_window_stays_in_force_through_shutdown(bus: Dynam
 
 
 def test_fault_shorter_than_window_needs_no_reaction(bus: DynamixelBus, emulator: ServoEmulator) -> None:
-    safety = make(bus, error_window_s=0.3)
+    safety = make(bus, error_window_s=0.3, watchdog_ms=1000)  # the servo's watchdog outlasts the silence too
     safety.start()
     emulator.drop_replies(3, 1)  # one lost reply: absorbed by the bus retries
     run(safety, 3)
