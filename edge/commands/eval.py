@@ -21,6 +21,7 @@ from edge.commands.demo import bundled
 from edge.errors import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
+from edge.runtime.files import check_writable
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
@@ -84,6 +85,8 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     """
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
+    if args.json is not None:
+        check_writable(args.json, "--json")
     path = resolve_package(args.package)
     package = load_package(path)
     cls = runner_class(package.manifest.policy_type)

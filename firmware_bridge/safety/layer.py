@@ -151,7 +151,7 @@ class SafetyLayer:
         finally:
             try:
                 if self.holding:
-                    logger.warning("safety: torque left on, holding the last safe goal (%s)", self.tripped)
+                    logger.info("safety: torque left on, holding the last safe goal (%s)", self.tripped)
                 else:
                     self.bus.disable_torque()
             except BusError as exc:
@@ -231,7 +231,6 @@ class SafetyLayer:
         else:
             cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
                      f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)")
-        logger.error("safety: %s", cause)
         self.faults.trip(cause)
 
     def report(self, source: str, problem: str | None) -> None:
@@ -288,9 +287,10 @@ class SafetyLayer:
         self.faults.fault(f"hardware error: {self.faulted}")
 
     def _react(self, cause: str) -> None:
-        """The configured reaction, taken once when the fault window trips."""
+        """The configured reaction, taken once when the fault window trips. Logged at INFO only: the cause is
+        `tripped`, which whoever runs the layer reports once (`edge run`'s closing line)."""
         self.counters.reactions += 1
-        logger.error("safety reaction %r after %.0f ms: %s", self.config.reaction,
+        logger.info("safety reaction %r after %.0f ms: %s", self.config.reaction,
                      (self.reaction_delay_s or 0.0) * 1000, cause)
         try:
             if self.config.reaction == "torque_off":
