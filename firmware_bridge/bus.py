@@ -42,7 +42,7 @@ class BusError(FirmwareBridgeError, RuntimeError):
     def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
         self.motors = tuple(motors)
         self.cause = cause
-        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}")
+        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}" if self.motors else f"{what}: {cause}")
 
 
 class _Transient(Exception):

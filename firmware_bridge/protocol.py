@@ -197,6 +197,15 @@ class TimedPortHandler(PortHandler):
         self.tx_time_per_byte = (1000.0 / self.baudrate) * 10.0
         return True
 
+    def closePort(self) -> None:  # noqa: N802 (SDK name)
+        """Release the port: exclusivity off first (a tty keeps it while another holds it open, as the emulator
+        holds its pty), then close, which also drops the flock."""
+        try:
+            fcntl.ioctl(self.ser.fileno(), termios.TIOCNXCL)
+        except (OSError, ValueError):
+            pass
+        super().closePort()
+
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
         self.packet_timeout = (self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + self.reply_delay_ms

@@ -219,6 +219,12 @@ class SafetyLayer:
         wrong = {m: v for m, v in values.items() if v != expected}
         if not wrong:
             return
+        if register == "Bus_Watchdog":  # is it limp too? (a reset servo is, unless it starts with torque on)
+            try:
+                torque = self.bus.sync_read("Torque_Enable", list(wrong))
+            except BusError:
+                torque = {m: 0 for m in wrong}  # unknown: treated as limp, never commanded
+            self.limp |= {m for m, v in torque.items() if v != 1}
         if register == "Torque_Enable":
             self.limp |= set(wrong)
             known = {m: self.faulted[m] for m in wrong if m in self.faulted}
@@ -229,8 +235,10 @@ class SafetyLayer:
             cause = (f"Bus Watchdog fired on {', '.join(wrong)}: no instruction reached it for "
                      f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms, it stopped and refuses goals")
         else:
+            limp = [m for m in wrong if m in self.limp]
             cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
-                     f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)")
+                     f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)"
+                     + (f"; torque off on {', '.join(limp)}, no goal is sent to it" if limp else ""))
         self.faults.trip(cause)
 
     def report(self, source: str, problem: str | None) -> None:
