@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Callable, Iterator
 
@@ -86,6 +87,9 @@ def signals_interrupt() -> Iterator[None]:
         interrupt.signum = signum  # type: ignore[attr-defined]
         raise interrupt
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield

@@ -321,21 +321,18 @@ class ServoEmulator(InstructionSet):
                 reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
             start = self._bus_free + (servo.get("Return_Delay_Time") * 2e-6 if self.timing else 0.0)
             self._bus_free = start + self._wire(len(reply))
-            self._write_at(self._bus_free + delay, reply, delayed=delay > 0)
+            self._write_at(self._bus_free + delay, reply)
 
     def _write_combined(self, reply: bytes, return_delay_s: float, late_s: float) -> None:
         """A fast read's single reply: after the first servo's Return Delay Time, then the wire time."""
         self._bus_free += (return_delay_s if self.timing else 0.0) + self._wire(len(reply))
-        self._write_at(self._bus_free + late_s, reply, delayed=late_s > 0)
+        self._write_at(self._bus_free + late_s, reply)
 
-    def _write_at(self, due: float, reply: bytes, delayed: bool) -> None:
-        """Send `reply` at `due`. A reply on time (wire time and Return Delay Time) is sent from here, waiting for
-        `due` without sleeping: a thread that sleeps a fraction of a millisecond may wake several ms late on a busy
-        machine, later than any servo would answer (the host sizes its timeout for the real delay). A reply an
-        injected fault delays goes to the serve loop, so that other traffic is not held up."""
-        if delayed and due - time.monotonic() > 0.001:
+    def _write_at(self, due: float, reply: bytes) -> None:
+        """Send `reply` at `due`: now (sleeping out the wire time) or, when delayed, from the serve loop."""
+        if due - time.monotonic() > 0.001:
             heapq.heappush(self._late, (due, reply))
             return
-        while due - time.monotonic() > 0:
-            time.sleep(0)  # yields the GIL, stays runnable
+        while (left := due - time.monotonic()) > 0:
+            time.sleep(left if left > 0.0005 else 0)
         os.write(self._master, reply)

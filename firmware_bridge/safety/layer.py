@@ -231,9 +231,9 @@ class SafetyLayer:
             cause = (f"hardware error: {known}, torque off on {', '.join(wrong)}" if known else
                      f"servo reset: {', '.join(wrong)} read back Torque_Enable 0 (a servo that lost power or "
                      "rebooted comes back with torque off); no goal is sent to it")
-        elif all(v == tables.WATCHDOG_FIRED for v in wrong.values()):
-            cause = (f"Bus Watchdog fired on {', '.join(wrong)}: no instruction reached it for "
-                     f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms, it stopped and refuses goals")
+        elif all(v == tables.WATCHDOG_FIRED for v in wrong.values()):  # a stall, not a reset: re-armed, a fault
+            self._rearm_watchdog(list(wrong))
+            return
         else:
             limp = [m for m in wrong if m in self.limp]
             cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
@@ -293,6 +293,18 @@ class SafetyLayer:
             self.counters.hardware_errors += 1
             logger.error("hardware error on %s: %s", name, self.faulted[name])
         self.faults.fault(f"hardware error: {self.faulted}")
+
+    def _rearm_watchdog(self, fired: list[str]) -> None:
+        """A Bus Watchdog that fired (the loop stalled longer than it; the servo stopped and refuses goals): cleared
+        and armed again (bus_watchdog.md), and a fault in the error window, so a stall that recurs trips."""
+        try:  # every joint (shadows take it through their Secondary_ID), as start() did
+            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})
+            self.bus.sync_write("Bus_Watchdog", {m: self._watchdog_units for m in self.joints})
+        except BusError as exc:
+            self._comm_fault(exc)
+            return
+        self.faults.fault(f"Bus Watchdog fired on {', '.join(fired)}: no instruction reached it for "
+                          f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms; re-armed")
 
     def _react(self, cause: str) -> None:
         """The configured reaction, taken once when the fault window trips. Logged at INFO only: the cause is

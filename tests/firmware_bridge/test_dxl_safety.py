@@ -205,3 +205,31 @@ def test_signal_stops_moves_to_rest_and_releases(bus: DynamixelBus, emulator: Se
     assert signal.getsignal(signal.SIGTERM) is previous
     with pytest.raises(SafetyStop):
         safety.step({})
+
+
+def test_a_servo_reset_trips_at_once_and_its_joint_is_never_commanded_again(bus: DynamixelBus,
+                                                                           emulator: ServoEmulator) -> None:
+    safety = make(bus, error_window_s=5.0)  # far beyond the test: a reset must not wait for the window
+    safety.start()
+    run(safety, 4)
+    emulator.power_off(3)
+    emulator.reappear(3, power_cycled=True)  # back with factory RAM: torque off, Bus_Watchdog 0
+    powered_up = len(emulator.servos[3].writes)
+    run(safety, 6)
+    assert safety.tripped is not None and "servo reset: elbow_flex" in safety.tripped
+    assert safety.counters.reactions == 1 and safety.limp == {"elbow_flex"}
+    assert [v for name, v in list(emulator.servos[3].writes)[powered_up:] if name == "Goal_Position"] == []
+    assert all(emulator.register(i, "Torque_Enable") == 1 for i in emulator.servos if i != 3)  # hold
+    safety.shutdown()
+
+
+def test_a_fired_watchdog_is_re_armed_and_a_fault_in_the_window(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    safety = make(bus, error_window_s=5.0)
+    safety.start()
+    run(safety, 2)
+    for servo_id in emulator.servos:  # as if the loop had stalled past the watchdog
+        emulator.servos[servo_id].put("Bus_Watchdog", tables.WATCHDOG_FIRED)
+    run(safety, 4)
+    assert safety.tripped is None and safety.faults._since is not None  # an episode, not a reaction
+    assert set(bus.sync_read("Bus_Watchdog").values()) == {5}  # armed again
+    safety.shutdown()
