@@ -83,9 +83,13 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
 
 
 def check_outputs(options: DriveOptions, robot: Robot) -> None:
-    """Refuse a recording or live view that cannot work before anything is connected (CLIError, exit 2)."""
+    """Refuse an output file that could not be written, a recording or live view that cannot work, before anything
+    is connected (CLIError / OptionError, exit 2)."""
     from edge.errors import CLIError
 
+    for what, path in (("--telemetry", options.telemetry_path), ("--summary", options.summary_path)):
+        if path is not None:
+            check_writable(path, what)
     if options.record is not None:
         from edge.robot.record.episodes import check_recording
 
@@ -176,9 +180,6 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     check_rate(options.hz)
     check_outputs(options, robot)
     check_compatible(policy, robot)
-    for what, path in (("--telemetry", options.telemetry_path), ("--summary", options.summary_path)):
-        if path is not None:
-            check_writable(path, what)
     executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
     mode = f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"
