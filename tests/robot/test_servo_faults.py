@@ -230,11 +230,16 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_moves(arm, 
     assert not (tmp_path / "results").exists()
 
 
-def test_demo_refuses_an_outcome_it_could_not_write_before_starting(tmp_path: Path) -> None:
-    result = edge("demo", "--outcome", str(tmp_path / "missing" / "outcome.json"), "--quiet")
+def test_demo_and_eval_refuse_an_output_they_could_not_write_before_starting(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "out.json"
+    result = edge("demo", "--outcome", str(missing), "--quiet")
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1].startswith(f"error: --outcome {tmp_path / 'missing' / 'outcome.json'}")
+    assert result.stderr.splitlines()[-1].startswith(f"error: --outcome {missing}: folder")
     assert "starting an emulated" not in result.stdout
+    result = edge("eval", "act", "--episodes", "1", "--json", str(missing), "--quiet")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(f"error: --json {missing}: folder")
+    assert "evaluating" not in result.stderr
 
 
 @pytest.mark.parametrize("ending", ["clean", "reset", "SIGTERM"])
