@@ -31,15 +31,43 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", required=True, help="robot file (YAML, see docs/calibration.md) or a preset: "
                                                        "koch, omx")
     parser.add_argument("--port", default=None, help="serial port, overriding the robot file's (single-bus robots)")
+    parser.add_argument("--id", dest="robot_id", default=None, metavar="NAME",
+                        help="the arm's name (LeRobot's --robot.id): its calibration is "
+                             "$HF_LEROBOT_CALIBRATION/robots/<type>/<NAME>.json, where LeRobot keeps it")
     parser.add_argument("--calibration", default=None,
-                        help="calibration file, overriding the robot file's (single-bus robots)")
+                        help="calibration file, overriding the robot file's and --id's (single-bus robots)")
 
 
 def robot_from(args: argparse.Namespace) -> RobotConfig:
-    """The robot the arguments name, with --port / --calibration applied; RobotConfigError if unusable."""
+    """The robot the arguments name, with --id, --port and --calibration applied; RobotConfigError if unusable."""
     from calibration import load_robot_config
 
-    return load_robot_config(args.robot).with_overrides(port=args.port, calibration=args.calibration)
+    return load_robot_config(args.robot, robot_id=args.robot_id).with_overrides(port=args.port,
+                                                                              calibration=args.calibration)
+
+
+def calibrate_command(args: argparse.Namespace) -> str:
+    """The `edge calibrate` line for the robot these arguments name, for messages that send the user there."""
+    words = ["edge calibrate", "--robot", args.robot]
+    for flag, value in (("--id", args.robot_id), ("--port", args.port), ("--calibration", args.calibration)):
+        if value is not None:
+            words += [flag, str(value)]
+    return " ".join(words)
+
+
+def calibration_folder(robot: RobotConfig) -> str:
+    """LeRobot's calibration folder of a typed robot, as the user would type it."""
+    from calibration.lerobot_paths import robot_calibration_dir
+
+    return str(robot_calibration_dir(robot.robot_type or ""))
+
+
+def known_ids(robot: RobotConfig) -> str:
+    """`` (calibrated ids: a, b)`` for a typed robot, else ""."""
+    from calibration.lerobot_paths import calibrated_ids
+
+    ids = calibrated_ids(robot.robot_type) if robot.robot_type else []
+    return f" (calibrated ids: {', '.join(ids)})" if ids else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from firmware_bridge.bus import DynamixelBus
 
     robot = robot_from(args)
+    if any(bus.calibration is None for bus in robot.buses):
+        raise CLIError(f"{robot.robot_type} keeps its calibration in {calibration_folder(robot)}/<id>.json: name "
+                       f"the arm with --id NAME{known_ids(robot)}")
     expected = {bus.name: bus.load_calibration() for bus in robot.buses} if args.check else None
     differences = 0
     for config in robot.buses:

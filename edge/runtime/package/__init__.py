@@ -41,6 +41,7 @@ from edge.runtime.package.manifest import (
     WEIGHT_STORAGE,
     ActionOutput,
     Chunking,
+    DatasetInfo,
     Fp16Graph,
     Fp16OutputError,
     Fp16Preflight,

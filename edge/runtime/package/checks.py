@@ -195,6 +195,25 @@ def _check_fp16(m: Manifest) -> None:
         check_digest(g.sha256, f"fp16_preflight.graphs.{name}.sha256")
 
 
+def _check_dataset(m: Manifest) -> None:
+    """The optional dataset section: a positive fps, names non-empty, unique, one per state/action element."""
+    d = m.dataset
+    if d is None:
+        return
+    if d.fps is not None and d.fps < 1:
+        raise PackageError(f"{field_ref('dataset.fps')} is {d.fps}; it must be >= 1")
+    state = next((i for i in m.inputs if i.kind == "state"), None)
+    for key, names, size in (("state_names", d.state_names, None if state is None else state.elements),
+                             ("action_names", d.action_names, m.action.dim)):
+        if names is None:
+            continue
+        where = field_ref(f"dataset.{key}")
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise PackageError(f"{where} must be non-empty, unique names, got {names}")
+        if size is not None and len(names) != size:
+            raise PackageError(f"{where} names {len(names)} values, the vector has {size}")
+
+
 def check_manifest(m: Manifest) -> None:
     """Every value and cross-field rule; PackageError naming the manifest field at fault."""
     if m.weights not in WEIGHT_STORAGE:
@@ -213,3 +232,4 @@ def check_manifest(m: Manifest) -> None:
     _check_graph_io(m, m.policy.graph_io(m))
     _check_validation(m)
     _check_fp16(m)
+    _check_dataset(m)
