@@ -94,6 +94,18 @@ class ServoEmulator(InstructionSet):
         """The default 6-servo arm, ids 1..6 (see `default_arm_motors`)."""
         return cls(dict(default_arm_motors(model).values()), **kwargs)
 
+    @classmethod
+    def factory_fresh(cls, models: list[str], **kwargs: object) -> ServoEmulator:
+        """Servos as they leave the factory, every one at ID 1 and 57600 bps (what `edge setup-motors` meets).
+
+        `servos` is keyed by slot 1..n, not by ID: `vanish(slot)` unplugs one, so a test can connect one at a time;
+        two present at once collide on ID 1 (their replies garble each other, as on a real half-duplex line).
+        """
+        emulator = cls(dict(enumerate(models, start=1)), baudrate=tables.FACTORY_BAUDRATE, **kwargs)
+        for servo in emulator.servos.values():
+            servo.put("ID", tables.FACTORY_ID)
+        return emulator
+
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> str:
@@ -288,8 +300,9 @@ class ServoEmulator(InstructionSet):
         return n_bytes * 10.0 / self._rate if self.timing else 0.0
 
     def _send(self, replies: list[tuple[EmulatedServo, bytes]], level: int) -> None:
-        """Put status packets on the wire in order, honouring Status Return Level, timing and faults."""
-        for servo, reply in replies:
+        """Put status packets on the wire in order, honouring Status Return Level, timing and faults; servos that
+        share an ID answer at the same moment and their replies collide."""
+        for servo, reply in _collisions(replies):
             if servo.get("Status_Return_Level") < level:
                 continue
             dropped, corrupted, delay = servo.faults.consume()
@@ -314,3 +327,18 @@ class ServoEmulator(InstructionSet):
         while (left := due - time.monotonic()) > 0:
             time.sleep(left if left > 0.0005 else 0)
         os.write(self._master, reply)
+
+
+def _collisions(replies: list[tuple[EmulatedServo, bytes]]) -> list[tuple[EmulatedServo, bytes]]:
+    """Two servos with one ID both drive the half-duplex line at once: neither frame survives. Modelled as the first
+    reply's bytes ANDed with the second's a bit late (the idle line is high), which breaks the header and the CRC."""
+    merged: dict[int, tuple[EmulatedServo, bytes]] = {}
+    for servo, reply in replies:
+        key = servo.get("ID")
+        if key in merged:
+            first, other = merged[key]
+            length = max(len(other), len(reply))
+            a, b = other.ljust(length, b"\xff"), reply.ljust(length, b"\xff")
+            reply, servo = bytes(x & ((y >> 1) | 0x80) for x, y in zip(a, b)), first
+        merged[key] = (servo, reply)
+    return list(merged.values())
