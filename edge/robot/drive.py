@@ -19,6 +19,7 @@ from typing import Callable
 from edge.errors import PackageError
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.joint_names import joint_order
 from edge.robot.rate import check_rate
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
@@ -38,8 +39,9 @@ class DriveOptions:
 
 
 def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
-    """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
-    input's exact shape, and have every other input fed by a constant feature of the right shape."""
+    """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
+    the package has them: another order is mapped, other names refused), get each camera's frames at its input's
+    exact shape, and have every other input fed by a constant feature of the right shape."""
     manifest, config = policy.package.manifest, robot.config
     inputs = {i.name: i for i in manifest.inputs}
     state = inputs.get(config.features.state)
@@ -49,6 +51,9 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     if manifest.action.dim != len(config.motors):
         raise PackageError(f"the policy's action has {manifest.action.dim} values, the robot has "
                            f"{len(config.motors)} joints")
+    robot.joint_order = joint_order(manifest.dataset, config.motor_names)
+    if robot.joint_order.note:
+        print(f"note: {robot.joint_order.note}", file=sys.stderr)
     for name, cam in robot.cameras.items():
         wanted = inputs.get(name)
         if wanted is None or wanted.kind != "image":

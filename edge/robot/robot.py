@@ -19,6 +19,7 @@ import numpy as np
 from calibration import BusConfig, JointNormalizer, RobotConfig
 from calibration.procedure import apply_file_calibration, check_servo_calibration
 from edge.robot.cameras import Camera, OpenCVCamera
+from edge.robot.joint_names import JointOrder
 from firmware_bridge import tables
 from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.safety import SafetyLayer
@@ -52,6 +53,7 @@ class Robot:
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
     bus_timeout_slack_ms: float = 3.0  # extra reply time; the in-process emulator needs more on a busy machine
     write_calibration: bool = False
+    joint_order: JointOrder | None = None  # the policy's joint order when it differs (edge/robot/joint_names.py)
 
     def __post_init__(self) -> None:
         self._calibration = {bus.name: bus.load_calibration() for bus in self.config.buses}
@@ -151,6 +153,8 @@ class Robot:
             for m, joint in arm.pairs:
                 ticks[joint] = present[m]
         state = self._present = self.normalizer.observation(ticks)
+        if self.joint_order is not None and not self.joint_order.identity:
+            state = state[self.joint_order.to_policy]  # the policy's (dataset's) joint order
         obs = {self.config.features.state: state, **self.static_features}
         for name, cam in self.cameras.items():
             frame, stamp = cam.latest()
@@ -168,11 +172,15 @@ class Robot:
         return self._present
 
     def write(self, action: np.ndarray | None) -> np.ndarray:
-        """Command an action (policy units, joint order) through the safety layers; None re-sends the last goal
-        (keeps the bus watchdog fed while the first chunk is computed). Returns the goal sent, policy units."""
+        """Command an action (policy units, the policy's joint order) through the safety layers; None re-sends the
+        last goal (keeps the bus watchdog fed while the first chunk is computed). Returns the goal sent, policy
+        units, in the order `read` gives the state."""
         goal: Mapping[str, float] = self._sent
+        mapped = self.joint_order is not None and not self.joint_order.identity
         if action is not None:
             action = np.asarray(action, dtype=np.float64)
+            if mapped:
+                action = action[self.joint_order.to_robot]
             finite = np.isfinite(action)  # non-finite entries go on as NaN: the safety layer rejects and counts them
             ticks = self.normalizer.unnormalize(np.where(finite, action, 0.0)).astype(np.float64)
             goal = dict(zip(self.motors, np.where(finite, ticks, np.nan).tolist()))
@@ -183,7 +191,8 @@ class Robot:
                 sent[joint] = written[m]
         self._sent = sent
         self._propagate_trip()
-        return self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+        commanded = self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+        return commanded[self.joint_order.to_policy] if mapped else commanded
 
     def _propagate_trip(self) -> None:
         """One bus's reaction stops every arm: the others take theirs too, and the first cause is kept."""
