@@ -55,6 +55,50 @@ def calibrate_command(args: argparse.Namespace) -> str:
     return " ".join(words)
 
 
+def require_id(robot: RobotConfig) -> None:
+    """A typed robot needs an id to find its calibration file: CLIError naming LeRobot's folder and the known ids."""
+    if any(bus.calibration is None for bus in robot.buses):
+        raise CLIError(f"{robot.robot_type} keeps its calibration in {calibration_folder(robot)}/<id>.json: name "
+                       f"the arm with --id NAME{known_ids(robot)}")
+
+
+def calibrate_if_missing(robot: RobotConfig, args: argparse.Namespace) -> None:
+    """LeRobot's connect(calibrate=True) for buses without a calibration file: on a terminal, calibrate them now
+    (a robot whose joints all take the full turn, LeRobot's OMX, gets its factory calibration without asking);
+    otherwise refuse, naming the command to run. Servos are only written here on a terminal, torque off."""
+    from calibration import save_calibration
+    from calibration.procedure import apply_file_calibration, run_calibration
+    from firmware_bridge.bus import DynamixelBus
+
+    require_id(robot)
+    missing = [bus for bus in robot.buses if bus.calibration is not None and not bus.calibration.is_file()]
+    if not missing:
+        return
+    files = ", ".join(str(bus.calibration) for bus in missing)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CLIError(f"no calibration file {files}: calibrate the arm first with `{calibrate_command(args)}` "
+                       "(or pass --calibration FILE)")
+    name = f"{robot.robot_type or 'robot'} {robot.robot_id!r}" if robot.robot_id else "this robot"
+    for config in missing:
+        bus = DynamixelBus(config.port, config.bus_motors(), baudrate=config.baudrate,
+                           timeout_slack_ms=getattr(args, "bus_slack_ms", 3.0))
+        try:
+            bus.connect()
+            if config.factory_calibrated:
+                print(f"No calibration file for {name} ({config.calibration}); every joint takes the full turn: "
+                      "writing the factory calibration (homing offset 0, range 0..4095) to the servos, as LeRobot "
+                      "does", flush=True)
+                calibration = config.factory_calibration()
+                apply_file_calibration(bus, config, calibration)
+                save_calibration(calibration, config.calibration)
+            else:
+                print(f"No calibration file for {name} ({config.calibration}): calibrating now, as LeRobot does at "
+                      "connect (Ctrl-C to stop)", flush=True)
+                run_calibration(bus, config, sys.stdin, sys.stdout)
+        finally:
+            bus.disconnect()
+
+
 def calibration_folder(robot: RobotConfig) -> str:
     """LeRobot's calibration folder of a typed robot, as the user would type it."""
     from calibration.lerobot_paths import robot_calibration_dir
@@ -76,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_bridge.bus import DynamixelBus
 
     robot = robot_from(args)
-    if any(bus.calibration is None for bus in robot.buses):
-        raise CLIError(f"{robot.robot_type} keeps its calibration in {calibration_folder(robot)}/<id>.json: name "
-                       f"the arm with --id NAME{known_ids(robot)}")
+    require_id(robot)
     expected = {bus.name: bus.load_calibration() for bus in robot.buses} if args.check else None
     differences = 0
     for config in robot.buses:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edge
-from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.commands.calibrate import add_robot_arguments, calibrate_command, calibrate_if_missing, robot_from
 from edge.errors import CLIError
 from edge.robot.executors import MERGE_RULES
 from edge.runtime.backends import BACKENDS
@@ -77,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = robot_from(args)
     with edge.load_policy(args.policy, backend=args.backend) as policy:
+        calibrate_if_missing(config, args)
         robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration)
         try:
             drive(robot, policy, options_from(args, args.hz or config.control_hz))
         except CalibrationMismatch as exc:
             print(exc.table, file=sys.stderr)
+            print(f"to recalibrate: {calibrate_command(args)}", file=sys.stderr)
             raise
     return 0

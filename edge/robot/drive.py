@@ -72,7 +72,9 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     fed = {config.features.state, *robot.static_features, *robot.cameras}
     unfed = [i.name for i in manifest.inputs if i.name not in fed]
     if unfed:
-        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot")
+        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot: give each a constant with "
+                           f"--feature NAME=V1,V2,... (e.g. --feature {unfed[0]}=0,...), or, for an image, a camera "
+                           "in the robot file's cameras:")
 
 
 def status_line(record: TickRecord, hz: float) -> None:
