@@ -42,8 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene (start, target, obstacle) seed (default 0)")
     p.add_argument("--outcome", type=Path, default=None,
                    help="write the episode's outcome (scene, reached, side) as JSON")
-    add_loop_arguments(p, hz_default=TaskConfig.hz)
-    p.set_defaults(duration=DEFAULT_DURATION_S)
+    add_loop_arguments(p, hz_default=TaskConfig.hz, duration_default=DEFAULT_DURATION_S)
     return p
 
 

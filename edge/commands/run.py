@@ -23,13 +23,18 @@ if TYPE_CHECKING:
     from edge.robot.drive import DriveOptions
 
 
-def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
-    """Options shared by `edge run` and `edge demo`."""
-    p.add_argument("--hz", type=float, default=hz_default, help="control rate (default: the robot file's)")
+def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
+                       duration_default: float | None = None) -> None:
+    """Options shared by `edge run` and `edge demo`; the help states the defaults each command really has."""
+    p.add_argument("--hz", type=float, default=hz_default,
+                   help="control rate (default: the robot file's control_hz)" if hz_default is None
+                   else f"control rate (default {hz_default:g} Hz)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="compute the next chunk while the current one executes (the loop never waits)")
     p.add_argument("--merge", choices=MERGE_RULES, default="latest", help="how overlapping chunks merge (--async)")
-    p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--duration", type=float, default=duration_default,
+                   help="seconds to run (default: until Ctrl-C)" if duration_default is None
+                   else f"seconds to run (default {duration_default:g} s, one episode)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
     p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")

@@ -77,6 +77,16 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
                            "in the robot file's cameras:")
 
 
+def run_meta(policy: PolicyRunner, robot: Robot, options: DriveOptions) -> dict:
+    """What `edge report` needs to label a run: joints in the order the records hold them, units, rate, policy."""
+    motors = list(robot.config.motors)
+    if robot.joint_order is not None:
+        motors = [motors[i] for i in robot.joint_order.to_policy]
+    return {"policy": str(policy.package.path), "policy_type": policy.package.manifest.policy_type, "hz": options.hz,
+            "joints": [m.name for m in motors], "units": [m.norm_mode.unit for m in motors],
+            "mode": f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"}
+
+
 def status_line(record: TickRecord, hz: float) -> None:
     """Live status: redrawn 5 times a second on a terminal, one line a second in a log."""
     tty = sys.stderr.isatty()
@@ -114,7 +124,7 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     check_rate(options.hz)
     check_compatible(policy, robot)
     executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
+    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
     mode = f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),

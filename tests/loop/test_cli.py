@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from edge.robot.telemetry import load_telemetry
+
 
 def edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout)
@@ -26,7 +28,8 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
                          "safety_interventions", "out_of_distribution"}
     task = json.loads(outcome.read_text())
     assert task["policy"] == "act" and task["side"] in ("left", "right")
-    assert len(telemetry.read_text().splitlines()) == 40
+    meta, records = load_telemetry(telemetry)
+    assert len(records) == 40 and meta["hz"] == 20 and meta["joints"][-1] == "gripper"
 
     pytest.importorskip("matplotlib")
     report = edge("report", str(telemetry), "--out", str(tmp_path / "plots"))
