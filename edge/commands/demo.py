@@ -34,6 +34,17 @@ def bundled() -> dict[str, Path]:
     return {f: DATA / f"demo_{f}" for f in FAMILIES if (DATA / f"demo_{f}" / "manifest.json").is_file()}
 
 
+def resolve_package(name: str) -> Path:
+    """A package directory, or a bundled demo's family (`act`, `diffusion`, `vqbet`) as `edge eval` takes it."""
+    path = Path(name)
+    packages = bundled()
+    if not path.exists() and name in packages:
+        return packages[name]
+    if not path.is_dir():
+        raise CLIError(f"{name}: no such package directory (or a bundled demo: {', '.join(packages)})")
+    return path
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a bundled trained policy on an emulated arm (no robot, no GPU needed)")
     p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from edge.commands.demo import bundled
+from edge.commands.demo import resolve_package
 from edge.errors import CLIError
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
@@ -52,16 +52,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-
-
-def resolve_package(name: str) -> Path:
-    path = Path(name)
-    packages = bundled()
-    if not path.exists() and name in packages:
-        return packages[name]
-    if not path.is_dir():
-        raise CLIError(f"{name}: no such package directory")
-    return path
 
 
 def run(args: argparse.Namespace) -> int:

@@ -157,6 +157,9 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                 sys.stderr.write("\n")
         summary = telemetry.summary()
         print(format_summary(summary))
+        breakdown = robot.safety_breakdown()
+        if breakdown:
+            print("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
         if options.summary_path is not None:
             Path(options.summary_path).write_text(json.dumps(summary, indent=2))
         print(how_it_ended(robot, ended))

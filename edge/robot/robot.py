@@ -23,6 +23,7 @@ from edge.robot.joint_names import JointOrder
 from firmware_bridge import tables
 from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.safety import SafetyLayer
+from firmware_bridge.safety.config import INTERVENTIONS
 
 
 class _Arm:
@@ -211,8 +212,10 @@ class Robot:
 
     @property
     def safety_interventions(self) -> int:
-        total = 0
-        for arm in self.arms:
-            c = arm.safety.counters
-            total += c.clamped + c.step_capped + c.non_finite + c.missing + c.reactions + c.suppressed
-        return total
+        """The summary's "safety interventions": every counter of INTERVENTIONS, summed over the buses."""
+        return sum(getattr(arm.safety.counters, name) for arm in self.arms for name in INTERVENTIONS)
+
+    def safety_breakdown(self) -> list[str]:
+        """One line per non-zero intervention counter, saying what it counts (printed after the summary)."""
+        counts = {name: sum(getattr(arm.safety.counters, name) for arm in self.arms) for name in INTERVENTIONS}
+        return [f"{count:>6} {name}: {INTERVENTIONS[name]}" for name, count in counts.items() if count]
