@@ -109,3 +109,15 @@ def test_edge_export_records_the_dataset_found_next_to_the_checkpoint(lerobot_fi
     assert export_main([str(ckpt), "--out", str(tmp_path / "pkg2"), "--dataset-info", str(wrong)]) == 2
     assert "lists 5 names but the checkpoint's observation.state has 6 values" in capsys.readouterr().err
     assert not (tmp_path / "pkg2").exists()
+
+
+def test_out_of_distribution_warning_names_the_joint(tmp_path, caplog):
+    import numpy as np
+
+    pkg = with_dataset(tmp_path, {"state_names": NAMES, "action_names": NAMES})
+    state = np.zeros(6, np.float32)
+    state[2] = 1e4  # far outside any statistics
+    with edge.load_policy(pkg) as policy, caplog.at_level("WARNING"):
+        policy.reset()
+        policy.select_action({"observation.state": state, "observation.environment_state": np.zeros(4, np.float32)})
+    assert "observation.state: value 1e+04 at index 2 (elbow_flex.pos) is far outside" in caplog.text
