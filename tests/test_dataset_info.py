@@ -77,7 +77,12 @@ def with_dataset(tmp_path: Path, section) -> Path:  # noqa: ANN001
 
 
 def test_manifest_section_loads_and_older_packages_have_none(tmp_path):
-    assert load_package(DATA / "demo_act").manifest.dataset is None
+    older = with_dataset(tmp_path / "older", None)
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["dataset"]  # as every package exported before the section existed
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert load_package(older).manifest.dataset is None
+    assert load_package(DATA / "demo_act").manifest.dataset.state_names[-1] == "gripper.pos"  # the bundled demos'
     dataset = load_package(with_dataset(tmp_path, {"fps": 20, "state_names": NAMES, "action_names": NAMES})).manifest.dataset
     assert (dataset.fps, dataset.state_names, dataset.action_names) == (20, NAMES, NAMES)
 
