@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from edge.errors import CLIError
 
 if TYPE_CHECKING:
-    from calibration import RobotConfig
+    from calibration import BusConfig, RobotConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -66,37 +66,48 @@ def calibrate_if_missing(robot: RobotConfig, args: argparse.Namespace) -> None:
     """LeRobot's connect(calibrate=True) for buses without a calibration file: on a terminal, calibrate them now
     (a robot whose joints all take the full turn, LeRobot's OMX, gets its factory calibration without asking);
     otherwise refuse, naming the command to run. Servos are only written here on a terminal, torque off."""
-    from calibration import save_calibration
-    from calibration.procedure import apply_file_calibration, run_calibration
-    from firmware_bridge.bus import DynamixelBus
-
     require_id(robot)
     missing = [bus for bus in robot.buses if bus.calibration is not None and not bus.calibration.is_file()]
     if not missing:
         return
     files = ", ".join(str(bus.calibration) for bus in missing)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not on_a_terminal():
         raise CLIError(f"no calibration file {files}: calibrate the arm first with `{calibrate_command(args)}` "
                        "(or pass --calibration FILE)")
     name = f"{robot.robot_type or 'robot'} {robot.robot_id!r}" if robot.robot_id else "this robot"
     for config in missing:
-        bus = DynamixelBus(config.port, config.bus_motors(), baudrate=config.baudrate,
-                           timeout_slack_ms=getattr(args, "bus_slack_ms", 3.0))
-        try:
-            bus.connect()
-            if config.factory_calibrated:
-                print(f"No calibration file for {name} ({config.calibration}); every joint takes the full turn: "
-                      "writing the factory calibration (homing offset 0, range 0..4095) to the servos, as LeRobot "
-                      "does", flush=True)
-                calibration = config.factory_calibration()
-                apply_file_calibration(bus, config, calibration)
-                save_calibration(calibration, config.calibration)
-            else:
-                print(f"No calibration file for {name} ({config.calibration}): calibrating now, as LeRobot does at "
-                      "connect (Ctrl-C to stop)", flush=True)
-                run_calibration(bus, config, sys.stdin, sys.stdout)
-        finally:
-            bus.disconnect()
+        intro = (f"No calibration file for {name} ({config.calibration}); every joint takes the full turn: writing "
+                 "the factory calibration (homing offset 0, range 0..4095) to the servos, as LeRobot does"
+                 if config.factory_calibrated else
+                 f"No calibration file for {name} ({config.calibration}): calibrating now, as LeRobot does at "
+                 "connect (Ctrl-C to stop)")
+        print(intro, flush=True)
+        calibrate_bus(config, getattr(args, "bus_slack_ms", 3.0), factory=True)
+
+
+def on_a_terminal() -> bool:
+    """Someone is there to answer: stdin and stdout are a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def calibrate_bus(config: BusConfig, slack_ms: float, factory: bool) -> None:
+    """Calibrate one bus now: `factory` and every joint full-turn, the factory calibration written to servos and
+    file (LeRobot's OMX); otherwise the interactive procedure."""
+    from calibration import save_calibration
+    from calibration.procedure import apply_file_calibration, run_calibration
+    from firmware_bridge.bus import DynamixelBus
+
+    bus = DynamixelBus(config.port, config.bus_motors(), baudrate=config.baudrate, timeout_slack_ms=slack_ms)
+    try:
+        bus.connect()
+        if factory and config.factory_calibrated:
+            calibration = config.factory_calibration()
+            apply_file_calibration(bus, config, calibration)
+            save_calibration(calibration, config.calibration)
+        else:
+            run_calibration(bus, config, sys.stdin, sys.stdout)
+    finally:
+        bus.disconnect()
 
 
 def calibration_folder(robot: RobotConfig) -> str:

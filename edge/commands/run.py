@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edge
-from edge.commands.calibrate import add_robot_arguments, calibrate_command, calibrate_if_missing, robot_from
+from edge.commands.calibrate import (
+    add_robot_arguments,
+    calibrate_bus,
+    calibrate_command,
+    calibrate_if_missing,
+    on_a_terminal,
+    robot_from,
+)
 from edge.errors import CLIError
 from edge.robot.executors import MERGE_RULES
 from edge.runtime.backends import BACKENDS
@@ -81,14 +88,25 @@ def run(args: argparse.Namespace) -> int:
     from edge.robot.robot import Robot
 
     config = robot_from(args)
+    features = parse_features(args.feature)
     with edge.load_policy(args.policy, backend=args.backend) as policy:
         calibrate_if_missing(config, args)
-        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
+        robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration)
         try:
             drive(robot, policy, options_from(args, args.hz or config.control_hz))
-        except CalibrationMismatch as exc:
+        except CalibrationMismatch as exc:  # refused before torque-on: nothing moved
             print(exc.table, file=sys.stderr)
-            print(f"to recalibrate: {calibrate_command(args)}", file=sys.stderr)
-            raise
+            if not on_a_terminal():
+                print(f"to recalibrate: {calibrate_command(args)}", file=sys.stderr)
+                raise
+            # LeRobot's Koch calibrate(): ENTER uses the file (writes it to the servos), c recalibrates
+            answer = input("Press ENTER to write the calibration file's values to the servos, or type 'c' and "
+                           "press ENTER to recalibrate: ")
+            if answer.strip().lower() == "c":
+                for bus in config.buses:
+                    calibrate_bus(bus, args.bus_slack_ms, factory=False)
+            robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
+                          write_calibration=answer.strip().lower() != "c")
+            drive(robot, policy, options_from(args, args.hz or config.control_hz))
     return 0

@@ -33,12 +33,13 @@ def omx():
         yield emulator
 
 
-def run_on_a_terminal(args: list[str], env: dict, timeout: float = 120) -> tuple[int, str]:
-    """Run `edge` with stdin and stdout on a pty (a terminal), collecting what it prints."""
+def run_on_a_terminal(args: list[str], env: dict, timeout: float = 120, typed: bytes = b"") -> tuple[int, str]:
+    """Run `edge` with stdin and stdout on a pty (a terminal), `typed` waiting in its input; collect what it prints."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "edge", *args], stdin=slave, stdout=slave,
                             stderr=subprocess.STDOUT, env=env, close_fds=True)
     os.close(slave)
+    os.write(master, typed)
     out = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,3 +82,21 @@ def test_without_a_terminal_it_refuses_naming_the_command(omx, act_env, tmp_path
             f"`edge calibrate --robot omx --id bench --port {omx.port}`") in proc.stderr
     assert not (tmp_path / "robots").exists()
     assert all(not s.writes for s in omx.servos.values())
+
+
+def test_a_mismatch_on_a_terminal_offers_the_file_as_lerobots_koch_does(omx, act_env, tmp_path):
+    """ENTER writes the file's calibration to the servos (LeRobot's "ENTER to use provided calibration file")."""
+    path = tmp_path / "robots" / "omx_follower" / "bench.json"
+    path.parent.mkdir(parents=True)
+    calibration = {m.name: {"id": m.id, "drive_mode": 0, "homing_offset": 0, "range_min": 100, "range_max": 4000}
+                   for m in load_robot_config("omx", robot_id="x").motors}
+    path.write_text(json.dumps(calibration, indent=4))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_LEROBOT_CALIBRATION": str(tmp_path)}
+    status, out = run_on_a_terminal(["run", "--robot", "omx", "--id", "bench", "--port", omx.port, "--policy",
+                                     str(act_env), *FEATURE, "--duration", "0.3", "--quiet", "--bus-slack-ms", "15"],
+                                    env, typed=b"\n")
+    assert status == 0, out
+    assert "Min_Position_Limit (range_min)" in out and "Press ENTER to write the calibration file's values" in out
+    assert "run complete" in out
+    assert all((omx.register(i, "Min_Position_Limit"), omx.register(i, "Max_Position_Limit")) == (100, 4000)
+               for i in range(11, 17))
