@@ -15,6 +15,7 @@ import numpy as np
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
 from calibration.errors import CalibrationError, RobotConfigError
 from calibration.joint_normalizer import JointNormalizer
+from calibration.lerobot_paths import joint_feature_names
 from firmware_bridge import tables
 from firmware_bridge.safety import SafetyConfig
 
@@ -214,6 +215,12 @@ class RobotConfig:
     def motor_names(self) -> list[str]:
         """Joint names in vector order (the order of `observation.state` and `action`)."""
         return [m.name for m in self.motors]
+
+    @property
+    def position_names(self) -> list[str]:
+        """LeRobot's names of the joint vector's entries (`shoulder_pan.pos`, `left_gripper.pos`): the `names` of
+        observation.state and action in a LeRobot dataset (calibration/lerobot_paths.py `joint_feature_name`)."""
+        return joint_feature_names(self.motor_names)
 
     @property
     def bus(self) -> BusConfig:

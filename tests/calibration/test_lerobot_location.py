@@ -39,6 +39,7 @@ def test_preset_with_id_uses_lerobots_file(tmp_path, monkeypatch):
     koch = load_robot_config("koch", robot_id="my_koch")
     assert (koch.robot_type, koch.robot_id) == ("koch_follower", "my_koch")
     assert koch.calibration == tmp_path / "cal" / "robots" / "koch_follower" / "my_koch.json"
+    assert koch.position_names[0] == "shoulder_pan.pos" and koch.position_names[-1] == "gripper.pos"
     omx = load_robot_config("omx", robot_id="blue")
     assert omx.calibration == tmp_path / "cal" / "robots" / "omx_follower" / "blue.json"
     override = koch.with_overrides(calibration=tmp_path / "mine.json")
