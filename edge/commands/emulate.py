@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "firmware_bridge/emulator/physics.py)")
     parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
                         help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
-                             "overheat; START in seconds from the emulator's start, i.e. from when it is first "
-                             "served, before any connection (so leave time to connect); no DURATION = until the end "
+                             "overheat; START in seconds from the first connection (the first bytes a host sends), "
+                             "not from when the emulator starts; no DURATION = until the end "
                              "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
     parser.add_argument("--factory-fresh", action="store_true",
                         help=f"servos as they leave the factory: every one at ID {tables.FACTORY_ID} and "

@@ -55,7 +55,8 @@ class ServoEmulator(InstructionSet):
     """Servos answering on a pty. `servos` maps id -> model name; use as a context manager or start()/stop().
 
     hand: a `Hand` moves every torque-off joint (None: joints stay where they are); faults: `TimedFault`s or their
-    `ID:KIND@START[+DURATION]` text, timed from start().
+    `ID:KIND@START[+DURATION]` text, timed from the first bytes a host sends (its first connection), so a fault
+    lands the same seconds into a run however long the emulator waited for it.
     """
 
     def __init__(self, servos: Mapping[int, str], baudrate: int = 1_000_000, *, timing: bool = True,
@@ -82,7 +83,8 @@ class ServoEmulator(InstructionSet):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
-        self.started_at = now  # time.monotonic() at start(): timed faults count from here
+        self.started_at = now  # time.monotonic() of the host's first bytes (until then, of start()): faults count from here
+        self._connected = False
         self._now = now
         self._rate = baudrate  # the host's line rate at the packet being handled
         self._listening: list[EmulatedServo] = []
@@ -117,6 +119,7 @@ class ServoEmulator(InstructionSet):
         self.port = os.ttyname(self._slave)
         self._stop.clear()
         self.started_at = time.monotonic()
+        self._connected = False
         self._thread = threading.Thread(target=self._serve, name="servo-emulator", daemon=True)
         self._thread.start()
         return self.port
@@ -264,7 +267,10 @@ class ServoEmulator(InstructionSet):
             data = os.read(self._master, 4096) if ready else b""
             now = time.monotonic()
             with self._lock:
-                self._run_schedule(now)
+                if data and not self._connected:  # the first connection: timed faults start counting
+                    self._connected, self.started_at = True, now
+                if self._connected:
+                    self._run_schedule(now)
                 if data:  # the physics is integrated lazily: up to the moment someone asks
                     self._rate = line_rate(self._slave) or self.baudrate
                     for servo in self.servos.values():
