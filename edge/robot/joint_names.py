@@ -7,7 +7,7 @@ in another order are mapped by name; different names are refused before anything
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,17 +19,17 @@ from edge.runtime.package import DatasetInfo
 @dataclass(frozen=True)
 class JointOrder:
     """Index maps between the robot file's joint order and the policy's: `state = robot_state[to_policy]`,
-    `robot_action = action[to_robot]`; `note` says once what was mapped (None: nothing to say)."""
+    `robot_action = action[to_robot]`; `note` says once what was mapped (None: nothing to say); `identity`: both
+    already in the robot's order (decided once here, read every tick)."""
 
     to_policy: np.ndarray
     to_robot: np.ndarray
     note: str | None = None
+    identity: bool = field(init=False)
 
-    @property
-    def identity(self) -> bool:
-        """Both vectors are already in the robot's order."""
-        n = len(self.to_policy)
-        return bool(np.array_equal(self.to_policy, np.arange(n)) and np.array_equal(self.to_robot, np.arange(n)))
+    def __post_init__(self) -> None:
+        n = np.arange(len(self.to_policy))
+        object.__setattr__(self, "identity", bool(np.array_equal(self.to_policy, n) and np.array_equal(self.to_robot, n)))
 
 
 def _joint_of(name: str) -> str:
