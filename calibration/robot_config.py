@@ -219,7 +219,8 @@ class RobotConfig:
     @property
     def position_names(self) -> list[str]:
         """LeRobot's names of the joint vector's entries (`shoulder_pan.pos`, `left_gripper.pos`): the `names` of
-        observation.state and action in a LeRobot dataset (calibration/lerobot_paths.py `joint_feature_name`)."""
+        `observation.state` and `action` in a LeRobot dataset recorded on this robot (the one naming function:
+        calibration/lerobot_paths.py `joint_feature_name`)."""
         return joint_feature_names(self.motor_names)
 
     @property

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edge.errors import PackageError
 from edge.robot.control_loop import LoopConfig, run_loop
@@ -26,6 +28,9 @@ from edge.robot.telemetry import Telemetry, TickRecord, format_summary
 from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
+if TYPE_CHECKING:
+    from edge.robot.record.episodes import RecordOptions
+
 
 @dataclass
 class DriveOptions:
@@ -36,6 +41,10 @@ class DriveOptions:
     telemetry_path: Path | None = None
     summary_path: Path | None = None
     status: bool = True
+    record: RecordOptions | None = None  # `--record`: episodes recorded as a LeRobot dataset (edge/robot/record/)
+    display: bool = False  # `--display`: stream to a rerun viewer (edge/robot/record/display.py)
+    display_ip: str | None = None
+    display_port: int = 9876
 
 
 def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
@@ -79,12 +88,51 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
 
 def run_meta(policy: PolicyRunner, robot: Robot, options: DriveOptions) -> dict:
     """What `edge report` needs to label a run: joints in the order the records hold them, units, rate, policy."""
-    motors = list(robot.config.motors)
-    if robot.joint_order is not None:
-        motors = [motors[i] for i in robot.joint_order.to_policy]
+    motors = robot.policy_joints
     return {"policy": str(policy.package.path), "policy_type": policy.package.manifest.policy_type, "hz": options.hz,
             "joints": [m.name for m in motors], "units": [m.norm_mode.unit for m in motors],
             "mode": f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"}
+
+
+def check_outputs(options: DriveOptions, robot: Robot) -> None:
+    """Refuse a recording or live view that cannot work before anything is connected (CLIError, exit 2)."""
+    from edge.errors import CLIError
+
+    if options.record is not None:
+        from edge.robot.record.episodes import check_recording
+
+        check_recording(options.record, options.hz, robot.cameras)
+    if options.display:
+        from edge.robot.record.display import import_rerun
+
+        try:
+            import_rerun()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from None
+        if options.display_ip is None and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise CLIError("--display: no screen here to spawn a viewer on; run `rerun` on your workstation and "
+                           "give its address: --display-ip IP [--display-port 9876]")
+
+
+def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOptions, telemetry: Telemetry,
+          tick: Callable[[TickRecord], None]) -> None:
+    """One continuous run, or the recorded episodes; with the live view when asked."""
+    with ExitStack() as stack:
+        display = None
+        if options.display:
+            from edge.robot.record.display import RerunDisplay
+
+            display = stack.enter_context(RerunDisplay(robot.position_names, list(robot.cameras),
+                                                       options.display_ip, options.display_port))
+        if options.record is None:
+            run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
+                     on_frame=display)
+        else:
+            from edge.robot.record.episodes import record_episodes
+
+            cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
+            record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
+                            robot.position_names, display)
 
 
 def status_line(record: TickRecord, hz: float) -> None:
@@ -122,6 +170,7 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     user did, after the robot was released and the summary printed. `on_tick` sees every tick's record.
     """
     check_rate(options.hz)
+    check_outputs(options, robot)
     check_compatible(policy, robot)
     executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
@@ -145,7 +194,7 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                 gc.collect()
                 gc.freeze()  # start-up objects out of the collector's scans: a tick leaves nothing for it to walk
                 try:
-                    run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick)
+                    _loop(robot, executor, options, telemetry, tick)
                 finally:
                     gc.unfreeze()
         except (SafetyTripped, KeyboardInterrupt) as exc:

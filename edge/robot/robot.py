@@ -16,7 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from calibration import BusConfig, JointNormalizer, RobotConfig
+from calibration import BusConfig, JointNormalizer, MotorConfig, RobotConfig
+from calibration.lerobot_paths import joint_feature_names
 from calibration.procedure import apply_file_calibration, check_servo_calibration
 from edge.robot.cameras import Camera, OpenCVCamera
 from edge.robot.joint_names import JointOrder
@@ -75,6 +76,19 @@ class Robot:
         self._present = np.zeros(len(self.motors), np.float32)
         self._written = False  # setup has begun writing to the servos
         self._opened = ExitStack()  # what __enter__ opened, closed in reverse by __exit__
+
+    @property
+    def policy_joints(self) -> list[MotorConfig]:
+        """The joints in the order `read` gives the state and `write` takes actions: the policy's when the dataset's
+        names reorder them (joint_order), else the robot file's."""
+        motors = list(self.config.motors)
+        order = self.joint_order
+        return motors if order is None or order.identity else [motors[int(i)] for i in order.to_policy]
+
+    @property
+    def position_names(self) -> list[str]:
+        """LeRobot's `<motor>.pos` names of `policy_joints`: what a recorded dataset or the live view labels."""
+        return joint_feature_names(m.name for m in self.policy_joints)
 
     @property
     def bus(self) -> DynamixelBus:

@@ -101,6 +101,7 @@ def test_edge_run_maps_a_reordered_robot_file_by_name(arm, act_env, tmp_path, ca
         drive(robot, policy, DriveOptions(hz=30, duration_s=0.2, status=False), on_tick=records.append)
         norm = robot.normalizer
     assert capsys.readouterr().err.count("mapped by name") == 1
+    assert robot.position_names == pos(JOINTS)  # what a recording or the live view labels: the policy's order
     # the policy saw its own order: joint k of the state is the dataset's k-th name
     expected = norm.normalize([start[n] for n in config.motor_names])[robot.joint_order.to_policy]
     np.testing.assert_allclose(records[0].present, expected, atol=0.2)
