@@ -51,6 +51,7 @@ def test_check_reports_provenance_and_the_fp16_preflight(tmp_path):
     out = edge_check(str(pkg), "--backend", "onnxruntime").stdout
     assert "opset 17" in out and "sha256 df33f272fb43" in out
     assert f"preflight passed at tolerance 0.02: worst output {record['worst_output_scaled_error']:.2e}" in out
+    assert "activations simulated, FP16 range screened with 2x headroom" in out
     export_error = json.loads((pkg / "manifest.json").read_text())["validation"]["export_max_abs_error"]["act"]
     assert next(line for line in out.splitlines() if line.startswith("act ")).split()[4] == f"{export_error:.2e}"
 

@@ -9,7 +9,7 @@ from edge.commands.demo import resolve_package
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
 from edge.runtime.backends.trt_compat import package_problems, support_table
-from edge.runtime.package import load_package
+from edge.runtime.package import Fp16Preflight, load_package
 from edge.runtime.validation import check_package
 
 
@@ -38,11 +38,7 @@ def run(args: argparse.Namespace) -> int:
           f"{m.validation.samples} samples, {m.weights} weights)")
     print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
     f = m.fp16_preflight
-    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
-                         f"{f.worst_output_scaled_error:.2e}, worst policy step "
-                         f"{f.worst_step_normalized_action_error:.2e} (onnxruntime {f.onnxruntime}, {f.provider}, "
-                         f"seed {f.seed}, {f.created})" if f is not None else
-                         "no preflight (python -m export.fp16 on the workstation)"))
+    print(f"fp16     {_fp16_line(m.fp16_preflight)}")
     print(f"backend  {backend.describe()}")
     print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  "
           "result")
@@ -54,3 +50,14 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.ok]
     print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
     return 1 if failed else 0
+
+
+def _fp16_line(f: Fp16Preflight | None) -> str:
+    """The manifest's FP16 preflight record in one line, saying how it measured."""
+    if f is None:
+        return "no preflight (python -m export.fp16 on the workstation)"
+    how = (f"activations simulated, FP16 range screened with {f.range_headroom:g}x headroom"
+           if f.range_headroom is not None else "weights only (made before activations were simulated: re-run it)")
+    return (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
+            f"{f.worst_output_scaled_error:.2e}, worst policy step {f.worst_step_normalized_action_error:.2e} "
+            f"(onnxruntime {f.onnxruntime}, {f.provider}, seed {f.seed}, {f.created}); {how}")

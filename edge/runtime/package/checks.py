@@ -188,11 +188,18 @@ def _check_fp16(m: Manifest) -> None:
     if f is None:
         return
     check_finite(f.tolerance, "fp16_preflight.tolerance", positive=True)
+    if f.range_headroom is not None and not (math.isfinite(f.range_headroom) and f.range_headroom >= 1):
+        raise PackageError(f"{field_ref('fp16_preflight.range_headroom')} is {f.range_headroom!r}; it must be >= 1")
     for name, g in f.graphs.items():
         if name not in m.graphs:
             raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}')}: the package has no graph {name!r}")
         check_inside(g.file, f"fp16_preflight.graphs.{name}.file")
         check_digest(g.sha256, f"fp16_preflight.graphs.{name}.sha256")
+        r = g.range
+        if r is not None and (min(r.tensors, r.runs, r.over_limit_count) < 0 or not 0 <= r.below_normal_share <= 1
+                              or len(r.over_limit) > r.over_limit_count):
+            raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}.range')} is inconsistent: counts must be "
+                               ">= 0, over_limit lists at most over_limit_count tensors, below_normal_share in [0, 1]")
 
 
 def _check_dataset(m: Manifest) -> None:
