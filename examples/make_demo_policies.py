@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge import load_policy  # noqa: E402
+from edge.sim import TaskConfig  # noqa: E402
 from edge.sim.evaluate import EvalResult, evaluate  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
@@ -119,7 +120,7 @@ def dataset_info() -> Path:
 
 def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
     recipe = FAMILIES[family]
-    options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights)
+    options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights, fps=int(TaskConfig().hz))
     checkpoints = {}
     for seed in recipe.seeds:
         existing = checkpoint_dir(family, seed)

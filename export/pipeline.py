@@ -8,6 +8,7 @@ is loaded with the runtime's own loader and runner before it is renamed into pla
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -157,7 +158,8 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                                   max(g.tolerance for g in family.graphs), errors),
             policy=family.policy,
             weights=options.weights,
-            dataset=dataset,
+            # --fps (the policy's own rate) wins over the dataset's
+            dataset=dataset if options.fps is None else replace(dataset or DatasetInfo(), fps=options.fps),
         )
         write_manifest(tmp, manifest)
         if options.cpu_precision == "int8":

@@ -3,7 +3,7 @@
 Three figures, each titled with the run (policy, rate): the control period's histogram (integer tick counts, the
 target period marked), inference latency over time against the target period, and per joint the commanded action,
 the goal sent after the safety layer and the position read, named and in the joint's unit. Vertical markers show
-where bus faults, a safety reaction and chunk seams (a record's `seam`, when the executor writes one) happened; the
+where bus faults, a safety reaction and chunk seams (a merge that changed its tick's action: `seam_jump` in the telemetry) happened; the
 joints' title counts the safety layer's interventions (goals clamped or step-capped).
 """
 
@@ -23,7 +23,7 @@ MARKERS = {
     "fault": ("tab:red", "bus fault", lambda prev, r: r["bus_errors"] > prev["bus_errors"]),
     "reaction": ("tab:orange", "safety reaction", lambda prev, r: bool(r.get("safety_reaction"))
                  and not prev.get("safety_reaction")),
-    "seam": ("tab:purple", "chunk seam", lambda prev, r: bool(r.get("seam"))),
+    "seam": ("tab:purple", "chunk seam", lambda prev, r: r.get("seam_jump") is not None),  # older files: none
 }
 
 
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     written.append(_save(fig, out / f"{stem}_joints.png"))
     for path in written:
         print(path)
+    print(f"{len(seams)} seam(s) marked")
     return 0
 
 

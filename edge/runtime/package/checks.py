@@ -16,6 +16,7 @@ from edge.runtime.package.fields import check_finite, field_ref
 from edge.runtime.package.manifest import (
     CPU_PRECISIONS,
     INPUT_KINDS,
+    MAX_FPS,
     MAX_OPSET,
     MODE_STATS,
     NORM_MODES,
@@ -203,22 +204,21 @@ def _check_fp16(m: Manifest) -> None:
 
 
 def _check_dataset(m: Manifest) -> None:
-    """The optional dataset section: a positive fps, names non-empty, unique, one per state/action element."""
+    """The optional dataset section: fps within 1..MAX_FPS, names non-empty, unique, one per state/action element."""
     d = m.dataset
     if d is None:
         return
-    if d.fps is not None and d.fps < 1:
-        raise PackageError(f"{field_ref('dataset.fps')} is {d.fps}; it must be >= 1")
+    if d.fps is not None and not 1 <= d.fps <= MAX_FPS:
+        raise PackageError(f"{field_ref('dataset.fps')} is {d.fps}; it must be within 1..{MAX_FPS} (actions a second)")
     state = next((i for i in m.inputs if i.kind == "state"), None)
-    for key, names, size in (("state_names", d.state_names, None if state is None else state.elements),
+    for name, names, dim in (("state_names", d.state_names, None if state is None else int(np.prod(state.shape))),
                              ("action_names", d.action_names, m.action.dim)):
         if names is None:
             continue
-        where = field_ref(f"dataset.{key}")
         if any(not n for n in names) or len(set(names)) != len(names):
-            raise PackageError(f"{where} must be non-empty, unique names, got {names}")
-        if size is not None and len(names) != size:
-            raise PackageError(f"{where} names {len(names)} values, the vector has {size}")
+            raise PackageError(f"{field_ref(f'dataset.{name}')} must be non-empty, unique names, got {names}")
+        if dim is not None and len(names) != dim:
+            raise PackageError(f"{field_ref(f'dataset.{name}')} has {len(names)} names for {dim} values")
 
 
 def check_manifest(m: Manifest) -> None:

@@ -129,9 +129,11 @@ class PolicyRunner(ABC):
         """
 
     @abstractmethod
-    def plan(self, context: Any) -> np.ndarray:
-        """Actions (n, action_dim) in policy units from an `observe` result: row 0 is for the tick it was
-        observed at."""
+    def plan(self, context: Any, committed: np.ndarray | None = None, delay: int = 0) -> np.ndarray:
+        """Actions (P, action_dim) in policy units from an `observe` result: row 0 is for the tick it was observed
+        at (edge.robot.executors.Planner). `committed` (k, action_dim): the actions the executor's timeline will
+        execute from that tick on; `delay`: how many of them execute while this chunk is computed. Families that
+        do not guide their sampling with them ignore both (the executor merges)."""
 
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
