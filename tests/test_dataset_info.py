@@ -88,9 +88,9 @@ def test_manifest_section_loads_and_older_packages_have_none(tmp_path):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"fps": 0}, r"manifest field 'dataset.fps' is 0; it must be >= 1"),
+    ({"fps": 0}, r"manifest field 'dataset.fps' is 0; it must be within 1..1000"),
     ({"fps": 2.5}, r"manifest field 'dataset.fps' must be an integer"),
-    ({"state_names": NAMES[:5]}, r"manifest field 'dataset.state_names' names 5 values, the vector has 6"),
+    ({"state_names": NAMES[:5]}, r"manifest field 'dataset.state_names' has 5 names for 6 values"),
     ({"action_names": NAMES[:5] + NAMES[:1]}, r"'dataset.action_names' must be non-empty, unique names"),
     ({"names": NAMES}, r"manifest field 'dataset' has unknown key\(s\) \['names'\]"),
 ])

@@ -20,9 +20,9 @@ from edge.robot.telemetry import load_telemetry
 
 # marker kind -> (colour, legend label, what in a record says it happened there)
 MARKERS = {
-    "fault": ("tab:red", "bus fault", lambda prev, r: r["bus_errors"] > prev["bus_errors"]),
+    "fault": ("tab:red", "bus fault", lambda prev, r: prev is not None and r["bus_errors"] > prev["bus_errors"]),
     "reaction": ("tab:orange", "safety reaction", lambda prev, r: bool(r.get("safety_reaction"))
-                 and not prev.get("safety_reaction")),
+                 and not (prev or {}).get("safety_reaction")),
     "seam": ("tab:purple", "chunk seam", lambda prev, r: r.get("seam_jump") is not None),  # older files: none
 }
 
@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def events(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """The times (s) of each marker kind."""
-    return {kind: [r["t"] for prev, r in zip(records, records[1:]) if happened(prev, r)]
+    """The times (s) of each marker kind (the first record has no previous one)."""
+    return {kind: [r["t"] for prev, r in zip([None, *records], records) if happened(prev, r)]
             for kind, (_, _, happened) in MARKERS.items()}
 
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     written.append(_save(fig, out / f"{stem}_joints.png"))
     for path in written:
         print(path)
-    print(f"{len(seams)} seam(s) marked")
+    print(f"{len(marks['seam'])} seam(s) marked")
     return 0
 
 
