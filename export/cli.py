@@ -16,6 +16,7 @@ from pathlib import Path
 from edge.commands.eval import add_options, evaluate_command
 from edge.exit_status import run_command
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
+from edge.runtime.package.manifest import MAX_FPS
 from export.families.base import ExportOptions
 from export.pipeline import export_package
 from export.torch_backend import TorchBackend
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
                    help="float16: round the weights to float16 and store them so (half the file size); "
                         "ONNX Runtime still computes in float32 (default float32)")
+    p.add_argument("--fps", type=_fps, default=None,
+                   help="the policy's action rate in actions a second (LeRobot's meta/info.json \"fps\"; env.fps "
+                        "for simulated training): recorded in the manifest, the robot then advances the policy at it")
     p.add_argument("--no-tensorrt-check", action="store_true",
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--no-graph-rewrites", action="store_true",
@@ -46,10 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: matrix products with 8-bit weights and int8 activations for CPUs with int8 dot "
                         "products (AVX-512 VNNI, ARM SDOT); ONNX Runtime only, for the families whose fidelity "
                         "was shown (docs/performance.md)")
+    p.add_argument("--dataset-info", type=Path, default=None, metavar="meta/info.json",
+                   help="the training dataset's LeRobot meta/info.json: its joint names and fps go into the package, "
+                        "and `edge run` checks the robot's joints against them (default: found through the "
+                        "checkpoint's train_config.json, dataset.root or $HF_LEROBOT_HOME/<repo_id>)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 1 if it fails")
     return p
+
+
+def _fps(text: str) -> int:
+    """--fps at parse time: an integer number of actions a second within 1..MAX_FPS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of actions a second, got {text!r}") from None
+    if not 1 <= value <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be within 1..{MAX_FPS}, got {value}")
+    return value
 
 
 def export(args: argparse.Namespace) -> int:
@@ -57,10 +76,10 @@ def export(args: argparse.Namespace) -> int:
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
-                            extra=extra)
+                            fps=args.fps, extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-                   tensorrt_check=not args.no_tensorrt_check)
+                   tensorrt_check=not args.no_tensorrt_check, dataset_info=args.dataset_info)
     if args.fp16_check:
         from export.fp16.preflight import run_preflight
         return run_preflight(args.out)

@@ -1,12 +1,14 @@
 """Run a policy on a robot: the glue behind `edge run` and `edge demo`.
 
-Checks that the policy fits the robot (joints, cameras, constant features) and that every output file can be
-written before anything is opened, runs the fixed-rate loop with a live status line, and on any exit (end of
-duration, Ctrl-C, SIGTERM, SIGHUP, a safety reaction, a non-finite policy output, an error) leaves the robot
-released. Prints the summary and writes it (exactly the summary keys) when asked; the last line says how the run
-ended, and is the one place that says why it stopped. A safety reaction is re-raised as `SafetyTripped` (also when
-Ctrl-C comes after it), a signal as KeyboardInterrupt, so the CLI can turn them into exit statuses; a result file
-that could not be written after the arm moved never replaces them (`ResultsNotWritten` only after a clean run).
+Checks that the policy fits the robot (joints, cameras, constant features), the rates (the servo loop at least
+the policy's own fps; asynchronously, a chunk latency measured on synthetic observations that one chunk in flight
+can cover) and that every output file can be written before anything is opened, runs the fixed-rate loop with a
+live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, SIGHUP, a safety reaction, a non-finite
+policy output, an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys)
+when asked; the last line says how the run ended, and is the one place that says why it stopped. A safety
+reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after it), a signal as KeyboardInterrupt, so the
+CLI can turn them into exit statuses; a result file that could not be written after the arm moved never replaces
+them (`ResultsNotWritten` only after a clean run).
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ import gc
 import json
 import os
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from edge.errors import PackageError, PolicyOutputError, ResultsNotWritten
-from edge.robot.control_loop import LoopConfig, run_loop
+import numpy as np
+
+from edge.errors import OptionError, PackageError, PolicyOutputError, ResultsNotWritten
+from edge.robot.chunks import ticks_for
+from edge.robot.control_loop import Executor, LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.joint_names import joint_order
+from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
@@ -50,8 +58,9 @@ class DriveOptions:
 
 
 def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
-    """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
-    input's exact shape, and have every other input fed by a constant feature of the right shape."""
+    """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
+    the package has them: another order is mapped, other names refused), get each camera's frames at its input's
+    exact shape, and have every other input fed by a constant feature of the right shape."""
     manifest, config = policy.package.manifest, robot.config
     inputs = {i.name: i for i in manifest.inputs}
     state = inputs.get(config.features.state)
@@ -61,6 +70,9 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     if manifest.action.dim != len(config.motors):
         raise PackageError(f"the policy's action has {manifest.action.dim} values, the robot has "
                            f"{len(config.motors)} joints")
+    robot.joint_order = joint_order(manifest.dataset, config.motor_names)
+    if robot.joint_order.note:
+        print(f"note: {robot.joint_order.note}", file=sys.stderr)
     for name, cam in robot.cameras.items():
         wanted = inputs.get(name)
         if wanted is None or wanted.kind != "image":
@@ -79,7 +91,67 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     fed = {config.features.state, *robot.static_features, *robot.cameras}
     unfed = [i.name for i in manifest.inputs if i.name not in fed]
     if unfed:
-        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot")
+        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot: give each a constant with "
+                           f"--feature NAME=V1,V2,... (e.g. --feature {unfed[0]}=0,...), or, for an image, a camera "
+                           "in the robot file's cameras:")
+
+
+def run_meta(policy: PolicyRunner, robot: Robot, options: DriveOptions) -> dict:
+    """What `edge report` needs to label a run: joints in the order the records hold them, units, rate, policy."""
+    motors = robot.policy_joints
+    return {"policy": str(policy.package.path), "policy_type": policy.package.manifest.policy_type, "hz": options.hz,
+            "joints": [m.name for m in motors], "units": [m.norm_mode.unit for m in motors],
+            "mode": f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"}
+
+
+def policy_rate(policy: PolicyRunner, servo_hz: float) -> float:
+    """The rate the policy advances at: the package's dataset.fps (refused above the servo rate), else the servo
+    rate with one warning."""
+    dataset = policy.package.manifest.dataset
+    fps = None if dataset is None else dataset.fps
+    if fps is None:
+        print(f"warning: the package records no fps (its actions' rate; edge-export --fps): the policy advances at "
+              f"the servo rate, {servo_hz:g} Hz", file=sys.stderr)
+        return servo_hz
+    check_rates(servo_hz, fps)
+    return float(fps)
+
+
+def synthetic_observation(policy: PolicyRunner) -> dict[str, np.ndarray]:
+    """One observation of the policy's input shapes, states at the middle of their training statistics (so no
+    out-of-distribution warning), images black: enough to time a chunk before anything moves."""
+    def middle(inp) -> np.ndarray:  # noqa: ANN001
+        stats = inp.normalization.stats
+        for lo, hi in (("mean", "mean"), ("min", "max"), ("q01", "q99"), ("q10", "q90")):
+            if lo in stats and hi in stats:
+                return ((np.array(stats[lo]) + np.array(stats[hi])) / 2).reshape(inp.shape).astype(np.float32)
+        return np.zeros(inp.shape, np.float32)
+
+    return {i.name: np.zeros(i.shape, np.uint8) if i.kind == "image" else middle(i)
+            for i in policy.package.manifest.inputs}
+
+
+def measure_delay(policy: PolicyRunner, policy_hz: float, chunks: int = 4) -> int:
+    """D_est from chunks planned on a synthetic observation (the cold first one excluded); refuses (OptionError) a
+    rate at which one chunk in flight cannot cover the next (2·D > P)."""
+    context = policy.observe(synthetic_observation(policy))
+    committed = np.zeros((1 if getattr(policy, "rtc", None) is not None else 0, policy.action_dim), np.float32)
+    latencies, rows = [], 0
+    for _ in range(chunks):
+        t0 = time.perf_counter()
+        rows = len(policy.plan(context, committed, 0))
+        latencies.append(time.perf_counter() - t0)
+    policy.reset()
+    latency = float(np.percentile(latencies[1:], 95))
+    delay = ticks_for(latency, 1.0 / policy_hz)
+    if 2 * delay > rows:
+        fastest = (rows // 2 - 1) / latency if rows // 2 > 1 else 0.0
+        raise OptionError(f"a chunk takes {latency * 1e3:.0f} ms (p95 of {chunks - 1} on synthetic observations): at "
+                          f"{policy_hz:g} policy ticks a second it is merged D = {delay} ticks after its observation, "
+                          f"and one chunk of {rows} rows in flight covers the next only while 2*D <= {rows}; "
+                          + (f"lower --hz to {fastest:.1f} or less, or " if fastest > 0 else "")
+                          + "use a faster backend")
+    return delay
 
 
 def check_outputs(options: DriveOptions, robot: Robot) -> None:
@@ -106,7 +178,7 @@ def check_outputs(options: DriveOptions, robot: Robot) -> None:
                            "give its address: --display-ip IP [--display-port 9876]")
 
 
-def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOptions, telemetry: Telemetry,
+def _loop(robot: Robot, executor: Executor, options: DriveOptions, telemetry: Telemetry,
           tick: Callable[[TickRecord], None]) -> None:
     """One continuous run, or the recorded episodes; with the live view when asked."""
     with ExitStack() as stack:
@@ -114,7 +186,7 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
         if options.display:
             from edge.robot.record.display import RerunDisplay
 
-            display = stack.enter_context(RerunDisplay(robot.config.position_names, list(robot.cameras),
+            display = stack.enter_context(RerunDisplay(robot.position_names, list(robot.cameras),
                                                        options.display_ip, options.display_port))
         if options.record is None:
             run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
@@ -124,7 +196,7 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
 
             cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
             record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
-                            robot.config.position_names, display)
+                            robot.position_names, display)
 
 
 def status_line(record: TickRecord, hz: float) -> None:
@@ -180,9 +252,17 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     check_rate(options.hz)
     check_outputs(options, robot)
     check_compatible(policy, robot)
-    executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
-    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
-    mode = f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"
+    hz = policy_rate(policy, options.hz)
+    if options.asynchronous:
+        delay = measure_delay(policy, hz)
+        executor = AsyncExecutor(policy, merge=options.merge, period_s=1.0 / hz, delay_ticks=delay)
+        mode = f"asynchronous ({options.merge}, chunks merged about {delay} policy ticks after their observation)"
+    else:
+        executor, mode = SyncExecutor(policy), "synchronous"
+    if hz < options.hz:
+        executor = PolicyRate(executor, options.hz, hz)
+        mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
+    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
@@ -215,6 +295,9 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                 _say("", "stderr")
         summary = telemetry.summary()
         _say(format_summary(summary))
+        breakdown = robot.safety_breakdown()
+        if breakdown:
+            _say("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
         if telemetry.write_error is not None:
             lost.append(f"telemetry {options.telemetry_path} is incomplete: {telemetry.write_error}")
         if options.summary_path is not None:

@@ -97,7 +97,8 @@ class ACTRunner(PolicyRunner):
         self._check_open()
         return self.observation_processor.check(observation)
 
-    def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
+    def plan(self, context: dict[str, np.ndarray], committed: np.ndarray | None = None,
+             delay: int = 0) -> np.ndarray:
         """The chunk for an `observe` result, policy units."""
         self._check_open()
         return self.actions(self._normalized_chunk(context))

@@ -45,7 +45,9 @@ class PolicyRunner(ABC):
         self.backend = backend
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        self.observation_processor = ObservationProcessor(m.inputs, ood_margin)
+        names = {i.name: m.dataset.state_names for i in m.inputs if i.kind == "state"} \
+            if m.dataset is not None and m.dataset.state_names else {}
+        self.observation_processor = ObservationProcessor(m.inputs, ood_margin, element_names=names)
         self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
         self.graphs: dict[str, GraphSession] = {}
         self.closed = False
@@ -127,9 +129,11 @@ class PolicyRunner(ABC):
         """
 
     @abstractmethod
-    def plan(self, context: Any) -> np.ndarray:
-        """Actions (n, action_dim) in policy units from an `observe` result: row 0 is for the tick it was
-        observed at."""
+    def plan(self, context: Any, committed: np.ndarray | None = None, delay: int = 0) -> np.ndarray:
+        """Actions (P, action_dim) in policy units from an `observe` result: row 0 is for the tick it was observed
+        at (edge.robot.executors.Planner). `committed` (k, action_dim): the actions the executor's timeline will
+        execute from that tick on; `delay`: how many of them execute while this chunk is computed. Families that
+        do not guide their sampling with them ignore both (the executor merges)."""
 
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.

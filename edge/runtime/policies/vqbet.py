@@ -91,7 +91,8 @@ class VQBeTRunner(PolicyRunner):
         feeds = {"codes": self._eye[codes][None], "offsets": out["offsets"]}
         return self.graphs["decode"].run(feeds)["action"][0]
 
-    def plan(self, context: dict[str, np.ndarray]) -> np.ndarray:
+    def plan(self, context: dict[str, np.ndarray], committed: np.ndarray | None = None,
+             delay: int = 0) -> np.ndarray:
         """The chunk for an `observe` window, policy units (asynchronous execution)."""
         self._check_open()
         return self.actions(self._normalized_chunk(context))
