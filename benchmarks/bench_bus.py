@@ -92,8 +92,8 @@ def main() -> None:
                 times.sort()
                 median = statistics.median(times) * 1000
                 p99 = times[int(0.99 * (len(times) - 1))] * 1000
-                rows.append(f"| {baudrate / 1e6:g} Mbps | {'fast' if fast else 'plain'} | {'yes' if readback else 'no'} "
-                            f"| {n_bytes} | {wire_ms:.2f} | {median:.2f} | {p99:.2f} | {1000 / median:.0f} "
+                rows.append(f"| {baudrate / 1e6:g} Mbps | {'fast' if fast else 'plain'} "
+                            f"| {'yes' if readback else 'no'} | {n_bytes} | {wire_ms:.2f} | {median:.2f} | {p99:.2f} | {1000 / median:.0f} "
                             f"| {1000 / wire_ms:.0f} | {retries} |")
     table = "\n".join(rows)
     notes = (f"\n\n{SERVOS} servos, {args.cycles} cycles each; one cycle = sync read of Present_Position + sync write "

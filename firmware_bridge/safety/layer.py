@@ -174,7 +174,8 @@ class SafetyLayer:
         self.shutdown()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT/SIGTERM/SIGHUP: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in shutdown."""
+        """SIGINT/SIGTERM/SIGHUP: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in
+        shutdown."""
         self.counters.signals += 1
         if not self._stopping:
             self._stopping = True

@@ -65,7 +65,7 @@ def torque_settles(emulator: ServoEmulator, servos: list[int], on: bool) -> bool
 
 
 def power_cycle(emulator: ServoEmulator, servo_id: int) -> int:
-    """A brown-out: the servo is off for ~30 ms, then back with factory RAM. Returns its write-log length at power-up."""
+    """A brown-out: the servo is off for ~30 ms, then back with factory RAM; returns its write-log length then."""
     emulator.power_off(servo_id)
     time.sleep(0.03)
     emulator.reappear(servo_id, power_cycled=True)
