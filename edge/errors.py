@@ -32,3 +32,7 @@ class CLIError(OptionError):
 
 class PolicyOutputError(EdgeError):
     """A graph produced a non-finite action; the message names the step and the action index."""
+
+
+class ResultsNotWritten(EdgeError):
+    """A run completed (the arm moved) but a result file (summary, telemetry) could not be written."""

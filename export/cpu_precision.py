@@ -31,8 +31,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.exit_status import run_command
-from edge.runtime.files import interrupt_on_signals, staged_directory
+from edge.exit_status import run_command, signals_interrupt
+from edge.runtime.files import staged_directory
 from edge.runtime.package import load_package, sha256_file, write_manifest
 from export.errors import ExportError
 from export.graph_rewrites import conv1d_as_matmul, gemm_as_matmul
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
+    with signals_interrupt():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
         return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
 
 

@@ -19,8 +19,9 @@ import edge
 from calibration import CalibrationError, RobotConfigError, load_calibration, load_robot_config
 from calibration.strict_files import MAX_DEPTH, brief, parse_json
 from edge.errors import EdgeError, PackageError
+from edge.exit_status import signals_interrupt
 from edge.runtime import files
-from edge.runtime.files import OutputTaken, interrupt_on_signals, staged_directory
+from edge.runtime.files import OutputTaken, staged_directory
 from edge.runtime.package import load_package
 from edge.sim.emulated_arm import arm_files
 from export.checkpoint import load_checkpoint
@@ -246,12 +247,12 @@ def test_a_second_writer_to_one_output_is_refused_with_or_without_replace(tmp_pa
 def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, signum):
     final = tmp_path / "pkg"
     code = ("import sys, time; from pathlib import Path\n"
-            "from edge.exit_status import run_command\n"
-            "from edge.runtime.files import interrupt_on_signals, staged_directory\n"
+            "from edge.exit_status import run_command, signals_interrupt\n"
+            "from edge.runtime.files import staged_directory\n"
             "def body():\n"
             "    with staged_directory(Path(sys.argv[1])) as tmp:\n"
             "        (tmp / 'graph.onnx').write_text('half'); print('staged', flush=True); time.sleep(60)\n"
-            "with interrupt_on_signals():\n"
+            "with signals_interrupt():\n"
             "    sys.exit(run_command(body))\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(final)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -263,9 +264,9 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, signum):
     assert f"received {signal.Signals(signum).name}" in err
 
 
-def test_interrupt_on_signals_puts_the_handlers_back():
+def test_signals_interrupt_puts_the_handlers_back():
     before = signal.getsignal(signal.SIGTERM)
-    with interrupt_on_signals():
+    with signals_interrupt():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
 

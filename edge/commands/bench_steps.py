@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edge.commands.options import count, counts
 from edge import load_policy
+from edge.commands.demo import resolve_package
+from edge.commands.options import count, counts
 from edge.errors import CLIError
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner
@@ -37,7 +39,7 @@ class StepRow:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench-steps", help="few-step DDIM study of a Diffusion Policy package",
                               description=__doc__.splitlines()[0])
-    p.add_argument("package", help="a diffusion policy package directory")
+    p.add_argument("package", help="a diffusion policy package directory, or diffusion for the bundled demo's")
     p.add_argument("--steps", type=counts, default=",".join(map(str, DEFAULT_STEPS)),
                    help=f"comma-separated DDIM step counts (default {','.join(map(str, DEFAULT_STEPS))})")
     p.add_argument("--repeats", type=count, default=5, help="timed runs per validation sample (default 5)")
@@ -45,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
+def study(path: str | Path, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
     """Run the few-step study on the package's validation observations (one fixed noise per sample)."""
     package = load_package(path)
     if package.manifest.policy_type != "diffusion":
@@ -89,6 +91,6 @@ def format_table(rows: list[StepRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = study(args.package, args.steps, args.repeats, args.backend)
+    rows = study(resolve_package(args.package), args.steps, args.repeats, args.backend)
     print(format_table(rows))
     return 0

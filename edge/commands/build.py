@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from edge.commands.options import non_negative_int
-from edge.runtime.files import interrupt_on_signals
 from edge.runtime.package import load_package
 
 
@@ -29,11 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    with interrupt_on_signals():  # SIGTERM/SIGHUP remove half-written engines like Ctrl-C
-        return _build(args)
-
-
-def _build(args: argparse.Namespace) -> int:
     from edge.runtime.backends.engine_cache import BuildOptions, cache_root
     from edge.runtime.backends.onnxruntime import onnxruntime_conflict
     from edge.runtime.backends.trt_builder import build_engines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands.demo import resolve_package
 from edge.commands.options import only_with, positive_float
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
@@ -15,7 +16,7 @@ from edge.runtime.validation import check_package
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="self-check a policy package on a backend")
-    p.add_argument("package", help="policy package directory")
+    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--tolerance", type=positive_float, default=None, help="override the package's tolerance")
     p.add_argument("--engine-dir", default=None, help="TensorRT engine directory given to `edge build --engine-dir`")
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    package = load_package(args.package)
+    path = resolve_package(args.package)
+    package = load_package(path)
     options = {"engine_dir": args.engine_dir} if args.engine_dir and args.backend != "onnxruntime" else {}
     backend = get_backend(args.backend, **options)
     results = check_package(package, backend, args.tolerance)
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {conflict}")
     m = package.manifest
     opsets = sorted({g.opset for g in m.graphs.values()})
-    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
+    print(f"package  {path}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
           f"{m.validation.samples} samples, {m.weights} weights)")
     print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
     f = m.fp16_preflight

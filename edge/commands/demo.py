@@ -20,7 +20,8 @@ import numpy as np
 import edge
 from edge.commands.options import only_with, seed
 from edge.commands.run import add_loop_arguments, apply_merge, options_from
-from edge.errors import CLIError
+from edge.errors import CLIError, ResultsNotWritten
+from edge.runtime.files import check_writable, write_atomic
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
 from edge.sim.tracker import ReachTracker, describe
 
@@ -35,6 +36,17 @@ def bundled() -> dict[str, Path]:
     return {f: DATA / f"demo_{f}" for f in FAMILIES if (DATA / f"demo_{f}" / "manifest.json").is_file()}
 
 
+def resolve_package(name: str) -> Path:
+    """A package directory, or a bundled demo's family (`act`, `diffusion`, `vqbet`) as `edge eval` takes it."""
+    path = Path(name)
+    packages = bundled()
+    if not path.exists() and name in packages:
+        return packages[name]
+    if not path.is_dir():
+        raise CLIError(f"{name}: no such package directory (or a bundled demo: {', '.join(packages)})")
+    return path
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a bundled trained policy on an emulated arm (no robot, no GPU needed)")
     p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")
@@ -43,9 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="scene (start, target, obstacle) seed (default 0)")
     p.add_argument("--outcome", type=Path, default=None,
                    help="write the episode's outcome (scene, reached, side) as JSON")
-    add_loop_arguments(p, hz_default=TaskConfig.hz)
+    add_loop_arguments(p, hz_default=TaskConfig.hz, duration_default=DEFAULT_DURATION_S)
     only_with(p, "--policy", "a bundled policy, not with --package", when=lambda args: args.package is None)
-    p.set_defaults(duration=DEFAULT_DURATION_S)
     return p
 
 
@@ -63,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm
     from edge.sim.rendered_camera import SimCamera
 
+    if args.outcome is not None:
+        check_writable(args.outcome, "--outcome")
     packages = bundled()
     if args.package is not None:
         package = args.package
@@ -97,5 +110,9 @@ def run(args: argparse.Namespace) -> int:
     if args.outcome is not None:
         task = {"seed": args.seed, "policy": args.policy if args.package is None else str(args.package), **outcome,
                 "scene": {k: getattr(scene, k).tolist() for k in ("start", "target", "obstacle")}}
-        Path(args.outcome).write_text(json.dumps(task, indent=2))
+        try:
+            write_atomic(Path(args.outcome), json.dumps(task, indent=2))
+        except OSError as exc:
+            raise ResultsNotWritten(f"outcome {args.outcome} not written: {exc.strerror or exc} "
+                                    "(the episode itself completed)") from None
     return 0

@@ -19,12 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from edge.commands.demo import bundled
+from edge.commands.demo import resolve_package
 from edge.commands.options import count, non_negative_int, seed
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
+from edge.runtime.files import check_writable
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
@@ -63,14 +64,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
-def resolve_package(name: str) -> Path:
-    path = Path(name)
-    packages = bundled()
-    if not path.exists() and name in packages:
-        return packages[name]
-    if not path.is_dir():
-        raise CLIError(f"{name}: no such package directory")
-    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +84,8 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     `label` names the configuration in the table ("default", "fp16", "pytorch"), `name` the backend in the log
     and the JSON (default: the backend's own description).
     """
+    if args.json is not None:
+        check_writable(args.json, "--json")
     if args.merge is not None and args.delay_ticks is None:
         raise CLIError("--merge applies to asynchronous execution: give --delay-ticks D as well")
     merge = args.merge or "latest"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from edge.runtime.files import interrupt_on_signals
 from edge.runtime.migrate import migrate_package
 from edge.runtime.package import MANIFEST_VERSION
 
@@ -18,9 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    with interrupt_on_signals():  # SIGTERM/SIGHUP leave no temporary manifest behind, like Ctrl-C
-        for path in args.packages:
-            version = migrate_package(path)
-            print(f"{path}: manifest version {MANIFEST_VERSION}" if version == MANIFEST_VERSION else
-                  f"{path}: manifest version {version} -> {MANIFEST_VERSION} (graphs unchanged)")
+    for path in args.packages:
+        version = migrate_package(path)
+        print(f"{path}: manifest version {MANIFEST_VERSION}" if version == MANIFEST_VERSION else
+              f"{path}: manifest version {version} -> {MANIFEST_VERSION} (graphs unchanged)")
     return 0

@@ -1,12 +1,14 @@
 """Run a policy on a robot: the glue behind `edge run` and `edge demo`.
 
-Checks that the policy fits the robot (joints, cameras, constant features) and the rates (the servo loop at least
+Checks that the policy fits the robot (joints, cameras, constant features), the rates (the servo loop at least
 the policy's own fps; asynchronously, a chunk latency measured on synthetic observations that one chunk in flight
-can cover) before anything is opened, runs the
-fixed-rate loop with a live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, a safety reaction,
-an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys) when asked; the
-last lines say how the run ended. A safety reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after
-it), Ctrl-C as KeyboardInterrupt, so the CLI can turn them into exit statuses.
+can cover) and that every output file can be written before anything is opened, runs the fixed-rate loop with a
+live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, SIGHUP, a safety reaction, a non-finite
+policy output, an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys)
+when asked; the last line says how the run ended, and is the one place that says why it stopped. A safety
+reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after it), a signal as KeyboardInterrupt, so the
+CLI can turn them into exit statuses; a result file that could not be written after the arm moved never replaces
+them (`ResultsNotWritten` only after a clean run).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from edge.errors import OptionError, PackageError
+from edge.errors import OptionError, PackageError, PolicyOutputError, ResultsNotWritten
 from edge.robot.chunks import ticks_for
 from edge.robot.control_loop import Executor, LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.joint_names import joint_order
 from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
+from edge.runtime.files import check_writable, write_atomic
 from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
@@ -54,8 +58,9 @@ class DriveOptions:
 
 
 def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
-    """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
-    input's exact shape, and have every other input fed by a constant feature of the right shape."""
+    """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
+    the package has them: another order is mapped, other names refused), get each camera's frames at its input's
+    exact shape, and have every other input fed by a constant feature of the right shape."""
     manifest, config = policy.package.manifest, robot.config
     inputs = {i.name: i for i in manifest.inputs}
     state = inputs.get(config.features.state)
@@ -65,6 +70,9 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     if manifest.action.dim != len(config.motors):
         raise PackageError(f"the policy's action has {manifest.action.dim} values, the robot has "
                            f"{len(config.motors)} joints")
+    robot.joint_order = joint_order(manifest.dataset, config.motor_names)
+    if robot.joint_order.note:
+        print(f"note: {robot.joint_order.note}", file=sys.stderr)
     for name, cam in robot.cameras.items():
         wanted = inputs.get(name)
         if wanted is None or wanted.kind != "image":
@@ -83,7 +91,17 @@ def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     fed = {config.features.state, *robot.static_features, *robot.cameras}
     unfed = [i.name for i in manifest.inputs if i.name not in fed]
     if unfed:
-        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot")
+        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot: give each a constant with "
+                           f"--feature NAME=V1,V2,... (e.g. --feature {unfed[0]}=0,...), or, for an image, a camera "
+                           "in the robot file's cameras:")
+
+
+def run_meta(policy: PolicyRunner, robot: Robot, options: DriveOptions) -> dict:
+    """What `edge report` needs to label a run: joints in the order the records hold them, units, rate, policy."""
+    motors = robot.policy_joints
+    return {"policy": str(policy.package.path), "policy_type": policy.package.manifest.policy_type, "hz": options.hz,
+            "joints": [m.name for m in motors], "units": [m.norm_mode.unit for m in motors],
+            "mode": f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"}
 
 
 def policy_rate(policy: PolicyRunner, servo_hz: float) -> float:
@@ -137,9 +155,13 @@ def measure_delay(policy: PolicyRunner, policy_hz: float, chunks: int = 4) -> in
 
 
 def check_outputs(options: DriveOptions, robot: Robot) -> None:
-    """Refuse a recording or live view that cannot work before anything is connected (CLIError, exit 2)."""
+    """Refuse an output file that could not be written, a recording or live view that cannot work, before anything
+    is connected (CLIError / OptionError, exit 2)."""
     from edge.errors import CLIError
 
+    for what, path in (("--telemetry", options.telemetry_path), ("--summary", options.summary_path)):
+        if path is not None:
+            check_writable(path, what)
     if options.record is not None:
         from edge.robot.record.episodes import check_recording
 
@@ -164,7 +186,7 @@ def _loop(robot: Robot, executor: Executor, options: DriveOptions, telemetry: Te
         if options.display:
             from edge.robot.record.display import RerunDisplay
 
-            display = stack.enter_context(RerunDisplay(robot.config.position_names, list(robot.cameras),
+            display = stack.enter_context(RerunDisplay(robot.position_names, list(robot.cameras),
                                                        options.display_ip, options.display_port))
         if options.record is None:
             run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
@@ -174,7 +196,7 @@ def _loop(robot: Robot, executor: Executor, options: DriveOptions, telemetry: Te
 
             cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
             record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
-                            robot.config.position_names, display)
+                            robot.position_names, display)
 
 
 def status_line(record: TickRecord, hz: float) -> None:
@@ -195,13 +217,27 @@ def how_it_ended(robot: Robot, ended: BaseException | None) -> str:
     if robot.tripped is not None:
         reaction = robot.config.safety.reaction
         delays = [a.safety.reaction_delay_s for a in robot.arms if a.safety.reaction_delay_s is not None] or [0.0]
+        limp = sorted(m for a in robot.arms for m in a.safety.limp)
         state = ("torque left ON, holding the last safe goal (the Bus Watchdog stops any motion once this process "
                  "is gone); `edge reboot` clears latched hardware errors" if reaction == "hold" else "torque off")
+        if limp:
+            state += f"; no torque on {', '.join(limp)}"
         return (f"stopped by a safety reaction ({reaction}, {max(delays) * 1e3:.0f} ms after the first fault): "
                 f"{robot.tripped}; no rest-pose motion; {state}; port released")
+    if isinstance(ended, PolicyOutputError):
+        return f"stopped: {ended}; torque off, port released"
     if ended is not None:
         return f"interrupted ({ended or 'Ctrl-C'}): torque off, port released"
     return "run complete: torque off, port released"
+
+
+def _say(text: str, stream: str = "stdout") -> None:
+    """Print a line of the end-of-run report; a terminal that is gone (SIGHUP) is replaced by /dev/null, so that
+    neither this line nor the interpreter's last flush turns into another exit status."""
+    try:
+        print(text, file=getattr(sys, stream), flush=True)
+    except OSError:
+        setattr(sys, stream, open(os.devnull, "w"))
 
 
 def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
@@ -209,7 +245,9 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     """Connect `robot`, run the loop, release everything; returns the telemetry of a run that ended normally.
 
     Raises SafetyTripped if a safety reaction ended the run, KeyboardInterrupt (SafetyStop for a signal) if the
-    user did, after the robot was released and the summary printed. `on_tick` sees every tick's record.
+    user did, PolicyOutputError for a non-finite action, after the robot was released and the summary printed
+    (each marked `reported`: the closing line already said it); ResultsNotWritten after a clean run whose summary
+    or telemetry could not be written. `on_tick` sees every tick's record.
     """
     check_rate(options.hz)
     check_outputs(options, robot)
@@ -224,7 +262,7 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
-    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
+    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
@@ -236,6 +274,7 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
             on_tick(record)
 
     ended: BaseException | None = None
+    lost: list[str] = []
     try:
         try:
             with robot:
@@ -247,23 +286,41 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                     _loop(robot, executor, options, telemetry, tick)
                 finally:
                     gc.unfreeze()
-        except (SafetyTripped, KeyboardInterrupt) as exc:
+        except (SafetyTripped, KeyboardInterrupt, PolicyOutputError) as exc:
             ended = exc
         finally:
             executor.close()
             telemetry.close()
             if options.status:
-                sys.stderr.write("\n")
+                _say("", "stderr")
         summary = telemetry.summary()
-        print(format_summary(summary))
+        _say(format_summary(summary))
+        breakdown = robot.safety_breakdown()
+        if breakdown:
+            _say("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
+        if telemetry.write_error is not None:
+            lost.append(f"telemetry {options.telemetry_path} is incomplete: {telemetry.write_error}")
         if options.summary_path is not None:
-            Path(options.summary_path).write_text(json.dumps(summary, indent=2))
-        print(how_it_ended(robot, ended))
+            try:
+                write_atomic(Path(options.summary_path), json.dumps(summary, indent=2))
+            except OSError as exc:
+                lost.append(f"summary {options.summary_path} not written: {exc.strerror or exc}")
+        for line in lost:
+            _say(f"error: {line}", "stderr")
+        _say(how_it_ended(robot, ended))
     except KeyboardInterrupt:  # Ctrl-C while reporting
-        if robot.tripped is None:
+        if robot.tripped is None and ended is None:
             raise
     if robot.tripped is not None:  # what ended the run, even if Ctrl-C came after the reaction
-        raise SafetyTripped(robot.tripped)
+        raise _reported(SafetyTripped(robot.tripped))
     if ended is not None:
-        raise ended
+        raise _reported(ended)
+    if lost:
+        raise _reported(ResultsNotWritten("; ".join(lost) + " (the run itself completed)"))
     return telemetry
+
+
+def _reported(exc: BaseException) -> BaseException:
+    """Mark `exc` as said already (by the closing lines), so the command line adds no second line with it."""
+    exc.reported = True  # type: ignore[attr-defined]
+    return exc

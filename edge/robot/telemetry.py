@@ -43,6 +43,7 @@ class TickRecord:
     out_of_distribution: int = 0  # cumulative: observations with a state value far outside the training statistics
     frame_age_ms: dict[str, float] | None = None  # per camera: how old the frame the policy got was
     seam_jump: float | None = None  # a chunk merged this tick changed its action by this much (policy units)
+    safety_reaction: str | None = None  # set from the tick a safety reaction was taken on: its cause
 
     def to_json(self) -> str:
         """One JSONL line (arrays as lists)."""
@@ -102,6 +103,7 @@ class Telemetry:
 
     path: Path | None = None
     cameras: Sequence[str] = ()
+    meta: Mapping[str, Any] | None = None  # written as the file's first line {"meta": ...}: what `edge report` labels
 
     def __post_init__(self) -> None:
         self.ticks = 0
@@ -119,9 +121,11 @@ class Telemetry:
         self.out_of_distribution: Mapping[str, int] = {}  # per feature: the policy's live counts
         self._first_t = self._last_t = 0.0
         self._file: IO[str] | None = None
+        self.write_error: OSError | None = None  # why the JSONL file stopped being written (disk full, ...)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
+            if self.meta is not None:
+                self._file.write(json.dumps({"meta": dict(self.meta)}) + "\n")
 
     def add(self, record: TickRecord) -> None:
         """Fold one tick into the statistics (and the JSONL file); nothing of it is retained."""
@@ -143,7 +147,10 @@ class Telemetry:
         self.bus_errors = record.bus_errors
         self.safety_interventions = record.safety_interventions
         if self._file is not None:
-            self._file.write(record.to_json() + "\n")
+            try:
+                self._file.write(record.to_json() + "\n")
+            except OSError as exc:  # the run goes on: telemetry is a record, not part of the control
+                self._lost(exc)
 
     def _add_goal(self, record: TickRecord) -> None:
         """Holding share from the first action on, and jerk (third difference of goals over the period³)."""
@@ -163,9 +170,23 @@ class Telemetry:
             self.jerk_n += len(jerk)
 
     def close(self) -> None:
+        """Close the JSONL file (a failure to flush it is kept in `write_error`, like one during the run)."""
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                self._lost(exc)
             self._file = None
+
+    def _lost(self, exc: OSError) -> None:
+        """Stop writing the JSONL file after a failed write; the first failure is kept for the end of the run."""
+        self.write_error = self.write_error or exc
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (exact keys in the module docstring)."""
@@ -221,13 +242,15 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 @dataclass
 class TelemetryFile:
-    """The tick records of a JSONL telemetry file, and the line number of a cut-off last line that was skipped."""
+    """A JSONL telemetry file: the run's meta line (None in files from before it existed: no names, no rate), its
+    tick records, and the line number of a cut-off last line that was skipped."""
 
+    meta: dict[str, Any] | None
     records: list[dict[str, Any]]
     skipped_line: int | None = None
 
 
-def load_records(path: str | Path) -> TelemetryFile:
+def read_telemetry(path: str | Path) -> TelemetryFile:
     """Read a JSONL telemetry file strictly (calibration.strict_files, per line). A last line with no newline that
     does not parse is what a crash or a full disk leaves: it is skipped and its number reported, not refused."""
     try:
@@ -235,7 +258,7 @@ def load_records(path: str | Path) -> TelemetryFile:
     except OSError as exc:
         raise EdgeError(f"cannot read telemetry {path}: {exc.strerror or exc}") from None
     lines = data.split(b"\n")
-    records, skipped = [], None
+    meta, records, skipped = None, [], None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -247,11 +270,27 @@ def load_records(path: str | Path) -> TelemetryFile:
                 skipped = number
                 break
             raise
+        if not records and meta is None and isinstance(record, dict) and set(record) == {"meta"}:
+            if not isinstance(record["meta"], dict):
+                raise EdgeError(f"telemetry {where}: the meta line is not an object")
+            meta = record["meta"]
+            continue
         problem = _record_problem(record, len(records[0]["present"]) if records else None)
         if problem:
             raise EdgeError(f"telemetry {where} is not a tick record of edge run --telemetry: {problem}")
         records.append(record)
-    return TelemetryFile(records, skipped)
+    return TelemetryFile(meta, records, skipped)
+
+
+def load_telemetry(path: str | Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run's meta line (None in older files) and its tick records (read_telemetry)."""
+    found = read_telemetry(path)
+    return found.meta, found.records
+
+
+def load_records(path: str | Path) -> list[dict[str, Any]]:
+    """The tick records of a telemetry file."""
+    return read_telemetry(path).records
 
 
 def _record_problem(record: Any, joints: int | None) -> str | None:

@@ -2,7 +2,8 @@
 
 `write_atomic` writes a file; `staged_directory` builds a directory beside its final place, holding a lock that
 refuses a second writer, and publishes it with one rename (an existing one swapped out in the same step, or
-moved aside and restored on failure). `interrupt_on_signals` makes SIGTERM/SIGHUP clean up like Ctrl-C.
+moved aside and restored on failure); Ctrl-C, SIGTERM and SIGHUP (edge/exit_status.py `signals_interrupt`) remove
+it like any error. `check_writable` refuses, before anything is done, an output file that could not be written.
 (calibration/ writes its own files the same way: it sits below edge and cannot import it.)
 """
 
@@ -16,15 +17,14 @@ import fcntl
 import functools
 import os
 import shutil
-import signal
 import sys
-import threading
+import tempfile
 import uuid
 import warnings
 from pathlib import Path
 from typing import Iterator
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, OptionError
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -40,6 +40,26 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse (OptionError naming `what`, e.g. "--summary") an output file that could not be written later: a
+    folder, a missing folder, a folder this process cannot create files in (probed with a temporary file, so a
+    read-only file system counts), an existing file it may not replace. Nothing is left behind."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise OptionError(f"{what} {path}: is a folder, expected a file name")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise OptionError(f"{what} {path}: folder {folder} {problem}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OptionError(f"{what} {path}: the file is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise OptionError(f"{what} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 class OutputTaken(EdgeError):
@@ -138,7 +158,7 @@ def _remove(path: Path) -> None:
 def staged_directory(final: Path, replace: bool = True) -> Iterator[Path]:
     """Yield an empty folder beside `final`, holding the writer's lock of `final`; when the block ends without an
     error, `publish` puts it in place (replacing an existing `final` only when `replace`). On an error, a Ctrl-C or
-    (under `interrupt_on_signals`) SIGTERM/SIGHUP, it is removed and `final` is left as it was."""
+    (under `signals_interrupt`) SIGTERM/SIGHUP, it is removed and `final` is left as it was."""
     with exclusive(final):
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()  # with the umask's mode, as `final` would get (mkdtemp's would be private)
@@ -148,30 +168,3 @@ def staged_directory(final: Path, replace: bool = True) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP turned into what Ctrl-C raises, so every `finally` runs; exits 128 + the signal number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"received {signal.Signals(signum).name}")
-        self.signum = int(signum)
-
-
-@contextlib.contextmanager
-def interrupt_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """While the block runs, `signals` raise `Interrupted` like Ctrl-C raises KeyboardInterrupt: the file-side
-    commands (edge-export, migrate, the FP16 preflight, INT8, edge build) then remove their staging folders."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

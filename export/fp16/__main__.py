@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from edge.commands.options import count, positive_float, seed
-from edge.exit_status import run_command
-from edge.runtime.files import interrupt_on_signals
+from edge.exit_status import run_command, signals_interrupt
 from export.workstation import require_workstation
 
 
@@ -25,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options and run the preflight under the shared exit-status mapping."""
     args = build_parser().parse_args(argv)
-    with interrupt_on_signals():  # SIGTERM/SIGHUP remove the staged fp16/ folder like Ctrl-C
+    with signals_interrupt():  # SIGTERM/SIGHUP remove the staged fp16/ folder like Ctrl-C
         return run_command(lambda: _preflight(args))
 
 

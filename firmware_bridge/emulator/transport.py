@@ -55,7 +55,8 @@ class ServoEmulator(InstructionSet):
     """Servos answering on a pty. `servos` maps id -> model name; use as a context manager or start()/stop().
 
     hand: a `Hand` moves every torque-off joint (None: joints stay where they are); faults: `TimedFault`s or their
-    `ID:KIND@START[+DURATION]` text, timed from start().
+    `ID:KIND@START[+DURATION]` text, timed from the first bytes a host sends (its first connection), so a fault
+    lands the same seconds into a run however long the emulator waited for it.
     """
 
     def __init__(self, servos: Mapping[int, str], baudrate: int = 1_000_000, *, timing: bool = True,
@@ -75,14 +76,17 @@ class ServoEmulator(InstructionSet):
             if fault.servo_id not in self.servos:
                 raise RequestError(f"fault on id {fault.servo_id}: no such servo (ids {sorted(self.servos)})")
         self._fault_on = [False] * len(self.timed_faults)
+        self._reset_done: set[int] = set()  # `reset` faults whose servo has powered up again
         self._lock = threading.RLock()
         self.set_hand(hand)
         self.port = ""
         self.instructions = 0  # valid instruction packets received
         self._stop = threading.Event()
+        self._serving = threading.Event()  # set once the serving thread is in its loop
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
-        self.started_at = now  # time.monotonic() at start(): timed faults count from here
+        self.started_at = now  # time.monotonic() of the host's first bytes (until then, of start()): faults count from here
+        self._connected = False
         self._now = now
         self._rate = baudrate  # the host's line rate at the packet being handled
         self._listening: list[EmulatedServo] = []
@@ -94,19 +98,34 @@ class ServoEmulator(InstructionSet):
         """The default 6-servo arm, ids 1..6 (see `default_arm_motors`)."""
         return cls(dict(default_arm_motors(model).values()), **kwargs)
 
+    @classmethod
+    def factory_fresh(cls, models: list[str], **kwargs: object) -> ServoEmulator:
+        """Servos as they leave the factory, every one at ID 1 and 57600 bps (what `edge setup-motors` meets).
+
+        `servos` is keyed by slot 1..n, not by ID: `vanish(slot)` unplugs one, so a test can connect one at a time;
+        two present at once collide on ID 1 (their replies garble each other, as on a real half-duplex line).
+        """
+        emulator = cls(dict(enumerate(models, start=1)), baudrate=tables.FACTORY_BAUDRATE, **kwargs)
+        for servo in emulator.servos.values():
+            servo.put("ID", tables.FACTORY_ID)
+        return emulator
+
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> str:
-        """Open the pty and serve from a background thread; returns the port path."""
+        """Open the pty and serve from a background thread; returns the port path once the thread serves it."""
         if self._thread is not None:
             raise FirmwareBridgeError("emulator already running")
         self._master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._stop.clear()
+        self._serving.clear()
         self.started_at = time.monotonic()
+        self._connected = False
         self._thread = threading.Thread(target=self._serve, name="servo-emulator", daemon=True)
         self._thread.start()
+        self._serving.wait()
         return self.port
 
     def stop(self) -> None:
@@ -181,6 +200,14 @@ class ServoEmulator(InstructionSet):
         with self._lock:
             self.servos[servo_id].faults.present = False
 
+    def power_off(self, servo_id: int) -> None:
+        """The servo loses power: it goes limp and silent until `reappear(servo_id, power_cycled=True)`."""
+        with self._lock:
+            servo, now = self.servos[servo_id], time.monotonic()
+            servo.update(now)
+            servo.power_off(now)
+            servo.faults.present = False
+
     def reappear(self, servo_id: int, power_cycled: bool = False) -> None:
         """The servo is back; after a power cycle its RAM is reset (torque off)."""
         with self._lock:
@@ -224,6 +251,15 @@ class ServoEmulator(InstructionSet):
         """Switch timed faults on and off as their windows open and close."""
         elapsed = now - self.started_at
         for index, fault in enumerate(self.timed_faults):
+            if fault.kind == "reset":  # once, even if the serve loop woke only after the whole window
+                if elapsed >= fault.start_s and index not in self._reset_done:
+                    if not self._fault_on[index]:
+                        self._fault_on[index] = True
+                        self.power_off(fault.servo_id)
+                    if not fault.active(elapsed):
+                        self._reset_done.add(index)
+                        self.reappear(fault.servo_id, power_cycled=True)
+                continue
             active = fault.active(elapsed)
             if active == self._fault_on[index]:
                 continue
@@ -246,13 +282,17 @@ class ServoEmulator(InstructionSet):
 
     def _serve(self) -> None:
         reader = P.PacketReader()
+        self._serving.set()
         while not self._stop.is_set():
             wait = min([0.002] + [max(0.0, due - time.monotonic()) for due, _ in self._late[:1]])
             ready, _, _ = select.select([self._master], [], [], wait)
             data = os.read(self._master, 4096) if ready else b""
             now = time.monotonic()
             with self._lock:
-                self._run_schedule(now)
+                if data and not self._connected:  # the first connection: timed faults start counting
+                    self._connected, self.started_at = True, now
+                if self._connected:
+                    self._run_schedule(now)
                 if data:  # the physics is integrated lazily: up to the moment someone asks
                     self._rate = line_rate(self._slave) or self.baudrate
                     for servo in self.servos.values():
@@ -288,8 +328,9 @@ class ServoEmulator(InstructionSet):
         return n_bytes * 10.0 / self._rate if self.timing else 0.0
 
     def _send(self, replies: list[tuple[EmulatedServo, bytes]], level: int) -> None:
-        """Put status packets on the wire in order, honouring Status Return Level, timing and faults."""
-        for servo, reply in replies:
+        """Put status packets on the wire in order, honouring Status Return Level, timing and faults; servos that
+        share an ID answer at the same moment and their replies collide."""
+        for servo, reply in _collisions(replies):
             if servo.get("Status_Return_Level") < level:
                 continue
             dropped, corrupted, delay = servo.faults.consume()
@@ -314,3 +355,18 @@ class ServoEmulator(InstructionSet):
         while (left := due - time.monotonic()) > 0:
             time.sleep(left if left > 0.0005 else 0)
         os.write(self._master, reply)
+
+
+def _collisions(replies: list[tuple[EmulatedServo, bytes]]) -> list[tuple[EmulatedServo, bytes]]:
+    """Two servos with one ID both drive the half-duplex line at once: neither frame survives. Modelled as the first
+    reply's bytes ANDed with the second's a bit late (the idle line is high), which breaks the header and the CRC."""
+    merged: dict[int, tuple[EmulatedServo, bytes]] = {}
+    for servo, reply in replies:
+        key = servo.get("ID")
+        if key in merged:
+            first, other = merged[key]
+            length = max(len(other), len(reply))
+            a, b = other.ljust(length, b"\xff"), reply.ljust(length, b"\xff")
+            reply, servo = bytes(x & ((y >> 1) | 0x80) for x, y in zip(a, b)), first
+        merged[key] = (servo, reply)
+    return list(merged.values())

@@ -136,15 +136,15 @@ def test_fuzz_lerobot_configs(request, lerobot_fixtures, tmp_path):
 WRITER = """
 import sys, time
 from pathlib import Path
-from edge.exit_status import run_command
-from edge.runtime.files import interrupt_on_signals, staged_directory
+from edge.exit_status import run_command, signals_interrupt
+from edge.runtime.files import staged_directory
 final, me, delay, replace = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
 def body():
     with staged_directory(final, replace=replace) as tmp:
         for part in range(5):
             (tmp / f"part{part}").write_text(me)
             time.sleep(delay / 5)
-with interrupt_on_signals():
+with signals_interrupt():
     print("ready", flush=True)  # a signal before this point finds Python's default handlers: not this test's case
     sys.exit(run_command(body))
 """

@@ -207,6 +207,7 @@ def _check_fp16(m: Manifest) -> None:
 
 
 def _check_dataset(m: Manifest) -> None:
+    """The optional dataset section: fps within 1..MAX_FPS, names non-empty, unique, one per state/action element."""
     d = m.dataset
     if d is None:
         return
@@ -215,7 +216,11 @@ def _check_dataset(m: Manifest) -> None:
     state = next((i for i in m.inputs if i.kind == "state"), None)
     for name, names, dim in (("state_names", d.state_names, None if state is None else int(np.prod(state.shape))),
                              ("action_names", d.action_names, m.action.dim)):
-        if names is not None and dim is not None and len(names) != dim:
+        if names is None:
+            continue
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise PackageError(f"{field_ref(f'dataset.{name}')} must be non-empty, unique names, got {names}")
+        if dim is not None and len(names) != dim:
             raise PackageError(f"{field_ref(f'dataset.{name}')} has {len(names)} names for {dim} values")
 
 
