@@ -32,3 +32,7 @@ class CLIError(OptionError):
 
 class PolicyOutputError(EdgeError):
     """A graph produced a non-finite action; the message names the step and the action index."""
+
+
+class PolicyServerError(EdgeError):
+    """The policy server is unreachable, gave no chunk in time, or answered for another package."""

@@ -20,6 +20,7 @@ from edge.errors import PackageError
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
 from edge.robot.rate import check_rate
+from edge.robot.remote import RemotePlanner, ServerWatch
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
 from edge.runtime.policies.base import PolicyRunner
@@ -37,7 +38,7 @@ class DriveOptions:
     status: bool = True
 
 
-def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
+def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None:
     """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
     input's exact shape, and have every other input fed by a constant feature of the right shape."""
     manifest, config = policy.package.manifest, robot.config
@@ -97,7 +98,7 @@ def how_it_ended(robot: Robot, ended: BaseException | None) -> str:
     return "run complete: torque off, port released"
 
 
-def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
+def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOptions,
           on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
     """Connect `robot`, run the loop, release everything; returns the telemetry of a run that ended normally.
 
@@ -107,9 +108,13 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     check_rate(options.hz)
     check_compatible(policy, robot)
     executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
+    remote = isinstance(policy, RemotePlanner)
+    if remote:  # a lost server is a safety reaction; late chunks are counted
+        executor = ServerWatch(executor, policy, robot)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
     mode = f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"
-    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
+    where = policy.describe() if remote else policy.backend.describe()
+    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
 
@@ -140,6 +145,8 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                 sys.stderr.write("\n")
         summary = telemetry.summary()
         print(format_summary(summary))
+        if remote:
+            print(executor.summary())
         if options.summary_path is not None:
             Path(options.summary_path).write_text(json.dumps(summary, indent=2))
         print(how_it_ended(robot, ended))
