@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
-
 from edge.serve.model import ServedPolicy
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
+        import triton_python_backend_utils as pb_utils  # exists only inside Triton's Python backend
+
+        self.pb = pb_utils
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         package = Path(args["model_repository"]) / args["model_version"] / "package"
@@ -32,6 +33,7 @@ class TritonPythonModel:
         self.inputs = [t.name for t in self.served.spec.inputs]
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        pb_utils = self.pb
         batch = [{name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
                  for r in requests]
         return [pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in response.items()])
