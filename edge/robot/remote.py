@@ -65,7 +65,9 @@ class RemotePlanner:
         self._grpc = import_client()
         self._lock = threading.Lock()
         self._requested_at: float | None = None  # monotonic time of the request in flight
-        self.round_trip_ms, self.compute_ms, self.batch = Histogram(), Histogram(), Histogram()
+        # per response: round trip, server compute, their difference (protocol + queueing), the batch it was in
+        self.round_trip_ms, self.compute_ms, self.overhead_ms, self.batch = (Histogram() for _ in range(4))
+        self.batch_rows = 0.0
         self.reset()
 
     @property
@@ -88,7 +90,7 @@ class RemotePlanner:
             raise PolicyServerError(f"policy server {self.url} has no ready model {self.model!r} (serve this "
                                     f"package with `edge serve {self.package.path}`)")
         zeros = {t.name: np.zeros(t.shape, t.dtype) for t in self.spec.inputs}
-        self._request(zeros, time.monotonic() + max(self.timeout_s, CONNECT_TIMEOUT_S))
+        self._request(zeros, time.monotonic() + max(self.timeout_s, CONNECT_TIMEOUT_S), record=False)
 
     def reset(self) -> None:
         self.processor.reset()
@@ -116,7 +118,7 @@ class RemotePlanner:
         waited = None if started is None else time.monotonic() - started
         return waited * 1e3 if waited is not None and waited > self.timeout_s else None
 
-    def _request(self, tensors: dict[str, np.ndarray], deadline: float) -> np.ndarray:
+    def _request(self, tensors: dict[str, np.ndarray], deadline: float, record: bool = True) -> np.ndarray:
         g = self._grpc
         inputs = []
         for t in self.spec.inputs:
@@ -143,7 +145,18 @@ class RemotePlanner:
             with self._lock:
                 self._requested_at = None
         chunk = self._check(result)
-        self.round_trip_ms.add((time.monotonic() - started) * 1e3)
+        if not record:
+            return chunk
+        round_trip = (time.monotonic() - started) * 1e3
+        compute, batch = (float(v.flat[0]) if (v := result.as_numpy(name)) is not None and v.size == 1 else None
+                          for name in ("compute_ms", "batch"))
+        self.round_trip_ms.add(round_trip)
+        if compute is not None:
+            self.compute_ms.add(compute)
+            self.overhead_ms.add(max(round_trip - compute, 0.0))
+        if batch is not None:
+            self.batch.add(batch)
+            self.batch_rows += batch
         return chunk
 
     def _check(self, result: Any) -> np.ndarray:
@@ -163,10 +176,6 @@ class RemotePlanner:
             row, index = (int(v) for v in np.argwhere(~finite)[0])
             raise PolicyOutputError(f"policy server {self.url} sent a non-finite action for row {row} of the chunk "
                                     f"(action index {index})")
-        for name, histogram in (("compute_ms", self.compute_ms), ("batch", self.batch)):
-            value = result.as_numpy(name)
-            if value is not None and value.size == 1:
-                histogram.add(float(value.flat[0]))
         return chunk[0].copy()
 
     def close(self) -> None:
@@ -216,7 +225,7 @@ class ServerWatch:
             return f"{p.describe()}: no chunk received"
         return (f"{p.describe()}: {p.round_trip_ms.count} chunks, round trip p50 {p.round_trip_ms.percentile(50):.1f} "
                 f"/ p99 {p.round_trip_ms.percentile(99):.1f} ms, server compute p50 {p.compute_ms.percentile(50):.1f} "
-                f"ms; held the last goal {self.holds} ticks waiting for a late chunk")
+                f"ms, overhead p50 {p.overhead_ms.percentile(50):.1f} ms; held the last goal {self.holds} ticks waiting for a late chunk")
 
     def close(self) -> None:
         self.executor.close()
