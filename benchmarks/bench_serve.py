@@ -1,7 +1,8 @@
 """Serving benchmark (issue 27): one `edge serve` on this machine, N = 1, 2, 4, 8 robots asking it for chunks.
 
 Default-size policies re-targeted to the emulated 6-servo arm (benchmarks/default_models.py, random weights):
-Diffusion (LeRobot 0.4.4 defaults, 96x96 camera) sampled with UniPC-4, and ACT (480x640 camera). Each robot is a
+Diffusion (LeRobot 0.4.4 defaults, 96x96 camera) sampled with UniPC-4, and ACT (480x640 camera); plus the bundled
+demo ACT, whose compute is about a millisecond, so that its round trip shows the protocol overhead. Each robot is a
 process running the real asynchronous executor on a RemotePlanner at a fixed rate with no servos (a synthetic
 robot); in the Diffusion N = 2 rows one of the two is a full `edge run --server` on the pty servo emulator with a
 video-file camera. Per configuration: batching off (--max-batch 1), on with queue delay 0, on with the chosen
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import publish  # noqa: E402
+from tests.serve.conftest import free_ports  # noqa: E402
 
 CLIENTS = (1, 2, 4, 8)
-CAMERA = {"diffusion_arm": "observation.image", "act_arm": "observation.images.top"}
+CAMERA = {"diffusion": "observation.image", "act": "observation.images.top"}
 
 
 def serve_python() -> str:
@@ -43,16 +44,6 @@ def serve_python() -> str:
     return python
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_server(python: str, packages: list[Path], options: list[str]) -> tuple[subprocess.Popen, str]:
     grpc, http, metrics = free_ports(3)
     cmd = [python, "-m", "edge", "serve", *map(str, packages), "--grpc-port", str(grpc), "--http-port", str(http),
@@ -60,7 +51,7 @@ def start_server(python: str, packages: list[Path], options: list[str]) -> tuple
     process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     check = (f"import sys, tritonclient.grpc as g; c = g.InferenceServerClient('127.0.0.1:{grpc}'); "
-             f"sys.exit(0 if all(c.is_model_ready(m) for m in {[p.parent.name for p in packages]!r}) else 1)")
+             f"sys.exit(0 if all(c.is_model_ready(m) for m in {[p.name for p in packages]!r}) else 1)")
     end = time.monotonic() + 300
     while time.monotonic() < end:
         if process.poll() is not None:
@@ -144,7 +135,7 @@ def full_run(python: str, url: str, package: Path, hz: float, seconds: float, wo
         writer.write(frame)
     writer.release()
     config = yaml.safe_load(robot.read_text())
-    config["cameras"] = {CAMERA[package.parent.name]: {"type": "opencv", "source": str(video), "width": 96,
+    config["cameras"] = {CAMERA[package.name]: {"type": "opencv", "source": str(video), "width": 96,
                                                        "height": 96, "fps": 30}}
     robot.write_text(yaml.safe_dump(config))
     summary = workdir / "summary.json"
@@ -218,10 +209,10 @@ def table(results: list[tuple[str, str, dict]], seconds: float, delay: int) -> s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--queue-delay-us", type=int, default=2000, help="the chosen queue delay row (default 2000)")
     ap.add_argument("--clients", default="1,2,4,8")
-    ap.add_argument("--policies", default="diffusion_arm,act_arm")
+    ap.add_argument("--policies", default="diffusion_arm,act_arm,demo_act")
     ap.add_argument("--robot-python", default=sys.executable,
                     help="the robots' Python: tritonclient[grpc] and OpenCV (default: this one)")
     ap.add_argument("--no-write", action="store_true")
@@ -231,7 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     python = serve_python()
     robot_python = args.robot_python
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    packages = {name: ensure_package(ARM_MODELS[name], log) for name in args.policies.split(",")}
+    packages = {}
+    for name in args.policies.split(","):  # each model is named after its package directory: link a named one
+        if name == "demo_act":  # the bundled tiny ACT: compute ~1 ms, so its round trip is mostly protocol
+            packages[name] = ROOT / "edge" / "data" / "demo_act"
+            continue
+        link = ROOT / "build" / "bench_serve" / name.replace("_arm", "")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = ensure_package(ARM_MODELS[name], log)
+        if link.is_symlink() and link.resolve() != target.resolve():
+            link.unlink()
+        if not link.is_symlink():
+            link.symlink_to(target)
+        packages[name] = link
     clients = [int(c) for c in args.clients.split(",")]
     configs = {"off|-": ["--max-batch", "1"], "on (8)|0 us": ["--max-batch", "8", "--queue-delay-us", "0"],
                f"on (8)|{args.queue_delay_us} us": ["--max-batch", "8", "--queue-delay-us", str(args.queue_delay_us)]}
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 for n in clients:
                     log(f"{name}: batching {config}, N = {n} at {rates[name]} Hz")
                     full = n == 2 and name == "diffusion_arm" and config.endswith(f"{args.queue_delay_us} us")
-                    results.append((name.replace("_arm", ""), config, run_row(robot_python, url, package, rates[name], n,
+                    results.append((name.replace("_arm", " (default size)"), config, run_row(robot_python, url, package, rates[name], n,
                                                                                args.seconds, full)))
         finally:
             server.terminate()

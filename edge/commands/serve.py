@@ -60,25 +60,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace, policy_type: str) -> dict:
+    """load_policy options for one package: --sampler/--steps go to the Diffusion packages."""
     if policy_type != "diffusion":
-        if args.sampler or args.steps:
-            raise CLIError(f"--sampler/--steps apply to Diffusion packages; this one is {policy_type}")
         return {}
     return {k: v for k, v in (("sampler", args.sampler), ("num_inference_steps", args.steps)) if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
     from edge.runtime.package import load_package
+    from edge.runtime.wire import model_name
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CLIError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise CLIError("--tls-client-ca needs --tls-cert and --tls-key")
-    names = [p.resolve().name for p in args.packages]
+    names = [model_name(p) for p in args.packages]
     if len(set(names)) != len(names):
         raise CLIError(f"two packages share a directory name (the model name): {names}")
     packages = [load_package(p) for p in args.packages]  # every package checked before anything starts
     options = [_options(args, p.manifest.policy_type) for p in packages]
+    if (args.sampler or args.steps) and not any(p.manifest.policy_type == "diffusion" for p in packages):
+        raise CLIError("--sampler/--steps apply to Diffusion packages; none is given")
     if args.write_repository is not None:
         from edge.serve.repository import write_repository
 

@@ -29,7 +29,7 @@ from edge.robot.executors import StepResult
 from edge.robot.telemetry import Histogram
 from edge.runtime.observation import DEFAULT_OOD_MARGIN, ObservationProcessor
 from edge.runtime.package import load_package
-from edge.runtime.wire import SEED_DTYPE, pad_committed, package_identity, parse_server_url, wire_spec
+from edge.runtime.wire import SEED_DTYPE, model_name, pad_committed, package_identity, parse_server_url, wire_spec
 
 RETRY_S = 0.05  # pause between attempts while the server is away
 CONNECT_TIMEOUT_S = 5.0
@@ -51,7 +51,7 @@ class RemotePlanner:
         self.package = load_package(package_path)
         m = self.package.manifest
         self.url, (self.target, self.tls) = url, parse_server_url(url)
-        self.model = self.package.path.resolve().name
+        self.model = model_name(package_path)
         self.timeout_s = timeout_ms / 1e3
         self.root_cert = root_cert
         self.identity = package_identity(self.package.path)

@@ -20,6 +20,7 @@ and response sizes are known from the manifest and bounded by `MAX_MESSAGE_BYTES
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,11 @@ SEED_DTYPE, ROWS_DTYPE = np.int64, np.int32
 def package_identity(package_path: Path) -> bytes:
     """The package identity: sha256 of its manifest.json (which pins every graph's sha256), 32 raw bytes."""
     return hashlib.sha256((Path(package_path) / "manifest.json").read_bytes()).digest()
+
+
+def model_name(package_path: str | Path) -> str:
+    """The served model's name: the package directory's own name (a symlink's, not its target's)."""
+    return Path(os.path.abspath(package_path)).name
 
 
 def plan_length(manifest: Manifest) -> int:

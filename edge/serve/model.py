@@ -18,7 +18,7 @@ import numpy as np
 import edge
 from edge.errors import OptionError, PolicyOutputError
 from edge.runtime.policies.base import PolicyRunner
-from edge.runtime.wire import WireSpec, package_identity, wire_spec
+from edge.runtime.wire import WireSpec, model_name, package_identity, wire_spec
 
 
 class ServedPolicy:
@@ -40,7 +40,7 @@ class ServedPolicy:
     @property
     def name(self) -> str:
         """The model name: the package's directory name."""
-        return self.path.resolve().name
+        return model_name(self.path)
 
     def warm_up(self) -> None:
         """One chunk from a zero window: loads the graphs' kernels and checks the chunk's shape matches the spec."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.runtime.files import staged_directory
 from edge.runtime.package import load_package
-from edge.runtime.wire import WireTensor, package_identity, wire_spec
+from edge.runtime.wire import WireTensor, model_name, package_identity, wire_spec
 
 TRITON_TYPES = {np.float32: "TYPE_FP32", np.int32: "TYPE_INT32", np.int64: "TYPE_INT64", np.uint8: "TYPE_UINT8"}
 
@@ -51,7 +51,7 @@ def write_repository(root: Path, packages: list[Path], options: list[dict[str, A
     model_py = Path(__file__).with_name("triton_model.py")
     with staged_directory(Path(root)) as staged:
         for package, opts in zip(packages, options):
-            name = Path(package).resolve().name
+            name = model_name(package)
             config = config_pbtxt(name, Path(package), opts, max_batch, queue_delay_us, instances)
             version = staged / name / "1"
             version.mkdir(parents=True)
