@@ -105,6 +105,7 @@ class RemotePlanner:
 
     def plan(self, context: dict[str, np.ndarray], committed: np.ndarray, delay: int) -> np.ndarray:
         """One request: the (P, action_dim) chunk in policy units, row 0 = the observation tick."""
+        committed = np.zeros((0, self.action_dim), np.float32) if committed is None else committed
         block, k = pad_committed(committed, self.spec.plan_rows, self.action_dim)
         tensors = {**context, "committed": block, "committed_rows": np.array([k], np.int32),
                    "delay": np.array([delay], np.int32),
