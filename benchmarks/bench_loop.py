@@ -15,7 +15,6 @@ stale actions dropped, ticks spent holding.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from calibration import CameraConfig  # noqa: E402
 from edge.robot.cameras import OpenCVCamera  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.policies import runner_class  # noqa: E402
+from edge.robot.chunks import ticks_for  # noqa: E402
 from edge.sim.emulated_arm import drive_emulated  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
@@ -133,14 +133,14 @@ def real_size_rows(seconds: float, log) -> list[dict]:  # noqa: ANN001
                for i in policy.package.manifest.inputs}
         policy.reset()
         context = policy.observe(obs)
-        plan_len = len(policy.plan(context))
-        latency_s = float(np.median([_timed(lambda: policy.plan(context)) for _ in range(3)]))
+        plan_len = len(policy.plan(context, np.zeros((0, policy.action_dim), np.float32), 0))
+        latency_s = float(np.median([_timed(lambda: policy.plan(context, np.zeros((0, policy.action_dim), np.float32), 0)) for _ in range(3)]))
         static = {k: v for k, v in obs.items() if k != "observation.state"}
         for hz in REAL_RATES:
-            threshold = min(plan_len - 1, math.ceil(1.25 * latency_s * hz) + 1)
-            log(f"{label}: {hz} Hz, start the next chunk at {threshold} queued actions")
+            threshold = ticks_for(1.25 * latency_s, 1.0 / hz)  # D_est until the executor has measured its own
+            log(f"{label}: {hz} Hz, start the next chunk at {threshold} queued actions (then the measured D_est)")
             fresh = Freshness()
-            s = drive_emulated(policy, hz, seconds, True, static, fresh, threshold=threshold).summary()
+            s = drive_emulated(policy, hz, seconds, True, static, fresh, delay_ticks=threshold).summary()
             rows.append({"label": label, "hz": hz, "ticks": s["ticks"], "missed": s["missed_deadlines"],
                          "err_p99": np.percentile(fresh.errors_ms, 99), "chunk_ms": s["inference_ms"]["p50"],
                          "plan_len": plan_len, "threshold": threshold, "dropped": fresh.dropped,
@@ -159,8 +159,9 @@ def real_size_table(rows: list[dict], seconds: float) -> str:
         f"Asynchronous executor, {seconds:g} s per row on the emulated 6-servo arm (as above), LeRobot's default ACT "
         "(480x640 camera) and Diffusion (96x96 camera) re-targeted to the arm's 6 joints, random weights "
         "(benchmarks/default_models.py), ONNX Runtime CPU with the runtime's default threads, one constant camera "
-        "frame. Each chunk starts when the queue is down to 1.25 x its measured latency in ticks (+1, at most the "
-        "chunk length - 1). Dropped: actions already stale when their chunk arrived. Holding: share of ticks, from "
+        "frame. The executor starts each chunk when max(P - n_action_steps, D_est) actions remain, D_est starting "
+        "at 1.25 x the latency measured beforehand in ticks (+1) and then measured by the executor "
+        "(docs/robot_loop.md). Dropped: actions already stale when their chunk arrived. Holding: share of ticks, from "
         "the first action on, with no fresh action (the arm holds its last goal); a chunk slower than the actions "
         "it supplies shows up there, not as missed deadlines. Goal: 0 missed deadlines.",
         "",

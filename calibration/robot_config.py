@@ -159,7 +159,9 @@ class CameraConfig:
 class SafetyLimits:
     """Safety section in physical units; `RobotConfig.safety_config` converts it for firmware_bridge's safety layer.
 
-    max_step_deg: largest goal change per control tick, in degrees of servo shaft (one number, or one per joint).
+    max_step_deg: largest goal change per control tick at the file's control_hz, in degrees of servo shaft (one
+        number, or one per joint); it is a speed, max_step_deg x control_hz degrees a second, so a loop run at
+        another rate gets it scaled per tick (`RobotConfig.safety_config`'s loop_hz).
     error_window_s: how long bus or camera faults may persist before `reaction` fires.
     reaction: `hold` (keep the last good goal, torque on) or `torque_off`.
     watchdog_ms: the servos' Bus Watchdog: no packet for this long stops them (None: off).
@@ -265,17 +267,21 @@ class RobotConfig:
             resolutions=[m.resolution for m in self.motors],
         )
 
-    def safety_config(self, normalizer: JointNormalizer, bus: BusConfig | None = None) -> SafetyConfig:
+    def safety_config(self, normalizer: JointNormalizer, bus: BusConfig | None = None,
+                      loop_hz: float | None = None) -> SafetyConfig:
         """The safety section for one bus (default: the only one) as firmware_bridge's `SafetyConfig` (raw ticks,
-        keyed by the bus's motor names).
+        keyed by the bus's motor names). `loop_hz`: the rate the loop really runs at; the step cap per tick is
+        max_step_deg x control_hz / loop_hz, the same speed a second at any rate (None: control_hz).
 
         Degrees become ticks at 4095/360 (never below 1 tick); the rest pose goes through `normalizer.goal`, so
         it is clamped to the calibrated range. Use with `SafetyLayer(bus, limits, config)`.
         """
         bus = bus or self.bus
 
+        scale = 1.0 if loop_hz is None else self.control_hz / loop_hz
+
         def ticks(deg: float, motor: MotorConfig) -> int:
-            return max(1, round(deg * (motor.resolution - 1) / 360))
+            return max(1, round(deg * scale * (motor.resolution - 1) / 360))
 
         steps = self.safety.max_step_deg
         max_step = {m.name: ticks(steps[bus.joint_name(m.name)] if isinstance(steps, dict) else steps, m)

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge import load_policy  # noqa: E402
+from edge.sim import TaskConfig  # noqa: E402
 from edge.sim.evaluate import EvalResult, evaluate  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
@@ -103,7 +104,7 @@ def select(family: str, checkpoints: dict[int, Path], options: ExportOptions) ->
 
 def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
     recipe = FAMILIES[family]
-    options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights)
+    options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights, fps=int(TaskConfig().hz))
     checkpoints = {}
     for seed in recipe.seeds:
         existing = checkpoint_dir(family, seed)

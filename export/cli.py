@@ -16,6 +16,7 @@ from pathlib import Path
 from edge.commands.eval import add_options, evaluate_command
 from edge.exit_status import run_command
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
+from edge.runtime.package.manifest import MAX_FPS
 from export.families.base import ExportOptions
 from export.pipeline import export_package
 from export.torch_backend import TorchBackend
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
                    help="float16: round the weights to float16 and store them so (half the file size); "
                         "ONNX Runtime still computes in float32 (default float32)")
+    p.add_argument("--fps", type=_fps, default=None,
+                   help="the policy's action rate in actions a second (LeRobot's meta/info.json \"fps\"; env.fps "
+                        "for simulated training): recorded in the manifest, the robot then advances the policy at it")
     p.add_argument("--no-tensorrt-check", action="store_true",
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--no-graph-rewrites", action="store_true",
@@ -52,12 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fps(text: str) -> int:
+    """--fps at parse time: an integer number of actions a second within 1..MAX_FPS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of actions a second, got {text!r}") from None
+    if not 1 <= value <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be within 1..{MAX_FPS}, got {value}")
+    return value
+
+
 def export(args: argparse.Namespace) -> int:
     """The command's body: export, then the FP16 preflight if asked."""
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
-                            extra=extra)
+                            fps=args.fps, extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                    tensorrt_check=not args.no_tensorrt_check)

@@ -22,6 +22,7 @@ from edge.runtime.package import (
     MAX_OPSET,
     WEIGHT_STORAGE,
     ActionOutput,
+    DatasetInfo,
     GraphSpec,
     Manifest,
     ObservationInput,
@@ -137,6 +138,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                                   max(g.tolerance for g in family.graphs), errors),
             policy=family.policy,
             weights=options.weights,
+            dataset=None if options.fps is None else DatasetInfo(fps=options.fps),
         )
         write_manifest(tmp, manifest)
         if options.cpu_precision == "int8":

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import edge
-from edge.commands.run import add_loop_arguments, options_from
+from edge.commands.run import add_loop_arguments, apply_merge, options_from
 from edge.errors import CLIError
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
 from edge.sim.tracker import ReachTracker, describe
@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if ENV_STATE not in inputs and not any(i.kind == "image" for i in inputs.values()):
             raise CLIError(f"{package} cannot see the task: it takes neither {ENV_STATE} nor a camera image")
         static = {ENV_STATE: scene.env_state()} if ENV_STATE in inputs else {}
+        apply_merge(policy, args.merge)
         tracker = ReachTracker(scene)
         with emulated_arm(hz=args.hz) as (robot_config, emulator):
             print(f"emulated servos on {emulator.port}")

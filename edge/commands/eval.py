@@ -2,7 +2,9 @@
 
 Runs the package's runner on edge.sim's reach-around-an-obstacle task (20 Hz, far faster than real
 time) and prints the success rate, collisions and the share of episodes passing the obstacle on each
-side. The same evaluation on the PyTorch networks is the workstation's `edge-export eval` (export/cli.py),
+side, seams, jerk, stale actions and holding. `--delay-ticks D` executes chunks as the robot does, on a virtual
+clock, each merged D ticks after its observation (`--merge` as on the robot); without it, LeRobot's synchronous
+select_action. The same evaluation on the PyTorch networks is the workstation's `edge-export eval` (export/cli.py),
 which shares `add_options` and `evaluate_command`: the robot side never imports export.
 """
 
@@ -19,6 +21,7 @@ from typing import Callable
 
 from edge.commands.demo import bundled
 from edge.errors import CLIError
+from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
 from edge.runtime.package import load_package
@@ -50,8 +53,24 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
+    p.add_argument("--delay-ticks", type=_delay_ticks, default=None, metavar="D",
+                   help="execute chunks asynchronously on a virtual clock, each merged D ticks after its observation "
+                        "tick (default: LeRobot's synchronous select_action)")
+    p.add_argument("--merge", choices=ALL_MERGE_RULES, default=None,
+                   help="with --delay-ticks: how overlapping chunks merge (default latest; rtc for diffusion)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _delay_ticks(text: str) -> int:
+    """--delay-ticks at parse time: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of ticks, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def resolve_package(name: str) -> Path:
@@ -84,11 +103,16 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     """
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
+    if args.merge is not None and args.delay_ticks is None:
+        raise CLIError("--merge applies to asynchronous execution: give --delay-ticks D as well")
+    merge = args.merge or "latest"
     path = resolve_package(args.package)
     package = load_package(path)
+    if args.delay_ticks is not None:
+        check_merge_rule(package.manifest.policy_type, merge)
     cls = runner_class(package.manifest.policy_type)
     options = runner_options(cls, seed=args.seed, num_inference_steps=args.steps, sampler=args.sampler,
-                             greedy=args.greedy or None)
+                             greedy=args.greedy or None, rtc=True if merge == "rtc" else None)
     unused = [flag for flag, value, key in (("--steps", args.steps, "num_inference_steps"),
                                             ("--sampler", args.sampler, "sampler"),
                                             ("--greedy", args.greedy or None, "greedy"))
@@ -110,7 +134,8 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
             sys.stderr.write(("\r" + line if tty else line + "\n"))
             sys.stderr.flush()
 
-        result = evaluate(policy, args.episodes, args.seed, progress=progress)
+        result = evaluate(policy, args.episodes, args.seed, progress=progress, delay_ticks=args.delay_ticks,
+                          merge=merge)
         if tty and not args.quiet:
             sys.stderr.write("\n")
         scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
@@ -118,12 +143,20 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
             label += f"/{scheduler.name}-{scheduler.num_inference_steps}"
         if options.get("greedy"):
             label += "/greedy"
+        if args.delay_ticks is not None:
+            label += f"/D={args.delay_ticks}/{merge}"
         row = format_row(f"{package.manifest.policy_type}/{label}", result)
         print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
         s = result.summary()
         print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "
               f"{result.collisions}, timeouts {result.timeouts}, left {100 * s['left']:.1f}% / right "
               f"{100 * s['right']:.1f}%, {time.monotonic() - t0:.1f} s")
+        print(f"seams {s['seams']['count']} (jump p95 {s['seams']['jump_p95']:.2f}, max {s['seams']['jump_max']:.2f} "
+              f"policy units), jerk rms {s['jerk_rms']:.0f} units/s^3, dropped {s['dropped']}, holding "
+              f"{100 * s['holding_share']:.1f}% of ticks")
         if args.json is not None:
-            args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **s}, indent=2))
+            execution = ({"execution": "synchronous"} if args.delay_ticks is None else
+                         {"execution": "asynchronous", "delay_ticks": args.delay_ticks, "merge": merge})
+            args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **execution,
+                                             **s}, indent=2))
         return 0

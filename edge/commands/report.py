@@ -1,6 +1,7 @@
 """`edge report run.jsonl [--out DIR]`: PNG plots of a run's telemetry (needs the `plot` extra: matplotlib).
 
-Three figures: the period histogram, inference latency over time, and goal vs present per joint.
+Three figures: the period histogram, inference latency over time, and goal vs present per joint with every seam
+(a merge that changed its tick's action, `seam_jump` in the telemetry) marked by a dotted line.
 """
 
 from __future__ import annotations
@@ -54,17 +55,21 @@ def run(args: argparse.Namespace) -> int:
 
     present = np.array([r["present"] for r in records])
     goal = np.array([r["goal"] if r["goal"] is not None else [np.nan] * present.shape[1] for r in records])
+    seams = [r["t"] for r in records if r.get("seam_jump") is not None]  # older telemetry has no seam_jump
     joints = present.shape[1]
     fig, axes = plt.subplots(joints, 1, figsize=(8, 1.8 * joints), sharex=True, squeeze=False)
     for j, ax in enumerate(axes[:, 0]):
         ax.plot(t, goal[:, j], label="goal")
         ax.plot(t, present[:, j], label="present")
+        for k, when in enumerate(seams):
+            ax.axvline(when, color="tab:red", linestyle=":", linewidth=0.8, label="seam" if k == 0 else None)
         ax.set_ylabel(f"joint {j}")
     axes[0, 0].legend(loc="upper right")
     axes[-1, 0].set_xlabel("time (s)")
     written.append(_save(fig, out / f"{stem}_joints.png"))
     for path in written:
         print(path)
+    print(f"{len(seams)} seam(s) marked")
     return 0
 
 

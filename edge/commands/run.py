@@ -19,7 +19,7 @@ import numpy as np
 import edge
 from edge.commands.calibrate import add_robot_arguments, robot_from
 from edge.errors import CLIError
-from edge.robot.executors import MERGE_RULES
+from edge.robot.chunks import ALL_MERGE_RULES
 from edge.runtime.backends import BACKENDS
 from edge.runtime.wire import parse_server_url
 
@@ -29,15 +29,30 @@ if TYPE_CHECKING:
 
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
     """Options shared by `edge run` and `edge demo`."""
-    p.add_argument("--hz", type=float, default=hz_default, help="control rate (default: the robot file's)")
+    p.add_argument("--hz", type=float, default=hz_default,
+                   help="servo loop rate (default: the robot file's control_hz); the policy itself advances at its "
+                        "package's fps, goals interpolated in between (docs/robot_loop.md)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="compute the next chunk while the current one executes (the loop never waits)")
-    p.add_argument("--merge", choices=MERGE_RULES, default="latest", help="how overlapping chunks merge (--async)")
+    p.add_argument("--merge", choices=ALL_MERGE_RULES, default="latest",
+                   help="how overlapping chunks merge (--async); rtc (diffusion): sampling guided by the committed "
+                        "actions, then latest")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
     p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def apply_merge(policy, rule: str) -> None:  # noqa: ANN001 (a loaded PolicyRunner)
+    """Refuse a merge rule the loaded policy's family does not take (naming those it does); rtc turns on guided
+    sampling."""
+    from edge.robot.chunks import check_merge_rule
+    from edge.runtime.guidance import RTCOptions
+
+    check_merge_rule(policy.policy_type, rule)
+    if rule == "rtc":
+        policy.use_rtc(RTCOptions())
 
 
 def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
@@ -107,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
     if args.server is not None:
         return run_remote(args, config)
     with edge.load_policy(args.policy, backend=args.backend) as policy:
+        apply_merge(policy, args.merge)
+        hz = args.hz or config.control_hz
         robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
-                      write_calibration=args.write_calibration)
+                      write_calibration=args.write_calibration, loop_hz=hz)
         try:
-            drive(robot, policy, options_from(args, args.hz or config.control_hz))
+            drive(robot, policy, options_from(args, hz))
         except CalibrationMismatch as exc:
             print(exc.table, file=sys.stderr)
             raise
@@ -127,13 +144,20 @@ def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
         raise CLIError("--backend has no effect with --server: the server runs the graphs")
     if args.server_ca is not None and not args.server.startswith("grpcs://"):
         raise CLIError("--server-ca is for a grpcs:// server")
+    if args.merge == "rtc":
+        raise CLIError("--merge rtc is not available with --server yet: the guided sampling would run on the server, "
+                       "which serves unguided chunks; use latest, average, weighted or ensemble")
+    from edge.robot.chunks import check_merge_rule
+
     planner = RemotePlanner(args.policy, args.server, args.server_timeout_ms, root_cert=args.server_ca)
     try:
+        check_merge_rule(planner.package.manifest.policy_type, args.merge)
         planner.connect()
+        hz = args.hz or config.control_hz
         robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
-                      write_calibration=args.write_calibration)
+                      write_calibration=args.write_calibration, loop_hz=hz)
         args.asynchronous = True  # the loop never waits on the network
-        drive(robot, planner, options_from(args, args.hz or config.control_hz))
+        drive(robot, planner, options_from(args, hz))
     finally:
         planner.close()
     return 0

@@ -1,6 +1,8 @@
 """Run a policy on a robot: the glue behind `edge run` and `edge demo`.
 
-Checks that the policy fits the robot (joints, cameras, constant features) before anything is opened, runs the
+Checks that the policy fits the robot (joints, cameras, constant features) and the rates (the servo loop at least
+the policy's own fps; asynchronously, a chunk latency measured on synthetic observations that one chunk in flight
+can cover) before anything is opened, runs the
 fixed-rate loop with a live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, a safety reaction,
 an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys) when asked; the
 last lines say how the run ended. A safety reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after
@@ -12,13 +14,18 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge.errors import PackageError
+import numpy as np
+
+from edge.errors import OptionError, PackageError
+from edge.robot.chunks import ticks_for
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
 from edge.robot.remote import RemotePlanner, ServerWatch
 from edge.robot.robot import Robot
@@ -71,6 +78,56 @@ def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None
         raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot")
 
 
+def policy_rate(policy: PolicyRunner, servo_hz: float) -> float:
+    """The rate the policy advances at: the package's dataset.fps (refused above the servo rate), else the servo
+    rate with one warning."""
+    dataset = policy.package.manifest.dataset
+    fps = None if dataset is None else dataset.fps
+    if fps is None:
+        print(f"warning: the package records no fps (its actions' rate; edge-export --fps): the policy advances at "
+              f"the servo rate, {servo_hz:g} Hz", file=sys.stderr)
+        return servo_hz
+    check_rates(servo_hz, fps)
+    return float(fps)
+
+
+def synthetic_observation(policy: PolicyRunner) -> dict[str, np.ndarray]:
+    """One observation of the policy's input shapes, states at the middle of their training statistics (so no
+    out-of-distribution warning), images black: enough to time a chunk before anything moves."""
+    def middle(inp) -> np.ndarray:  # noqa: ANN001
+        stats = inp.normalization.stats
+        for lo, hi in (("mean", "mean"), ("min", "max"), ("q01", "q99"), ("q10", "q90")):
+            if lo in stats and hi in stats:
+                return ((np.array(stats[lo]) + np.array(stats[hi])) / 2).reshape(inp.shape).astype(np.float32)
+        return np.zeros(inp.shape, np.float32)
+
+    return {i.name: np.zeros(i.shape, np.uint8) if i.kind == "image" else middle(i)
+            for i in policy.package.manifest.inputs}
+
+
+def measure_delay(policy: PolicyRunner, policy_hz: float, chunks: int = 4) -> int:
+    """D_est from chunks planned on a synthetic observation (the cold first one excluded); refuses (OptionError) a
+    rate at which one chunk in flight cannot cover the next (2·D > P)."""
+    context = policy.observe(synthetic_observation(policy))
+    committed = np.zeros((1 if getattr(policy, "rtc", None) is not None else 0, policy.action_dim), np.float32)
+    latencies, rows = [], 0
+    for _ in range(chunks):
+        t0 = time.perf_counter()
+        rows = len(policy.plan(context, committed, 0))
+        latencies.append(time.perf_counter() - t0)
+    policy.reset()
+    latency = float(np.percentile(latencies[1:], 95))
+    delay = ticks_for(latency, 1.0 / policy_hz)
+    if 2 * delay > rows:
+        fastest = (rows // 2 - 1) / latency if rows // 2 > 1 else 0.0
+        raise OptionError(f"a chunk takes {latency * 1e3:.0f} ms (p95 of {chunks - 1} on synthetic observations): at "
+                          f"{policy_hz:g} policy ticks a second it is merged D = {delay} ticks after its observation, "
+                          f"and one chunk of {rows} rows in flight covers the next only while 2*D <= {rows}; "
+                          + (f"lower --hz to {fastest:.1f} or less, or " if fastest > 0 else "")
+                          + "use a faster backend")
+    return delay
+
+
 def status_line(record: TickRecord, hz: float) -> None:
     """Live status: redrawn 5 times a second on a terminal, one line a second in a log."""
     tty = sys.stderr.isatty()
@@ -107,12 +164,21 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     """
     check_rate(options.hz)
     check_compatible(policy, robot)
-    executor = AsyncExecutor(policy, merge=options.merge) if options.asynchronous else SyncExecutor(policy)
+    hz = policy_rate(policy, options.hz)
     remote = isinstance(policy, RemotePlanner)
-    if remote:  # a lost server is a safety reaction; late chunks are counted
-        executor = ServerWatch(executor, policy, robot)
+    watch = None
+    if options.asynchronous:
+        delay = measure_delay(policy, hz)
+        executor = AsyncExecutor(policy, merge=options.merge, period_s=1.0 / hz, delay_ticks=delay)
+        mode = f"asynchronous ({options.merge}, chunks merged about {delay} policy ticks after their observation)"
+        if remote:  # a lost server is a safety reaction; late chunks are counted
+            executor = watch = ServerWatch(executor, policy, robot)
+    else:
+        executor, mode = SyncExecutor(policy), "synchronous"
+    if hz < options.hz:
+        executor = PolicyRate(executor, options.hz, hz)
+        mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
-    mode = f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"
     where = policy.describe() if remote else policy.backend.describe()
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
@@ -145,8 +211,8 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                 sys.stderr.write("\n")
         summary = telemetry.summary()
         print(format_summary(summary))
-        if remote:
-            print(executor.summary())
+        if watch is not None:
+            print(watch.summary())
         if options.summary_path is not None:
             Path(options.summary_path).write_text(json.dumps(summary, indent=2))
         print(how_it_ended(robot, ended))

@@ -1,30 +1,29 @@
 """Action execution: turns a policy into one action per control tick.
 
-`SyncExecutor` is LeRobot's `select_action` as is: inference runs inside the tick that empties the
-queue. `AsyncExecutor` never blocks the tick: a worker thread computes the next chunk while the
-current one executes, starting when at most `threshold` future actions remain (by default every
-n_action_steps ticks, the rest of the chunk covering the inference latency). A chunk planned
-from the observation of tick t0 supplies actions for ticks t0, t0+1, ...; those whose tick has passed
-by the time inference returns are dropped, and overlaps with actions already queued are merged by
-`merge`: "latest" (the new chunk wins), "average" (equal weights), "weighted" (a linear cross-fade
-from old to new across the overlap) or "ensemble" (ACT's temporal ensembling, weight exp(-coeff*i),
-i = 0 the oldest prediction).
+`SyncExecutor` is LeRobot's `select_action` as is: inference runs inside the tick that empties the queue.
+`AsyncExecutor` never blocks the tick: a worker thread plans the next chunk while the current one executes.
+`VirtualExecutor` is the same execution on a virtual clock, for evaluation: each chunk is merged exactly D ticks
+after its observation tick. Both run one core, edge/robot/chunks.py's `ChunkSchedule` (when to plan, what is
+committed, where a chunk lands, the merge rules "latest", "average", "weighted", "ensemble" and the guided "rtc"),
+and both depend on a `Planner`, not on PolicyRunner.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
 from edge.errors import OptionError, PolicyOutputError
+from edge.robot.chunks import MERGE_RULES, ChunkSchedule, DelayEstimate, Request, check_merge_rule, merge_rules
 from edge.runtime.package import Chunking
 from edge.runtime.policies.base import PolicyRunner
 
-MERGE_RULES = ("latest", "average", "weighted", "ensemble")
+__all__ = ["MERGE_RULES", "AsyncExecutor", "Planner", "StepResult", "SyncExecutor", "VirtualExecutor", "merge_rules"]
 
 
 class Planner(Protocol):
@@ -60,124 +59,150 @@ class StepResult:
     inference_ms: float | None  # latency of an inference that finished (or ran) during this tick
     dropped: int = 0  # stale actions discarded this tick
     out_of_distribution: Mapping[str, int] = field(default_factory=dict)  # the policy's live counts per feature
+    seam_jump: float | None = None  # a merge changed this tick's action by this much (max over joints), else None
 
 
 class SyncExecutor:
-    """LeRobot semantics: `select_action` every tick, inference inline when the queue is empty."""
+    """LeRobot semantics: `select_action` every tick, inference inline when the queue is empty. A new chunk's first
+    action is a seam against the last executed one (there is no timeline to merge into)."""
 
-    def __init__(self, policy: PolicyRunner):
+    def __init__(self, policy: PolicyRunner):  # or anything with reset() and select_action() (a scripted controller)
         self.policy = policy
+        self._last: np.ndarray | None = None
 
     def reset(self) -> None:
         self.policy.reset()
+        self._last = None
 
     def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
-        needs_inference = self.policy.queued_actions == 0  # always, with ACT's temporal ensembling
+        needs_inference = getattr(self.policy, "queued_actions", 1) == 0  # always with ACT's temporal ensembling
         t0 = time.perf_counter()
         action = self.policy.select_action(observation)
         elapsed = (time.perf_counter() - t0) * 1e3
-        return StepResult(action, self.policy.queued_actions, elapsed if needs_inference else None,
-                          out_of_distribution=self.policy.out_of_distribution)
+        jump = float(np.max(np.abs(action - self._last))) if needs_inference and self._last is not None else None
+        self._last = action
+        return StepResult(action, getattr(self.policy, "queued_actions", 0), elapsed if needs_inference else None,
+                          out_of_distribution=getattr(self.policy, "out_of_distribution", {}), seam_jump=jump or None)
 
     def close(self) -> None:
         pass
 
 
-class _Timeline:
-    """Per-tick accumulators for merged actions: weighted sums, weight totals, prediction counts."""
+class _ChunkExecutor:
+    """What both drivers share: observe every tick, merge what arrived, plan when due, pop this tick's action."""
 
-    def __init__(self, dim: int):
-        self.dim = dim
-        self.start = 0  # tick of row 0
-        self.sum = np.zeros((0, dim))
-        self.weight = np.zeros(0)
-        self.count = np.zeros(0, dtype=np.int64)
-
-    def committed(self, tick: int) -> np.ndarray:
-        """float32 (k, dim): the merged actions planned for `tick` on (what the timeline will execute)."""
-        skip = max(0, tick - self.start)
-        return (self.sum[skip:] / self.weight[skip:, None]).astype(np.float32)
-
-    def depth_from(self, tick: int) -> int:
-        return max(0, self.start + len(self.weight) - tick)
-
-    def pop(self, tick: int) -> tuple[np.ndarray | None, int]:
-        """The action for `tick` (None if none planned) and how many older rows were discarded."""
-        skip = max(0, tick - self.start)
-        dropped = min(skip, len(self.weight))
-        self._trim(skip)
-        if len(self.weight) == 0 or self.start != tick:
-            return None, dropped
-        action = (self.sum[0] / self.weight[0]).astype(np.float32)
-        self._trim(1)
-        return action, dropped
-
-    def _trim(self, n: int) -> None:
-        self.sum, self.weight, self.count = self.sum[n:], self.weight[n:], self.count[n:]
-        self.start += n
-
-    def merge(self, t0: int, chunk: np.ndarray, rule: str, coeff: float) -> int:
-        """Merge a chunk whose row 0 is for tick t0; returns how many of its rows were already stale."""
-        stale = max(0, self.start - t0) if len(self.weight) else 0
-        if len(self.weight) == 0:
-            self.start = max(self.start, t0)
-            stale = self.start - t0
-        chunk = chunk[stale:].astype(np.float64)
-        offset = t0 + stale - self.start
-        n_old = max(0, min(len(self.weight) - offset, len(chunk)))
-        total = offset + len(chunk)
-        if total > len(self.weight):
-            grow = total - len(self.weight)
-            self.sum = np.concatenate([self.sum, np.zeros((grow, self.dim))])
-            self.weight = np.concatenate([self.weight, np.zeros(grow)])
-            self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
-        rows = slice(offset, offset + len(chunk))
-        overlap = slice(offset, offset + n_old)
-        if rule == "latest" or n_old == 0:
-            self.sum[rows], self.weight[rows], self.count[rows] = chunk, 1.0, 1
-            return stale
-        if rule == "weighted":  # cross-fade: old weight falls linearly to 0 over the overlap
-            alpha = (np.arange(1, n_old + 1) / (n_old + 1))[:, None]
-            old = self.sum[overlap] / self.weight[overlap, None]
-            self.sum[overlap] = (1 - alpha) * old + alpha * chunk[:n_old]
-            self.weight[overlap] = 1.0
-        else:  # average / ensemble: the new prediction is the count-th for that tick
-            w = np.ones(n_old) if rule == "average" else np.exp(-coeff * self.count[overlap])
-            self.sum[overlap] += w[:, None] * chunk[:n_old]
-            self.weight[overlap] += w
-        self.count[overlap] += 1
-        new = slice(offset + n_old, offset + len(chunk))
-        self.sum[new], self.weight[new], self.count[new] = chunk[n_old:], 1.0, 1
-        return stale
-
-
-class AsyncExecutor:
-    """Inference on a worker thread; the control tick only merges finished chunks and pops an action."""
-
-    def __init__(self, policy: Planner, threshold: int | None = None, merge: str = "latest",
-                 ensemble_coeff: float = 0.01):
-        if merge not in MERGE_RULES:
-            raise OptionError(f"unknown merge rule {merge!r}; choose one of {MERGE_RULES}")
-        self.policy = policy
-        self.threshold = threshold  # None: plan length - n_action_steps, a new chunk every n_action_steps ticks
+    def __init__(self, planner: Planner, merge: str, delay: DelayEstimate, ensemble_coeff: float,
+                 notify: Callable[[str], None] | None):
+        family = getattr(planner, "policy_type", None)
+        if family is not None:
+            check_merge_rule(family, merge)
+        elif merge not in MERGE_RULES:
+            raise OptionError(f"merge rule {merge!r} does not apply to this planner; its rules: "
+                              f"{', '.join(MERGE_RULES)}")
+        if merge == "rtc" and getattr(planner, "rtc", None) is None:
+            raise OptionError("merge rule 'rtc' needs a planner that guides its sampling (a diffusion policy "
+                              "loaded with rtc=True)")
+        self.policy = planner
         self.merge_rule = merge
-        self.coeff = ensemble_coeff
-        self._timeline = _Timeline(policy.action_dim)
+        self.schedule = ChunkSchedule(planner.action_dim, planner.chunking.n_action_steps, merge, delay,
+                                      ensemble_coeff, notify if notify is not None else _warn)
+        self._in_flight = False
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self.schedule.reset()
+
+    def _submit(self, request: Request, context: Any) -> None:
+        raise NotImplementedError
+
+    def _arrived(self, tick: int) -> tuple[tuple[Request, np.ndarray, float | None], ...]:
+        """The chunk finished since the last tick, if any: ((request, chunk, latency in ms or None),) or ()."""
+        raise NotImplementedError
+
+    def _arrived_now(self, tick: int) -> tuple[tuple[Request, np.ndarray, float | None], ...]:
+        """A chunk already due in the tick it was planned in (only the virtual clock's D = 0 has one)."""
+        return ()
+
+    def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
+        context = self.policy.observe(observation)
+        latency, dropped, jump = None, 0, None
+        for request, chunk, ms in self._arrived(tick):
+            arrival = self.schedule.arrive(request, chunk, tick)
+            dropped, jump, latency = arrival.dropped, arrival.seam_jump, ms
+        if not self._in_flight and self.schedule.due(tick):
+            self._in_flight = True
+            self._submit(self.schedule.request(tick), context)
+            for request, chunk, ms in self._arrived_now(tick):  # virtual D = 0: merged in the tick it was planned
+                arrival = self.schedule.arrive(request, chunk, tick)
+                dropped, jump, latency = dropped + arrival.dropped, arrival.seam_jump or jump, ms
+        action, stale = self.schedule.pop(tick)
+        return StepResult(action, self.schedule.depth_from(tick + 1), latency, dropped + stale,
+                          out_of_distribution=self.policy.out_of_distribution, seam_jump=jump)
+
+    def close(self) -> None:
+        pass
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class VirtualExecutor(_ChunkExecutor):
+    """Execution on a virtual clock: a chunk planned from tick t's observation is merged before tick t + D's pop."""
+
+    def __init__(self, planner: Planner, delay_ticks: int, merge: str = "latest", ensemble_coeff: float = 0.01,
+                 notify: Callable[[str], None] | None = None):
+        if isinstance(delay_ticks, bool) or not isinstance(delay_ticks, int) or delay_ticks < 0:
+            raise OptionError(f"delay_ticks must be an integer >= 0, got {delay_ticks!r}")
+        super().__init__(planner, merge, DelayEstimate(delay_ticks), ensemble_coeff, notify)
+        self.delay_ticks = delay_ticks
+        self._pending: tuple[int, Request, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._pending, self._in_flight = None, False
+
+    def _submit(self, request: Request, context: Any) -> None:
+        chunk = self.policy.plan(context, request.committed, request.delay)
+        self._pending = (request.tick + self.delay_ticks, request, chunk)
+
+    def _arrived(self, tick: int) -> tuple[tuple[Request, np.ndarray, float | None], ...]:
+        if self._pending is None or self._pending[0] > tick:
+            return ()
+        _, request, chunk = self._pending
+        self._pending, self._in_flight = None, False
+        return ((request, chunk, None),)
+
+    _arrived_now = _arrived
+
+
+class AsyncExecutor(_ChunkExecutor):
+    """Inference on a worker thread (wall clock); the control tick only merges finished chunks and pops an action.
+
+    `period_s`: the tick period D_est is measured in (None: D_est stays `delay_ticks`); `delay_ticks`: D_est
+    until a warm chunk latency is known (edge run measures it before torque-on)."""
+
+    def __init__(self, planner: Planner, merge: str = "latest", period_s: float | None = None, delay_ticks: int = 1,
+                 ensemble_coeff: float = 0.01, notify: Callable[[str], None] | None = None):
+        super().__init__(planner, merge, DelayEstimate(delay_ticks, period_s), ensemble_coeff, notify)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._job: tuple[int, Any, np.ndarray, int] | None = None
-        self._done: list[tuple[int, np.ndarray, float]] = []
+        self._idle = threading.Event()
+        self._idle.set()
+        self._job: tuple[int, Request, Any] | None = None
+        self._done: tuple[int, Request, np.ndarray, float] | None = None
+        self._epoch = 0  # reset() count: a chunk planned before the last reset is discarded
         self._error: BaseException | None = None
-        self._busy = False
         self._stop = False
         self._thread = threading.Thread(target=self._worker, name="inference", daemon=True)
         self._thread.start()
 
     def reset(self) -> None:
         with self._lock:
-            self.policy.reset()
-            self._timeline = _Timeline(self.policy.action_dim)
-            self._done.clear()
+            super().reset()
+            self._epoch += 1
+            self._done = None
+            self._in_flight = not self._idle.is_set()  # a chunk still computing blocks the next until it ends
 
     def _worker(self) -> None:
         while True:
@@ -189,44 +214,48 @@ class AsyncExecutor:
                 job, self._job = self._job, None
             if job is None:
                 continue
-            tick, context, committed, delay = job
+            epoch, request, context = job
             t0 = time.perf_counter()
             try:
-                chunk = self.policy.plan(context, committed, delay)
+                chunk = self.policy.plan(context, request.committed, request.delay)
             except PolicyOutputError as exc:  # name the tick the chunk was planned at
                 with self._lock:
-                    self._error, self._busy = PolicyOutputError(f"chunk planned at tick {tick}: {exc}"), False
+                    self._error = PolicyOutputError(f"chunk planned at tick {request.tick}: {exc}")
+                self._idle.set()
                 continue
             except BaseException as exc:  # surfaced to the control loop on its next tick
                 with self._lock:
-                    self._error, self._busy = exc, False
+                    self._error = exc
+                self._idle.set()
                 continue
             with self._lock:
-                self._done.append((tick, chunk, (time.perf_counter() - t0) * 1e3))
-                self._busy = False
+                self._done = (epoch, request, chunk, (time.perf_counter() - t0) * 1e3)
+            self._idle.set()
 
-    def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
-        context = self.policy.observe(observation)
-        latency = None
-        dropped = 0
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no chunk is being computed (tests pin arrival ticks with it); False on timeout."""
+        return self._idle.wait(timeout)
+
+    def _submit(self, request: Request, context: Any) -> None:
+        with self._lock:
+            self._job = (self._epoch, request, context)
+            self._idle.clear()
+        self._wake.set()
+
+    def _arrived(self, tick: int) -> tuple[tuple[Request, np.ndarray, float | None], ...]:
         with self._lock:
             if self._error is not None:
-                error, self._error = self._error, None
+                error, self._error, self._in_flight = self._error, None, False
                 raise error
-            for t0, chunk, ms in self._done:
-                if self.threshold is None:
-                    self.threshold = max(0, len(chunk) - self.policy.chunking.n_action_steps)
-                dropped += self._timeline.merge(t0, chunk, self.merge_rule, self.coeff)
-                latency = ms
-            self._done.clear()
-            threshold = 0 if self.threshold is None else self.threshold
-            if not self._busy and self._timeline.depth_from(tick) <= threshold:
-                self._busy = True
-                self._job = (tick, context, self._timeline.committed(tick), 0)
-                self._wake.set()
-            action, stale = self._timeline.pop(tick)
-            depth = self._timeline.depth_from(tick + 1)
-        return StepResult(action, depth, latency, dropped + stale, self.policy.out_of_distribution)
+            done, self._done = self._done, None
+            if done is None:
+                return ()
+        epoch, request, chunk, ms = done
+        self._in_flight = False
+        if epoch != self._epoch:
+            return ()
+        self.schedule.delay.add(ms / 1e3)
+        return ((request, chunk, ms),)
 
     def close(self) -> None:
         self._stop = True

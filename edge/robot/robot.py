@@ -52,6 +52,7 @@ class Robot:
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
     bus_timeout_slack_ms: float = 3.0  # extra reply time; the in-process emulator needs more on a busy machine
     write_calibration: bool = False
+    loop_hz: float | None = None  # the loop's rate, if not the file's control_hz: the safety step cap is per second
 
     def __post_init__(self) -> None:
         self._calibration = {bus.name: bus.load_calibration() for bus in self.config.buses}
@@ -61,7 +62,8 @@ class Robot:
         for bc in self.config.buses:
             bus = DynamixelBus(bc.port, bc.bus_motors(), bc.baudrate, timeout_slack_ms=self.bus_timeout_slack_ms)
             safety = SafetyLayer(bus, self.config.bus_limits(self.normalizer, bc),
-                                 self.config.safety_config(self.normalizer, bc), watch=[s.name for s in bc.shadows])
+                                 self.config.safety_config(self.normalizer, bc, self.loop_hz),
+                                 watch=[s.name for s in bc.shadows])
             self.arms.append(_Arm(bc, bus, safety))
         if self.cameras is None:
             self.cameras = {name: OpenCVCamera(name, cc) for name, cc in self.config.cameras.items()}

@@ -3,8 +3,10 @@
 Nothing is kept per tick: the summary comes from exact counters and fixed-size histograms (`Histogram`), so an
 hours-long run uses the same memory as a short one and the garbage collector has no tick records to walk.
 The summary has exactly these keys: ticks, hz, period_ms {p1, p50, p99, max}, inference_ms {p50, p99},
-missed_deadlines, bus_errors, safety_interventions, out_of_distribution {feature: observations}; plus
-frame_age_ms {<camera feature>: {p50, p99, max}} when the robot has cameras.
+missed_deadlines, bus_errors, safety_interventions, out_of_distribution {feature: observations}, seams {count,
+jump_p95, jump_max} (policy units), jerk_rms (policy units/s³, third difference of the commanded goals), dropped
+(stale actions), holding_share (ticks with no fresh action, from the first action on); plus frame_age_ms
+{<camera feature>: {p50, p99, max}} when the robot has cameras.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TickRecord:
     missed: bool = False
     out_of_distribution: int = 0  # cumulative: observations with a state value far outside the training statistics
     frame_age_ms: dict[str, float] | None = None  # per camera: how old the frame the policy got was
+    seam_jump: float | None = None  # a chunk merged this tick changed its action by this much (policy units)
 
     def to_json(self) -> str:
         """One JSONL line (arrays as lists)."""
@@ -103,6 +106,11 @@ class Telemetry:
         self.period_ms = Histogram()
         self.inference_ms = Histogram()
         self.frame_age_ms = {name: Histogram() for name in self.cameras}
+        self.seam_jumps = Histogram()
+        self.dropped = self.holding = self.acting = 0
+        self.jerk_sq, self.jerk_n = 0.0, 0
+        self._goal_count = 0
+        self._goals = np.zeros((0, 0))  # the last 4 commanded goals (a fixed ring once the dimension is known)
         self.out_of_distribution: Mapping[str, int] = {}  # per feature: the policy's live counts
         self._first_t = self._last_t = 0.0
         self._file: IO[str] | None = None
@@ -123,10 +131,31 @@ class Telemetry:
         if record.frame_age_ms:
             for name, age in record.frame_age_ms.items():
                 self.frame_age_ms[name].add(age)
+        if record.seam_jump is not None:
+            self.seam_jumps.add(record.seam_jump)
+        self.dropped += record.dropped_actions
+        self._add_goal(record)
         self.bus_errors = record.bus_errors
         self.safety_interventions = record.safety_interventions
         if self._file is not None:
             self._file.write(record.to_json() + "\n")
+
+    def _add_goal(self, record: TickRecord) -> None:
+        """Holding share from the first action on, and jerk (third difference of goals over the period³)."""
+        if record.goal is None:
+            self.holding += self.acting > 0
+            return
+        if self._goals.shape[1] != len(record.goal):
+            self._goals, self._goal_count = np.zeros((4, len(record.goal))), 0
+        self.acting += 1
+        self._goals[:3] = self._goals[1:]
+        self._goals[3] = record.goal
+        self._goal_count += 1
+        if self._goal_count >= 4 and record.period_ms > 0:
+            a, b, c, d = self._goals
+            jerk = (d - 3 * c + 3 * b - a) / (record.period_ms / 1e3) ** 3
+            self.jerk_sq += float(np.dot(jerk, jerk))
+            self.jerk_n += len(jerk)
 
     def close(self) -> None:
         if self._file is not None:
@@ -150,6 +179,11 @@ class Telemetry:
             "bus_errors": self.bus_errors,
             "safety_interventions": self.safety_interventions,
             "out_of_distribution": dict(self.out_of_distribution),
+            "seams": {"count": self.seam_jumps.count, "jump_p95": pct(self.seam_jumps, 95),
+                      "jump_max": round(self.seam_jumps.max, 4) if self.seam_jumps.count else 0.0},
+            "jerk_rms": round(math.sqrt(self.jerk_sq / self.jerk_n), 3) if self.jerk_n else 0.0,
+            "dropped": self.dropped,
+            "holding_share": round(self.holding / (self.holding + self.acting), 4) if self.acting else 0.0,
         }
         if self.frame_age_ms:
             summary["frame_age_ms"] = {name: {"p50": pct(h, 50), "p99": pct(h, 99),
@@ -169,6 +203,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("missed deadlines", f"{summary['missed_deadlines']}"),
         ("bus errors", f"{summary['bus_errors']}"),
         ("safety interventions", f"{summary['safety_interventions']}"),
+        ("seams count/jump p95/max", f"{summary['seams']['count']} / {summary['seams']['jump_p95']:.2f} / "
+                                     f"{summary['seams']['jump_max']:.2f} policy units"),
+        ("dropped / holding", f"{summary['dropped']} / {100 * summary['holding_share']:.1f}% of ticks"),
         ("out of distribution", ", ".join(f"{k} {v}" for k, v in summary["out_of_distribution"].items() if v) or "0"),
     ]
     for name, age in summary.get("frame_age_ms", {}).items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,16 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 F32 = np.float32
+
+
+class Guide(Protocol):
+    """Steers a sampler's x_0 prediction at every step (real-time chunking: edge/runtime/guidance.py)."""
+
+    def blend(self, x0: Any) -> Any:
+        """The x_0 prediction with the guide's target blended in."""
+
+    def noise(self, eps: Any, x0: Any, sample: Any, sqrt_a: float, sqrt_b: float) -> Any:
+        """DDIM/DDPM: the noise prediction to step with, given the blended x_0."""
 
 
 @dataclass
@@ -119,18 +129,25 @@ class Scheduler:
             return x0.clip(-r, r)
         return x0
 
-    def _x0_eps(self, model_output: Any, sample: Any, alpha: np.float32) -> tuple[Any, Any]:
-        """(clipped predicted x_0, predicted noise) from the model output, as diffusers orders it."""
+    def _x0_eps(self, model_output: Any, sample: Any, alpha: np.float32, guide: Guide | None = None) -> tuple[Any, Any]:
+        """(clipped predicted x_0, predicted noise) from the model output, as diffusers orders it; `guide` blends
+        the x_0 prediction (and, if it says so, the noise is recomputed to match the blended x_0)."""
         sqrt_a, sqrt_b = float(np.sqrt(alpha)), float(np.sqrt(F32(1) - alpha))
         if self.config.prediction_type == "epsilon":
             x0, eps = (sample - model_output * sqrt_b) / sqrt_a, model_output
         else:
             x0 = model_output
             eps = (sample - x0 * sqrt_a) / sqrt_b
-        return self._clip(x0), eps
+        x0 = self._clip(x0)
+        if guide is not None:
+            x0 = guide.blend(x0)
+            eps = guide.noise(eps, x0, sample, sqrt_a, sqrt_b)
+        return x0, eps
 
-    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
-        """x at timesteps[i] → x at the next timestep. `noise` (sample's shape) is DDPM's variance noise."""
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None,
+             guide: Guide | None = None) -> Any:
+        """x at timesteps[i] → x at the next timestep. `noise` (sample's shape) is DDPM's variance noise; `guide`
+        blends target rows into the x_0 prediction (real-time chunking, edge/runtime/guidance.py)."""
         raise NotImplementedError
 
 
@@ -147,11 +164,12 @@ class DDIMScheduler(Scheduler):
             return self._alpha(t), self._alpha(prev_t)
         return self._alpha(t), F32(1) if self.config.set_alpha_to_one else self.alphas_cumprod[0]
 
-    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None,
+             guide: Guide | None = None) -> Any:
         if noise is not None:
             raise OptionError("DDIM with eta = 0 adds no noise; pass noise=None")
         alpha, alpha_prev = self.alphas(i)
-        x0, eps = self._x0_eps(model_output, sample, alpha)
+        x0, eps = self._x0_eps(model_output, sample, alpha, guide)
         return x0 * float(np.sqrt(alpha_prev)) + eps * float(np.sqrt(F32(1) - alpha_prev))
 
 
@@ -160,7 +178,8 @@ class DDPMScheduler(Scheduler):
 
     name = "ddpm"
 
-    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None,
+             guide: Guide | None = None) -> Any:
         t = int(self.timesteps[i])
         prev_t = int(self.timesteps[i + 1]) if i + 1 < len(self.timesteps) else -1
         alpha = self._alpha(t)
@@ -168,7 +187,7 @@ class DDPMScheduler(Scheduler):
         beta, beta_prev = F32(1) - alpha, F32(1) - alpha_prev
         current_alpha = alpha / alpha_prev
         current_beta = F32(1) - current_alpha
-        x0, _ = self._x0_eps(model_output, sample, alpha)
+        x0, _ = self._x0_eps(model_output, sample, alpha, guide)
         x0_coeff = float(np.sqrt(alpha_prev) * current_beta / beta)
         sample_coeff = float(np.sqrt(current_alpha) * beta_prev / beta)
         prev = x0 * x0_coeff + sample * sample_coeff
@@ -214,13 +233,15 @@ class MultistepScheduler(Scheduler):
             return (np.arange(0, k + 1) * (n // (k + 1))).round()[::-1][:-1].astype(np.int64) + self.config.steps_offset
         return np.arange(n, 0, -n / k).round().astype(np.int64) - 1
 
-    def _convert(self, model_output: Any, i: int, sample: Any) -> Any:
-        """convert_model_output with x0 (data) prediction, clipped like LeRobot's clip_sample."""
+    def _convert(self, model_output: Any, i: int, sample: Any, guide: Guide | None = None) -> Any:
+        """convert_model_output with x0 (data) prediction, clipped like LeRobot's clip_sample; `guide` blends it
+        (these solvers step on x0 alone, so there is no noise to make consistent)."""
         if self.config.prediction_type == "epsilon":
             x0 = (sample - model_output * float(self.sigma_t[i])) / float(self.alpha_t[i])
         else:
             x0 = model_output
-        return self._clip(x0)
+        x0 = self._clip(x0)
+        return x0 if guide is None else guide.blend(x0)
 
     def _remember(self, x0: Any) -> None:
         self._x0 = [self._x0[1], x0]
@@ -231,10 +252,11 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
 
     name = "dpmsolver++"
 
-    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None,
+             guide: Guide | None = None) -> Any:
         if noise is not None:
             raise OptionError("DPM-Solver++ (ODE) adds no noise; pass noise=None")
-        x0 = self._convert(model_output, i, sample)
+        x0 = self._convert(model_output, i, sample, guide)
         self._remember(x0)
         a_t, s_t, s_s0 = self.alpha_t[i + 1], self.sigma_t[i + 1], self.sigma_t[i]
         h = self.lambdas[i + 1] - self.lambdas[i]
@@ -274,10 +296,11 @@ class UniPCMultistepScheduler(MultistepScheduler):
     def _rk(self, si: int, s0: int, t: int) -> np.float32:
         return (self.lambdas[si] - self.lambdas[s0]) / (self.lambdas[t] - self.lambdas[s0])
 
-    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None) -> Any:
+    def step(self, model_output: Any, i: int, sample: Any, noise: np.ndarray | None = None,
+             guide: Guide | None = None) -> Any:
         if noise is not None:
             raise OptionError("UniPC adds no noise; pass noise=None")
-        x0 = self._convert(model_output, i, sample)
+        x0 = self._convert(model_output, i, sample, guide)
         if i > 0:  # UniC: correct this step's sample with the model output just computed
             ratio, phi, bh, b = self._coefficients(i, i - 1)
             m0 = self._x0[1]

@@ -74,11 +74,11 @@ def emulated_arm(hz: float = 50.0, timing: bool = True) -> Iterator[tuple[RobotC
 def drive_emulated(policy: PolicyRunner, hz: float, seconds: float, asynchronous: bool = False,
                    static_features: dict[str, np.ndarray] | None = None,
                    on_tick: Callable[[TickRecord], None] | None = None,
-                   cameras: Mapping[str, Camera] | None = None, threshold: int | None = None) -> Telemetry:
+                   cameras: Mapping[str, Camera] | None = None, delay_ticks: int = 1) -> Telemetry:
     """Run `policy` on a fresh emulated arm for `seconds` and return the telemetry (tests, benchmarks);
-    `on_tick` sees each tick's record; `threshold`: the async executor's queue depth at which the next chunk is
-    started (its default if None)."""
-    executor = AsyncExecutor(policy, threshold=threshold) if asynchronous else SyncExecutor(policy)
+    `on_tick` sees each tick's record; `delay_ticks`: the async executor's D_est until it has measured a chunk."""
+    executor = (AsyncExecutor(policy, period_s=1.0 / hz, delay_ticks=delay_ticks) if asynchronous
+                else SyncExecutor(policy))
     telemetry = Telemetry(cameras=list(cameras or {}))
     try:
         with emulated_arm(hz=hz) as (config, _emulator), \

@@ -46,6 +46,7 @@ class ExportOptions:
     weights: str = "float32"  # or "float16": weights rounded and stored as float16, computed in float32
     graph_rewrites: bool = True  # export/graph_rewrites.py: equivalent rewrites for ONNX Runtime's CPU kernels
     cpu_precision: str = "fp32"  # or "int8": export/cpu_precision.py, for the families in INT8_FAMILIES
+    fps: int | None = None  # the policy's action rate, recorded as the manifest's dataset.fps
     extra: dict[str, Any] = field(default_factory=dict)
 
 

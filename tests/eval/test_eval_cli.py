@@ -37,3 +37,26 @@ def test_pytorch_moved_to_the_workstation_cli(act_package):
         assert result.returncode == 2, args
         assert result.stderr.strip().splitlines() == [result.stderr.strip()]
         assert "moved to the workstation CLI: edge-export eval PACKAGE" in result.stderr, result.stderr
+
+
+def test_eval_under_delay_writes_the_closed_loop_keys(tmp_path):
+    out = tmp_path / "r.json"
+    result = edge("eval", "act", "--episodes", "3", "--delay-ticks", "4", "--merge", "weighted", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[0] == "act/default/D=4/weighted"
+    data = json.loads(out.read_text())
+    assert data["execution"] == "asynchronous" and data["delay_ticks"] == 4 and data["merge"] == "weighted"
+    assert set(data["seams"]) == {"count", "jump_p95", "jump_max"} and data["seams"]["count"] > 0
+    assert data["holding_share"] > 0  # the first chunk arrives 4 ticks in: the arm holds until then
+    for key in ("success_rate", "jerk_rms", "dropped", "collisions", "timeouts"):
+        assert key in data, key
+
+
+def test_eval_delay_options_are_refused_with_the_rules_that_apply():
+    result = edge("eval", "act", "--episodes", "1", "--delay-ticks", "2", "--merge", "rtc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--merge rtc does not apply to a act policy; its rules: latest, average, weighted, ensemble" in result.stderr
+    result = edge("eval", "act", "--episodes", "1", "--merge", "average")
+    assert result.returncode == 2 and "give --delay-ticks D as well" in result.stderr
+    result = edge("eval", "act", "--episodes", "1", "--delay-ticks", "-1")
+    assert result.returncode == 2 and "must be >= 0" in result.stderr

@@ -36,3 +36,17 @@ def test_eval_user_errors_are_one_line(act_package, tmp_path):
         result = run("export.cli", "eval", str(act_package), "--episodes", "1", *args)
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: "), args
         assert "Traceback" not in result.stderr
+
+
+def test_eval_under_delay_with_rtc_agrees_on_pytorch_and_onnxruntime(diffusion_package, tmp_path):
+    """`edge-export eval` shares --delay-ticks and --merge: the same guided episodes on both."""
+    rows = []
+    for command, extra in ((("export.cli", "eval"), []), (("edge", "eval"), ["--precision", "fp32"])):
+        out = tmp_path / f"{command[0]}.json"
+        result = run(*command, str(diffusion_package), "--episodes", "2", "--steps", "2", "--quiet",
+                     "--delay-ticks", "3", "--merge", "rtc", "--json", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        rows.append(json.loads(out.read_text()))
+    assert rows[0]["merge"] == rows[1]["merge"] == "rtc" and rows[0]["delay_ticks"] == 3
+    assert [rows[0][k] for k in ("successes", "collisions", "mean_steps", "dropped")] == \
+        [rows[1][k] for k in ("successes", "collisions", "mean_steps", "dropped")]

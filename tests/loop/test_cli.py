@@ -23,7 +23,8 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     assert set(data["period_ms"]) == {"p1", "p50", "p99", "max"} and set(data["inference_ms"]) == {"p50", "p99"}
     assert "missed deadlines" in result.stdout and "target " in result.stdout
     assert set(data) == {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors",
-                         "safety_interventions", "out_of_distribution"}
+                         "safety_interventions", "out_of_distribution", "seams", "jerk_rms", "dropped",
+                         "holding_share"}
     task = json.loads(outcome.read_text())
     assert task["policy"] == "act" and task["side"] in ("left", "right")
     assert len(telemetry.read_text().splitlines()) == 40
@@ -34,6 +35,8 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert pngs == ["run_inference.png", "run_joints.png", "run_period.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    seams = sum(json.loads(line)["seam_jump"] is not None for line in telemetry.read_text().splitlines())
+    assert seams > 0 and f"{seams} seam(s) marked" in report.stdout  # every chunk after the first starts a seam
 
 
 def test_run_with_a_bad_robot_file_is_one_clear_line(tmp_path):

@@ -27,7 +27,7 @@ from firmware_bridge.emulator import ServoEmulator
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"
 TARGET = {"observation.environment_state": np.array([0.1, 0.6, 0.05, -0.05], np.float32)}  # target, obstacle
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
-                "out_of_distribution"}
+                "out_of_distribution", "seams", "jerk_rms", "dropped", "holding_share"}
 
 
 def drive_slow(asynchronous: bool, hz: float, seconds: float, slow_backend) -> tuple[dict, list]:  # noqa: ANN001

@@ -14,7 +14,7 @@ import pytest
 from edge.robot.telemetry import Histogram, Telemetry, TickRecord, load_records
 
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
-                "out_of_distribution"}
+                "out_of_distribution", "seams", "jerk_rms", "dropped", "holding_share"}
 
 
 def record(tick: int, period_ms: float = 10.0, ages: dict[str, float] | None = None) -> TickRecord:

@@ -156,3 +156,18 @@ def test_newer_manifest_asks_for_an_upgrade(bundled_copy):
     edit_manifest(pkg, lambda m: m.update(version=3))
     with pytest.raises(edge.PackageError, match="unknown manifest version 3.*upgrade edge"):
         load_package(pkg)
+
+
+def test_the_dataset_section_is_optional_and_range_checked(bundled_copy):
+    pkg = bundled_copy("act")
+    assert load_package(pkg).manifest.dataset.fps == 20  # the bundled demos record the task's rate
+    edit_manifest(pkg, lambda m: m.pop("dataset"))
+    assert load_package(pkg).manifest.dataset is None  # older packages load unchanged
+    for value, words in ((0, "'dataset.fps' is 0; it must be within 1..1000"),
+                         (2.5, "'dataset.fps' must be an integer"), ("20", "'dataset.fps' must be an integer")):
+        edit_manifest(pkg, lambda m: m.update(dataset={"fps": value}))
+        with pytest.raises(edge.PackageError, match=re.escape(words)):
+            load_package(pkg)
+    edit_manifest(pkg, lambda m: m.update(dataset={"fps": 30, "action_names": ["a", "b"]}))
+    with pytest.raises(edge.PackageError, match=re.escape("'dataset.action_names' has 2 names for 6 values")):
+        load_package(pkg)

@@ -25,7 +25,7 @@ from edge.robot.telemetry import load_records
 from firmware_bridge.safety import SafetyTripped
 
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
-                "out_of_distribution"}
+                "out_of_distribution", "seams", "jerk_rms", "dropped", "holding_share"}
 
 
 def camera(source: Path | str, **extra: object) -> dict:

@@ -41,6 +41,7 @@ from edge.runtime.package.manifest import (
     WEIGHT_STORAGE,
     ActionOutput,
     Chunking,
+    DatasetInfo,
     Fp16Graph,
     Fp16OutputError,
     Fp16Preflight,
@@ -65,7 +66,7 @@ from edge.runtime.package.sections import (
 
 __all__ = [
     "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "sha256_file", "write_manifest",
-    "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "TensorSpec", "GraphSpec", "Source",
+    "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "DatasetInfo", "TensorSpec", "GraphSpec", "Source",
     "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step",
     "PolicySection", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",
     "manifest_from_dict", "parse_field", "check_manifest", "check_chunking", "check_normalization", "check_inside",

@@ -16,6 +16,7 @@ from edge.runtime.package.fields import check_finite, field_ref
 from edge.runtime.package.manifest import (
     CPU_PRECISIONS,
     INPUT_KINDS,
+    MAX_FPS,
     MAX_OPSET,
     MODE_STATS,
     NORM_MODES,
@@ -195,6 +196,19 @@ def _check_fp16(m: Manifest) -> None:
         check_digest(g.sha256, f"fp16_preflight.graphs.{name}.sha256")
 
 
+def _check_dataset(m: Manifest) -> None:
+    d = m.dataset
+    if d is None:
+        return
+    if d.fps is not None and not 1 <= d.fps <= MAX_FPS:
+        raise PackageError(f"{field_ref('dataset.fps')} is {d.fps}; it must be within 1..{MAX_FPS} (actions a second)")
+    state = next((i for i in m.inputs if i.kind == "state"), None)
+    for name, names, dim in (("state_names", d.state_names, None if state is None else int(np.prod(state.shape))),
+                             ("action_names", d.action_names, m.action.dim)):
+        if names is not None and dim is not None and len(names) != dim:
+            raise PackageError(f"{field_ref(f'dataset.{name}')} has {len(names)} names for {dim} values")
+
+
 def check_manifest(m: Manifest) -> None:
     """Every value and cross-field rule; PackageError naming the manifest field at fault."""
     if m.weights not in WEIGHT_STORAGE:
@@ -213,3 +227,4 @@ def check_manifest(m: Manifest) -> None:
     _check_graph_io(m, m.policy.graph_io(m))
     _check_validation(m)
     _check_fp16(m)
+    _check_dataset(m)

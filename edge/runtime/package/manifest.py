@@ -159,6 +159,18 @@ class Fp16Preflight:
 
 
 @dataclass
+class DatasetInfo:
+    """What the training data says about the policy (optional; absent in older packages)."""
+
+    fps: int | None = None  # the policy's action rate (LeRobot meta/info.json "fps", or env.fps for simulated training)
+    state_names: list[str] | None = None  # features["observation.state"]["names"], flattened, e.g. "shoulder_pan.pos"
+    action_names: list[str] | None = None  # features["action"]["names"]
+
+
+MAX_FPS = 1000  # an action rate above this is a unit mistake (a period in ms, say)
+
+
+@dataclass
 class Manifest:
     policy_type: str
     source: Source
@@ -171,6 +183,7 @@ class Manifest:
     fp16_preflight: Fp16Preflight | None = None
     weights: str = "float32"  # "float16": the graphs store float16-rounded weights and compute in float32
     cpu_precision: str = "fp32"  # "int8": matrix products in INT8 (ONNX Runtime MatMulNBits), export/cpu_precision.py
+    dataset: DatasetInfo | None = None  # the training data's rate (and names); MANIFEST_VERSION stays 2
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 

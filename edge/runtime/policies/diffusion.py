@@ -4,6 +4,7 @@ A history of n_obs_steps normalised observations (the first one copied to fill i
 do) is encoded to global_cond when the action queue is empty; a chunk is sampled from noise with a numpy
 scheduler, DDIM, DDPM, DPM-Solver++ or UniPC (a fused K-step graph when the package has one for the sampler
 and K, else one denoiser call per step), and chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps] is queued.
+With `rtc`, `plan` steers each chunk toward the actions already committed (edge/runtime/guidance.py).
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ import numpy as np
 
 from edge.errors import OptionError
 from edge.runtime.backends.base import Backend
+from edge.runtime.guidance import RTCOptions, chunk_guide
+from edge.runtime.normalize import Normalizer
 from edge.runtime.package import DiffusionSection, PolicyPackage
 from edge.runtime.policies.base import PolicyRunner
-from edge.runtime.schedulers import make_scheduler
+from edge.runtime.schedulers import Guide, make_scheduler
 
 
 class DiffusionRunner(PolicyRunner):
     """Options: `sampler` ("ddim" | "ddpm" | "dpmsolver++" | "unipc"), `num_inference_steps` K, `seed` for the noise
-    generator, and `fused` (default True: use a fused graph when one matches; False forces per-step calls)."""
+    generator, `fused` (default True: use a fused graph when one matches; False forces per-step calls) and `rtc`
+    (RTCOptions, or True for the defaults: real-time chunking in `plan`, which samples per step)."""
 
     policy_type = "diffusion"
 
     def __init__(self, package: PolicyPackage, backend: Backend, sampler: str | None = None,
                  num_inference_steps: int | None = None, seed: int | None = None, fused: bool = True,
-                 **options: Any):
+                 rtc: RTCOptions | bool | None = None, **options: Any):
         section: DiffusionSection = package.manifest.policy
         self.scheduler = make_scheduler(sampler or section.sampler, section.scheduler,
                                         section.num_inference_steps if num_inference_steps is None
@@ -41,7 +45,18 @@ class DiffusionRunner(PolicyRunner):
         super().__init__(package, backend, **options)
         self.rng = np.random.default_rng(seed)
         self.chunk_shape = (1, self.chunking.chunk_size, self.action_dim)
+        self.normalize_action = Normalizer(package.manifest.action.normalization, (self.action_dim,))
+        self.rtc: RTCOptions | None = None
+        self.use_rtc(RTCOptions() if rtc is True else (rtc or None))
         self.reset()
+
+    def use_rtc(self, options: RTCOptions | None) -> None:
+        """Turn real-time chunking on (options) or off (None); loads the per-step denoiser if only a fused graph is."""
+        if options is not None and not isinstance(options, RTCOptions):
+            raise OptionError(f"rtc must be RTCOptions, True or None, got {options!r}")
+        if options is not None and "denoiser" not in self.graphs:
+            self.graphs["denoiser"] = self.backend.load(self.package, "denoiser")
+        self.rtc = options
 
     def graph_names(self) -> list[str]:
         """The encoder and either the fused graph or the per-step denoiser: a U-Net's weights are loaded once."""
@@ -62,8 +77,9 @@ class DiffusionRunner(PolicyRunner):
         feeds = {name: np.stack([obs[name] for obs in history])[None] for name in self.input_names}
         return self.graphs["obs_encoder"].run(feeds)["global_cond"]
 
-    def denoise(self, global_cond: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-        """The normalised (horizon, action_dim) chunk sampled from `noise` (drawn from the generator if None)."""
+    def denoise(self, global_cond: np.ndarray, noise: np.ndarray | None = None, guide: Guide | None = None) -> np.ndarray:
+        """The normalised (horizon, action_dim) chunk sampled from `noise` (drawn from the generator if None);
+        `guide` steers every step's x_0 prediction (per-step calls: a fused graph cannot be steered)."""
         if noise is None:
             noise = self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
         else:
@@ -71,7 +87,7 @@ class DiffusionRunner(PolicyRunner):
             if noise.size != int(np.prod(self.chunk_shape)):
                 raise OptionError(f"noise must have shape {self.chunk_shape[1:]}, got {noise.shape}")
             noise = noise.reshape(self.chunk_shape)
-        if self.fused_graph is not None:
+        if self.fused_graph is not None and guide is None:
             return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
         sample, denoiser = noise, self.graphs["denoiser"]
         for i, t in enumerate(self.scheduler.timesteps):
@@ -79,7 +95,7 @@ class DiffusionRunner(PolicyRunner):
             model_output = denoiser.run(feeds)["model_output"]
             variance_noise = (self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
                               if self.scheduler.name == "ddpm" and t > 0 else None)
-            sample = self.scheduler.step(model_output, i, sample, noise=variance_noise)
+            sample = self.scheduler.step(model_output, i, sample, noise=variance_noise, guide=guide)
         return sample[0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
@@ -108,9 +124,14 @@ class DiffusionRunner(PolicyRunner):
 
     def plan(self, context: tuple[dict[str, np.ndarray], ...], committed: np.ndarray | None = None,
              delay: int = 0) -> np.ndarray:
-        """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], policy units."""
+        """Actions from the snapshot's last tick on: chunk[n_obs_steps-1:], policy units; with `rtc`, sampled toward
+        `committed` (frozen on its first `delay` rows, then a decaying weight)."""
         self._check_open()
-        chunk = self.denoise(self.encode(deque(context)))
+        guide = None
+        if self.rtc is not None and committed is not None and len(committed):
+            guide = chunk_guide(self.rtc, self.normalize_action(np.asarray(committed, np.float32)), delay,
+                                self.chunking.n_obs_steps - 1, self.chunking.chunk_size)
+        chunk = self.denoise(self.encode(deque(context)), guide=guide)
         return self.actions(chunk[self.chunking.n_obs_steps - 1 :])
 
     def plan_window(self, window: Mapping[str, np.ndarray], committed: np.ndarray, delay: int,
