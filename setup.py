@@ -43,8 +43,13 @@ setup(
         # numpy < 2, so give the server a venv of its own. The robot side (`edge run --server`) needs only [remote].
         "serve": ["nvidia-pytriton>=0.7,<0.8", "numpy<2", "tritonclient[grpc]>=2.40"],
         "remote": ["tritonclient[grpc]>=2.40"],
+        # `edge run --record`: LeRobot datasets v3.0 (parquet + MP4), torch-free; both have cp310 aarch64 wheels.
+        "record": ["pyarrow>=14", "av>=14"],
+        # `edge run --display`: LeRobot's rerun pin; the viewer's version must match (docs/recording.md).
+        "display": ["rerun-sdk>=0.26,<0.27"],
         "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5",
-                 "opencv-python-headless>=4.5", "tritonclient[grpc]>=2.40",  # the robot side of tests/serve
+                 "opencv-python-headless>=4.5", "pyarrow>=14", "av>=14", "rerun-sdk>=0.26,<0.27",
+                 "tritonclient[grpc]>=2.40",  # the robot side of tests/serve
                  "setuptools>=61", "wheel"],  # tests/test_packaging.py builds the wheel without build isolation
     },
     entry_points={

@@ -181,6 +181,167 @@ def real_size_table(rows: list[dict], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def vga_video(directory: Path, fps: float = 30.0, frames: int = 60) -> Path:
+    """A 640x480 30 fps MJPG AVI (one VGA camera), a smooth picture that changes every frame."""
+    import cv2
+
+    path = directory / "vga.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        small = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+        writer.write(cv2.resize(small, (640, 480), interpolation=cv2.INTER_LINEAR))
+    writer.release()
+    return path
+
+
+class HookTimer:
+    """Times the per-tick hook (recording: state rows + the frame into the encoder's queue; display: the enqueue)."""
+
+    def __init__(self, hook) -> None:  # noqa: ANN001
+        self.hook, self.us = hook, []
+
+    def __call__(self, *args) -> None:  # noqa: ANN002
+        t0 = time.perf_counter()
+        self.hook(*args)
+        self.us.append((time.perf_counter() - t0) * 1e6)
+
+
+def recording_row(mode: str, seconds: float, video: Path, directory: Path) -> dict:
+    """30 Hz, bundled demo ACT (sync), one 640x480 30 fps video camera on the robot: plain loop, recording
+    (edge/robot/record/episodes.py: one episode of `seconds`, LeRobot's libsvtav1), or the rerun live view (to a `rerun`
+    server on loopback saving to a file, on this same machine)."""
+    import subprocess
+
+    from edge.robot.record.display import RerunDisplay
+    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
+    from edge.robot.control_loop import LoopConfig, run_loop
+    from edge.robot.executors import SyncExecutor
+    from edge.robot.robot import Robot
+    from edge.robot.telemetry import Telemetry
+    from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm
+
+    import gc
+
+    hz = 30.0
+    collections = [0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        collections[0] += phase == "stop"
+
+    policy = runner_class("act")(edge.load_policy(DATA / "demo_act").package, OnnxRuntimeBackend(threads=1))
+    camera = OpenCVCamera(CAMERA, CameraConfig(str(video), width=640, height=480))
+    telemetry = Telemetry(cameras=[CAMERA])
+    executor = SyncExecutor(policy)
+    timer = None
+    repeated = "-"
+    split = "-"
+    server = None
+    with emulated_arm(hz=hz) as (config, _emulator), \
+            Robot(config, cameras={CAMERA: camera}, static_features=TARGET, bus_timeout_slack_ms=BUS_SLACK_MS) as robot:
+        policy.reset()
+        rss_start = _rss_mb()
+        gc.callbacks.append(on_gc)
+        if mode == "record":
+            recorded = {}
+            original = EpisodeRecorder.__call__
+
+            def timed(self, *args) -> None:  # noqa: ANN001, ANN002
+                t0 = time.perf_counter()
+                original(self, *args)
+                recorded.setdefault("us", []).append((time.perf_counter() - t0) * 1e6)
+
+            EpisodeRecorder.__call__ = timed
+            finish = EpisodeRecorder.finish
+
+            def counted(self, task):  # noqa: ANN001, ANN202
+                episode = finish(self, task)
+                recorded["repeated"] = sum(v.repeated for v in episode.videos.values())
+                return episode
+
+            EpisodeRecorder.finish = counted
+            try:
+                options = RecordOptions(directory / f"eval_bench_{time.monotonic_ns()}", "bench", episodes=1,
+                                        episode_time_s=seconds, reset_time_s=0)
+                def phase(r) -> None:  # noqa: ANN001 - misses during the episode vs while holding (save, flush)
+                    key = "episode" if r.action is not None else "holding"
+                    recorded[key] = recorded.get(key, 0) + r.missed
+                    recorded[key + "_ticks"] = recorded.get(key + "_ticks", 0) + 1
+
+                record_episodes(robot, executor, hz, telemetry, phase, options, {CAMERA: (480, 640, 3)},
+                                config.position_names)
+            finally:
+                EpisodeRecorder.__call__, EpisodeRecorder.finish = original, finish
+            timer = HookTimer(None)
+            timer.us = recorded["us"]
+            repeated = str(recorded.get("repeated", 0))
+            split = (f"{recorded.get('episode', 0)} in {recorded.get('episode_ticks', 0)} episode ticks, "
+                     f"{recorded.get('holding', 0)} in {recorded.get('holding_ticks', 0)} holding")
+        elif mode == "display":
+            port = 19876 + os.getpid() % 1000
+            rrd = directory / f"view_{time.monotonic_ns()}.rrd"
+            server = subprocess.Popen(["rerun", "--bind", "127.0.0.1", "--port", str(port), "--save", str(rrd)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2.0)
+            with RerunDisplay(config.position_names, [CAMERA], "127.0.0.1", port) as display:
+                timer = HookTimer(display)
+                run_loop(robot, executor, LoopConfig(hz, seconds), telemetry, on_frame=timer)
+            repeated = f"{display.dropped} dropped"
+        else:
+            run_loop(robot, executor, LoopConfig(hz, seconds), telemetry)
+        gc.callbacks.remove(on_gc)
+        rss_change = _rss_mb() - rss_start
+    if server is not None:
+        server.terminate()
+        server.wait(timeout=30)
+    s = telemetry.summary()
+    hook = "-" if timer is None else "{:.0f} / {:.0f}".format(*np.percentile(timer.us, [50, 99]))
+    return {"mode": mode, "ticks": s["ticks"], "missed": s["missed_deadlines"], "period_max": s["period_ms"]["max"],
+            "p99": s["period_ms"]["p99"], "hook": hook, "repeated": repeated, "split": split,
+            "gc": collections[0], "rss": rss_change}
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def recording_table(seconds: float) -> str:
+    load = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = vga_video(Path(tmp))
+        for _ in range(2):  # alternated, so a change in the machine's load does not fall on one mode alone
+            for mode in ("off", "record", "display"):
+                print(f"recording benchmark: {mode}", file=sys.stderr, flush=True)
+                rows.append(recording_row(mode, seconds, video, Path(tmp)))
+    lines = [
+        f"30 Hz for {seconds:g} s per row on the emulated 6-servo arm, bundled demo ACT (synchronous, ONNX Runtime "
+        "1 thread), one 640x480 30 fps MJPG video camera on the robot (OpenCV, its own thread). off: plain loop; "
+        "record: `edge run --record`'s episode loop (one episode, LeRobot's libsvtav1 crf 30 on the encoder "
+        "thread; the episode's save and video flush happen after the timed ticks, the arm holding); display: "
+        "`--display` to a `rerun` server on loopback saving to a file (on this same machine, so its decoding and "
+        "writing load the loop's CPUs too). Tick hook = the time a tick spends in the recording / display hook. "
+        "Garbage collections and RSS change: over the row, connected (the encoder's and rerun's buffers are "
+        "allocated once, at the start). "
+        "Goal: 0 extra missed deadlines with recording on.",
+        "",
+        f"1-min load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs.",
+        "",
+        "| mode | ticks | missed deadlines | ticks late: recording / holding after it | period p99 (ms) | "
+        "longest period (ms) | tick hook p50 / p99 (us) | frames repeated (encoder behind) / ticks dropped from view | "
+        "garbage collections | RSS change (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['ticks']} | {r['missed']} | {r['split']} | {r['p99']:.2f} | "
+                     f"{r['period_max']:.2f} | "
+                     f"{r['hook']} | {r['repeated']} | {r['gc']} | {r['rss']:+.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -188,7 +349,15 @@ def main() -> None:
     ap.add_argument("--real-sizes", action="store_true",
                     help="instead: async rows with LeRobot's default ACT and Diffusion at 5-50 Hz (section loop_defaults)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--recording", action="store_true",
+                    help="instead: 30 Hz with one 640x480 camera, recording (--record) and live view (--display) "
+                         "on and off (section loop_recording)")
     args = ap.parse_args()
+    if args.recording:
+        publish("loop_recording", "Control loop with recording and live view (emulated arm)",
+                "benchmarks/bench_loop.py --recording", recording_table(min(args.seconds, 20.0)),
+                write=not args.no_write)
+        return
     if args.real_sizes:
         seconds = min(args.seconds, 20.0)
         table = real_size_table(real_size_rows(seconds, lambda m: print(m, file=sys.stderr, flush=True)), seconds)

@@ -203,6 +203,12 @@ class RobotConfig:
         return [m.name for m in self.motors]
 
     @property
+    def position_names(self) -> list[str]:
+        """LeRobot's names of the joint vector's entries (`shoulder_pan.pos`, `left_gripper.pos`): the `names` of
+        `observation.state` and `action` in a LeRobot dataset recorded on this robot."""
+        return [f"{name}.pos" for name in self.motor_names]
+
+    @property
     def bus(self) -> BusConfig:
         """The only bus of a single-bus robot file."""
         if len(self.buses) != 1:

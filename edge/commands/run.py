@@ -1,7 +1,13 @@
 """`edge run --robot robot.yaml|koch|omx --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`.
 
+<<<<<<< HEAD
 `--server grpc://host:8001 [--server-timeout-ms T]` plans every chunk on a policy server (`edge serve`) instead
 of running the package's graphs here (edge/robot/remote.py); the local package stays the contract.
+=======
+`--record DIR [--episodes N] [--episode-time-s T] [--reset-time-s R] --task TEXT` runs episodes as lerobot-record
+does and records them as a LeRobot dataset (edge/robot/record/episodes.py); `--display [--display-ip IP
+--display-port P]` streams to a rerun viewer (edge/robot/record/display.py).
+>>>>>>> main
 
 Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
 mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-C (edge/exit_status.py).
@@ -10,6 +16,7 @@ mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,7 +66,80 @@ def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
     from edge.robot.drive import DriveOptions
 
     return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
-                        telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet)
+                        telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet,
+                        record=record_options(args), display=getattr(args, "display", False),
+                        display_ip=getattr(args, "display_ip", None),
+                        display_port=getattr(args, "display_port", None) or 9876)
+
+
+def _number(kind: type, low: float, inclusive: bool, what: str, high: float = math.inf):  # noqa: ANN202 - argparse type
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive) or value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
+def _task(text: str) -> str:
+    from edge.robot.record.episodes import check_task
+
+    try:
+        return check_task(text)
+    except CLIError as exc:
+        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2]) from None
+
+
+def add_record_arguments(p: argparse.ArgumentParser) -> None:
+    """`--record` and `--display` (LeRobot's lerobot-record options, defaults and keys)."""
+    g = p.add_argument_group("recording (LeRobot dataset v3.0; pip install '.[record]')")
+    g.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="record episodes into a new LeRobot dataset DIR, named eval_... (lerobot-record's rule)")
+    g.add_argument("--episodes", type=_number(int, 1, True, "a whole number >= 1"), default=None,
+                   help="episodes to record (default 50, LeRobot's)")
+    g.add_argument("--episode-time-s", type=_number(float, 0, False, "a number of seconds > 0"), default=None,
+                   help="seconds per episode (default 60); → ends one early")
+    g.add_argument("--reset-time-s", type=_number(float, 0, True, "a number of seconds >= 0"), default=None,
+                   help="seconds of reset between episodes, the arm holding (default 60); → ends it early")
+    g.add_argument("--task", type=_task, default=None, help="the task the episodes show (LeRobot's single_task)")
+    g.add_argument("--vcodec", choices=("libsvtav1", "h264", "hevc"), default=None,
+                   help="video codec (default libsvtav1, LeRobot's; lossy, see docs/recording.md)")
+    g = p.add_argument_group("live view (rerun; pip install '.[display]')")
+    g.add_argument("--display", action="store_true", help="stream camera frames and joints to a rerun viewer")
+    g.add_argument("--display-ip", default=None, help="the viewer's address (a headless robot needs one)")
+    g.add_argument("--display-port", type=_number(int, 1, True, "a port number 1..65535", 65535), default=None,
+                   help="the viewer's port (default 9876, rerun's)")
+
+
+def check_record_arguments(args: argparse.Namespace) -> None:
+    """Combinations of the recording and live-view options, refused before anything is opened (exit 2)."""
+    if args.record is None:
+        given = [f"--{name.replace('_', '-')}" for name in ("episodes", "episode_time_s", "reset_time_s", "task",
+                                                            "vcodec") if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)} only apply with --record DIR")
+    else:
+        if args.task is None:
+            raise CLIError("--record needs --task TEXT (the task the episodes show, LeRobot's --dataset.single_task)")
+        if args.duration is not None:
+            raise CLIError("--duration does not apply with --record (episodes last --episode-time-s)")
+    if not args.display and (args.display_ip is not None or args.display_port is not None):
+        raise CLIError("--display-ip/--display-port only apply with --display")
+
+
+def record_options(args: argparse.Namespace):  # noqa: ANN201 - RecordOptions | None, imported lazily
+    if getattr(args, "record", None) is None:
+        return None
+    from edge.robot.record.episodes import RecordOptions
+
+    robot_type = f"{args.robot}_follower" if args.robot in ("koch", "omx") else None  # LeRobot's robot.name
+    given = {"episodes": args.episodes, "episode_time_s": args.episode_time_s, "reset_time_s": args.reset_time_s,
+             "vcodec": args.vcodec}
+    return RecordOptions(args.record, args.task, robot_type=robot_type,
+                         **{k: v for k, v in given.items() if v is not None})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -79,6 +159,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--server-ca", type=Path, default=None, metavar="PEM",
                    help="with a grpcs:// server: the root certificate that signed the server's")
     add_loop_arguments(p, hz_default=None)
+    add_record_arguments(p)
     return p
 
 
@@ -118,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.robot.drive import drive
     from edge.robot.robot import Robot
 
+    check_record_arguments(args)
     config = robot_from(args)
     if args.server is not None:
         return run_remote(args, config)

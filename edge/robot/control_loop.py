@@ -8,9 +8,10 @@ loop with `SafetyTripped` once the tick is recorded. Nothing per tick outlives t
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -42,16 +43,23 @@ class LoopConfig:
     hz: float = 50.0
     duration_s: float | None = None  # None: until stopped
     max_ticks: int | None = None
+    stop: threading.Event | None = None  # set from another thread: the loop ends after the tick in progress
+
+
+FrameHook = Callable[[TickRecord, Mapping[str, np.ndarray], np.ndarray], None]  # (record, observation, goal sent)
 
 
 def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry: Telemetry,
-             on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
-    """Drive `robot` with `executor` until the duration or tick count is reached (or a signal raises in the loop);
-    a safety reaction raises SafetyTripped (after that tick's record)."""
+             on_tick: Callable[[TickRecord], None] | None = None, on_frame: FrameHook | None = None) -> Telemetry:
+    """Drive `robot` with `executor` until the duration or tick count is reached, `config.stop` is set (checked after
+    each tick, so a loop runs at least one), or a signal raises in the loop; a safety reaction raises SafetyTripped
+    (after that tick's record). `on_frame` also sees the tick's observation (camera frames included) and the goal
+    sent (the held goal on a tick with no action)."""
     rate = RateKeeper(config.hz)
     origin = rate.start
     previous = None
     count = 0
+    missed_earlier = telemetry.missed_deadlines  # a run of several loops (recorded episodes) counts them all
     while True:
         if config.max_ticks is not None and count >= config.max_ticks:
             break
@@ -76,10 +84,14 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
         )
         telemetry.out_of_distribution = result.out_of_distribution
         previous = started
-        telemetry.missed_deadlines = rate.missed
+        telemetry.missed_deadlines = missed_earlier + rate.missed
         telemetry.add(record)
         if on_tick is not None:
             on_tick(record)
+        if on_frame is not None:
+            on_frame(record, observation, goal)
         if robot.tripped is not None:
             raise SafetyTripped(robot.tripped)
+        if config.stop is not None and config.stop.is_set():
+            break
     return telemetry

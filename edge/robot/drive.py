@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -33,6 +35,9 @@ from edge.robot.telemetry import Telemetry, TickRecord, format_summary
 from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
+if TYPE_CHECKING:
+    from edge.robot.record.episodes import RecordOptions
+
 
 @dataclass
 class DriveOptions:
@@ -43,6 +48,10 @@ class DriveOptions:
     telemetry_path: Path | None = None
     summary_path: Path | None = None
     status: bool = True
+    record: RecordOptions | None = None  # `--record`: episodes recorded as a LeRobot dataset (edge/robot/record/)
+    display: bool = False  # `--display`: stream to a rerun viewer (edge/robot/record/display.py)
+    display_ip: str | None = None
+    display_port: int = 9876
 
 
 def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None:
@@ -128,6 +137,47 @@ def measure_delay(policy: PolicyRunner, policy_hz: float, chunks: int = 4) -> in
     return delay
 
 
+def check_outputs(options: DriveOptions, robot: Robot) -> None:
+    """Refuse a recording or live view that cannot work before anything is connected (CLIError, exit 2)."""
+    from edge.errors import CLIError
+
+    if options.record is not None:
+        from edge.robot.record.episodes import check_recording
+
+        check_recording(options.record, options.hz, robot.cameras)
+    if options.display:
+        from edge.robot.record.display import import_rerun
+
+        try:
+            import_rerun()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from None
+        if options.display_ip is None and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise CLIError("--display: no screen here to spawn a viewer on; run `rerun` on your workstation and "
+                           "give its address: --display-ip IP [--display-port 9876]")
+
+
+def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOptions, telemetry: Telemetry,
+          tick: Callable[[TickRecord], None]) -> None:
+    """One continuous run, or the recorded episodes; with the live view when asked."""
+    with ExitStack() as stack:
+        display = None
+        if options.display:
+            from edge.robot.record.display import RerunDisplay
+
+            display = stack.enter_context(RerunDisplay(robot.config.position_names, list(robot.cameras),
+                                                       options.display_ip, options.display_port))
+        if options.record is None:
+            run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
+                     on_frame=display)
+        else:
+            from edge.robot.record.episodes import record_episodes
+
+            cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
+            record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
+                            robot.config.position_names, display)
+
+
 def status_line(record: TickRecord, hz: float) -> None:
     """Live status: redrawn 5 times a second on a terminal, one line a second in a log."""
     tty = sys.stderr.isatty()
@@ -163,6 +213,7 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     user did, after the robot was released and the summary printed. `on_tick` sees every tick's record.
     """
     check_rate(options.hz)
+    check_outputs(options, robot)
     check_compatible(policy, robot)
     hz = policy_rate(policy, options.hz)
     remote = isinstance(policy, RemotePlanner)
@@ -199,7 +250,7 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                 gc.collect()
                 gc.freeze()  # start-up objects out of the collector's scans: a tick leaves nothing for it to walk
                 try:
-                    run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick)
+                    _loop(robot, executor, options, telemetry, tick)
                 finally:
                     gc.unfreeze()
         except (SafetyTripped, KeyboardInterrupt) as exc:
