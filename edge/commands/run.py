@@ -218,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     """`--server`: connect (refused before torque-on if unreachable or another package), then drive asynchronously."""
+    from calibration.procedure import CalibrationMismatch
     from edge.robot.drive import drive
     from edge.robot.remote import RemotePlanner
     from edge.robot.robot import Robot
@@ -240,6 +241,9 @@ def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
                       write_calibration=args.write_calibration, loop_hz=hz)
         args.asynchronous = True  # the loop never waits on the network
         drive(robot, planner, options_from(args, hz))
+    except CalibrationMismatch as exc:
+        print(exc.table, file=sys.stderr)
+        raise
     finally:
         planner.close()
     return 0

@@ -222,13 +222,13 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
         delay = measure_delay(policy, hz)
         executor = AsyncExecutor(policy, merge=options.merge, period_s=1.0 / hz, delay_ticks=delay)
         mode = f"asynchronous ({options.merge}, chunks merged about {delay} policy ticks after their observation)"
-        if remote:  # a lost server is a safety reaction; late chunks are counted
-            executor = watch = ServerWatch(executor, policy, robot)
     else:
         executor, mode = SyncExecutor(policy), "synchronous"
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
+    if remote:  # outermost: a lost server is a safety reaction at once, no goal after it; late chunks are counted
+        executor = watch = ServerWatch(executor, policy, robot)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
     where = policy.describe() if remote else policy.backend.describe()
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "

@@ -50,12 +50,11 @@ def free_ports(n: int) -> list[int]:
 class Server:
     """One `edge serve` process on free loopback ports."""
 
-    def __init__(self, packages: list[Path], *options: str, ports: list[int] | None = None):
+    def __init__(self, packages: list[Path], *options: str):
         python = serve_python()
         if python is None:
             pytest.skip("no Python with PyTriton (set EDGE_SERVE_PYTHON or make .venv-serve; CI does)")
-        self.ports = ports or free_ports(3)
-        self.grpc, http, metrics = self.ports
+        self.grpc, http, metrics = free_ports(3)
         self.url = f"grpc://127.0.0.1:{self.grpc}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(

@@ -113,31 +113,6 @@ def test_a_package_the_server_does_not_serve_is_refused_naming_the_address(serve
         RemotePlanner(copy, server.url).connect()
 
 
-def test_a_restarted_server_is_reconnected_within_the_timeout(client_module):  # noqa: ANN001
-    """The server goes away and comes back on the same port: the request in flight is retried until it is answered."""
-    from tests.serve.conftest import Server
-
-    first = Server([DATA / "demo_act"])
-    planner = RemotePlanner(DATA / "demo_act", first.url, timeout_ms=240_000, seed=1)
-    planner.connect()
-    obs = {"observation.state": np.linspace(45, 55, 6, dtype=np.float32),
-           "observation.environment_state": np.full(4, 0.6, np.float32)}
-    context = planner.observe(obs)
-    first.kill()
-    result: dict[str, object] = {}
-    worker = threading.Thread(target=lambda: result.update(chunk=planner.plan(context, np.zeros((0, 6), np.float32), 0)))
-    worker.start()  # retrying while no server listens
-    second = Server([DATA / "demo_act"], ports=first.ports)
-    try:
-        worker.join(timeout=240)
-        with edge.load_policy(DATA / "demo_act", backend="onnxruntime") as local:
-            assert np.abs(result["chunk"] - local.predict_action_chunk(obs)).max() <= 1e-5
-    finally:
-        second.stop()
-        planner.close()
-
-
-
 class Reply:
     """A response as tritonclient hands it over (`as_numpy(name)`), with the arrays a server could send."""
 

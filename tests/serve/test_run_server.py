@@ -85,5 +85,5 @@ def test_killing_the_server_mid_run_is_a_safety_reaction(client_module, arm, tmp
     assert waited, err
     assert int(waited.group(1)) >= timeout_ms
     records = [json.loads(line) for line in telemetry.read_text().splitlines()]
-    assert records[-1]["action"] is None  # no policy goal at or after the reaction
+    assert records[-1]["action"] is None, (err[-3000:], records[-3:])  # no policy goal at or after the reaction
     assert "stopped by a safety reaction" in out
