@@ -21,9 +21,11 @@ setup(
                   "calibration": ["presets/*.yaml"]},
     install_requires=[
         "numpy>=1.23",
-        # Not on aarch64: a Jetson keeps NVIDIA's onnxruntime-gpu, which `onnxruntime` would overwrite (both write
-        # the same module); there install onnxruntime-gpu from NVIDIA, or onnxruntime for the CPU only.
-        "onnxruntime>=1.17; platform_machine != 'aarch64'",
+        # Not on a Jetson (aarch64 with a "-tegra" kernel, e.g. 5.15.136-tegra): it keeps NVIDIA's onnxruntime-gpu,
+        # which `onnxruntime` would overwrite (both write the same module); there `edge` names the one command that
+        # installs onnxruntime-gpu for its JetPack. Every other machine, aarch64 included (Raspberry Pi, Graviton),
+        # gets PyPI's CPU build. tests/test_packaging.py evaluates the marker on the three kinds of machine.
+        "onnxruntime>=1.17; platform_machine != 'aarch64' or 'tegra' not in platform_release",
         "onnx>=1.15",  # reading graphs for the TensorRT compatibility check (edge check, edge build)
         "pyserial>=3.5",
         "dynamixel-sdk>=3.7.31",
@@ -49,6 +51,7 @@ setup(
         "display": ["rerun-sdk>=0.26,<0.27"],
         "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5",
                  "opencv-python-headless>=4.5", "pyarrow>=14", "av>=14", "rerun-sdk>=0.26,<0.27",
+                 "packaging>=22",  # tests/test_packaging.py evaluates the onnxruntime marker
                  "tritonclient[grpc]>=2.40",  # the robot side of tests/serve
                  "setuptools>=61", "wheel"],  # tests/test_packaging.py builds the wheel without build isolation
     },

@@ -28,6 +28,11 @@ class NormMode(str, Enum):
     RANGE_M100_100 = "range_m100_100"
     DEGREES = "degrees"
 
+    @property
+    def unit(self) -> str:
+        """The policy unit in words, for plots and tables: percent of the calibrated range, or degrees."""
+        return {"range_0_100": "% of range, 0..100", "range_m100_100": "% of range, -100..100"}.get(self.value, "deg")
+
 
 @dataclass(frozen=True)
 class MotorCalibration:

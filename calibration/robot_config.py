@@ -15,6 +15,7 @@ import numpy as np
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
 from calibration.errors import CalibrationError, RobotConfigError
 from calibration.joint_normalizer import JointNormalizer
+from calibration.lerobot_paths import joint_feature_names
 from firmware_bridge import tables
 from firmware_bridge.safety import SafetyConfig
 
@@ -71,7 +72,7 @@ class BusConfig:
     port: str
     baudrate: int
     motors: tuple[MotorConfig, ...]
-    calibration: Path
+    calibration: Path | None  # None: a typed robot (LeRobot's folder) that was given no id
     shadows: tuple[MotorConfig, ...] = ()
 
     @property
@@ -101,8 +102,21 @@ class BusConfig:
             setup[s.name] = {**setup[s.shadow_of or ""], "Secondary_ID": primary[s.shadow_of or ""].id}
         return setup
 
+    @property
+    def factory_calibrated(self) -> bool:
+        """Every joint takes the whole turn (LeRobot's OMX follower): the calibration is the factory one, homing 0
+        and 0..4095, so there is nothing to measure."""
+        return all(m.full_turn for m in self.motors)
+
+    def factory_calibration(self) -> dict[str, MotorCalibration]:
+        """What LeRobot's OMX follower writes at its calibrate(): drive mode 0, homing 0, the whole turn."""
+        return {m.name: MotorCalibration(m.id, 0, 0, 0, m.resolution - 1) for m in self.motors}
+
     def load_calibration(self) -> dict[str, MotorCalibration]:
         """Read this bus's calibration file and check it describes exactly its joints with their ids."""
+        if self.calibration is None:
+            raise CalibrationError("no calibration file: this robot file has a `type:` but no `id:`; name the arm "
+                                   "with --id NAME (LeRobot's --robot.id), or pass --calibration FILE")
         calibration = load_calibration(self.calibration)
         self.check_calibration(calibration, source=str(self.calibration))
         return calibration
@@ -191,6 +205,8 @@ class RobotConfig:
     rest_pose: dict[str, float] | None = None
     features: FeatureNames = field(default_factory=FeatureNames)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    robot_type: str | None = None  # LeRobot's robot type (`koch_follower`), which names its calibration folder
+    robot_id: str | None = None    # LeRobot's robot id (`--id`), which names its calibration file
 
     @property
     def motors(self) -> tuple[MotorConfig, ...]:
@@ -205,8 +221,9 @@ class RobotConfig:
     @property
     def position_names(self) -> list[str]:
         """LeRobot's names of the joint vector's entries (`shoulder_pan.pos`, `left_gripper.pos`): the `names` of
-        `observation.state` and `action` in a LeRobot dataset recorded on this robot."""
-        return [f"{name}.pos" for name in self.motor_names]
+        `observation.state` and `action` in a LeRobot dataset recorded on this robot (the one naming function:
+        calibration/lerobot_paths.py `joint_feature_name`)."""
+        return joint_feature_names(self.motor_names)
 
     @property
     def bus(self) -> BusConfig:
@@ -227,7 +244,7 @@ class RobotConfig:
         return self.bus.baudrate
 
     @property
-    def calibration(self) -> Path:
+    def calibration(self) -> Path | None:
         """Calibration file of a single-bus robot."""
         return self.bus.calibration
 

@@ -24,7 +24,8 @@ from calibration.robot_config import (
     RobotConfig,
     SafetyLimits,
 )
-from calibration.robot_presets import robot_file
+from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
+from calibration.robot_presets import PRESETS_DIR, robot_file
 from calibration.sections import Section
 from firmware_bridge import tables
 from firmware_bridge.safety import REACTIONS
@@ -35,9 +36,16 @@ ROTATIONS = (0, 90, 180, 270)
 CAMERA_TYPES = ("opencv",)
 
 
-def load_robot_config(path: str | Path) -> RobotConfig:
-    """Read and validate a robot file (or a preset name); relative paths are resolved against the file's folder."""
+def load_robot_config(path: str | Path, robot_id: str | None = None) -> RobotConfig:
+    """Read and validate a robot file (or a preset name); relative paths are resolved against the file's folder.
+
+    `robot_id` (`--id`) names the arm, overriding the file's `id:`; with the file's `type:` it picks the calibration
+    file where LeRobot keeps it (calibration/lerobot_paths.py) unless the file names one.
+    """
     path = robot_file(path)
+    legacy = None
+    if path.parent.resolve() == PRESETS_DIR:  # the presets kept their calibration here before (docs/calibration.md)
+        legacy = (LEGACY_CALIBRATION_DIR / f"{path.stem}.json").expanduser()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -47,27 +55,37 @@ def load_robot_config(path: str | Path) -> RobotConfig:
     except yaml.YAMLError as exc:
         raise RobotConfigError(f"{path}: not valid YAML ({exc})") from None
     try:
-        return robot_config_from_dict(data, base_dir=path.parent)
+        return robot_config_from_dict(data, base_dir=path.parent, robot_id=robot_id, legacy_calibration=legacy)
     except RobotConfigError as exc:
         raise RobotConfigError(f"{path}: {exc}") from None
 
 
-def robot_config_from_dict(data: Any, base_dir: str | Path = ".") -> RobotConfig:
-    """Build a RobotConfig from decoded YAML; relative paths (calibration, video files) are taken from `base_dir`."""
+def robot_config_from_dict(data: Any, base_dir: str | Path = ".", robot_id: str | None = None,
+                           legacy_calibration: Path | None = None) -> RobotConfig:
+    """Build a RobotConfig from decoded YAML; relative paths (calibration, video files) are taken from `base_dir`.
+
+    `robot_id` overrides the file's `id:`; `legacy_calibration` is used when a typed robot has no id and it exists.
+    """
     base_dir = Path(base_dir)
     top = Section(data, "")
     common = ("control_hz", "safety")
-    optional = ("rest_pose", "features", "cameras")
+    optional = ("rest_pose", "features", "cameras", "type", "id")
+    robot_type = top.string("type") if "type" in top.data else None
+    if robot_id is None and top.get("id") is not None:
+        robot_id = top.string("id")
+    if robot_id is not None and (not robot_id or "/" in robot_id or robot_id.startswith(".")):
+        raise RobotConfigError(f"robot id {robot_id!r}: expected a file-name-like name such as my_koch")
+    place = _CalibrationPlace(base_dir, robot_type, robot_id, legacy_calibration)
     if "buses" in top.data:
         top.check_keys(required=("buses", *common), optional=optional)
         raw = Section(top.get("buses"), "buses")
         if not raw.data:
             raise RobotConfigError("field 'buses': expected a mapping of bus name -> {port, baudrate, calibration, "
                                    "motors}")
-        buses = tuple(_bus(Section(raw.get(name), raw.name(str(name))), str(name), base_dir) for name in raw.data)
+        buses = tuple(_bus(Section(raw.get(name), raw.name(str(name))), str(name), place) for name in raw.data)
     else:
-        top.check_keys(required=("port", "baudrate", "motors", "calibration", *common), optional=optional)
-        buses = (_bus(top, "", base_dir),)
+        top.check_keys(required=("port", "baudrate", "motors", *common), optional=(*optional, "calibration"))
+        buses = (_bus(top, "", place),)
     joints = [bus.joint_name(m.name) for bus in buses for m in bus.motors]
     ports = [bus.port for bus in buses]
     if len(set(ports)) != len(ports):
@@ -104,20 +122,38 @@ def robot_config_from_dict(data: Any, base_dir: str | Path = ".") -> RobotConfig
                 raise RobotConfigError(f"field 'cameras.{feature}': not a usable image feature name")
             cameras[feature] = _camera(Section(section.get(feature), section.name(feature)), base_dir)
 
-    return RobotConfig(buses, control_hz, limits, rest_pose, features, cameras)
+    return RobotConfig(buses, control_hz, limits, rest_pose, features, cameras, robot_type, robot_id)
 
 
-def _bus(sec: Section, name: str, base_dir: Path) -> BusConfig:
+class _CalibrationPlace:
+    """Where a bus's calibration file is: the file's `calibration:` (relative to the robot file), else LeRobot's
+    <calibration>/robots/<type>/<id>.json (`<id>_<bus>.json` per bus, as LeRobot's bimanual robots name theirs)."""
+
+    def __init__(self, base_dir: Path, robot_type: str | None, robot_id: str | None, legacy: Path | None) -> None:
+        self.base_dir, self.robot_type, self.robot_id, self.legacy = base_dir, robot_type, robot_id, legacy
+
+    def resolve(self, sec: Section, bus: str) -> Path | None:
+        """The calibration file of one bus; None: a typed robot without an id (load_calibration says what to pass)."""
+        if "calibration" in sec.data:
+            return (self.base_dir / Path(sec.string("calibration")).expanduser()).resolve()
+        if self.robot_type is None:
+            raise RobotConfigError(f"field '{sec.name('calibration')}' is missing (or give the robot a `type:` and "
+                                   "an `id:` to use LeRobot's calibration folder)")
+        if self.robot_id is None:
+            return self.legacy if self.legacy is not None and self.legacy.is_file() and not bus else None
+        return robot_calibration_file(self.robot_type, f"{self.robot_id}_{bus}" if bus else self.robot_id)
+
+
+def _bus(sec: Section, name: str, place: _CalibrationPlace) -> BusConfig:
     """One bus: port, baud rate, calibration file and motor list (top level of a single-bus file, or `buses.<name>`)."""
     if name:
-        sec.check_keys(required=("port", "baudrate", "motors", "calibration"))
+        sec.check_keys(required=("port", "baudrate", "motors"), optional=("calibration",))
     port = sec.string("port")
     baudrate = sec.integer("baudrate")
     if baudrate not in BAUDRATES:
         raise RobotConfigError(f"field '{sec.name('baudrate')}': {baudrate} is not a Dynamixel X baud rate {BAUDRATES}")
     joints, shadows = _motors(sec.get("motors"), sec.name("motors"))
-    calibration = (base_dir / Path(sec.string("calibration")).expanduser()).resolve()
-    return BusConfig(name, port, baudrate, joints, calibration, shadows)
+    return BusConfig(name, port, baudrate, joints, place.resolve(sec, name), shadows)
 
 
 def _safety(safety: Section, joints: list[str]) -> SafetyLimits:

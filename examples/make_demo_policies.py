@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import tempfile
 import time
@@ -38,6 +39,9 @@ from edge.sim.evaluate import EvalResult, evaluate  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
 from export.train.dataset import generate  # noqa: E402
+from calibration.lerobot_paths import joint_feature_names  # noqa: E402
+from edge.sim.reach import TaskConfig  # noqa: E402
+from firmware_bridge.emulator import ARM_JOINTS  # noqa: E402
 
 EPISODES = 250
 DATA_SEED = 0
@@ -102,6 +106,18 @@ def select(family: str, checkpoints: dict[int, Path], options: ExportOptions) ->
     return checkpoints[best]
 
 
+def dataset_info() -> Path:
+    """The demo data's meta/info.json as LeRobot would write it: the emulated arm's joints, the task's rate, so the
+    bundled packages carry joint names (`edge run` checks them)."""
+    names = joint_feature_names(ARM_JOINTS)
+    path = CHECKPOINTS / "meta" / "info.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fps": int(TaskConfig.hz), "features": {
+        "observation.state": {"dtype": "float32", "shape": [len(names)], "names": names},
+        "action": {"dtype": "float32", "shape": [len(names)], "names": names}}}, indent=4))
+    return path
+
+
 def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
     recipe = FAMILIES[family]
     options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights, fps=int(TaskConfig().hz))
@@ -115,7 +131,7 @@ def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
             checkpoints[seed] = train_checkpoint(family, seed)
     ckpt = select(family, checkpoints, options) if len(checkpoints) > 1 else checkpoints[recipe.seeds[0]]
     out = out_dir / f"demo_{family}"
-    export_package(ckpt, out, options, force=True)
+    export_package(ckpt, out, options, force=True, dataset_info=dataset_info())
     if eval_episodes:
         print(f"{family}: bundled package: {describe(evaluate(load_policy(out), episodes=eval_episodes))}", flush=True)
     return out

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: matrix products with 8-bit weights and int8 activations for CPUs with int8 dot "
                         "products (AVX-512 VNNI, ARM SDOT); ONNX Runtime only, for the families whose fidelity "
                         "was shown (docs/performance.md)")
+    p.add_argument("--dataset-info", type=Path, default=None, metavar="meta/info.json",
+                   help="the training dataset's LeRobot meta/info.json: its joint names and fps go into the package, "
+                        "and `edge run` checks the robot's joints against them (default: found through the "
+                        "checkpoint's train_config.json, dataset.root or $HF_LEROBOT_HOME/<repo_id>)")
     p.add_argument("--fp16-check", action="store_true",
                    help="then run the FP16 preflight (python -m export.fp16): FP16 graphs into the package, "
                         "FP16 vs FP32 error in the manifest; exit status 1 if it fails")
@@ -75,7 +79,7 @@ def export(args: argparse.Namespace) -> int:
                             fps=args.fps, extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-                   tensorrt_check=not args.no_tensorrt_check)
+                   tensorrt_check=not args.no_tensorrt_check, dataset_info=args.dataset_info)
     if args.fp16_check:
         from export.fp16.preflight import run_preflight
         return run_preflight(args.out)

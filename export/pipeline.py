@@ -8,6 +8,7 @@ is loaded with the runtime's own loader and runner before it is renamed into pla
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,7 @@ from edge.runtime.package import (
 )
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
+from export.dataset_info import check_dataset_info, find_dataset_info, read_dataset_info
 from export.errors import CheckpointError, ExportError
 from export.families import family_module
 from export.families.base import ExportOptions
@@ -67,11 +69,28 @@ def action_output(ckpt: Checkpoint) -> ActionOutput:
     return ActionOutput("action", action.shape[0], ckpt.normalization["action"])
 
 
+def _dataset_section(ckpt: Checkpoint, dataset_info: str | Path | None, progress: Progress) -> DatasetInfo | None:
+    """The manifest's dataset section from the named or found meta/info.json, checked against the checkpoint."""
+    path = Path(dataset_info) if dataset_info is not None else find_dataset_info(ckpt.path)
+    if path is None:
+        progress("no dataset meta/info.json named (--dataset-info) or found through train_config.json: the package "
+                 "records no joint names, so `edge run` cannot check the robot's joint order against the training data")
+        return None
+    info = read_dataset_info(path)
+    state = next((f for f in ckpt.input_features if f.name == "observation.state"), None)
+    check_dataset_info(info, None if state is None else int(state.shape[0]), action_output(ckpt).dim, path)
+    progress(f"dataset {path}: fps {info.fps}, state names {info.state_names}, action names {info.action_names}")
+    return info
+
+
 def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptions | None = None,
-                   force: bool = False, progress: Progress = print, tensorrt_check: bool = True) -> Manifest:
+                   force: bool = False, progress: Progress = print, tensorrt_check: bool = True,
+                   dataset_info: str | Path | None = None) -> Manifest:
     """Export a LeRobot checkpoint to a policy package at `out`; nothing is written if any step fails.
 
     `tensorrt_check`: refuse graphs that TensorRT 10.3's ONNX parser would not take (edge/runtime/backends/trt_compat.py).
+    `dataset_info`: the training dataset's meta/info.json (joint names, fps); None looks for it through the
+    checkpoint's train_config.json (export/dataset_info.py).
     """
     options = options or ExportOptions()
     if options.weights not in WEIGHT_STORAGE:
@@ -87,6 +106,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     t0 = time.monotonic()
     progress(f"reading checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
+    dataset = _dataset_section(ckpt, dataset_info, progress)
     if options.weights == "float16":
         progress("rounding the weights to float16 (they are stored as float16, computed in float32)")
         ckpt.state_dict = round_to_float16(ckpt.state_dict)
@@ -138,7 +158,8 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
                                   max(g.tolerance for g in family.graphs), errors),
             policy=family.policy,
             weights=options.weights,
-            dataset=None if options.fps is None else DatasetInfo(fps=options.fps),
+            # --fps (the policy's own rate) wins over the dataset's
+            dataset=dataset if options.fps is None else replace(dataset or DatasetInfo(), fps=options.fps),
         )
         write_manifest(tmp, manifest)
         if options.cpu_precision == "int8":

@@ -262,6 +262,7 @@ POSITION_MODES = ("position", "extended_position", "current_position")
 BAUD_RATES = {0: 9_600, 1: 57_600, 2: 115_200, 3: 1_000_000, 4: 2_000_000, 5: 3_000_000, 6: 4_000_000,
               7: 4_500_000}
 BAUD_CODES = {bps: code for code, bps in BAUD_RATES.items()}
+FACTORY_ID, FACTORY_BAUDRATE = 1, 57_600  # every X-series servo leaves the factory so (ID(7), Baud Rate(8) initial)
 
 # Hardware Error Status bits (control_table_shutdown.md).
 HW_INPUT_VOLTAGE = 0x01

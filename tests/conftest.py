@@ -22,6 +22,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """ONNX Runtime's optimised-model cache (edge/runtime/backends/ort_cache.py) goes to a temporary directory, not ~/.cache."""
     os.environ["EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("edge-cache"))
+    # LeRobot's folders (calibration, local datasets: calibration/lerobot_paths.py) never the user's own
+    os.environ["HF_LEROBOT_HOME"] = str(tmp_path_factory.mktemp("hf-lerobot-home"))
+    os.environ.pop("HF_LEROBOT_CALIBRATION", None)
 
 
 @pytest.fixture(scope="session")

@@ -51,5 +51,17 @@ def test_check_reports_provenance_and_the_fp16_preflight(tmp_path):
     out = edge_check(str(pkg), "--backend", "onnxruntime").stdout
     assert "opset 17" in out and "sha256 df33f272fb43" in out
     assert f"preflight passed at tolerance 0.02: worst output {record['worst_output_scaled_error']:.2e}" in out
+    assert "activations simulated, FP16 range screened with 2x headroom" in out
     export_error = json.loads((pkg / "manifest.json").read_text())["validation"]["export_max_abs_error"]["act"]
     assert next(line for line in out.splitlines() if line.startswith("act ")).split()[4] == f"{export_error:.2e}"
+
+
+def test_check_and_bench_steps_take_the_bundled_shortcuts_edge_eval_takes():
+    result = edge_check("vqbet", "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stderr
+    assert "edge/data/demo_vqbet" in result.stdout and result.stdout.rstrip().endswith("all outputs within tolerance")
+    bench = subprocess.run([sys.executable, "-m", "edge", "bench-steps", "act", "--steps", "10"], capture_output=True,
+                           text=True, timeout=120)
+    assert bench.returncode == 2 and "demo_act is a 'act' package; bench-steps needs a diffusion one" in bench.stderr
+    missing = edge_check("resnet")
+    assert missing.returncode == 2 and "no such package directory (or a bundled demo: act, diffusion, vqbet)" in missing.stderr

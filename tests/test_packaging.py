@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+from packaging.markers import Marker
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge", "export", "firmware_bridge", "calibration")
@@ -74,7 +75,14 @@ def test_wheel_holds_the_bundled_data(wheel):
 def test_wheel_metadata_keeps_the_platform_marker_and_commands(wheel):
     info = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     metadata = wheel.read(info).decode()
-    assert "Requires-Dist: onnxruntime>=1.17; platform_machine != \"aarch64\"" in metadata
+    (line,) = [ln for ln in metadata.splitlines() if ln.startswith("Requires-Dist: onnxruntime")]
+    marker = Marker(line.split(";", 1)[1])
+    linux = {"sys_platform": "linux", "platform_system": "Linux"}
+    assert marker.evaluate({**linux, "platform_machine": "x86_64", "platform_release": "6.8.0-45-generic"})
+    assert marker.evaluate({**linux, "platform_machine": "aarch64", "platform_release": "6.6.31+rpt-rpi-v8"})
+    assert marker.evaluate({**linux, "platform_machine": "aarch64", "platform_release": "6.1.0-28-cloud-arm64"})
+    # a Jetson keeps NVIDIA's onnxruntime-gpu: the CPU build would overwrite its module
+    assert not marker.evaluate({**linux, "platform_machine": "aarch64", "platform_release": "5.15.136-tegra"})
     entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "edge = edge.cli:main" in entry_points and "edge-export = export.cli:main" in entry_points
 

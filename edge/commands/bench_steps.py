@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edge import load_policy
+from edge.commands.demo import resolve_package
 from edge.errors import CLIError
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner
@@ -36,7 +38,7 @@ class StepRow:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench-steps", help="few-step DDIM study of a Diffusion Policy package",
                               description=__doc__.splitlines()[0])
-    p.add_argument("package", help="a diffusion policy package directory")
+    p.add_argument("package", help="a diffusion policy package directory, or diffusion for the bundled demo's")
     p.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
                    help=f"comma-separated DDIM step counts (default {','.join(map(str, DEFAULT_STEPS))})")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per validation sample (default 5)")
@@ -44,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def study(path: str, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
+def study(path: str | Path, steps: list[int], repeats: int = 5, backend: str = "auto", seed: int = 0) -> list[StepRow]:
     """Run the few-step study on the package's validation observations (one fixed noise per sample)."""
     package = load_package(path)
     if package.manifest.policy_type != "diffusion":
@@ -92,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
         raise CLIError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
-    rows = study(args.package, steps, args.repeats, args.backend)
+    rows = study(resolve_package(args.package), steps, args.repeats, args.backend)
     print(format_table(rows))
     return 0

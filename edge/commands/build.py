@@ -39,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workspace-mb {args.workspace_mb}: must be 0 (TensorRT's default) or more")
     package = load_package(args.package)
     precision = "fp16" if args.fp16 else "fp32"
-    if args.fp16 and not (package.manifest.fp16_preflight is not None and package.manifest.fp16_preflight.ok):
+    preflight = package.manifest.fp16_preflight
+    if args.fp16 and not (preflight is not None and preflight.ok):
         print("warning: this package has no passing FP16 preflight; run `python -m export.fp16` on the "
               "workstation to measure FP16 error before trusting FP16 engines", file=sys.stderr)
+    elif args.fp16 and preflight.range_headroom is None:
+        print("warning: this package's FP16 preflight predates the FP16 range screen and measured weight rounding "
+              "only; re-run `python -m export.fp16` on the workstation to see FP16 activations", file=sys.stderr)
     build_engines(package, precision, rebuild=args.rebuild, engine_dir=args.engine_dir,
                   report=lambda msg: print(msg, file=sys.stderr, flush=True),
                   options=BuildOptions(args.workspace_mb))

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands.demo import resolve_package
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
 from edge.runtime.backends.trt_compat import package_problems, support_table
-from edge.runtime.package import load_package
+from edge.runtime.package import Fp16Preflight, load_package
 from edge.runtime.validation import check_package
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="self-check a policy package on a backend")
-    p.add_argument("package", help="policy package directory")
+    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--tolerance", type=float, default=None, help="override the package's tolerance")
     p.add_argument("--engine-dir", default=None, help="TensorRT engine directory given to `edge build --engine-dir`")
@@ -22,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    package = load_package(args.package)
+    path = resolve_package(args.package)
+    package = load_package(path)
     options = {"engine_dir": args.engine_dir} if args.engine_dir and args.backend != "onnxruntime" else {}
     backend = get_backend(args.backend, **options)
     results = check_package(package, backend, args.tolerance)
@@ -32,15 +34,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {conflict}")
     m = package.manifest
     opsets = sorted({g.opset for g in m.graphs.values()})
-    print(f"package  {args.package}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
+    print(f"package  {path}  ({m.policy_type}, {len(m.graphs)} graph(s), opset {'/'.join(map(str, opsets))}, "
           f"{m.validation.samples} samples, {m.weights} weights)")
     print(f"source   {m.source.checkpoint} (sha256 {m.source.sha256[:12]}...)")
     f = m.fp16_preflight
-    print("fp16     " + (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
-                         f"{f.worst_output_scaled_error:.2e}, worst policy step "
-                         f"{f.worst_step_normalized_action_error:.2e} (onnxruntime {f.onnxruntime}, {f.provider}, "
-                         f"seed {f.seed}, {f.created})" if f is not None else
-                         "no preflight (python -m export.fp16 on the workstation)"))
+    print(f"fp16     {_fp16_line(m.fp16_preflight)}")
     print(f"backend  {backend.describe()}")
     print(f"{'graph':<16} {'output':<20} {'precision':<9} {'max |err|':>10} {'at export':>10} {'tolerance':>10}  "
           "result")
@@ -52,3 +50,14 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.ok]
     print("all outputs within tolerance" if not failed else f"{len(failed)} output(s) out of tolerance")
     return 1 if failed else 0
+
+
+def _fp16_line(f: Fp16Preflight | None) -> str:
+    """The manifest's FP16 preflight record in one line, saying how it measured."""
+    if f is None:
+        return "no preflight (python -m export.fp16 on the workstation)"
+    how = (f"activations simulated, FP16 range screened with {f.range_headroom:g}x headroom"
+           if f.range_headroom is not None else "weights only (made before activations were simulated: re-run it)")
+    return (f"preflight {'passed' if f.ok else 'FAILED'} at tolerance {f.tolerance:g}: worst output "
+            f"{f.worst_output_scaled_error:.2e}, worst policy step {f.worst_step_normalized_action_error:.2e} "
+            f"(onnxruntime {f.onnxruntime}, {f.provider}, seed {f.seed}, {f.created}); {how}")

@@ -34,6 +34,17 @@ def bundled() -> dict[str, Path]:
     return {f: DATA / f"demo_{f}" for f in FAMILIES if (DATA / f"demo_{f}" / "manifest.json").is_file()}
 
 
+def resolve_package(name: str) -> Path:
+    """A package directory, or a bundled demo's family (`act`, `diffusion`, `vqbet`) as `edge eval` takes it."""
+    path = Path(name)
+    packages = bundled()
+    if not path.exists() and name in packages:
+        return packages[name]
+    if not path.is_dir():
+        raise CLIError(f"{name}: no such package directory (or a bundled demo: {', '.join(packages)})")
+    return path
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a bundled trained policy on an emulated arm (no robot, no GPU needed)")
     p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")
@@ -42,8 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene (start, target, obstacle) seed (default 0)")
     p.add_argument("--outcome", type=Path, default=None,
                    help="write the episode's outcome (scene, reached, side) as JSON")
-    add_loop_arguments(p, hz_default=TaskConfig.hz)
-    p.set_defaults(duration=DEFAULT_DURATION_S)
+    add_loop_arguments(p, hz_default=TaskConfig.hz, duration_default=DEFAULT_DURATION_S)
     return p
 
 

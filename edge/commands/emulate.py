@@ -37,8 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "firmware_bridge/emulator/physics.py)")
     parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
                         help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
-                             "overheat; seconds from start, no DURATION = until the end "
+                             "overheat; START in seconds from the first connection (the first bytes a host sends), "
+                             "not from when the emulator starts; no DURATION = until the end "
                              "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
+    parser.add_argument("--factory-fresh", action="store_true",
+                        help=f"servos as they leave the factory: every one at ID {tables.FACTORY_ID} and "
+                             f"{tables.FACTORY_BAUDRATE} bps (--servos of them, default 1; two or more collide on "
+                             "the ID, as on a real bus), for `edge setup-motors`")
     parser.add_argument("--robot", default=None,
                         help="emulate exactly the chain(s) of this robot file or preset (koch, omx): its ids, models "
                              "and baud rate, one pty per bus, printed as '<bus> <pty>' (just the pty for one bus)")
@@ -55,6 +60,12 @@ def robot_chains(robot: str) -> list[tuple[str, int, dict[int, str]]]:
 
 def run(args: argparse.Namespace) -> int:
     """Start the emulator(s), print the port(s), serve until SIGINT (Ctrl-C) or SIGTERM."""
+    if args.factory_fresh:
+        if args.robot is not None or args.ids is not None:
+            raise CLIError("--factory-fresh servos all have ID 1; drop --robot/--ids (use --servos and --model)")
+        models = args.model.split(",")
+        models = models * (args.servos or 1) if len(models) == 1 else models
+        return serve([("", tables.FACTORY_BAUDRATE, dict(enumerate(models, start=1)))], args)
     if args.robot is not None:
         if args.servos is not None or args.ids is not None:
             raise CLIError("--robot names the ids and models; drop --servos/--ids")
@@ -85,8 +96,11 @@ def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespac
         raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
     hand = (Hand() if args.hand_period is None else Hand(period_s=args.hand_period)) if args.hand else None
     faults = [TimedFault.parse(text) for text in args.fault]
-    emulators = [ServoEmulator(chain, baudrate, timing=not args.no_timing, hand=hand, faults=faults)
-                 for _, baudrate, chain in chains]
+    options = dict(timing=not args.no_timing, hand=hand, faults=faults)
+    if args.factory_fresh:  # one chain, keyed by slot: every servo is at ID 1
+        emulators = [ServoEmulator.factory_fresh(list(chains[0][2].values()), **options)]
+    else:
+        emulators = [ServoEmulator(chain, baudrate, **options) for _, baudrate, chain in chains]
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background with SIGINT ignored
         signal.signal(sig, signal.default_int_handler)
     try:  # Ctrl-C is how it stops, also while the ports are still being announced
@@ -96,6 +110,10 @@ def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespac
                 print(f"{name} {emulator.port}" if name else emulator.port, flush=True)
             extras = (["hand on torque-off joints"] if args.hand else []) + [f"fault {f}" for f in args.fault]
             for name, baudrate, chain in chains:
+                if args.factory_fresh:
+                    print(f"{len(chain)} factory-fresh servo(s) ({', '.join(chain.values())}), all at ID "
+                          f"{tables.FACTORY_ID}, {baudrate} bps{''.join(f'; {e}' for e in extras)}", flush=True)
+                    continue
                 print(f"{name + ': ' if name else ''}{', '.join(f'{i}: {m}' for i, m in chain.items())} at "
                       f"{baudrate} bps{''.join(f'; {e}' for e in extras)}", flush=True)
             print("Ctrl-C to stop", flush=True)

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from edge.commands.demo import bundled
+from edge.commands.demo import resolve_package
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
@@ -71,16 +71,6 @@ def _delay_ticks(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
-
-
-def resolve_package(name: str) -> Path:
-    path = Path(name)
-    packages = bundled()
-    if not path.exists() and name in packages:
-        return packages[name]
-    if not path.is_dir():
-        raise CLIError(f"{name}: no such package directory")
-    return path
 
 
 def run(args: argparse.Namespace) -> int:

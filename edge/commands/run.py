@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edge
-from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.commands.calibrate import (
+    add_robot_arguments,
+    calibrate_bus,
+    calibrate_command,
+    calibrate_if_missing,
+    on_a_terminal,
+    robot_from,
+)
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES
 from edge.runtime.backends import BACKENDS
@@ -34,17 +41,22 @@ if TYPE_CHECKING:
     from edge.robot.drive import DriveOptions
 
 
-def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None) -> None:
-    """Options shared by `edge run` and `edge demo`."""
+def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
+                       duration_default: float | None = None) -> None:
+    """Options shared by `edge run` and `edge demo`; the help states the defaults each command really has."""
     p.add_argument("--hz", type=float, default=hz_default,
-                   help="servo loop rate (default: the robot file's control_hz); the policy itself advances at its "
-                        "package's fps, goals interpolated in between (docs/robot_loop.md)")
+                   help=("servo loop rate (default: the robot file's control_hz)" if hz_default is None
+                         else f"servo loop rate (default {hz_default:g} Hz)")
+                   + "; the policy itself advances at its package's fps, goals interpolated in between "
+                     "(docs/robot_loop.md)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="compute the next chunk while the current one executes (the loop never waits)")
     p.add_argument("--merge", choices=ALL_MERGE_RULES, default="latest",
                    help="how overlapping chunks merge (--async); rtc (diffusion): sampling guided by the committed "
                         "actions, then latest")
-    p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--duration", type=float, default=duration_default,
+                   help="seconds to run (default: until Ctrl-C)" if duration_default is None
+                   else f"seconds to run (default {duration_default:g} s, one episode)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
     p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
@@ -201,18 +213,34 @@ def run(args: argparse.Namespace) -> int:
 
     check_record_arguments(args)
     config = robot_from(args)
+<<<<<<< HEAD
     if args.server is not None:
         return run_remote(args, config)
+=======
+    features = parse_features(args.feature)
+>>>>>>> main
     with edge.load_policy(args.policy, backend=args.backend) as policy:
         apply_merge(policy, args.merge)
+        calibrate_if_missing(config, args)
         hz = args.hz or config.control_hz
-        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
+        robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration, loop_hz=hz)
         try:
             drive(robot, policy, options_from(args, hz))
-        except CalibrationMismatch as exc:
+        except CalibrationMismatch as exc:  # refused before torque-on: nothing moved
             print(exc.table, file=sys.stderr)
-            raise
+            if not on_a_terminal():
+                print(f"to recalibrate: {calibrate_command(args)}", file=sys.stderr)
+                raise
+            # LeRobot's Koch calibrate(): ENTER uses the file (writes it to the servos), c recalibrates
+            answer = input("Press ENTER to write the calibration file's values to the servos, or type 'c' and "
+                           "press ENTER to recalibrate: ")
+            if answer.strip().lower() == "c":
+                for bus in config.buses:
+                    calibrate_bus(bus, args.bus_slack_ms, factory=False)
+            robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
+                          write_calibration=answer.strip().lower() != "c", loop_hz=hz)
+            drive(robot, policy, options_from(args, hz))
     return 0
 
 

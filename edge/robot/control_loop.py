@@ -80,7 +80,7 @@ def run_loop(robot: LoopRobot, executor: Executor, config: LoopConfig, telemetry
             bus_errors=robot.bus_errors, safety_interventions=robot.safety_interventions,
             dropped_actions=result.dropped, missed=rate.missed > missed_before,
             out_of_distribution=sum(result.out_of_distribution.values()),
-            frame_age_ms=robot.frame_age_ms or None, seam_jump=result.seam_jump,
+            frame_age_ms=robot.frame_age_ms or None, seam_jump=result.seam_jump, safety_reaction=robot.tripped,
         )
         telemetry.out_of_distribution = result.out_of_distribution
         previous = started

@@ -25,8 +25,9 @@ import numpy as np
 
 from edge.errors import OptionError, PackageError
 from edge.robot.chunks import ticks_for
-from edge.robot.control_loop import LoopConfig, run_loop
+from edge.robot.control_loop import Executor, LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
+from edge.robot.joint_names import joint_order
 from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
 from edge.robot.remote import RemotePlanner, ServerWatch
@@ -54,9 +55,16 @@ class DriveOptions:
     display_port: int = 9876
 
 
+<<<<<<< HEAD
 def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None:
     """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
     input's exact shape, and have every other input fed by a constant feature of the right shape."""
+=======
+def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
+    """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
+    the package has them: another order is mapped, other names refused), get each camera's frames at its input's
+    exact shape, and have every other input fed by a constant feature of the right shape."""
+>>>>>>> main
     manifest, config = policy.package.manifest, robot.config
     inputs = {i.name: i for i in manifest.inputs}
     state = inputs.get(config.features.state)
@@ -66,6 +74,9 @@ def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None
     if manifest.action.dim != len(config.motors):
         raise PackageError(f"the policy's action has {manifest.action.dim} values, the robot has "
                            f"{len(config.motors)} joints")
+    robot.joint_order = joint_order(manifest.dataset, config.motor_names)
+    if robot.joint_order.note:
+        print(f"note: {robot.joint_order.note}", file=sys.stderr)
     for name, cam in robot.cameras.items():
         wanted = inputs.get(name)
         if wanted is None or wanted.kind != "image":
@@ -84,7 +95,17 @@ def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None
     fed = {config.features.state, *robot.static_features, *robot.cameras}
     unfed = [i.name for i in manifest.inputs if i.name not in fed]
     if unfed:
-        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot")
+        raise PackageError(f"nothing feeds the policy input(s) {unfed} on this robot: give each a constant with "
+                           f"--feature NAME=V1,V2,... (e.g. --feature {unfed[0]}=0,...), or, for an image, a camera "
+                           "in the robot file's cameras:")
+
+
+def run_meta(policy: PolicyRunner, robot: Robot, options: DriveOptions) -> dict:
+    """What `edge report` needs to label a run: joints in the order the records hold them, units, rate, policy."""
+    motors = robot.policy_joints
+    return {"policy": str(policy.package.path), "policy_type": policy.package.manifest.policy_type, "hz": options.hz,
+            "joints": [m.name for m in motors], "units": [m.norm_mode.unit for m in motors],
+            "mode": f"asynchronous ({options.merge})" if options.asynchronous else "synchronous"}
 
 
 def policy_rate(policy: PolicyRunner, servo_hz: float) -> float:
@@ -157,7 +178,7 @@ def check_outputs(options: DriveOptions, robot: Robot) -> None:
                            "give its address: --display-ip IP [--display-port 9876]")
 
 
-def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOptions, telemetry: Telemetry,
+def _loop(robot: Robot, executor: Executor, options: DriveOptions, telemetry: Telemetry,
           tick: Callable[[TickRecord], None]) -> None:
     """One continuous run, or the recorded episodes; with the live view when asked."""
     with ExitStack() as stack:
@@ -165,7 +186,7 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
         if options.display:
             from edge.robot.record.display import RerunDisplay
 
-            display = stack.enter_context(RerunDisplay(robot.config.position_names, list(robot.cameras),
+            display = stack.enter_context(RerunDisplay(robot.position_names, list(robot.cameras),
                                                        options.display_ip, options.display_port))
         if options.record is None:
             run_loop(robot, executor, LoopConfig(options.hz, options.duration_s), telemetry, on_tick=tick,
@@ -175,7 +196,11 @@ def _loop(robot: Robot, executor: SyncExecutor | AsyncExecutor, options: DriveOp
 
             cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
             record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
+<<<<<<< HEAD
                             robot.config.position_names, display)
+=======
+                            robot.position_names, display)
+>>>>>>> main
 
 
 def status_line(record: TickRecord, hz: float) -> None:
@@ -227,11 +252,16 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
+<<<<<<< HEAD
     if remote:  # outermost: a lost server is a safety reaction at once, no goal after it; late chunks are counted
         executor = watch = ServerWatch(executor, policy, robot)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
     where = policy.describe() if remote else policy.backend.describe()
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "
+=======
+    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
+    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
+>>>>>>> main
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
 
@@ -262,8 +292,14 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                 sys.stderr.write("\n")
         summary = telemetry.summary()
         print(format_summary(summary))
+<<<<<<< HEAD
         if watch is not None:
             print(watch.summary())
+=======
+        breakdown = robot.safety_breakdown()
+        if breakdown:
+            print("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
+>>>>>>> main
         if options.summary_path is not None:
             Path(options.summary_path).write_text(json.dumps(summary, indent=2))
         print(how_it_ended(robot, ended))

@@ -16,12 +16,15 @@ from typing import Mapping
 
 import numpy as np
 
-from calibration import BusConfig, JointNormalizer, RobotConfig
+from calibration import BusConfig, JointNormalizer, MotorConfig, RobotConfig
+from calibration.lerobot_paths import joint_feature_names
 from calibration.procedure import apply_file_calibration, check_servo_calibration
 from edge.robot.cameras import Camera, OpenCVCamera
+from edge.robot.joint_names import JointOrder
 from firmware_bridge import tables
 from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.safety import SafetyLayer
+from firmware_bridge.safety.config import INTERVENTIONS
 
 
 class _Arm:
@@ -52,6 +55,7 @@ class Robot:
     static_features: Mapping[str, np.ndarray] = field(default_factory=dict)
     bus_timeout_slack_ms: float = 3.0  # extra reply time; the in-process emulator needs more on a busy machine
     write_calibration: bool = False
+    joint_order: JointOrder | None = None  # the policy's joint order when it differs (edge/robot/joint_names.py)
     loop_hz: float | None = None  # the loop's rate, if not the file's control_hz: the safety step cap is per second
 
     def __post_init__(self) -> None:
@@ -74,6 +78,19 @@ class Robot:
         self._present = np.zeros(len(self.motors), np.float32)
         self._written = False  # setup has begun writing to the servos
         self._opened = ExitStack()  # what __enter__ opened, closed in reverse by __exit__
+
+    @property
+    def policy_joints(self) -> list[MotorConfig]:
+        """The joints in the order `read` gives the state and `write` takes actions: the policy's when the dataset's
+        names reorder them (joint_order), else the robot file's."""
+        motors = list(self.config.motors)
+        order = self.joint_order
+        return motors if order is None or order.identity else [motors[int(i)] for i in order.to_policy]
+
+    @property
+    def position_names(self) -> list[str]:
+        """LeRobot's `<motor>.pos` names of `policy_joints`: what a recorded dataset or the live view labels."""
+        return joint_feature_names(m.name for m in self.policy_joints)
 
     @property
     def bus(self) -> DynamixelBus:
@@ -153,6 +170,8 @@ class Robot:
             for m, joint in arm.pairs:
                 ticks[joint] = present[m]
         state = self._present = self.normalizer.observation(ticks)
+        if self.joint_order is not None and not self.joint_order.identity:
+            state = state[self.joint_order.to_policy]  # the policy's (dataset's) joint order
         obs = {self.config.features.state: state, **self.static_features}
         for name, cam in self.cameras.items():
             frame, stamp = cam.latest()
@@ -170,11 +189,15 @@ class Robot:
         return self._present
 
     def write(self, action: np.ndarray | None) -> np.ndarray:
-        """Command an action (policy units, joint order) through the safety layers; None re-sends the last goal
-        (keeps the bus watchdog fed while the first chunk is computed). Returns the goal sent, policy units."""
+        """Command an action (policy units, the policy's joint order) through the safety layers; None re-sends the
+        last goal (keeps the bus watchdog fed while the first chunk is computed). Returns the goal sent, policy
+        units, in the order `read` gives the state."""
         goal: Mapping[str, float] = self._sent
+        mapped = self.joint_order is not None and not self.joint_order.identity
         if action is not None:
             action = np.asarray(action, dtype=np.float64)
+            if mapped:
+                action = action[self.joint_order.to_robot]
             finite = np.isfinite(action)  # non-finite entries go on as NaN: the safety layer rejects and counts them
             ticks = self.normalizer.unnormalize(np.where(finite, action, 0.0)).astype(np.float64)
             goal = dict(zip(self.motors, np.where(finite, ticks, np.nan).tolist()))
@@ -185,7 +208,8 @@ class Robot:
                 sent[joint] = written[m]
         self._sent = sent
         self._propagate_trip()
-        return self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+        commanded = self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+        return commanded[self.joint_order.to_policy] if mapped else commanded
 
     def _propagate_trip(self) -> None:
         """One bus's reaction stops every arm: the others take theirs too, and the first cause is kept."""
@@ -204,8 +228,10 @@ class Robot:
 
     @property
     def safety_interventions(self) -> int:
-        total = 0
-        for arm in self.arms:
-            c = arm.safety.counters
-            total += c.clamped + c.step_capped + c.non_finite + c.missing + c.reactions + c.suppressed
-        return total
+        """The summary's "safety interventions": every counter of INTERVENTIONS, summed over the buses."""
+        return sum(getattr(arm.safety.counters, name) for arm in self.arms for name in INTERVENTIONS)
+
+    def safety_breakdown(self) -> list[str]:
+        """One line per non-zero intervention counter, saying what it counts (printed after the summary)."""
+        counts = {name: sum(getattr(arm.safety.counters, name) for arm in self.arms) for name in INTERVENTIONS}
+        return [f"{count:>6} {name}: {INTERVENTIONS[name]}" for name, count in counts.items() if count]

@@ -38,6 +38,7 @@ class TickRecord:
     out_of_distribution: int = 0  # cumulative: observations with a state value far outside the training statistics
     frame_age_ms: dict[str, float] | None = None  # per camera: how old the frame the policy got was
     seam_jump: float | None = None  # a chunk merged this tick changed its action by this much (policy units)
+    safety_reaction: str | None = None  # set from the tick a safety reaction was taken on: its cause
 
     def to_json(self) -> str:
         """One JSONL line (arrays as lists)."""
@@ -97,6 +98,7 @@ class Telemetry:
 
     path: Path | None = None
     cameras: Sequence[str] = ()
+    meta: Mapping[str, Any] | None = None  # written as the file's first line {"meta": ...}: what `edge report` labels
 
     def __post_init__(self) -> None:
         self.ticks = 0
@@ -117,6 +119,8 @@ class Telemetry:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
+            if self.meta is not None:
+                self._file.write(json.dumps({"meta": dict(self.meta)}) + "\n")
 
     def add(self, record: TickRecord) -> None:
         """Fold one tick into the statistics (and the JSONL file); nothing of it is retained."""
@@ -214,6 +218,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-def load_records(path: str | Path) -> list[dict[str, Any]]:
+def load_telemetry(path: str | Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run's meta line (None in files from before it existed: no names, no rate) and its tick records."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [json.loads(line) for line in f if line.strip()]
+    meta = lines[0]["meta"] if lines and isinstance(lines[0], dict) and "meta" in lines[0] else None
+    return meta, lines[1:] if meta is not None else lines
+
+
+def load_records(path: str | Path) -> list[dict[str, Any]]:
+    """The tick records of a telemetry file."""
+    return load_telemetry(path)[1]

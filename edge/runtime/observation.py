@@ -44,10 +44,12 @@ class ObservationProcessor:
     """Checks observations (`check`), normalises them (`normalize`); `__call__` does both.
 
     `ood_margin`: how many standard deviations beyond the training min/max a state value may lie before
-    it counts as out of distribution (default 3).
+    it counts as out of distribution (default 3). `element_names`: per feature, the name of each element (the
+    dataset's `shoulder_pan.pos`, ...), so the warning names the joint.
     """
 
-    def __init__(self, inputs: list[ObservationInput], ood_margin: float = DEFAULT_OOD_MARGIN):
+    def __init__(self, inputs: list[ObservationInput], ood_margin: float = DEFAULT_OOD_MARGIN,
+                 element_names: Mapping[str, list[str]] | None = None):
         if isinstance(ood_margin, bool) or not isinstance(ood_margin, (int, float)) or not math.isfinite(ood_margin) \
                 or ood_margin < 0:
             raise OptionError(f"ood_margin must be a finite number >= 0 (standard deviations), got {ood_margin!r}")
@@ -58,6 +60,7 @@ class ObservationProcessor:
         self._bounds = {inp.name: b for inp in inputs if (b := ood_bounds(inp, float(ood_margin))) is not None}
         self.counts = dict.fromkeys(self._bounds, 0)  # observations with a value out of distribution, per feature
         self._warned: set[str] = set()
+        self._element_names = dict(element_names or {})
 
     def reset(self) -> None:
         """Clear the out-of-distribution counts (in place: views of them stay live) and re-arm the warnings."""
@@ -111,9 +114,11 @@ class ObservationProcessor:
         if name not in self._warned:
             self._warned.add(name)
             i = int(np.flatnonzero(outside)[0])
-            log.warning("%s: value %.4g at index %d is far outside the training statistics (in distribution: "
+            names = self._element_names.get(name)
+            joint = names[i] if names and i < len(names) else f"element {i}; no joint names in the package"
+            log.warning("%s: value %.4g at index %d (%s) is far outside the training statistics (in distribution: "
                         "%.4g..%.4g); the policy is being asked about a state it never saw (counted per observation, "
-                        "warned once until reset)", name, value.flat[i], i, lo.flat[i], hi.flat[i])
+                        "warned once until reset)", name, value.flat[i], i, joint, lo.flat[i], hi.flat[i])
 
     def normalize(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`{feature: float32 array}` normalised, images CHW in [0, 1] before normalisation, no batch dim."""

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.errors import PolicyOutputError
+from edge.runtime.backends.base import Backend
 from edge.runtime.normalize import Normalizer
 from edge.runtime.package import PolicyPackage
 from edge.runtime.policies import runner_class
-from export.errors import Fp16Error
 
 
 @dataclass
@@ -25,27 +24,20 @@ class OutputError:
     scaled: float
 
 
-def compare_graph(fp32_path: Path, fp16_path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str, OutputError]:
-    """Run both graphs in ONNX Runtime on the CPU; per-output worst error over the samples."""
-    import onnxruntime as ort
-
-    def session(path: Path) -> Any:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # CPU ORT warns for every FP16 node it runs through its FP32 kernel
-        try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT's own exception types
-            raise Fp16Error(f"ONNX Runtime (CPU) cannot load {path}: {exc}") from None
-
-    s32, s16 = session(fp32_path), session(fp16_path)
-    names = [o.name for o in s32.get_outputs()]
-    worst: dict[str, list[float]] = {n: [0.0, 0.0] for n in names}
-    for feeds in samples:
-        for name, a, b in zip(names, s32.run(names, feeds), s16.run(names, feeds)):
-            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+def compare_graph(references: list[dict[str, np.ndarray]],
+                  candidate: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                  samples: list[dict[str, np.ndarray]]) -> dict[str, OutputError]:
+    """`candidate` (feeds -> outputs) on `samples` against the FP32 outputs `references` (one per sample);
+    per-output worst error, inf where the candidate is not finite."""
+    worst: dict[str, list[float]] = {}
+    for feeds, ref in zip(samples, references):
+        got = candidate(feeds)
+        for name, a in ref.items():
+            a, b = np.asarray(a, np.float64), np.asarray(got[name], np.float64)
             err = float(np.max(np.abs(a - b))) if a.size else 0.0
-            worst[name][0] = max(worst[name][0], err) if np.isfinite(err) else float("inf")
-            worst[name][1] = max(worst[name][1], float(np.max(np.abs(a))) if a.size else 0.0)
+            w = worst.setdefault(name, [0.0, 0.0])
+            w[0] = max(w[0], err) if np.isfinite(err) else float("inf")
+            w[1] = max(w[1], float(np.max(np.abs(a))) if a.size else 0.0)
     return {n: OutputError(e, r, e / max(1.0, r)) for n, (e, r) in worst.items()}
 
 
@@ -65,27 +57,29 @@ def synthetic_observations(package: PolicyPackage, steps: int, seed: int) -> lis
     return observations
 
 
-def _runner(package: PolicyPackage, precision: str, seed: int) -> Any:
-    """A CPU ONNX Runtime policy runner in `precision`; families that sample get the same seed on both sides."""
+def _runner(package: PolicyPackage, backend: Backend, seed: int) -> Any:
+    """A policy runner on `backend`; families that sample get the same seed on both sides."""
     cls = runner_class(package.manifest.policy_type)
     options = {"seed": seed} if "seed" in inspect.signature(cls.__init__).parameters else {}
-    return cls(package, OnnxRuntimeBackend(["CPUExecutionProvider"], threads=2, precision=precision), **options)
+    return cls(package, backend, **options)
 
 
-def policy_steps(package: PolicyPackage, steps: int, seed: int) -> list[dict[str, float]]:
-    """Run the FP32 and FP16 policies side by side; per step the action error in robot and normalised units.
-
-    The FP16 side loads the copies listed in `package.manifest.fp16_preflight.graphs`.
-    """
-    r32, r16 = _runner(package, "fp32", seed), _runner(package, "fp16", seed)
+def policy_steps(package: PolicyPackage, steps: int, seed: int, fp32: Backend, fp16: Backend) -> list[dict[str, float]]:
+    """Run the policy on `fp32` and on `fp16` side by side; per step the action error in robot and normalised
+    units. A non-finite FP16 action ends the steps with an infinite error."""
+    r32, r16 = _runner(package, fp32, seed), _runner(package, fp16, seed)
     r32.reset()
     r16.reset()
     action = package.manifest.action
     normalize = Normalizer(action.normalization, (action.dim,))
     rows = []
     for t, obs in enumerate(synthetic_observations(package, steps, seed)):
-        a32, a16 = r32.select_action(obs), r16.select_action(obs)
+        a32 = r32.select_action(obs)
+        try:
+            a16 = r16.select_action(obs)
+        except PolicyOutputError:  # FP16 overflowed to inf or NaN: the step fails, later steps cannot run
+            rows.append({"step": t, "max_abs": float("inf"), "max_abs_normalized": float("inf")})
+            break
         rows.append({"step": t, "max_abs": float(np.max(np.abs(a16 - a32))),
                      "max_abs_normalized": float(np.max(np.abs(normalize(a16) - normalize(a32))))})
     return rows
-

@@ -3,9 +3,11 @@
 Weights and activations become FP16 while the operations that overflow or lose too much in FP16
 (normalisation reductions, Softmax, exp/log/pow, the sinusoidal embeddings' sin/cos, cumulative sums,
 arg-max) stay FP32 behind Cast nodes. Graph inputs and outputs stay float32, so every backend feeds an
-FP16 graph exactly like the FP32 one. LayerNormalization is decomposed into ReduceMean/Sub/Mul/Sqrt/Div
-kept FP32: TensorRT 10.x's importer for it calls `setComputePrecision`, which strongly typed networks
-reject (docs/tensorrt.md).
+FP16 graph exactly like the FP32 one. First, in FP32 (rewrites.py): LayerNormalization is decomposed into
+ReduceMean/Sub/Mul/Sqrt/Div kept FP32 (TensorRT 10.x's importer for it calls `setComputePrecision`, which
+strongly typed networks reject: docs/tensorrt.md) and BatchNormalization is folded into the Conv before it.
+`convert_with_plan` also says where the FP16 graph holds values in FP16, for the preflight's numerics
+(numerics.py).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.errors import Fp16Error
+from export.fp16.rewrites import decompose_layer_norms, fold_batch_norms
 
 FP16_MAX = float(np.finfo(np.float16).max)
 FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
@@ -27,14 +30,14 @@ FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 # Ops that run in FP16: elementwise arithmetic, matrix products, convolutions, pooling and pure data
 # movement. Anything else runs in FP32 — an allow list, so an op nobody thought about stays safe.
 FP16_OPS = frozenset({
-    "Abs", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose",
+    "Abs", "Add", "AveragePool", "Clip", "Concat", "Conv", "ConvTranspose",
     "DepthToSpace", "Div", "Einsum", "Elu", "Erf", "Expand", "Flatten", "Gather", "GatherElements", "Gelu",
     "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu",
     "MatMul", "Max", "MaxPool", "Min", "Mish", "Mul", "Neg", "Pad", "Relu", "Reshape", "Sigmoid", "Slice",
     "Softplus", "SpaceToDepth", "Split", "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
 })
 # Where FP16 pays: these run in FP16 even when fed by an FP32 island.
-HEAVY_OPS = frozenset({"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Einsum", "Gemm",
+HEAVY_OPS = frozenset({"AveragePool", "Conv", "ConvTranspose", "Einsum", "Gemm",
                        "GlobalAveragePool", "GlobalMaxPool", "MatMul", "MaxPool"})
 # Activations keep their input's range (or squash it), so an FP32 island before them (a GroupNorm's output,
 # say) is no cause to keep them FP32: they run in FP16 wherever they are.
@@ -48,6 +51,8 @@ FP32_REASONS = {
     "ReduceMean": "hand-written norms: the variance reduction overflows in FP16",
     "ReduceSum": "sum overflows in FP16", "ReduceSumSquare": "sum of squares overflows in FP16",
     "ReduceL2": "sum of squares overflows in FP16", "Pow": "x**2 overflows in FP16 above 256",
+    "Mul": "a square Mul(x, x) feeding ReduceSum/ReduceMean overflows in FP16 above 256, like Pow",
+    "BatchNormalization": "not after a Conv it folds into; onnx-tensorrt folds all-HALF BN weights in half precision",
     "Sqrt": "fed by FP32 variances", "Reciprocal": "fed by FP32 variances",
     "Softmax": "exp/sum over logits", "LogSoftmax": "exp/sum over logits", "Exp": "overflows above 11",
     "Log": "precision near 1", "Sin": "sinusoidal embedding: FP16 loses the phase of large arguments",
@@ -66,6 +71,7 @@ class ConversionReport:
     fp16_nodes: int = 0
     fp32_nodes: dict[str, int] = field(default_factory=dict)
     decomposed: dict[str, int] = field(default_factory=dict)
+    folded: dict[str, int] = field(default_factory=dict)
     casts_added: int = 0
     weights_fp16: int = 0
     weights_clipped: int = 0
@@ -83,59 +89,6 @@ def _weight_cast(node: onnx.NodeProto, fp16_initializers: set[str]) -> bool:
     return node.op_type == "Cast" and node.input[0] in fp16_initializers and to == TensorProto.FLOAT
 
 
-def _decompose_layer_norms(model: onnx.ModelProto) -> tuple[set[str], int]:
-    """Replace each LayerNormalization by ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div/Mul/Add, in place.
-
-    Returns the names of the nodes that must stay FP32 (the reductions, the centring, square, root and
-    division) and the count replaced. Same formula as the ONNX operator (opset 17 function body). The
-    square is Mul(d, d), not Pow(d, 2): ONNX Runtime's LayerNormFusion would fuse the Pow form back into
-    one LayerNormalization across the FP16->FP32 Cast in front and then fail on the mixed types.
-    """
-    graph = model.graph
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    ranks = {v.name: len(v.type.tensor_type.shape.dim)
-             for v in [*onnx.shape_inference.infer_shapes(model).graph.value_info, *graph.input]}
-    keep: set[str] = set()
-    nodes, count = [], 0
-    for index, ln in enumerate(graph.node):
-        if ln.op_type != "LayerNormalization" or ln.domain not in ("", "ai.onnx"):
-            nodes.append(ln)
-            continue
-        count += 1
-        attrs = {a.name: helper.get_attribute_value(a) for a in ln.attribute}
-        axis, eps = attrs.get("axis", -1), attrs.get("epsilon", 1e-5)
-        axes = list(range(axis, 0)) if axis < 0 else list(range(axis, ranks[ln.input[0]]))
-        p = f"{ln.name or f'LayerNormalization_{index}'}__decomposed"
-        x, out = ln.input[0], ln.output[0]
-        consts = [numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps")]
-        if opset >= 18:  # ReduceMean takes axes as an input from opset 18
-            consts.append(numpy_helper.from_array(np.array(axes, np.int64), f"{p}/axes"))
-            reduce = {"inputs": [f"{p}/axes"], "attrs": {"keepdims": 1}}
-        else:
-            reduce = {"inputs": [], "attrs": {"axes": axes, "keepdims": 1}}
-        graph.initializer.extend(consts)
-
-        def node(op: str, inputs: list[str], name: str, **attrs: Any) -> onnx.NodeProto:
-            return helper.make_node(op, inputs, [f"{p}/{name}"], name=f"{p}/{name}", **attrs)
-
-        new = [node("ReduceMean", [x, *reduce["inputs"]], "mean", **reduce["attrs"]),
-               node("Sub", [x, f"{p}/mean"], "centred"),
-               node("Mul", [f"{p}/centred", f"{p}/centred"], "squared"),
-               node("ReduceMean", [f"{p}/squared", *reduce["inputs"]], "variance", **reduce["attrs"]),
-               node("Add", [f"{p}/variance", f"{p}/eps"], "variance_eps"),
-               node("Sqrt", [f"{p}/variance_eps"], "std"),
-               node("Div", [f"{p}/centred", f"{p}/std"], "normalised"),
-               node("Mul", [f"{p}/normalised", ln.input[1]], "scaled")]
-        if len(ln.input) > 2 and ln.input[2]:
-            new.append(node("Add", [f"{p}/scaled", ln.input[2]], "shifted"))
-        new[-1].output[0] = out
-        keep.update(f"{p}/{name}" for name in ("mean", "centred", "squared", "variance", "std", "normalised"))
-        nodes += new
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return keep, count
-
-
 def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorProto:
     """Float32 tensor → float16 tensor of the same name, clipping to ±65504 and counting what was lost."""
     values = numpy_helper.to_array(tensor)
@@ -148,8 +101,8 @@ def _to_fp16(tensor: onnx.TensorProto, report: ConversionReport) -> onnx.TensorP
 
 
 def _node_precisions(nodes: list[onnx.NodeProto], elem: dict[str, int], initializers: set[str],
-                     keep: set[str], keep_nodes: set[str], weight_casts: set[int]) -> dict[int, bool]:
-    """{id(node): runs in FP16}. FP16_OPS run in FP16, except `keep` op types, `keep_nodes` by name, and a
+                     keep: set[str], keep_ids: set[int], weight_casts: set[int]) -> dict[int, bool]:
+    """{id(node): runs in FP16}. FP16_OPS run in FP16, except `keep` op types, the nodes in `keep_ids`, and a
     light op (not in HEAVY_OPS, not an activation) whose activation inputs all come out of FP32 islands:
     it joins the island (the eps Add after a variance, the affine Mul/Add after a GroupNorm, the timestep
     scaling before sin/cos stay FP32)."""
@@ -162,7 +115,7 @@ def _node_precisions(nodes: list[onnx.NodeProto], elem: dict[str, int], initiali
         outputs = [o for o in n.output if elem.get(o) == TensorProto.FLOAT]
         acts = [i for i in n.input if i in produced and i not in initializers]
         allowed = (n.op_type in FP16_OPS and n.domain in ("", "ai.onnx") and n.op_type not in keep
-                   and n.name not in keep_nodes)
+                   and id(n) not in keep_ids)
         follows = (n.op_type not in HEAVY_OPS | ACTIVATIONS and bool(acts) and all(a in fp32_tensors for a in acts))
         fp16[id(n)] = allowed and not follows
         if not fp16[id(n)] and n.op_type not in TYPE_AGNOSTIC:
@@ -171,13 +124,42 @@ def _node_precisions(nodes: list[onnx.NodeProto], elem: dict[str, int], initiali
     return fp16
 
 
+def _reduced_squares(nodes: list[onnx.NodeProto]) -> set[int]:
+    """Mul(x, x) read by a ReduceSum/ReduceMean: a hand-written variance or norm, FP32 like Pow (its squares overflow)."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    for n in nodes:
+        for name in n.input:
+            readers[name].add(n.op_type)
+    return {id(n) for n in nodes if n.op_type == "Mul" and len(n.input) == 2 and n.input[0] == n.input[1]
+            and readers[n.output[0]] & {"ReduceSum", "ReduceMean"}}
+
+
+@dataclass
+class Fp16Plan:
+    """Where the FP16 graph holds values in FP16, named in `fp32`: the FP32 graph after the converter's rewrites
+    (LayerNormalization decomposed, BatchNormalization folded), node for node what the FP16 copy was made from."""
+
+    fp32: onnx.ModelProto
+    outputs: dict[str, int] = field(default_factory=dict)  # float output of a node run in FP16 -> that node's index
+    cast_down: dict[str, list[int]] = field(default_factory=dict)  # FP32 tensor cast to FP16 -> its FP16 readers
+    weights: set[str] = field(default_factory=set)  # initializers and Constant outputs stored as float16
+
+
 def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tuple[onnx.ModelProto, ConversionReport]:
-    """FP16 copy of an FP32 model: FP16_OPS nodes in FP16, all others (plus `keep_fp32` op types) in FP32.
+    """FP16 copy of an FP32 model (see `convert_with_plan`)."""
+    fp16, report, _plan = convert_with_plan(model, keep_fp32)
+    return fp16, report
+
+
+def convert_with_plan(model: onnx.ModelProto,
+                      keep_fp32: Iterable[str] = ()) -> tuple[onnx.ModelProto, ConversionReport, Fp16Plan]:
+    """FP16 copy of an FP32 model: FP16_OPS nodes in FP16, all others (plus `keep_fp32` op types) in FP32, and
+    the plan saying which values it holds in FP16.
 
     Casts go in wherever a tensor crosses precisions (one per tensor and direction); graph inputs
-    and outputs stay float32. LayerNormalization is decomposed first (its reductions stay FP32). Casts
-    that only widen float16-stored weights are dropped where every reader runs in FP16. Raises Fp16Error
-    for graphs with control-flow subgraphs.
+    and outputs stay float32. LayerNormalization is decomposed first (its reductions stay FP32) and
+    BatchNormalization folded into its Conv. Casts that only widen float16-stored weights are dropped where
+    every reader runs in FP16. Raises Fp16Error for graphs with control-flow subgraphs.
     """
     model = copy.deepcopy(model)
     graph = model.graph
@@ -185,16 +167,21 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
     if any(n.op_type in SUBGRAPH_OPS for n in graph.node):
         raise Fp16Error("graphs with If/Loop/Scan subgraphs are not supported by the FP16 converter")
     report = ConversionReport()
-    keep_nodes, count = _decompose_layer_norms(model)
+    keep_names, count = decompose_layer_norms(model)
     if count:
         report.decomposed["LayerNormalization"] = count
+    count = fold_batch_norms(model)
+    if count:
+        report.folded["BatchNormalization"] = count
+    plan = Fp16Plan(copy.deepcopy(model))
     original = list(graph.node)  # one set of wrappers: id() of protobuf wrappers is only stable while held
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
     elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     elem.update({t.name: t.data_type for t in graph.initializer})
     fp16_initializers = {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
     weight_casts = {id(n) for n in original if _weight_cast(n, fp16_initializers)}
-    fp16 = _node_precisions(original, elem, {i.name for i in graph.initializer}, keep, keep_nodes, weight_casts)
+    keep_ids = {id(n) for n in original if n.name in keep_names} | _reduced_squares(original)
+    fp16 = _node_precisions(original, elem, {i.name for i in graph.initializer}, keep, keep_ids, weight_casts)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for n in original:
         for name in n.input:
@@ -209,13 +196,16 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         if init.data_type == TensorProto.FLOAT:
             if fp16_only(init.name):
                 graph.initializer[k].CopyFrom(_to_fp16(init, report))
+                plan.weights.add(init.name)
             dtype[init.name] = graph.initializer[k].data_type
 
     nodes: list[onnx.NodeProto] = []
     casts: dict[tuple[str, int], str] = {}
     alias: dict[str, str] = {}  # output of a dropped weight Cast -> the float16 weight itself
 
-    def cast(name: str, to: int) -> str:
+    def cast(name: str, to: int, reader: int) -> str:
+        if to == TensorProto.FLOAT16:
+            plan.cast_down.setdefault(name, []).append(reader)
         if (name, to) not in casts:
             out = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
             nodes.append(helper.make_node("Cast", [name], [out], name=f"{out}__cast", to=to))
@@ -223,7 +213,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
             report.casts_added += 1
         return casts[(name, to)]
 
-    for node in original:
+    for index, node in enumerate(original):
         if id(node) in weight_casts:
             if fp16_only(node.output[0]):
                 alias[node.output[0]] = node.input[0]
@@ -236,6 +226,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         if _float_constant(node):
             if fp16_only(node.output[0]):
                 node.attribute[0].t.CopyFrom(_to_fp16(node.attribute[0].t, report))
+                plan.weights.add(node.output[0])
             dtype[node.output[0]] = node.attribute[0].t.data_type
             nodes.append(node)
             continue
@@ -243,7 +234,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         if node.op_type not in TYPE_AGNOSTIC:
             for k, name in enumerate(node.input):
                 if name in dtype and dtype[name] != want:
-                    node.input[k] = cast(name, want)
+                    node.input[k] = cast(name, want, index)
         nodes.append(node)
         if fp16[id(node)]:
             report.fp16_nodes += 1
@@ -252,6 +243,8 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         for name in node.output:
             if elem.get(name) == TensorProto.FLOAT:
                 dtype[name] = want
+                if fp16[id(node)]:
+                    plan.outputs[name] = index
 
     for out in graph.output:  # FP16 results go back to float32 at the graph boundary
         if dtype.get(out.name) == TensorProto.FLOAT16:
@@ -270,5 +263,5 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = ()) -> tu
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise Fp16Error(f"the FP16 graph does not type-check: {exc}") from None
-    return model, report
+    return model, report, plan
 

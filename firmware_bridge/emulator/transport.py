@@ -55,7 +55,8 @@ class ServoEmulator(InstructionSet):
     """Servos answering on a pty. `servos` maps id -> model name; use as a context manager or start()/stop().
 
     hand: a `Hand` moves every torque-off joint (None: joints stay where they are); faults: `TimedFault`s or their
-    `ID:KIND@START[+DURATION]` text, timed from start().
+    `ID:KIND@START[+DURATION]` text, timed from the first bytes a host sends (its first connection), so a fault
+    lands the same seconds into a run however long the emulator waited for it.
     """
 
     def __init__(self, servos: Mapping[int, str], baudrate: int = 1_000_000, *, timing: bool = True,
@@ -82,7 +83,8 @@ class ServoEmulator(InstructionSet):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
-        self.started_at = now  # time.monotonic() at start(): timed faults count from here
+        self.started_at = now  # time.monotonic() of the host's first bytes (until then, of start()): faults count from here
+        self._connected = False
         self._now = now
         self._rate = baudrate  # the host's line rate at the packet being handled
         self._listening: list[EmulatedServo] = []
@@ -93,6 +95,18 @@ class ServoEmulator(InstructionSet):
     def arm(cls, model: str = "xl430-w250", **kwargs: object) -> ServoEmulator:
         """The default 6-servo arm, ids 1..6 (see `default_arm_motors`)."""
         return cls(dict(default_arm_motors(model).values()), **kwargs)
+
+    @classmethod
+    def factory_fresh(cls, models: list[str], **kwargs: object) -> ServoEmulator:
+        """Servos as they leave the factory, every one at ID 1 and 57600 bps (what `edge setup-motors` meets).
+
+        `servos` is keyed by slot 1..n, not by ID: `vanish(slot)` unplugs one, so a test can connect one at a time;
+        two present at once collide on ID 1 (their replies garble each other, as on a real half-duplex line).
+        """
+        emulator = cls(dict(enumerate(models, start=1)), baudrate=tables.FACTORY_BAUDRATE, **kwargs)
+        for servo in emulator.servos.values():
+            servo.put("ID", tables.FACTORY_ID)
+        return emulator
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -105,6 +119,7 @@ class ServoEmulator(InstructionSet):
         self.port = os.ttyname(self._slave)
         self._stop.clear()
         self.started_at = time.monotonic()
+        self._connected = False
         self._thread = threading.Thread(target=self._serve, name="servo-emulator", daemon=True)
         self._thread.start()
         return self.port
@@ -252,7 +267,10 @@ class ServoEmulator(InstructionSet):
             data = os.read(self._master, 4096) if ready else b""
             now = time.monotonic()
             with self._lock:
-                self._run_schedule(now)
+                if data and not self._connected:  # the first connection: timed faults start counting
+                    self._connected, self.started_at = True, now
+                if self._connected:
+                    self._run_schedule(now)
                 if data:  # the physics is integrated lazily: up to the moment someone asks
                     self._rate = line_rate(self._slave) or self.baudrate
                     for servo in self.servos.values():
@@ -288,8 +306,9 @@ class ServoEmulator(InstructionSet):
         return n_bytes * 10.0 / self._rate if self.timing else 0.0
 
     def _send(self, replies: list[tuple[EmulatedServo, bytes]], level: int) -> None:
-        """Put status packets on the wire in order, honouring Status Return Level, timing and faults."""
-        for servo, reply in replies:
+        """Put status packets on the wire in order, honouring Status Return Level, timing and faults; servos that
+        share an ID answer at the same moment and their replies collide."""
+        for servo, reply in _collisions(replies):
             if servo.get("Status_Return_Level") < level:
                 continue
             dropped, corrupted, delay = servo.faults.consume()
@@ -314,3 +333,18 @@ class ServoEmulator(InstructionSet):
         while (left := due - time.monotonic()) > 0:
             time.sleep(left if left > 0.0005 else 0)
         os.write(self._master, reply)
+
+
+def _collisions(replies: list[tuple[EmulatedServo, bytes]]) -> list[tuple[EmulatedServo, bytes]]:
+    """Two servos with one ID both drive the half-duplex line at once: neither frame survives. Modelled as the first
+    reply's bytes ANDed with the second's a bit late (the idle line is high), which breaks the header and the CRC."""
+    merged: dict[int, tuple[EmulatedServo, bytes]] = {}
+    for servo, reply in replies:
+        key = servo.get("ID")
+        if key in merged:
+            first, other = merged[key]
+            length = max(len(other), len(reply))
+            a, b = other.ljust(length, b"\xff"), reply.ljust(length, b"\xff")
+            reply, servo = bytes(x & ((y >> 1) | 0x80) for x, y in zip(a, b)), first
+        merged[key] = (servo, reply)
+    return list(merged.values())

@@ -51,7 +51,7 @@ class SafetyConfig:
 
 @dataclass
 class SafetyCounters:
-    """How often the layer intervened."""
+    """How often the layer intervened (INTERVENTIONS says what each intervention counter means)."""
 
     clamped: int = 0  # goals clamped to a joint limit
     step_capped: int = 0  # goals whose change per tick was capped
@@ -66,3 +66,14 @@ class SafetyCounters:
     def summary(self) -> str:
         """'clamped=3 step_capped=10' for the non-zero counters."""
         return " ".join(f"{k}={v}" for k, v in asdict(self).items() if v) or "no interventions"
+
+
+# The counters that make up "safety interventions" in a run's summary, and what each means (edge run prints this).
+INTERVENTIONS = {
+    "clamped": "goal outside the joint's calibrated range, clamped to it",
+    "step_capped": "goal further than safety.max_step_deg from the last one, moved only that far this tick",
+    "non_finite": "NaN/inf goal rejected, the last safe goal kept",
+    "missing": "a joint without a goal this tick, its last safe goal kept",
+    "reactions": "the configured reaction (hold / torque_off) taken after faults outlasted safety.error_window_s",
+    "suppressed": "ticks whose goals were dropped because a reaction had been taken",
+}

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from edge.robot.telemetry import load_records
 from edge.sim import Scene, TaskConfig, render
 from edge.sim.reach import joints_for
 from edge.sim.rendered_camera import SimCamera
@@ -25,7 +26,7 @@ def test_demo_starts_at_the_scene_and_reports_the_outcome(act_package, tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(summary.read_text())
     assert data["ticks"] == 20 and abs(data["hz"] - TaskConfig.hz) < 1
-    first = json.loads(telemetry.read_text().splitlines()[0])["present"]
+    first = load_records(telemetry)[0]["present"]
     start = np.array(json.loads(outcome.read_text())["scene"]["start"])
     np.testing.assert_allclose(first, joints_for(start), atol=0.2)  # one tick of 2048 over 200 units ≈ 0.1
     assert ("target reached" in result.stdout) or ("target not reached" in result.stdout)

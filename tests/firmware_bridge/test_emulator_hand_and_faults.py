@@ -193,3 +193,16 @@ def test_edge_emulate_refuses_a_bad_fault_in_one_line() -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "fault on id 9: no such servo" in result.stderr
+
+
+def test_timed_faults_count_from_the_first_connection() -> None:
+    """`--fault 1:drop_reply@0.3`: 0.3 s after the host's first bytes, however long the emulator waited for them."""
+    motors = {"a": (1, "xl430-w250")}
+    with ServoEmulator({1: "xl430-w250"}, timing=False, faults=["1:drop_reply@0.3"]) as emulator:
+        time.sleep(0.5)  # nobody connected yet: the clock has not started
+        with DynamixelBus(emulator.port, motors, retries=0, timeout_slack_ms=EMULATOR_SLACK_MS) as bus:
+            connected = emulator.started_at
+            assert bus.read("ID", "a") == 1
+            time.sleep(max(0.0, 0.4 - (time.monotonic() - connected)))
+            with pytest.raises(BusError, match=r"\[a\]: no reply"):
+                bus.read("ID", "a")

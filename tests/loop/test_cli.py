@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from edge.robot.telemetry import load_telemetry
+
 
 def edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout)
@@ -27,7 +29,8 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
                          "holding_share"}
     task = json.loads(outcome.read_text())
     assert task["policy"] == "act" and task["side"] in ("left", "right")
-    assert len(telemetry.read_text().splitlines()) == 40
+    meta, records = load_telemetry(telemetry)
+    assert len(records) == 40 and meta["hz"] == 20 and meta["joints"][-1] == "gripper"
 
     pytest.importorskip("matplotlib")
     report = edge("report", str(telemetry), "--out", str(tmp_path / "plots"))
@@ -35,7 +38,7 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert pngs == ["run_inference.png", "run_joints.png", "run_period.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
-    seams = sum(json.loads(line)["seam_jump"] is not None for line in telemetry.read_text().splitlines())
+    seams = sum(r["seam_jump"] is not None for r in records)
     assert seams > 0 and f"{seams} seam(s) marked" in report.stdout  # every chunk after the first starts a seam
 
 

@@ -50,6 +50,8 @@ SUCCESS = {
     "cudaFreeHost": lambda ptr: (OK,),
     "cudaMemcpyAsync": _memcpy,
     "cudaMemGetInfo": lambda: (OK, 1 << 30, 1 << 31),
+    "cudaRuntimeGetVersion": lambda: (OK, 12060),
+    "cudaDriverGetVersion": lambda: (OK, 12080),
 }
 
 

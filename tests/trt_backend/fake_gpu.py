@@ -3,24 +3,54 @@
 Used where nothing real can run without a GPU: a `CudaMemory` on host memory for the TensorRT flows
 (`HostMemory`), the engine fakes' kernels read and write `DEVICE`, and the pycuda stub in stubs/pycuda
 keeps per-thread context stacks like the CUDA driver API (a copy on a thread with no current context
-fails with "invalid device context", as in inducer/pycuda#242).
+fails with "invalid device context", as in inducer/pycuda#242). Streams are honoured: async copies and
+kernels are queued on their stream and run only by its synchronize (or destroy), in order, as on a GPU.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from edge.runtime.backends.cuda_memory import CudaMemory, GpuInfo
 
 DEVICE: dict[int, np.ndarray] = {}  # pointer -> bytes of a live allocation
-PINNED: set[int] = set()  # ids of live pinned host arrays
+PINNED: dict[int, Any] = {}  # id -> live pinned host buffer (held, so that no id is reused while listed)
+STREAMS: dict[int, list[Callable[[], None]]] = {}  # stream handle -> work queued on it
+CLOSED: list[Any] = []  # adapters whose close() was called
 TOTAL = 1 << 30
+GPU = GpuInfo("Test GPU", "8.7", 16, 8 << 30, "12.6", "12.6")  # what both fake adapters report
 _next = itertools.count(1)
+_streams = itertools.count(100)
 _lock = threading.Lock()
+
+
+def stream_create() -> int:
+    with _lock:
+        handle = next(_streams)
+        STREAMS[handle] = []
+    return handle
+
+
+def enqueue(handle: int, work: Callable[[], None]) -> None:
+    """Queue `work` on a stream; RuntimeError for a handle that is not a live stream."""
+    if handle not in STREAMS:
+        raise RuntimeError(f"invalid stream handle {handle}")
+    STREAMS[handle].append(work)
+
+
+def stream_sync(handle: int) -> None:
+    queue = STREAMS[handle]
+    while queue:
+        queue.pop(0)()
+
+
+def stream_destroy(handle: int) -> None:
+    stream_sync(handle)  # cudaStreamDestroy: queued work still completes
+    del STREAMS[handle]
 
 
 def device_alloc(nbytes: int) -> int:
@@ -49,22 +79,27 @@ def write(ptr: int, value: np.ndarray) -> None:
     DEVICE[ptr][: raw.size] = raw
 
 
+class FakeStream:
+    def __init__(self) -> None:
+        self.handle = stream_create()
+
+
 class HostMemory(CudaMemory):
     """A CudaMemory on host memory (no context needed, like cuda-python's runtime API)."""
 
     library = "host memory (test)"
 
     def gpu(self) -> GpuInfo:
-        return GpuInfo("Test GPU", "8.7")
+        return GPU
 
     def stream(self) -> Any:
-        return object()
+        return FakeStream()
 
     def stream_handle(self, stream: Any) -> int:
-        return 7
+        return stream.handle
 
     def destroy_stream(self, stream: Any) -> None:
-        pass
+        stream_destroy(stream.handle)
 
     def alloc(self, nbytes: int) -> int:
         return device_alloc(nbytes)
@@ -74,20 +109,25 @@ class HostMemory(CudaMemory):
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         array = np.zeros(shape, dtype)
-        PINNED.add(id(array))
+        PINNED[id(array)] = array
         return array
 
     def free_pinned(self, array: np.ndarray) -> None:
-        PINNED.remove(id(array))
+        del PINNED[id(array)]
 
     def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
-        write(dst, src)
+        enqueue(stream.handle, lambda: write(dst, src))
 
     def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
-        dst[...] = read(src, dst.shape, dst.dtype)
+        def copy() -> None:
+            dst[...] = read(src, dst.shape, dst.dtype)
+        enqueue(stream.handle, copy)
 
     def synchronize(self, stream: Any) -> None:
-        pass
+        stream_sync(stream.handle)
 
     def free_bytes(self) -> int:
         return free_bytes()
+
+    def close(self) -> None:
+        CLOSED.append(self)

@@ -56,7 +56,7 @@ def tensorrt_bindings(version: str) -> dict[str, str]:
             subprocess.run(["cc", "-shared", "-fPIC", f"-Wl,-soname,{lib}.so.{soname}", "-o",
                             str(root / "lib" / f"{lib}.so.{soname}"), str(source)], check=True, timeout=120)
         done.touch()
-    return {"PYTHONPATH": os.pathsep.join([str(root / "wheel"), str(HERE), str(STUBS)]),
+    return {"PYTHONPATH": os.pathsep.join([str(root / "wheel"), str(HERE), str(STUBS), str(REPO)]),
             "LD_LIBRARY_PATH": str(root / "lib")}
 
 
@@ -79,4 +79,4 @@ def cuda_bindings(major: str) -> dict[str, str]:
             with zipfile.ZipFile(wheel) as zf:
                 zf.extractall(root / "site")
         done.touch()
-    return {"PYTHONPATH": os.pathsep.join([str(root / "site"), str(HERE)])}
+    return {"PYTHONPATH": os.pathsep.join([str(root / "site"), str(HERE), str(REPO)])}

@@ -91,6 +91,23 @@ def test_no_onnxruntime_is_a_clear_error(package_copy, run_python):
     assert "BackendError: no onnxruntime is importable" in proc.stderr and "onnxruntime-gpu" in proc.stderr
 
 
+@pytest.mark.parametrize("release, expected", [
+    ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64\n",
+     "JetPack 6 (Jetson Linux R36); fix: `pip install onnxruntime-gpu --index-url https://pypi.jetson-ai-lab.io/jp6/cu126`"),
+    ("# R32 (release), REVISION: 7.1\n", "Jetson Linux R32: on a Jetson install NVIDIA's onnxruntime-gpu"),
+    ("garbage", "on a Jetson install NVIDIA's onnxruntime-gpu wheel"),
+    (None, "elsewhere `pip install onnxruntime`"),
+])
+def test_missing_onnxruntime_names_the_jetpack_install_command(tmp_path, release, expected):
+    """setup.py leaves the CPU build out on a Jetson only; there the error names the command for its JetPack."""
+    from edge.runtime.backends.onnxruntime import ort_install_hint
+
+    path = tmp_path / "nv_tegra_release"
+    if release is not None:
+        path.write_text(release)
+    assert expected in ort_install_hint(path)
+
+
 def test_both_onnxruntime_distributions_are_detected(tmp_path, package_copy, run_python):
     """A fake second distribution's metadata (only its dist-info) is enough for the check to see both."""
     from importlib import metadata

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.errors import BackendError
+from edge.runtime.backends.cuda_memory import GpuInfo
 from edge.runtime.backends.engine_cache import (
     BuildOptions,
     EngineKey,
@@ -23,7 +24,7 @@ from edge.runtime.backends.engine_cache import (
 from edge.runtime.package import load_package
 from export.fp16.preflight import preflight
 
-GPU = ("Orin (nvgpu)", "8.7")
+GPU = GpuInfo("Orin (nvgpu)", "8.7", 16, 64 * 10**9, "12.6", "12.6")  # 59.6 GiB reported
 
 
 def test_key_directory_and_precision_rule():
@@ -50,7 +51,7 @@ def test_engine_dir_from_the_environment(package_copy, tmp_path, monkeypatch):
 def test_fresh_missing_and_stale(package_copy):
     package = load_package(package_copy("act_env"))
     root = cache_root(package)
-    key = engine_key(package, "act", "fp32", "10.3.0", *GPU)
+    key = engine_key(package, "act", "fp32", "10.3.0", GPU)
     assert key.onnx_sha256 == package.manifest.graphs["act"].sha256
 
     status = check_engine(root, key, "act")
@@ -67,7 +68,8 @@ def test_fresh_missing_and_stale(package_copy):
     tf32_engine = EngineKey(**{**key.__dict__, "builder_flags": ""})  # built by the old code: TF32 left on
     assert check_engine(root, tf32_engine, "act").state == "stale"
 
-    other_device = EngineKey("10.3.0", "RTX 4090", "8.9", "fp32", key.onnx_sha256, key.builder_flags)
+    other_device = EngineKey("10.3.0", "RTX 4090", "8.9", "fp32", key.onnx_sha256, key.builder_flags, 128, 24,
+                             "12.6", "12.6")
     status = check_engine(root, other_device, "act")
     assert status.state == "missing" and "engines found for other builds: trt10.3.0_orin-nvgpu_sm87_fp32" in status.reason
 
@@ -98,7 +100,32 @@ def test_fp16_engines_come_from_the_checked_fp16_onnx(package_copy):
     package = load_package(package.path)
     path, sha = engine_source(package, "act", "fp16")
     assert path == package.path / "fp16" / "act.onnx" and sha != fp32_sha
-    assert engine_key(package, "act", "fp16", "10.3.0", *GPU).onnx_sha256 == sha  # JetPack 6 too
+    assert engine_key(package, "act", "fp16", "10.3.0", GPU).onnx_sha256 == sha  # JetPack 6 too
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(BackendError, match="does not match"):
         engine_source(package, "act", "fp16")
+
+
+def test_the_key_tells_devices_of_one_name_apart(package_copy):
+    """An Orin NX and an AGX Orin share name and compute capability: SM count, memory and CUDA versions differ."""
+    package = load_package(package_copy("act_env"))
+    root = cache_root(package)
+    key = engine_key(package, "act", "fp32", "10.3.0", GPU)
+    assert (key.sm_count, key.memory_gib, key.cuda_runtime, key.cuda_driver) == (16, 64, "12.6", "12.6")
+    write_engine(root, key, "act", b"engine bytes", BuildOptions(), {})
+    # Jetson memory is shared with the system: a few hundred MB more or less is the same device
+    assert engine_key(package, "act", "fp32", "10.3.0", GpuInfo(*[*vars(GPU).values()][:3], 64 * 10**9 - 3 * 10**8,
+                                                                  "12.6", "12.6")) == key
+    for other, field in ((GpuInfo("Orin (nvgpu)", "8.7", 8, 16 * 2**30, "12.6", "12.6"), "sm_count 16 -> 8"),
+                         (GpuInfo("Orin (nvgpu)", "8.7", 16, 64 * 10**9, "12.6", "12.8"), "cuda_driver '12.6' -> '12.8'"),
+                         (GpuInfo("Orin (nvgpu)", "8.7", 16, 64 * 10**9, "12.2", "12.6"), "cuda_runtime")):
+        status = check_engine(root, engine_key(package, "act", "fp32", "10.3.0", other), "act")
+        assert status.state == "stale" and field in status.reason, status.reason
+    # an engine recorded under the key before these fields existed is stale, so `edge build --rebuild` replaces it
+    meta = root / key.directory() / "act.json"
+    record = json.loads(meta.read_text())
+    for name in ("sm_count", "memory_gib", "cuda_runtime", "cuda_driver"):
+        del record["key"][name]
+    meta.write_text(json.dumps(record))
+    status = check_engine(root, key, "act")
+    assert status.state == "stale" and "older cache key" in status.reason

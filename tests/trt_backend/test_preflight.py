@@ -67,3 +67,19 @@ def test_corrupt_validation_samples_write_nothing(package_copy, capsys):
     before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
     assert fp16_main([str(path), "--steps", "1"]) == 2
     assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before  # no fp16/, no staging, same manifest
+
+
+def test_a_record_from_before_the_range_screen_still_loads(package_copy):
+    """The new fields are optional: a preflight record without them (older packages) loads unchanged."""
+    path = package_copy("act_env")
+    preflight(path, steps=1, progress=lambda _m: None)
+    manifest = json.loads((path / "manifest.json").read_text())
+    record = manifest["fp16_preflight"]
+    assert record["range_headroom"] == 2.0 and record["graphs"]["act"]["range"]["tensors"] > 0
+    for key in ("activations", "range_headroom"):
+        del record[key]
+    del record["graphs"]["act"]["range"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    old = load_package(path).manifest.fp16_preflight
+    assert old.range_headroom is None and old.activations is None and old.graphs["act"].range is None
+    assert old.ok and old.graphs["act"].outputs["action"].scaled == record["graphs"]["act"]["outputs"]["action"]["scaled"]

@@ -66,6 +66,7 @@ def test_build_and_run_under_the_precision_rule(probe):
     assert fp16["network_flags"] == (0 if eleven else 2) and fp32["network_flags"] == 0  # 1 << STRONGLY_TYPED(1)
     assert not fp32["tf32"] and not fp16["tf32"]
     assert fp32["check_ok"] and fp16["check_ok"]  # the engine session feeds and reads the right buffers
+    assert "predates the FP16 range screen" in facts["old_preflight"] and "predates" not in fp16["log"]
     assert "act: up to date" in facts["again"]["log"] and facts["again"]["exit"] == 0
     assert facts["workspace"]["exit"] == 2 and "'workspace_mb': 256" in facts["workspace"]["log"]
     assert facts["workspace_rebuild"]["exit"] == 0
@@ -116,6 +117,49 @@ def test_dynamic_engine_is_refused_at_load(probe):
     assert "dynamic shapes" in facts["refused"] and facts["leaked"] == 0
 
 
+def test_timing_cache_rejected_replaced_and_written_after_the_engine(probe):
+    facts = scenario(probe, "timing_cache")
+    for case, why in (("corrupt", "unreadable"), ("mismatch", "another TensorRT version or device")):
+        assert facts[case]["exit"] == 0, facts[case]
+        assert len(facts[case]["messages"]) == 1 and why in facts[case]["messages"][0], facts[case]
+        assert set(facts[case]["after"]) == {"+"}  # replaced by the cache TensorRT returned from an empty one
+    assert facts["none"]["exit"] == 0 and facts["none"]["after"] == "+++"  # get_timing_cache() None: left alone
+    assert len(facts["none"]["messages"]) == 1 and "no timing cache" in facts["none"]["messages"][0]
+    assert "No space left" in facts["engine_write_fails"]["error"] and not facts["engine_write_fails"]["cache_written"]
+    assert facts["build_none"]["exit"] != 0 and "failed to build" in facts["build_none"]["log"]
+    assert not facts["build_none"]["cache_written"]
+    assert facts["rebuilt"]["exit"] == 0 and facts["rebuilt"]["cache"] == "+"
+
+
+def test_auto_falls_back_on_any_engine_load_failure_and_closes_tensorrt(probe):
+    facts = scenario(probe, "fallback")
+    assert facts["tracked"] == {"session_closed": True, "freed": True}
+    for case, why in (("bf16", "numpy cannot hold"), ("renamed", "renamed_output"),
+                      ("cuda_error", "MemoryError: cuMemAlloc failed")):
+        f = facts[case]
+        assert f["session"] == "OrtSession" and f["describe"].startswith("auto -> onnxruntime"), f
+        assert any(why in line and "closed the TensorRT backend" in line for line in f["log"]), f["log"]
+        assert f["freed"] and f["adapter_closed"], f
+
+
+def test_session_lifetimes(probe):
+    facts = scenario(probe, "lifetimes")
+    assert facts["pycuda_gpu"] == ["Test GPU", "8.7", 16, 8 << 30, "12.6", "12.6"]
+    assert facts["pycuda_after_close"].startswith("BackendError: the CUDA adapter (pycuda) is closed")
+    assert facts["missing_feed"].startswith("BackendError") and "missing ['y']" in facts["missing_feed"]
+    assert facts["unknown_feed"].startswith("BackendError") and "unknown ['z']" in facts["unknown_feed"]
+    assert facts["close_error"] == "RuntimeError: cudaFree failed (test)"
+    assert facts["after_failed_free"] == {"closed": True, "device_left": 1, "pinned_left": 0, "streams_left": 0}
+    lock = facts["lock"]
+    assert lock["closed"] and lock["kept_buffers"] and len(lock["warning"]) == 1
+    assert lock["run"] == [[12.0, 24.0, 36.0]]  # the run in progress finished on buffers close() left alone
+    assert "session is closed" in lock["after"]
+    assert "shape-tensor I/O ['x']" in facts["shape_io"]["error"] and facts["shape_io"]["leaked"] == 0
+    assert facts["typed"] == {"out": [[4.0, -10.0, -18.0]], "positive": [[True, False, False]],
+                              "dtypes": ["float32", "bool"]}
+    assert facts["loggers"] == 1  # one trt.Logger for every Builder, OnnxParser and Runtime
+
+
 def test_every_member_used_exists(probe):
     """The members exercised above (a failing lookup already failed its scenario); 11.x never saw FP16."""
     used = set(probe["used"])
@@ -137,5 +181,6 @@ def test_cuda_python_adapter_against_the_real_runtime_module(major):
     assert report["version"].startswith(f"{major}.")
     assert report["no_gpu"].startswith("no usable CUDA Python bindings (cuda-python: BackendError: CUDA runtime error "
                                        "in cudaGetDevice: cudaError")
-    assert report["handle"] == 1234 and report["free_bytes"] == 1 << 30 and report["gpu"] == ["", "0.0"]
-    assert len(report["calls"]) == 11
+    assert report["handle"] == 1234 and report["free_bytes"] == 1 << 30
+    assert report["gpu"] == ["", "0.0", 0, 0, "12.6", "12.8"]  # cudaDeviceProp() defaults; the versions below
+    assert len(report["calls"]) == 13

@@ -4,8 +4,10 @@
 this device (`edge build`) -> ONNX Runtime's TensorRT EP -> its CUDA EP -> its CPU EP, and logs one line
 saying which and why the better ones were skipped (also in `describe()`). It never builds engines, and it
 initialises CUDA only when engines for the installed TensorRT are on disk: a machine without them never
-loads a CUDA library or creates a TensorRT runtime. If TensorRT engines fail to deserialize or to get an
-execution context, the whole package falls back to ONNX Runtime with a logged warning saying why.
+loads a CUDA library or creates a TensorRT runtime. If the TensorRT engines fail to load in any way (deserialize,
+execution context, I/O that does not match the manifest or that numpy cannot hold, a CUDA binding's own error),
+the sessions already loaded and the TensorRT backend are closed and the whole package falls back to ONNX Runtime
+with a logged warning saying why.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge.errors import BackendError
-from edge.runtime.backends.base import Backend, GraphSession
+from edge.errors import BackendError, EdgeError
+from edge.runtime.backends.base import Backend, GraphSession, release_all
 from edge.runtime.backends.engine_cache import cache_root, candidate_versions
 from edge.runtime.package import PolicyPackage
 
@@ -41,11 +43,21 @@ def select_backend(package: PolicyPackage, engine_dir: str | Path | None = None)
                 raise BackendError(f"the engines in {root} were built with TensorRT {', '.join(sorted(versions))}, "
                                    f"this is TensorRT {version}; rebuild them with `edge build {package.path}`")
             backend = TensorRTBackend(engine_dir=engine_dir)
-            backend.precision_for(package)  # raises unless every graph has a fresh engine for this device
-            return backend, skipped
-        except BackendError as exc:
-            skipped.append(f"tensorrt: {exc}")
+        except Exception as exc:  # BackendError, or a CUDA binding's own error while reading the device
+            skipped.append(f"tensorrt: {_why(exc)}")
+        else:
+            try:
+                backend.precision_for(package)  # raises unless every graph has a fresh engine for this device
+                return backend, skipped
+            except BackendError as exc:
+                skipped.append(f"tensorrt: {exc}")
+                backend.close()
     return OnnxRuntimeBackend(), skipped
+
+
+def _why(exc: BaseException) -> str:
+    """An error in words: ours as they are, others (TypeError, pycuda's, cuda-python's) with their type."""
+    return str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
 
 
 class AutoBackend(Backend):
@@ -70,13 +82,16 @@ class AutoBackend(Backend):
             try:
                 for graph in package.manifest.graphs:
                     sessions[graph] = backend.load(package, graph)
-            except BackendError as exc:
-                for session in sessions.values():
-                    session.close()
-                log.warning("backend auto: TensorRT engines for %s did not load (%s); using ONNX Runtime",
-                            package.path, exc)
+            except Exception as exc:  # PackageError from check_io, BackendError, a CUDA binding's own error
+                why = _why(exc)
+                try:
+                    release_all([session.close for session in sessions.values()] + [backend.close])
+                except Exception as close_exc:  # reported, not raised: ONNX Runtime can still run the package
+                    why += f"; closing what it had loaded failed too: {_why(close_exc)}"
+                log.warning("backend auto: TensorRT engines for %s did not load (%s); closed the TensorRT backend, "
+                            "using ONNX Runtime", package.path, why)
                 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-                backend, skipped = OnnxRuntimeBackend(), [*skipped, f"tensorrt: {exc}"]
+                backend, skipped = OnnxRuntimeBackend(), [*skipped, f"tensorrt: {why}"]
             else:
                 self._loaded.update({(package.path, g): s for g, s in sessions.items()})
         self.chosen[package.path], self.skipped[package.path] = backend, skipped

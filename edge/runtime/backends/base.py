@@ -7,6 +7,7 @@ a policy runner never knows which one it talks to.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import numpy as np
 
@@ -67,3 +68,12 @@ def check_io(graph: str, spec: GraphSpec, actual_inputs: dict[str, list], actual
             if list(actual[t.name]) != list(t.shape):
                 raise PackageError(f"graph {graph!r}: {kind} {t.name!r} has shape {list(actual[t.name])} in the "
                                    f"ONNX file but {t.shape} in the manifest")
+
+
+def release_all(steps: list[Callable[[], None]]) -> None:
+    """Run every step, each in its own try/finally: one failing still runs the rest (its error propagates)."""
+    if steps:
+        try:
+            steps[0]()
+        finally:
+            release_all(steps[1:])

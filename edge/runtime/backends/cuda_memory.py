@@ -35,10 +35,22 @@ INSTALL_HINT = ("pip install 'cuda-python>=12.6,<13' for CUDA 12 (JetPack 6), or
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """The GPU engines are built for: its name and compute capability ("8.7" on Orin)."""
+    """The GPU engines are built for: name, compute capability ("8.7" on Orin), and what tells two devices of the
+    same name apart (an Orin NX from an AGX): SM count, total memory in bytes (on a Jetson the shared system
+    memory), CUDA runtime and driver versions ("12.6")."""
 
     name: str
     compute_capability: str
+    sm_count: int = 0
+    total_memory: int = 0
+    cuda_runtime: str = ""
+    cuda_driver: str = ""
+
+
+def cuda_version(encoded: int) -> str:
+    """CUDA's integer version (1000 * major + 10 * minor, as cudaRuntimeGetVersion and cuDriverGetVersion give it)
+    as "major.minor"."""
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"
 
 
 class CudaMemory(ABC):
@@ -122,7 +134,10 @@ class CudaPythonMemory(CudaMemory):
     def gpu(self) -> GpuInfo:
         props = self._call(self._rt.cudaGetDeviceProperties(self._device), "cudaGetDeviceProperties")
         name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
-        return GpuInfo(name, f"{props.major}.{props.minor}")
+        runtime = self._call(self._rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")
+        driver = self._call(self._rt.cudaDriverGetVersion(), "cudaDriverGetVersion")
+        return GpuInfo(name, f"{props.major}.{props.minor}", int(props.multiProcessorCount), int(props.totalGlobalMem),
+                       cuda_version(int(runtime)), cuda_version(int(driver)))
 
     def stream(self) -> Any:
         return self._call(self._rt.cudaStreamCreate(), "cudaStreamCreate")
@@ -183,6 +198,8 @@ class PycudaMemory(CudaMemory):
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
+        if self._context is None:
+            raise BackendError("the CUDA adapter (pycuda) is closed: its primary context was released")
         self._context.push()
         try:
             yield
@@ -193,7 +210,10 @@ class PycudaMemory(CudaMemory):
         with self.activate():
             dev = self._cuda.Context.get_device()
             major, minor = dev.compute_capability()
-            return GpuInfo(dev.name(), f"{major}.{minor}")
+            runtime = ".".join(map(str, self._cuda.get_version()[:2]))  # the CUDA pycuda was built with
+            return GpuInfo(dev.name(), f"{major}.{minor}",
+                           int(dev.get_attribute(self._cuda.device_attribute.MULTIPROCESSOR_COUNT)),
+                           int(dev.total_memory()), runtime, cuda_version(int(self._cuda.get_driver_version())))
 
     def stream(self) -> Any:
         return self._cuda.Stream()

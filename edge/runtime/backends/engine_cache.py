@@ -1,7 +1,11 @@
 """Where TensorRT engines live beside a package, what they are keyed by, and whether one may be used.
 
 An engine only runs on the TensorRT version and GPU it was built with, in the precision it was
-built for, from the exact ONNX bytes it was parsed from. Layout:
+built for, from the exact ONNX bytes it was parsed from. The GPU is its name and compute capability plus
+what tells two devices of the same name apart: SM count, total memory rounded up to a power of two GiB (a
+Jetson's memory is shared with the system, so the exact figure moves with carve-outs; its modules come in 4, 8,
+16, 32 and 64 GB), CUDA runtime and driver versions. The bindings expose no
+getInferLibVersion, so TensorRT is `tensorrt.__version__`. Layout:
 
     <engine dir>/trt<version>_<gpu>_sm<cc>_<precision>/<graph>.engine   the serialized engine
                                                       /<graph>.json     its EngineKey, build options, sha256
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import time
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import BackendError
+from edge.runtime.backends.cuda_memory import GpuInfo
 from edge.runtime.files import write_atomic
 from edge.runtime.package import PolicyPackage, sha256_file
 
@@ -58,6 +64,10 @@ class EngineKey:
     precision: str
     onnx_sha256: str
     builder_flags: str
+    sm_count: int | None = None  # None: recorded by an older key (such an engine is stale)
+    memory_gib: int | None = None
+    cuda_runtime: str | None = None
+    cuda_driver: str | None = None
 
     def directory(self) -> str:
         """The per-device, per-precision folder name (the ONNX hash is checked from the .json)."""
@@ -136,10 +146,18 @@ def engine_source(package: PolicyPackage, graph: str, precision: str) -> tuple[P
     return package.graph_path(graph), package.manifest.graphs[graph].sha256
 
 
-def engine_key(package: PolicyPackage, graph: str, precision: str, tensorrt_version: str, gpu: str,
-               compute_capability: str) -> EngineKey:
-    return EngineKey(tensorrt_version, gpu, compute_capability, precision, engine_source(package, graph, precision)[1],
-                     builder_flags(precision, tensorrt_version))
+DEVICE_FIELDS = ("sm_count", "memory_gib", "cuda_runtime", "cuda_driver")  # added to the key after its first version
+
+
+def engine_key(package: PolicyPackage, graph: str, precision: str, tensorrt_version: str, gpu: GpuInfo) -> EngineKey:
+    return EngineKey(tensorrt_version, gpu.name, gpu.compute_capability, precision,
+                     engine_source(package, graph, precision)[1], builder_flags(precision, tensorrt_version),
+                     gpu.sm_count, memory_class(gpu.total_memory), gpu.cuda_runtime, gpu.cuda_driver)
+
+
+def memory_class(total_bytes: int) -> int:
+    """Total memory rounded up to a power of two GiB: 61.4 GiB reported by a 64 GB AGX Orin -> 64."""
+    return 1 << max(0, math.ceil(math.log2(max(total_bytes, 1) / (1 << 30))))
 
 
 def candidate_versions(root: Path, graphs: list[str]) -> set[str]:
@@ -175,6 +193,9 @@ def check_engine(root: Path, key: EngineKey, graph: str, options: BuildOptions |
         built = EngineKey(**recorded["key"])
     except (ValueError, KeyError, TypeError) as exc:
         return EngineStatus(graph, "stale", engine, f"{meta} is unreadable ({exc})")
+    if any(getattr(built, f) is None for f in DEVICE_FIELDS):
+        return EngineStatus(graph, "stale", engine, f"engine {engine} has an older cache key (without the GPU's SM "
+                                                    "count, memory and CUDA versions)")
     if built != key:
         diff = [f"{f.name} {getattr(built, f.name)!r} -> {getattr(key, f.name)!r}"
                 for f in dataclasses.fields(key) if getattr(built, f.name) != getattr(key, f.name)]

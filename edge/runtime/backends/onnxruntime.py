@@ -31,14 +31,33 @@ PREFERENCE = (TRT_EP, CUDA_EP, CPU_EP)
 ORT_ENGINE_DIR = "ort-tensorrt"
 ORT_HINT = ("on a Jetson install NVIDIA's onnxruntime-gpu wheel for your JetPack (CUDA and TensorRT providers), or "
             "`pip install onnxruntime` for the CPU only; elsewhere `pip install onnxruntime`")
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")  # "# R36 (release), REVISION: 4.0, ..." on every JetPack image
+# Jetson Linux major release -> the Jetson AI Lab index with onnxruntime-gpu built for that JetPack (unverified on a
+# Jetson: the index is NVIDIA's community one, https://pypi.jetson-ai-lab.io).
+JETPACK_ORT_INDEX = {36: ("JetPack 6", "https://pypi.jetson-ai-lab.io/jp6/cu126")}
+
+
+def ort_install_hint(tegra_release: Path = TEGRA_RELEASE) -> str:
+    """What to install when no onnxruntime is importable: on a Jetson whose JetPack is known, the one command for
+    it (setup.py leaves the CPU build out there); elsewhere the general advice."""
+    try:
+        line = tegra_release.read_text(encoding="utf-8", errors="replace").splitlines()[0]
+        major = int(line.split("R", 1)[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return ORT_HINT
+    if major not in JETPACK_ORT_INDEX:
+        return f"this Jetson runs Jetson Linux R{major}: {ORT_HINT}"
+    jetpack, index = JETPACK_ORT_INDEX[major]
+    return f"this Jetson runs {jetpack} (Jetson Linux R{major}); fix: `pip install onnxruntime-gpu --index-url {index}`"
 
 
 def import_onnxruntime() -> Any:
-    """The onnxruntime module, or BackendError saying which distribution to install (setup.py leaves it out on aarch64)."""
+    """The onnxruntime module, or BackendError saying which distribution to install (setup.py leaves it out on a
+    Jetson)."""
     try:
         import onnxruntime
     except ImportError as exc:
-        raise BackendError(f"no onnxruntime is importable ({exc}): {ORT_HINT}") from None
+        raise BackendError(f"no onnxruntime is importable ({exc}): {ort_install_hint()}") from None
     return onnxruntime
 
 

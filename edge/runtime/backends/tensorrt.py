@@ -1,7 +1,9 @@
 """TensorRT backend: runs engines built for this device by `edge build` (trt_builder.py); never builds.
 
 Each graph becomes an `EngineSession` (trt_session.py) holding its device memory until `close()`; the
-backend's own `close()` releases the TensorRT runtime and the CUDA adapter after the sessions are closed.
+backend tracks the sessions it made, and its own `close()` closes those still open, then releases the TensorRT
+runtime and the CUDA adapter. One trt.Logger serves every builder, parser and runtime of the process: TensorRT
+10 requires the logger to outlive everything made with it.
 Engines are chosen per package under the precision rule in engine_cache.py. Written to NVIDIA's
 TensorRT 10.x/11.x Python API, checked against the real binding wheels on CPU (tests/trt_backend);
 running it needs a GPU (tests/gpu). See docs/tensorrt.md for what ran where.
@@ -9,11 +11,12 @@ running it needs a GPU (tests/gpu). See docs/tensorrt.md for what ran where.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from types import ModuleType
 
 from edge.errors import BackendError
-from edge.runtime.backends.base import Backend, GraphSession, check_io
+from edge.runtime.backends.base import Backend, GraphSession, check_io, release_all
 from edge.runtime.backends.cuda_memory import INSTALL_HINT, CudaMemory, GpuInfo, cuda_memory
 from edge.runtime.backends.engine_cache import (
     PRECISIONS,
@@ -43,6 +46,12 @@ def import_tensorrt() -> ModuleType:
     return tensorrt
 
 
+@functools.lru_cache(maxsize=None)
+def shared_logger(trt: ModuleType) -> object:
+    """The process's one trt.Logger (warnings and errors) for this TensorRT module, kept alive for good."""
+    return trt.Logger(trt.Logger.WARNING)
+
+
 class TensorRTBackend(Backend):
     """Runs prebuilt engines. precision "auto" takes FP16 engines when all are fresh, else FP32 ones.
 
@@ -60,7 +69,8 @@ class TensorRTBackend(Backend):
         self.gpu: GpuInfo = self._memory.gpu()
         self.precision = precision
         self.engine_dir = engine_dir
-        self._runtime = self._trt.Runtime(self._trt.Logger(self._trt.Logger.WARNING))
+        self._runtime = self._trt.Runtime(shared_logger(self._trt))
+        self._sessions: list[EngineSession] = []  # every session made, closed by close() if still open
         self._chosen: dict[Path, tuple[str, dict[str, EngineStatus]]] = {}  # package -> precision, engines
 
     @property
@@ -75,8 +85,7 @@ class TensorRTBackend(Backend):
     def statuses(self, package: PolicyPackage, precision: str) -> dict[str, EngineStatus]:
         """Engine status of every graph of `package` for this device and `precision`."""
         root = cache_root(package, self.engine_dir)
-        return {g: check_engine(root, engine_key(package, g, precision, self.version, self.gpu.name,
-                                                 self.gpu.compute_capability), g)
+        return {g: check_engine(root, engine_key(package, g, precision, self.version, self.gpu), g)
                 for g in package.manifest.graphs}
 
     def precision_for(self, package: PolicyPackage) -> str:
@@ -116,12 +125,21 @@ class TensorRTBackend(Backend):
         except BaseException:
             session.close()
             raise
+        self._sessions = [s for s in self._sessions if not s.closed] + [session]
         return session
 
     def close(self) -> None:
-        """Release the TensorRT runtime and the CUDA adapter; close the sessions it loaded first. Idempotent."""
+        """Close the sessions it made that are still open, then release the TensorRT runtime and the CUDA adapter,
+        each even if the one before failed. Idempotent."""
         if self._runtime is None:
             return
-        with self._memory.activate():
-            self._runtime = None
-        self._memory.close()
+        sessions, self._sessions = self._sessions, []
+
+        def drop_runtime() -> None:
+            try:
+                with self._memory.activate():
+                    self._runtime = None
+            finally:
+                self._runtime = None
+
+        release_all([s.close for s in sessions] + [drop_runtime, self._memory.close])

@@ -45,7 +45,9 @@ from edge.runtime.package.manifest import (
     Fp16Graph,
     Fp16OutputError,
     Fp16Preflight,
+    Fp16Range,
     Fp16Step,
+    Fp16Tensor,
     GraphSpec,
     Manifest,
     Normalization,
@@ -66,8 +68,9 @@ from edge.runtime.package.sections import (
 
 __all__ = [
     "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "sha256_file", "write_manifest",
-    "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "DatasetInfo", "TensorSpec", "GraphSpec", "Source",
-    "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step",
+    "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "DatasetInfo", "TensorSpec",
+    "GraphSpec", "Source", "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step", "Fp16Range",
+    "Fp16Tensor",
     "PolicySection", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",
     "manifest_from_dict", "parse_field", "check_manifest", "check_chunking", "check_normalization", "check_inside",
     "MANIFEST_NAME", "MANIFEST_FORMAT", "MANIFEST_VERSION", "MAX_OPSET", "NORM_MODES", "MODE_STATS", "STATISTICS",

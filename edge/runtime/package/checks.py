@@ -189,14 +189,22 @@ def _check_fp16(m: Manifest) -> None:
     if f is None:
         return
     check_finite(f.tolerance, "fp16_preflight.tolerance", positive=True)
+    if f.range_headroom is not None and not (math.isfinite(f.range_headroom) and f.range_headroom >= 1):
+        raise PackageError(f"{field_ref('fp16_preflight.range_headroom')} is {f.range_headroom!r}; it must be >= 1")
     for name, g in f.graphs.items():
         if name not in m.graphs:
             raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}')}: the package has no graph {name!r}")
         check_inside(g.file, f"fp16_preflight.graphs.{name}.file")
         check_digest(g.sha256, f"fp16_preflight.graphs.{name}.sha256")
+        r = g.range
+        if r is not None and (min(r.tensors, r.runs, r.over_limit_count) < 0 or not 0 <= r.below_normal_share <= 1
+                              or len(r.over_limit) > r.over_limit_count):
+            raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}.range')} is inconsistent: counts must be "
+                               ">= 0, over_limit lists at most over_limit_count tensors, below_normal_share in [0, 1]")
 
 
 def _check_dataset(m: Manifest) -> None:
+    """The optional dataset section: fps within 1..MAX_FPS, names non-empty, unique, one per state/action element."""
     d = m.dataset
     if d is None:
         return
@@ -205,7 +213,11 @@ def _check_dataset(m: Manifest) -> None:
     state = next((i for i in m.inputs if i.kind == "state"), None)
     for name, names, dim in (("state_names", d.state_names, None if state is None else int(np.prod(state.shape))),
                              ("action_names", d.action_names, m.action.dim)):
-        if names is not None and dim is not None and len(names) != dim:
+        if names is None:
+            continue
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise PackageError(f"{field_ref(f'dataset.{name}')} must be non-empty, unique names, got {names}")
+        if dim is not None and len(names) != dim:
             raise PackageError(f"{field_ref(f'dataset.{name}')} has {len(names)} names for {dim} values")
 
 

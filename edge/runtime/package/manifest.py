@@ -116,11 +116,36 @@ class Validation:
 
 @dataclass
 class Fp16OutputError:
-    """FP16 vs FP32 on one output over the validation samples; `scaled` = max_abs / max(1, ref_max_abs)."""
+    """FP16 vs FP32 on one output over the validation samples; `scaled` = max_abs / max(1, ref_max_abs). With
+    `Fp16Preflight.activations` set, the error includes activation rounding (simulated); without, weights only."""
 
     max_abs: float
     ref_max_abs: float
     scaled: float
+
+
+@dataclass
+class Fp16Tensor:
+    """One tensor the FP16 graph holds in FP16: its name, the node and op making it, its max |x| in FP32."""
+
+    tensor: str
+    node: str
+    op: str
+    max_abs: float
+
+
+@dataclass
+class Fp16Range:
+    """The range screen of one graph: every FP16-held tensor over `runs` FP32 runs (validation samples and policy
+    steps), against `limit` = 65504 / headroom; `below_normal_share` of the non-zero values are below 6.1e-5."""
+
+    tensors: int
+    runs: int
+    limit: float
+    largest: Fp16Tensor | None
+    over_limit_count: int
+    over_limit: list[Fp16Tensor]
+    below_normal_share: float
 
 
 @dataclass
@@ -131,6 +156,7 @@ class Fp16Graph:
     sha256: str
     conversion: dict[str, Any]
     outputs: dict[str, Fp16OutputError]
+    range: Fp16Range | None = None  # absent in packages made before the range screen
 
 
 @dataclass
@@ -156,6 +182,8 @@ class Fp16Preflight:
     onnxruntime: str
     provider: str
     created: str
+    activations: str | None = None  # how activations were rounded; absent: not at all (weights only)
+    range_headroom: float | None = None  # the range screen's headroom; absent: no range screen
 
 
 @dataclass

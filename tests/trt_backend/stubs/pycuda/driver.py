@@ -41,6 +41,12 @@ class _Device:
     def compute_capability(self) -> tuple[int, int]:
         return (8, 7)
 
+    def get_attribute(self, attribute: Any) -> int:
+        return {device_attribute.MULTIPROCESSOR_COUNT: fake_gpu.GPU.sm_count}[attribute]
+
+    def total_memory(self) -> int:
+        return fake_gpu.GPU.total_memory
+
     def retain_primary_context(self) -> "Context":
         return Context(self)
 
@@ -67,13 +73,26 @@ class Context:
         return _stack()[-1]._device
 
 
+class device_attribute:  # noqa: N801 (pycuda's name)
+    MULTIPROCESSOR_COUNT = 16
+
+
+def get_version() -> tuple[int, int, int]:
+    return (12, 6, 0)  # the CUDA pycuda was compiled with
+
+
+def get_driver_version() -> int:
+    return 12060
+
+
 class Stream:
     def __init__(self, flags: int = 0) -> None:
         _need_context("cuStreamCreate")
-        self.handle = 7
+        self.handle = fake_gpu.stream_create()
 
     def synchronize(self) -> None:
         _need_context("cuStreamSynchronize")
+        fake_gpu.stream_sync(self.handle)
 
 
 class DeviceAllocation:
@@ -90,7 +109,7 @@ class DeviceAllocation:
 
 class HostAllocation(bytearray):
     def free(self) -> None:
-        fake_gpu.PINNED.discard(id(self))
+        fake_gpu.PINNED.pop(id(self), None)
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
@@ -107,15 +126,18 @@ def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
     _need_context("cuMemHostAlloc")
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     allocation = HostAllocation(max(1, nbytes))
-    fake_gpu.PINNED.add(id(allocation))
+    fake_gpu.PINNED[id(allocation)] = allocation
     return np.ndarray(shape, dtype, buffer=allocation)
 
 
 def memcpy_htod_async(dest: int, src: np.ndarray, stream: Stream | None = None) -> None:
     _need_context("cuMemcpyHtoDAsync")
-    fake_gpu.write(int(dest), src)
+    fake_gpu.enqueue(stream.handle, lambda: fake_gpu.write(int(dest), src))
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src: int, stream: Stream | None = None) -> None:
     _need_context("cuMemcpyDtoHAsync")
-    dest[...] = fake_gpu.read(int(src), dest.shape, dest.dtype)
+
+    def copy() -> None:
+        dest[...] = fake_gpu.read(int(src), dest.shape, dest.dtype)
+    fake_gpu.enqueue(stream.handle, copy)
