@@ -1,13 +1,11 @@
 """`edge run --robot robot.yaml|koch|omx --policy <package> [--hz 50] [--async] [--duration S] [--summary F]`.
 
-<<<<<<< HEAD
-`--server grpc://host:8001 [--server-timeout-ms T]` plans every chunk on a policy server (`edge serve`) instead
-of running the package's graphs here (edge/robot/remote.py); the local package stays the contract.
-=======
 `--record DIR [--episodes N] [--episode-time-s T] [--reset-time-s R] --task TEXT` runs episodes as lerobot-record
 does and records them as a LeRobot dataset (edge/robot/record/episodes.py); `--display [--display-ip IP
 --display-port P]` streams to a rerun viewer (edge/robot/record/display.py).
->>>>>>> main
+
+`--server grpc://host:8001 [--server-timeout-ms T]` plans every chunk on a policy server (`edge serve`) instead
+of running the package's graphs here (edge/robot/remote.py); the local package stays the contract.
 
 Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
 mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-C (edge/exit_status.py).
@@ -213,12 +211,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_record_arguments(args)
     config = robot_from(args)
-<<<<<<< HEAD
     if args.server is not None:
         return run_remote(args, config)
-=======
     features = parse_features(args.feature)
->>>>>>> main
     with edge.load_policy(args.policy, backend=args.backend) as policy:
         apply_merge(policy, args.merge)
         calibrate_if_missing(config, args)
@@ -264,6 +259,7 @@ def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     try:
         check_merge_rule(planner.package.manifest.policy_type, args.merge)
         planner.connect()
+        calibrate_if_missing(config, args)
         hz = args.hz or config.control_hz
         robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration, loop_hz=hz)

@@ -55,16 +55,10 @@ class DriveOptions:
     display_port: int = 9876
 
 
-<<<<<<< HEAD
 def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None:
-    """The policy must take the robot's joint vector as state, act on every joint, get each camera's frames at its
-    input's exact shape, and have every other input fed by a constant feature of the right shape."""
-=======
-def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
     """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
     the package has them: another order is mapped, other names refused), get each camera's frames at its input's
     exact shape, and have every other input fed by a constant feature of the right shape."""
->>>>>>> main
     manifest, config = policy.package.manifest, robot.config
     inputs = {i.name: i for i in manifest.inputs}
     state = inputs.get(config.features.state)
@@ -196,11 +190,7 @@ def _loop(robot: Robot, executor: Executor, options: DriveOptions, telemetry: Te
 
             cameras = {name: tuple(cam.shape) for name, cam in robot.cameras.items()}
             record_episodes(robot, executor, options.hz, telemetry, tick, options.record, cameras,
-<<<<<<< HEAD
-                            robot.config.position_names, display)
-=======
                             robot.position_names, display)
->>>>>>> main
 
 
 def status_line(record: TickRecord, hz: float) -> None:
@@ -241,8 +231,6 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     check_outputs(options, robot)
     check_compatible(policy, robot)
     hz = policy_rate(policy, options.hz)
-    remote = isinstance(policy, RemotePlanner)
-    watch = None
     if options.asynchronous:
         delay = measure_delay(policy, hz)
         executor = AsyncExecutor(policy, merge=options.merge, period_s=1.0 / hz, delay_ticks=delay)
@@ -252,16 +240,13 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
-<<<<<<< HEAD
+    remote = isinstance(policy, RemotePlanner)
+    watch = None
     if remote:  # outermost: a lost server is a safety reaction at once, no goal after it; late chunks are counted
         executor = watch = ServerWatch(executor, policy, robot)
-    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras))
+    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
     where = policy.describe() if remote else policy.backend.describe()
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "
-=======
-    telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
-    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
->>>>>>> main
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
 
@@ -292,14 +277,11 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                 sys.stderr.write("\n")
         summary = telemetry.summary()
         print(format_summary(summary))
-<<<<<<< HEAD
         if watch is not None:
             print(watch.summary())
-=======
         breakdown = robot.safety_breakdown()
         if breakdown:
             print("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
->>>>>>> main
         if options.summary_path is not None:
             Path(options.summary_path).write_text(json.dumps(summary, indent=2))
         print(how_it_ended(robot, ended))
