@@ -157,8 +157,11 @@ def run_calibration(bus: Bus, robot: RobotConfig | BusConfig, stdin: TextIO, std
         if differences:
             raise CalibrationError("servos did not keep the calibration: " + "; ".join(differences))
         save_calibration(new, robot.calibration)
-    except BaseException:
+    except BaseException:  # an error, Ctrl-C, SIGTERM, SIGHUP: the servos get back what they held
         write_servo_calibration(bus, previous)
+        stdout.write(f"servos restored to their previous calibration ({', '.join(names)}: Homing_Offset, "
+                     "Min/Max_Position_Limit)\n")
+        stdout.flush()
         raise
     stdout.write(f"Calibration written to the servos ({', '.join(names)}) and to {robot.calibration}\n")
     return new

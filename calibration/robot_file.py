@@ -7,6 +7,8 @@ registers, baud rates, watchdog bounds) come from firmware_bridge.tables, the re
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,18 @@ def load_robot_config(path: str | Path, robot_id: str | None = None) -> RobotCon
         raise RobotConfigError(f"{path}: {exc}") from None
 
 
+def device_of(port: str) -> tuple[str, object]:
+    """What identifies the device behind `port`: the character device's number when it exists (a symlink, a
+    /dev/serial/by-id name and the tty itself agree), else the path with its symlinks resolved."""
+    try:
+        st = os.stat(port)
+        if stat.S_ISCHR(st.st_mode):
+            return ("device", st.st_rdev)
+    except OSError:
+        pass
+    return ("path", os.path.realpath(port))
+
+
 def robot_config_from_dict(data: Any, base_dir: str | Path = ".", robot_id: str | None = None,
                            legacy_calibration: Path | None = None) -> RobotConfig:
     """Build a RobotConfig from decoded YAML; relative paths (calibration, video files) are taken from `base_dir`.
@@ -87,9 +101,13 @@ def robot_config_from_dict(data: Any, base_dir: str | Path = ".", robot_id: str 
         top.check_keys(required=("port", "baudrate", "motors", *common), optional=(*optional, "calibration"))
         buses = (_bus(top, "", place),)
     joints = [bus.joint_name(m.name) for bus in buses for m in bus.motors]
-    ports = [bus.port for bus in buses]
-    if len(set(ports)) != len(ports):
-        raise RobotConfigError(f"field 'buses': two buses share a port ({', '.join(ports)})")
+    devices: dict[tuple[str, object], str] = {}
+    for bus in buses:  # a by-id link and its tty are one port: two owners would write under each other
+        other = devices.get(key := device_of(bus.port))
+        if other is not None:
+            same = bus.port if other == bus.port else f"{other} and {bus.port} are the same device"
+            raise RobotConfigError(f"field 'buses': two buses share a port ({same}); one bus per serial port")
+        devices[key] = bus.port
     if len(set(joints)) != len(joints):
         raise RobotConfigError(f"field 'buses': joint names collide ({', '.join(joints)})")
     control_hz = top.number("control_hz", positive=True)

@@ -1,7 +1,7 @@
 """`edge` command line: one sub-command per module in edge/commands (each has add_parser and run).
 
 Errors reach the user as one line and an exit status from edge/exit_status.py, the mapping every
-command line shares; commands just raise.
+command line shares; commands just raise. SIGTERM and SIGHUP interrupt every command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 import edge.commands
-from edge.exit_status import run_command
+from edge.exit_status import run_command, signals_interrupt
 
 __all__ = ["build_parser", "main"]
 
@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit status comes from edge/exit_status.py."""
+    """Run one command; the exit status comes from edge/exit_status.py. SIGTERM and SIGHUP stop it as Ctrl-C does."""
     args = build_parser().parse_args(argv)
-    return run_command(lambda: args._run(args))
+    with signals_interrupt():
+        return run_command(lambda: args._run(args))
 
 
 if __name__ == "__main__":

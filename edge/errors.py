@@ -34,5 +34,9 @@ class PolicyOutputError(EdgeError):
     """A graph produced a non-finite action; the message names the step and the action index."""
 
 
+class ResultsNotWritten(EdgeError):
+    """A run completed (the arm moved) but a result file (summary, telemetry) could not be written."""
+
+
 class PolicyServerError(EdgeError):
     """The policy server is unreachable, gave no chunk in time, or answered for another package."""

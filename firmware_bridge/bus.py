@@ -24,6 +24,7 @@ from firmware_bridge.errors import FirmwareBridgeError, RequestError
 from firmware_bridge.protocol import (
     BROADCAST_ID,
     PacketReader,
+    PortBusy,
     StuffingPacketHandler,
     TimedPortHandler,
     latency_timer_file,
@@ -41,7 +42,7 @@ class BusError(FirmwareBridgeError, RuntimeError):
     def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
         self.motors = tuple(motors)
         self.cause = cause
-        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}")
+        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}" if self.motors else f"{what}: {cause}")
 
 
 class _Transient(Exception):
@@ -93,6 +94,8 @@ class DynamixelBus:
         self.use_fast_sync_read = False
         self.stats = BusStats()
         self.latency_timer_ms: int | None = None
+        # Return Delay Time per motor (us), each reply's wait before it is sent: the e-manual's largest until read
+        self.return_delay_us = {name: tables.RETURN_DELAY_MAX_US for name in self.motors}
         self._port: TimedPortHandler | None = None
         self._ph = StuffingPacketHandler()
         self._lock = threading.RLock()
@@ -117,6 +120,8 @@ class DynamixelBus:
         try:
             if not port.setBaudRate(self.baudrate):
                 raise BusError("connect", [], f"cannot set {self.baudrate} bps on {self.port}")
+        except PortBusy as exc:
+            raise BusError("connect", [], exc.strerror) from None
         except OSError as exc:
             raise BusError("connect", [], f"cannot open {self.port}: {exc}") from exc
         self._port = port
@@ -143,6 +148,8 @@ class DynamixelBus:
         if wrong:
             raise BusError("connect", [w.split()[0] for w in wrong], "; ".join(wrong))
         self.firmware = {name: self.read("Firmware_Version", name) for name in self.motors}
+        for name in self.motors:
+            self.return_delay_us[name] = self.read("Return_Delay_Time", name) * tables.RETURN_DELAY_UNIT_US
         self.use_fast_sync_read = all(v >= self.motors[n][1].fast_read_firmware for n, v in self.firmware.items())
 
     def disconnect(self, disable_torque: bool = True) -> None:
@@ -177,8 +184,9 @@ class DynamixelBus:
         """Torque off, write each motor's setup registers in the given order, read them back and compare.
 
         `setup` is `{motor: {register: value}}` (default: Return_Delay_Time 0 on every motor); nothing else is
-        written. Every value is validated before the first write. EEPROM registers are only written torque-off,
-        which this method ensures. Returns what the servos hold afterwards, plus each motor's Operating_Mode.
+        written, except a Startup_Configuration other than 0, which is cleared (see `clear_startup_configuration`).
+        Every value is validated before the first write. EEPROM registers are only written torque-off, which this
+        method ensures. Returns what the servos hold afterwards, plus each motor's Operating_Mode.
         """
         if setup is None:
             setup = {name: {"Return_Delay_Time": 0} for name in self.motors}
@@ -186,6 +194,7 @@ class DynamixelBus:
             for register, value in registers.items():
                 self._encode(register, name, value)
         self.disable_torque()
+        self.clear_startup_configuration()
         for name, registers in setup.items():
             for register, value in registers.items():
                 self.write(register, name, value)
@@ -199,6 +208,22 @@ class DynamixelBus:
             if "Operating_Mode" not in in_force[name]:
                 in_force[name]["Operating_Mode"] = self.read("Operating_Mode", name)
         return in_force
+
+    def clear_startup_configuration(self) -> dict[str, int]:
+        """Startup_Configuration(60) to 0 where the firmware has it (X430 v45+, XL330 v46+), torque off: bit 0
+        (torque on at power-up) and bit 1 (RAM restored from a backup) would make a servo that reset mid-run look
+        as it did before, hiding the reset. Returns {motor: the value found} for the motors it cleared."""
+        cleared = {}
+        for name, (_, model) in self.motors.items():
+            if "Startup_Configuration" not in model.registers or self.firmware.get(name, 0) < model.startup_firmware:
+                continue
+            found = self.read("Startup_Configuration", name)
+            if found:
+                self.write("Startup_Configuration", name, 0)
+                cleared[name] = found
+                logger.warning("%s: Startup_Configuration was %d (%s); cleared, so that a reset servo comes back "
+                               "with torque off and is noticed", name, found, tables.describe_startup(found))
+        return cleared
 
     def enable_torque(self, motors: Iterable[str] | None = None) -> None:
         """Torque on, confirmed by reading Torque_Enable back (a servo in shutdown refuses)."""
@@ -253,6 +278,8 @@ class DynamixelBus:
             self._status(error, motor)
 
         self._transaction(f"write {register}={value}", [motor], attempt)
+        if register == "Return_Delay_Time":
+            self.return_delay_us[motor] = value * tables.RETURN_DELAY_UNIT_US
 
     def reboot(self, motor: str) -> None:
         """REBOOT: clears a hardware-error shutdown; the motor comes back with torque off."""
@@ -344,6 +371,8 @@ class DynamixelBus:
             self._check(result, names)
 
         self._transaction(f"sync write {register}", names, attempt)
+        if register == "Return_Delay_Time":
+            self.return_delay_us.update({n: v * tables.RETURN_DELAY_UNIT_US for n, v in values.items()})
 
     # ---- validation and plumbing ----------------------------------------------------------------
 
@@ -421,6 +450,9 @@ class DynamixelBus:
         with self._lock:
             if self._port is None:
                 raise BusError(what, motors, "bus is not connected")
+            motors = list(motors)
+            # the replies come one after the other, each after its servo's Return Delay Time
+            self._port.reply_delay_ms = sum(self.return_delay_us.get(m, 0) for m in motors) / 1000.0
             failure: _Transient | None = None
             for attempt in range(self.retries + 1):
                 self._port.is_using = False  # an interrupted transaction can leave it stuck

@@ -3,17 +3,22 @@
 The SDK's `txPacket` computes the stuffed packet and then sends the unstuffed one, and its
 `removeStuffing` rewrites the buffer in place while still reading from it. `StuffingPacketHandler`
 replaces both; `TimedPortHandler` sizes reply timeouts from the adapter's real latency timer instead
-of the SDK's fixed 16 ms and waits in `select` rather than spinning.
+of the SDK's fixed 16 ms and the servos' Return Delay Time, waits in `select` rather than spinning, and is the
+port's one owner: it opens with pyserial's exclusive flock and TIOCEXCL, and never reopens on a rate change.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import select
+import termios
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import serial
 from dynamixel_sdk import COMM_PORT_BUSY, COMM_SUCCESS, COMM_TX_ERROR, COMM_TX_FAIL, PortHandler
 from dynamixel_sdk.protocol2_packet_handler import TXPACKET_MAX_LEN, Protocol2PacketHandler
 
@@ -156,17 +161,55 @@ class StuffingPacketHandler(Protocol2PacketHandler):
         return list(packet[:5]) + [new_length & 0xFF, new_length >> 8] + list(body) + list(packet[5 + length : 7 + length])
 
 
+class PortBusy(OSError):
+    """The serial port is held by another program (or another bus of this one): one owner per port."""
+
+
 class TimedPortHandler(PortHandler):
-    """PortHandler whose reply timeout uses the real latency timer, and whose reads block in select."""
+    """PortHandler whose reply timeout uses the real latency timer and the servos' Return Delay Time, whose reads
+    block in select, and which holds its port exclusively (refusing, with `PortBusy`, a port another holds)."""
 
     def __init__(self, port_name: str, latency_ms: float, slack_ms: float) -> None:
         super().__init__(port_name)
         self.latency_ms = latency_ms
         self.slack_ms = slack_ms
+        self.reply_delay_ms = 0.0  # Return Delay Time of the replies the next request waits for, set by the bus
+
+    def setupPort(self, cflag_baud: int) -> bool:  # noqa: N802 (SDK name)
+        """Open the port once, exclusively; a later rate change reconfigures the open port (the SDK's reopens it,
+        which would let another program in between)."""
+        if self.is_open:
+            self.ser.baudrate = self.baudrate
+        else:
+            try:
+                self.ser = serial.Serial(port=self.port_name, baudrate=self.baudrate, bytesize=serial.EIGHTBITS,
+                                         timeout=0, exclusive=True)
+            except serial.SerialException as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EBUSY):
+                    raise PortBusy(exc.errno, held_message(self.port_name)) from None
+                raise OSError(exc.errno or errno.EIO, str(exc)) from None
+            try:  # every other non-root open now fails with EBUSY (flock only stops other flock users)
+                fcntl.ioctl(self.ser.fileno(), termios.TIOCEXCL)
+            except OSError:
+                pass  # not a tty that supports it
+            self.is_open = True
+            self.ser.reset_input_buffer()
+        self.tx_time_per_byte = (1000.0 / self.baudrate) * 10.0
+        return True
+
+    def closePort(self) -> None:  # noqa: N802 (SDK name)
+        """Release the port: exclusivity off first (a tty keeps it while another holds it open, as the emulator
+        holds its pty), then close, which also drops the flock."""
+        try:
+            fcntl.ioctl(self.ser.fileno(), termios.TIOCNXCL)
+        except (OSError, ValueError):
+            pass
+        super().closePort()
 
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
-        self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + self.slack_ms
+        self.packet_timeout = (self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + self.reply_delay_ms
+                               + self.slack_ms)
 
     def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
         if not self.ser.in_waiting:
@@ -204,3 +247,48 @@ def usb_latency_timer_ms(port: str, sysfs: Path = USB_SERIAL_SYSFS) -> int | Non
         return int(latency_timer_file(port, sysfs).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def port_holders(port: str, proc: Path = Path("/proc")) -> list[int]:
+    """Process ids that hold `port`: the owner of a flock on it (/proc/locks), else any other process with it open
+    (/proc/<pid>/fd, only the processes this user may inspect)."""
+    try:
+        st = os.stat(port)
+    except OSError:
+        return []
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    mine = os.getpid()
+    try:
+        locks = (proc / "locks").read_text().splitlines()
+    except OSError:
+        locks = []
+    holders = sorted({int(f[4]) for f in (line.split() for line in locks)
+                      if len(f) > 5 and f[1] == "FLOCK" and f[5] == inode})
+    if holders:
+        return holders
+    target = os.path.realpath(port)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == mine:
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                holders.append(int(entry.name))
+        except OSError:
+            continue
+    return sorted(holders)
+
+
+def held_message(port: str) -> str:
+    """"/dev/ttyUSB0 is in use by pid 4242 (python -m edge run ...)": who holds a port that would not open."""
+    described = []
+    for pid in port_holders(port):
+        if pid == os.getpid():
+            described.append(f"this program (pid {pid}: another bus on the same port?)")
+            continue
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            command = ""
+        described.append(f"pid {pid}" + (f" ({command})" if command else ""))
+    who = ", ".join(described) if described else "another program (its pid is not visible here)"
+    return f"{port} is in use by {who}; one program at a time may own a servo bus"

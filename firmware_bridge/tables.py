@@ -87,6 +87,7 @@ class Model:
     current_unit_ma: float | None  # Present/Goal_Current unit; None: no current sensing (Present_Load, 0.1 %)
     page: str  # e-manual page the table was taken from
     fast_read_firmware: int  # first firmware with FAST SYNC/BULK READ (protocol2.md: X430/540 v45, X330 v46)
+    startup_firmware: int = 45  # first firmware with Startup_Configuration(60): v45, XL330/XC330 v46
     resolution: int = TICKS_PER_TURN  # encoder ticks per turn
 
     @property
@@ -94,6 +95,12 @@ class Model:
         """Bytes of control table (one past the last register)."""
         return max(r.address + r.size for r in self.registers.values())
 
+
+# Return_Delay_Time(9): 0..254 in 2 us units (factory 250 = 0.5 ms): each reply waits that long before it is sent.
+RETURN_DELAY_UNIT_US = 2
+RETURN_DELAY_MAX_US = 254 * RETURN_DELAY_UNIT_US
+# Startup_Configuration(60) bits (startup_configuration.md): applied at power-up and reboot.
+STARTUP_TORQUE_ON, STARTUP_RAM_RESTORE = 0x01, 0x02
 
 MAX_ID = 252  # ID(7): 0 ~ 252; 253 is reserved and 254 (0xFE) is the broadcast ID
 EXTENDED_POSITION = 1_048_575  # Goal_Position in extended / current-based position mode: +-256 turns
@@ -201,7 +208,8 @@ def _model(name: str, number: int, modes: tuple[int, ...], volts: int, motor: Mo
     regs["Goal_Velocity"] = replace(regs["Goal_Velocity"], min=-velocity_limit, max=velocity_limit)
     table = dict(sorted(regs.items(), key=lambda item: item[1].address))
     return Model(name, number, modes, table, volts, motor, current_unit_ma, page,
-                 fast_read_firmware=46 if name.startswith("xl330") else 45)
+                 fast_read_firmware=46 if name.startswith("xl330") else 45,
+                 startup_firmware=46 if name.startswith("xl330") else 45)
 
 
 OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
@@ -285,6 +293,12 @@ ERR_NAMES = {ERR_RESULT_FAIL: "result fail", ERR_INSTRUCTION: "instruction error
 def describe_hw_error(bits: int) -> str:
     """'overload, overheating' for a Hardware Error Status value."""
     return ", ".join(name for bit, name in HW_ERROR_NAMES.items() if bits & bit) or "none"
+
+
+def describe_startup(value: int) -> str:
+    """'startup torque on, RAM restore' for a Startup_Configuration value."""
+    names = {STARTUP_TORQUE_ON: "startup torque on", STARTUP_RAM_RESTORE: "RAM restore"}
+    return ", ".join(name for bit, name in names.items() if value & bit) or "none"
 
 
 def describe_status_error(err: int) -> str:

@@ -19,7 +19,8 @@ import numpy as np
 
 import edge
 from edge.commands.run import add_loop_arguments, apply_merge, options_from
-from edge.errors import CLIError
+from edge.errors import CLIError, ResultsNotWritten
+from edge.runtime.files import check_writable, write_atomic
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
 from edge.sim.tracker import ReachTracker, describe
 
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm
     from edge.sim.rendered_camera import SimCamera
 
+    if args.outcome is not None:
+        check_writable(args.outcome, "--outcome")
     packages = bundled()
     if args.package is not None:
         package = args.package
@@ -105,5 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if args.outcome is not None:
         task = {"seed": args.seed, "policy": args.policy if args.package is None else str(args.package), **outcome,
                 "scene": {k: getattr(scene, k).tolist() for k in ("start", "target", "obstacle")}}
-        Path(args.outcome).write_text(json.dumps(task, indent=2))
+        try:
+            write_atomic(Path(args.outcome), json.dumps(task, indent=2))
+        except OSError as exc:
+            raise ResultsNotWritten(f"outcome {args.outcome} not written: {exc.strerror or exc} "
+                                    "(the episode itself completed)") from None
     return 0

@@ -1,7 +1,7 @@
 """`edge emulate`: serve an emulated chain of Dynamixel X-series servos on a pty until Ctrl-C.
 
 `--hand` moves every torque-off joint as a person calibrating the arm would; `--fault ID:KIND@START[+DURATION]`
-(repeatable) rehearses a lost, slow or failing servo without writing Python. `--robot FILE|koch|omx` emulates
+(repeatable) rehearses a lost, slow, failing or browned-out (`reset`) servo without writing Python. `--robot FILE|koch|omx` emulates
 exactly the chain(s) a robot file names, one pty per bus.
 """
 
@@ -37,9 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "firmware_bridge/emulator/physics.py)")
     parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
                         help="inject a fault, repeatable: KIND drop_reply, corrupt_crc, delay:MS, vanish, overload, "
-                             "overheat; START in seconds from the first connection (the first bytes a host sends), "
-                             "not from when the emulator starts; no DURATION = until the end "
-                             "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5)")
+                             "overheat, reset (power lost for DURATION, default 30 ms, then factory RAM: torque and "
+                             "Bus Watchdog off); START in seconds from the first connection (the first bytes a host "
+                             "sends), not from when the emulator starts; no DURATION = until the end "
+                             "(e.g. --fault 3:vanish@2.0+1.5 --fault 6:overload@5 --fault 2:reset@4)")
     parser.add_argument("--factory-fresh", action="store_true",
                         help=f"servos as they leave the factory: every one at ID {tables.FACTORY_ID} and "
                              f"{tables.FACTORY_BAUDRATE} bps (--servos of them, default 1; two or more collide on "

@@ -24,6 +24,7 @@ from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.base import Backend
+from edge.runtime.files import check_writable
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
@@ -93,6 +94,8 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     """
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
+    if args.json is not None:
+        check_writable(args.json, "--json")
     if args.merge is not None and args.delay_ticks is None:
         raise CLIError("--merge applies to asynchronous execution: give --delay-ticks D as well")
     merge = args.merge or "latest"

@@ -8,7 +8,9 @@ does and records them as a LeRobot dataset (edge/robot/record/episodes.py); `--d
 of running the package's graphs here (edge/robot/remote.py); the local package stays the contract.
 
 Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
-mismatch), 3 ended by a safety reaction or a non-finite policy output, 130 Ctrl-C (edge/exit_status.py).
+mismatch, an output file that could not be written, a port another program holds), 3 ended by a safety reaction
+or a non-finite policy output, 4 ended cleanly but a result file could not be written, 128 + N for signal N
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: each an ordered shutdown) (edge/exit_status.py).
 """
 
 from __future__ import annotations

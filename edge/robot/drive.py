@@ -1,12 +1,14 @@
 """Run a policy on a robot: the glue behind `edge run` and `edge demo`.
 
-Checks that the policy fits the robot (joints, cameras, constant features) and the rates (the servo loop at least
+Checks that the policy fits the robot (joints, cameras, constant features), the rates (the servo loop at least
 the policy's own fps; asynchronously, a chunk latency measured on synthetic observations that one chunk in flight
-can cover) before anything is opened, runs the
-fixed-rate loop with a live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, a safety reaction,
-an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys) when asked; the
-last lines say how the run ended. A safety reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after
-it), Ctrl-C as KeyboardInterrupt, so the CLI can turn them into exit statuses.
+can cover) and that every output file can be written before anything is opened, runs the fixed-rate loop with a
+live status line, and on any exit (end of duration, Ctrl-C, SIGTERM, SIGHUP, a safety reaction, a non-finite
+policy output, an error) leaves the robot released. Prints the summary and writes it (exactly the summary keys)
+when asked; the last line says how the run ended, and is the one place that says why it stopped. A safety
+reaction is re-raised as `SafetyTripped` (also when Ctrl-C comes after it), a signal as KeyboardInterrupt, so the
+CLI can turn them into exit statuses; a result file that could not be written after the arm moved never replaces
+them (`ResultsNotWritten` only after a clean run).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from edge.errors import OptionError, PackageError
+from edge.errors import OptionError, PackageError, PolicyOutputError, ResultsNotWritten
 from edge.robot.chunks import ticks_for
 from edge.robot.control_loop import Executor, LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
@@ -33,6 +35,7 @@ from edge.robot.rate import check_rate
 from edge.robot.remote import RemotePlanner, ServerWatch
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
+from edge.runtime.files import check_writable, write_atomic
 from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.safety import SafetyTripped
 
@@ -153,9 +156,13 @@ def measure_delay(policy: PolicyRunner, policy_hz: float, chunks: int = 4) -> in
 
 
 def check_outputs(options: DriveOptions, robot: Robot) -> None:
-    """Refuse a recording or live view that cannot work before anything is connected (CLIError, exit 2)."""
+    """Refuse an output file that could not be written, a recording or live view that cannot work, before anything
+    is connected (CLIError / OptionError, exit 2)."""
     from edge.errors import CLIError
 
+    for what, path in (("--telemetry", options.telemetry_path), ("--summary", options.summary_path)):
+        if path is not None:
+            check_writable(path, what)
     if options.record is not None:
         from edge.robot.record.episodes import check_recording
 
@@ -211,13 +218,27 @@ def how_it_ended(robot: Robot, ended: BaseException | None) -> str:
     if robot.tripped is not None:
         reaction = robot.config.safety.reaction
         delays = [a.safety.reaction_delay_s for a in robot.arms if a.safety.reaction_delay_s is not None] or [0.0]
+        limp = sorted(m for a in robot.arms for m in a.safety.limp)
         state = ("torque left ON, holding the last safe goal (the Bus Watchdog stops any motion once this process "
                  "is gone); `edge reboot` clears latched hardware errors" if reaction == "hold" else "torque off")
+        if limp:
+            state += f"; no torque on {', '.join(limp)}"
         return (f"stopped by a safety reaction ({reaction}, {max(delays) * 1e3:.0f} ms after the first fault): "
                 f"{robot.tripped}; no rest-pose motion; {state}; port released")
+    if isinstance(ended, PolicyOutputError):
+        return f"stopped: {ended}; torque off, port released"
     if ended is not None:
         return f"interrupted ({ended or 'Ctrl-C'}): torque off, port released"
     return "run complete: torque off, port released"
+
+
+def _say(text: str, stream: str = "stdout") -> None:
+    """Print a line of the end-of-run report; a terminal that is gone (SIGHUP) is replaced by /dev/null, so that
+    neither this line nor the interpreter's last flush turns into another exit status."""
+    try:
+        print(text, file=getattr(sys, stream), flush=True)
+    except OSError:
+        setattr(sys, stream, open(os.devnull, "w"))
 
 
 def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOptions,
@@ -225,7 +246,9 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
     """Connect `robot`, run the loop, release everything; returns the telemetry of a run that ended normally.
 
     Raises SafetyTripped if a safety reaction ended the run, KeyboardInterrupt (SafetyStop for a signal) if the
-    user did, after the robot was released and the summary printed. `on_tick` sees every tick's record.
+    user did, PolicyOutputError for a non-finite action, after the robot was released and the summary printed
+    (each marked `reported`: the closing line already said it); ResultsNotWritten after a clean run whose summary
+    or telemetry could not be written. `on_tick` sees every tick's record.
     """
     check_rate(options.hz)
     check_outputs(options, robot)
@@ -257,6 +280,7 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
             on_tick(record)
 
     ended: BaseException | None = None
+    lost: list[str] = []
     try:
         try:
             with robot:
@@ -268,28 +292,43 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                     _loop(robot, executor, options, telemetry, tick)
                 finally:
                     gc.unfreeze()
-        except (SafetyTripped, KeyboardInterrupt) as exc:
+        except (SafetyTripped, KeyboardInterrupt, PolicyOutputError) as exc:
             ended = exc
         finally:
             executor.close()
             telemetry.close()
             if options.status:
-                sys.stderr.write("\n")
+                _say("", "stderr")
         summary = telemetry.summary()
-        print(format_summary(summary))
+        _say(format_summary(summary))
         if watch is not None:
-            print(watch.summary())
+            _say(watch.summary())
         breakdown = robot.safety_breakdown()
         if breakdown:
-            print("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
+            _say("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))
+        if telemetry.write_error is not None:
+            lost.append(f"telemetry {options.telemetry_path} is incomplete: {telemetry.write_error}")
         if options.summary_path is not None:
-            Path(options.summary_path).write_text(json.dumps(summary, indent=2))
-        print(how_it_ended(robot, ended))
+            try:
+                write_atomic(Path(options.summary_path), json.dumps(summary, indent=2))
+            except OSError as exc:
+                lost.append(f"summary {options.summary_path} not written: {exc.strerror or exc}")
+        for line in lost:
+            _say(f"error: {line}", "stderr")
+        _say(how_it_ended(robot, ended))
     except KeyboardInterrupt:  # Ctrl-C while reporting
-        if robot.tripped is None:
+        if robot.tripped is None and ended is None:
             raise
     if robot.tripped is not None:  # what ended the run, even if Ctrl-C came after the reaction
-        raise SafetyTripped(robot.tripped)
+        raise _reported(SafetyTripped(robot.tripped))
     if ended is not None:
-        raise ended
+        raise _reported(ended)
+    if lost:
+        raise _reported(ResultsNotWritten("; ".join(lost) + " (the run itself completed)"))
     return telemetry
+
+
+def _reported(exc: BaseException) -> BaseException:
+    """Mark `exc` as said already (by the closing lines), so the command line adds no second line with it."""
+    exc.reported = True  # type: ignore[attr-defined]
+    return exc

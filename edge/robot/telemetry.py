@@ -116,8 +116,8 @@ class Telemetry:
         self.out_of_distribution: Mapping[str, int] = {}  # per feature: the policy's live counts
         self._first_t = self._last_t = 0.0
         self._file: IO[str] | None = None
+        self.write_error: OSError | None = None  # why the JSONL file stopped being written (disk full, ...)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
             if self.meta is not None:
                 self._file.write(json.dumps({"meta": dict(self.meta)}) + "\n")
@@ -142,7 +142,10 @@ class Telemetry:
         self.bus_errors = record.bus_errors
         self.safety_interventions = record.safety_interventions
         if self._file is not None:
-            self._file.write(record.to_json() + "\n")
+            try:
+                self._file.write(record.to_json() + "\n")
+            except OSError as exc:  # the run goes on: telemetry is a record, not part of the control
+                self._lost(exc)
 
     def _add_goal(self, record: TickRecord) -> None:
         """Holding share from the first action on, and jerk (third difference of goals over the period³)."""
@@ -162,9 +165,23 @@ class Telemetry:
             self.jerk_n += len(jerk)
 
     def close(self) -> None:
+        """Close the JSONL file (a failure to flush it is kept in `write_error`, like one during the run)."""
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                self._lost(exc)
             self._file = None
+
+    def _lost(self, exc: OSError) -> None:
+        """Stop writing the JSONL file after a failed write; the first failure is kept for the end of the run."""
+        self.write_error = self.write_error or exc
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (exact keys in the module docstring)."""

@@ -1,7 +1,7 @@
 """Writing files so that a crash never leaves a half-written one: the one implementation for edge and export.
 
 `write_atomic` writes a file; `staged_directory` builds a directory beside its final place and publishes it with
-one rename. (calibration/ writes its own files the same way: it sits below edge and cannot import it.)
+one rename; `check_writable` refuses, before anything is done, an output file that could not be written. (calibration/ writes its own files the same way: it sits below edge and cannot import it.)
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+from edge.errors import OptionError
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -27,6 +30,26 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse (OptionError naming `what`, e.g. "--summary") an output file that could not be written later: a
+    folder, a missing folder, a folder this process cannot create files in (probed with a temporary file, so a
+    read-only file system counts), an existing file it may not replace. Nothing is left behind."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise OptionError(f"{what} {path}: is a folder, expected a file name")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise OptionError(f"{what} {path}: folder {folder} {problem}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OptionError(f"{what} {path}: the file is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise OptionError(f"{what} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

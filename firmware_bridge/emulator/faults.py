@@ -1,7 +1,9 @@
 """Injected faults: per-servo reply faults, and timed faults written as `ID:KIND@START[+DURATION]`.
 
-KIND is one of drop_reply, corrupt_crc, delay:MS, vanish, overload, overheat; START and DURATION are seconds
-from the emulator's start; without a DURATION the fault lasts until the end. `edge emulate --fault` takes them.
+KIND is one of drop_reply, corrupt_crc, delay:MS, vanish, overload, overheat, reset; START and DURATION are seconds
+from the emulator's start; without a DURATION the fault lasts until the end, except `reset`: the servo loses power
+at START for DURATION (default 30 ms) and comes back as from power-up, RAM at its factory values (torque off, Bus
+Watchdog off, no hardware error latched). `edge emulate --fault` takes them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 
 from firmware_bridge.errors import RequestError
 
-KINDS = ("drop_reply", "corrupt_crc", "delay", "vanish", "overload", "overheat")
+KINDS = ("drop_reply", "corrupt_crc", "delay", "vanish", "overload", "overheat", "reset")
+RESET_OFF_S = 0.03  # how long a `reset` fault's servo is without power when no DURATION is given
 _SPEC = re.compile(r"^(?P<id>\d+):(?P<kind>[a-z_]+)(?::(?P<ms>[0-9.]+))?@(?P<start>[0-9.]+)(?:\+(?P<duration>[0-9.]+))?$")
 
 
@@ -54,17 +57,19 @@ class TimedFault:
         match = _SPEC.match(text.strip())
         if match is None:
             raise RequestError(f"fault {text!r}: expected ID:KIND@START[+DURATION], e.g. 3:vanish@2.0+1.5 "
-                             f"(KIND: drop_reply, corrupt_crc, delay:MS, vanish, overload, overheat)")
+                             f"(KIND: drop_reply, corrupt_crc, delay:MS, vanish, overload, overheat, reset)")
         kind, ms = match["kind"], match["ms"]
         if kind not in KINDS:
             raise RequestError(f"fault {text!r}: unknown kind {kind!r}; known: drop_reply, corrupt_crc, delay:MS, "
-                             f"vanish, overload, overheat")
+                             f"vanish, overload, overheat, reset")
         if (kind == "delay") != (ms is not None):
             raise RequestError(f"fault {text!r}: " + ("delay needs milliseconds, e.g. 2:delay:30@1" if kind == "delay"
                                                     else f"{kind} takes no :value"))
         duration = float(match["duration"]) if match["duration"] is not None else None
         if duration is not None and duration <= 0:
             raise RequestError(f"fault {text!r}: DURATION must be positive")
+        if kind == "reset" and duration is None:
+            duration = RESET_OFF_S
         return cls(int(match["id"]), kind, float(match["start"]), duration, float(ms or 0.0))
 
     def active(self, elapsed_s: float) -> bool:

@@ -108,7 +108,9 @@ class EmulatedServo:
 
     def reset_ram(self, now: float) -> None:
         """Power-on / REBOOT: RAM at its factory values, errors cleared, torque off, position inside one turn,
-        Goal_Position = Present_Position (the e-manual gives no initial goal)."""
+        Goal_Position = Present_Position (the e-manual gives no initial goal); then Startup_Configuration: bit 0
+        turns torque on (startup_configuration.md). Its bit 1 restores RAM from a backup, which only the CONTROL
+        TABLE BACKUP instruction makes and this emulator does not implement (Backup_Ready stays 0): no effect."""
         for reg in self.regs.values():
             if not reg.eeprom:
                 self.put(reg.name, reg.initial if reg.initial is not None else 0)
@@ -123,6 +125,13 @@ class EmulatedServo:
         self._hold_here()
         self._take_by_hand(now)
         self._stale = True
+        if self.firmware >= self.model.startup_firmware and "Startup_Configuration" in self.regs \
+                and self.get("Startup_Configuration") & tables.STARTUP_TORQUE_ON:
+            self._set_torque(True, now)
+
+    def power_off(self, now: float) -> None:
+        """The supply is gone: the motor goes limp at once (the control table is lost; `reset_ram` at power-up)."""
+        self._set_torque(False, now)
 
     def factory_reset(self, option: int, now: float) -> None:
         """FACTORY_RESET: 0xFF everything, 0x01 all but ID, 0x02 all but ID and baud rate; then a reboot."""

@@ -76,11 +76,13 @@ class ServoEmulator(InstructionSet):
             if fault.servo_id not in self.servos:
                 raise RequestError(f"fault on id {fault.servo_id}: no such servo (ids {sorted(self.servos)})")
         self._fault_on = [False] * len(self.timed_faults)
+        self._reset_done: set[int] = set()  # `reset` faults whose servo has powered up again
         self._lock = threading.RLock()
         self.set_hand(hand)
         self.port = ""
         self.instructions = 0  # valid instruction packets received
         self._stop = threading.Event()
+        self._serving = threading.Event()  # set once the serving thread is in its loop
         self._thread: threading.Thread | None = None
         self._master = self._slave = -1
         self.started_at = now  # time.monotonic() of the host's first bytes (until then, of start()): faults count from here
@@ -111,17 +113,19 @@ class ServoEmulator(InstructionSet):
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> str:
-        """Open the pty and serve from a background thread; returns the port path."""
+        """Open the pty and serve from a background thread; returns the port path once the thread serves it."""
         if self._thread is not None:
             raise FirmwareBridgeError("emulator already running")
         self._master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._stop.clear()
+        self._serving.clear()
         self.started_at = time.monotonic()
         self._connected = False
         self._thread = threading.Thread(target=self._serve, name="servo-emulator", daemon=True)
         self._thread.start()
+        self._serving.wait()
         return self.port
 
     def stop(self) -> None:
@@ -196,6 +200,14 @@ class ServoEmulator(InstructionSet):
         with self._lock:
             self.servos[servo_id].faults.present = False
 
+    def power_off(self, servo_id: int) -> None:
+        """The servo loses power: it goes limp and silent until `reappear(servo_id, power_cycled=True)`."""
+        with self._lock:
+            servo, now = self.servos[servo_id], time.monotonic()
+            servo.update(now)
+            servo.power_off(now)
+            servo.faults.present = False
+
     def reappear(self, servo_id: int, power_cycled: bool = False) -> None:
         """The servo is back; after a power cycle its RAM is reset (torque off)."""
         with self._lock:
@@ -239,6 +251,15 @@ class ServoEmulator(InstructionSet):
         """Switch timed faults on and off as their windows open and close."""
         elapsed = now - self.started_at
         for index, fault in enumerate(self.timed_faults):
+            if fault.kind == "reset":  # once, even if the serve loop woke only after the whole window
+                if elapsed >= fault.start_s and index not in self._reset_done:
+                    if not self._fault_on[index]:
+                        self._fault_on[index] = True
+                        self.power_off(fault.servo_id)
+                    if not fault.active(elapsed):
+                        self._reset_done.add(index)
+                        self.reappear(fault.servo_id, power_cycled=True)
+                continue
             active = fault.active(elapsed)
             if active == self._fault_on[index]:
                 continue
@@ -261,6 +282,7 @@ class ServoEmulator(InstructionSet):
 
     def _serve(self) -> None:
         reader = P.PacketReader()
+        self._serving.set()
         while not self._stop.is_set():
             wait = min([0.002] + [max(0.0, due - time.monotonic()) for due, _ in self._late[:1]])
             ready, _, _ = select.select([self._master], [], [], wait)

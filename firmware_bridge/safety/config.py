@@ -61,7 +61,7 @@ class SafetyCounters:
     hardware_errors: int = 0  # hardware-error alerts (per motor and occurrence)
     reactions: int = 0  # times the configured reaction was taken
     suppressed: int = 0  # ticks whose goals were dropped because the layer had tripped
-    signals: int = 0  # SIGINT/SIGTERM received
+    signals: int = 0  # SIGINT/SIGTERM/SIGHUP received
 
     def summary(self) -> str:
         """'clamped=3 step_capped=10' for the non-zero counters."""

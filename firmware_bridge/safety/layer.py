@@ -15,9 +15,12 @@ after a reaction nothing moves and a `hold` leaves torque on (the servos keep th
 stops any motion once nothing talks to them). `step` rejects NaN/inf, clamps and caps (sanitizer.py); a failed
 transaction, a hardware-error alert or a `report()`ed outside fault that outlasts the error window takes the
 reaction (faults.py): `hold` (keep the last safe goal, stop forwarding policy goals) or `torque_off`; `trip()`
-reacts at once (another bus of the same robot tripped). Joints in extended or current-based position mode have
+reacts at once (another bus of the same robot tripped). Every tick also reads back one of Torque_Enable and Bus_Watchdog
+(alternately; both are RAM, 0 again after a power loss or reboot): a servo found torque-off, its watchdog cleared or
+fired, was reset or stopped, and the reaction is taken at once; a torque-off joint is never commanded again (not
+even by `hold`). Joints in extended or current-based position mode have
 only these software limits (the servo ignores its position limits there); velocity, current and PWM modes are
-refused at start. SIGINT/SIGTERM raise `SafetyStop` in the loop, or `SafetyTripped` once a reaction was taken.
+refused at start. SIGINT/SIGTERM/SIGHUP raise `SafetyStop` in the loop, or `SafetyTripped` once a reaction was taken.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class SafetyLayer:
         self.modes: dict[str, str] = {}  # joint -> operating mode name, read at start()
         self.faults = FaultWindow(config.error_window_s, config.recovery_reads, self._react)
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
+        self.limp: set[str] = set()  # motors read back with torque off: never commanded again
+        self._readbacks = 0  # read-backs done: which register the next one reads
+        self._watchdog_units = 0  # what Bus_Watchdog must read back once armed (0: not armed)
         self.present: dict[str, int] = {}
         self.closed = False  # shutdown() has run: nothing more is commanded, torque was dealt with
         self._goal: dict[str, int] = {}
@@ -120,6 +126,7 @@ class SafetyLayer:
             self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})  # clears a fired watchdog
             units = math.ceil(self.config.watchdog_ms / tables.WATCHDOG_UNIT_MS)
             self.bus.sync_write("Bus_Watchdog", {m: units for m in self.joints})
+            self._watchdog_units = units
         self.present, self._goal = dict(present), dict(present)
         return dict(present)
 
@@ -144,7 +151,7 @@ class SafetyLayer:
         finally:
             try:
                 if self.holding:
-                    logger.warning("safety: torque left on, holding the last safe goal (%s)", self.tripped)
+                    logger.info("safety: torque left on, holding the last safe goal (%s)", self.tripped)
                 else:
                     self.bus.disable_torque()
             except BusError as exc:
@@ -167,7 +174,8 @@ class SafetyLayer:
         self.shutdown()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT/SIGTERM: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in shutdown."""
+        """SIGINT/SIGTERM/SIGHUP: SafetyStop in the loop, SafetyTripped once a reaction was taken; ignored in
+        shutdown."""
         self.counters.signals += 1
         if not self._stopping:
             self._stopping = True
@@ -178,7 +186,8 @@ class SafetyLayer:
     # ---- per tick ----------------------------------------------------------------------------
 
     def observe(self) -> dict[str, int]:
-        """Present positions (sync read); on a failed read, the last good reading while the window runs."""
+        """Present positions (sync read), then one read-back; on a failed read, the last good reading while the
+        window runs."""
         self._check_running()
         try:
             read = self.bus.sync_read("Present_Position", self._read)
@@ -191,7 +200,47 @@ class SafetyLayer:
             self._on_alerts(alerted)
         else:
             self.faults.good_read()
+        if self.tripped is None:
+            self._read_back()
         return dict(self.present)
+
+    def _read_back(self) -> None:
+        """Torque_Enable or Bus_Watchdog (alternately, Bus_Watchdog only when armed) of every servo read: a value
+        other than the one set at start means the servo was reset (power loss, reboot) or stopped, and its joint
+        may be limp: the reaction is taken now, and a torque-off joint is left alone."""
+        registers = ("Torque_Enable", "Bus_Watchdog") if self._watchdog_units else ("Torque_Enable",)
+        register = registers[self._readbacks % len(registers)]
+        self._readbacks += 1
+        try:
+            values = self.bus.sync_read(register, self._read)
+        except BusError as exc:
+            self._comm_fault(exc)
+            return
+        expected = 1 if register == "Torque_Enable" else self._watchdog_units
+        wrong = {m: v for m, v in values.items() if v != expected}
+        if not wrong:
+            return
+        if register == "Bus_Watchdog":  # is it limp too? (a reset servo is, unless it starts with torque on)
+            try:
+                torque = self.bus.sync_read("Torque_Enable", list(wrong))
+            except BusError:
+                torque = {m: 0 for m in wrong}  # unknown: treated as limp, never commanded
+            self.limp |= {m for m, v in torque.items() if v != 1}
+        if register == "Torque_Enable":
+            self.limp |= set(wrong)
+            known = {m: self.faulted[m] for m in wrong if m in self.faulted}
+            cause = (f"hardware error: {known}, torque off on {', '.join(wrong)}" if known else
+                     f"servo reset: {', '.join(wrong)} read back Torque_Enable 0 (a servo that lost power or "
+                     "rebooted comes back with torque off); no goal is sent to it")
+        elif all(v == tables.WATCHDOG_FIRED for v in wrong.values()):  # a stall, not a reset: re-armed, a fault
+            self._rearm_watchdog(list(wrong))
+            return
+        else:
+            limp = [m for m in wrong if m in self.limp]
+            cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
+                     f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)"
+                     + (f"; torque off on {', '.join(limp)}, no goal is sent to it" if limp else ""))
+        self.faults.trip(cause)
 
     def report(self, source: str, problem: str | None) -> None:
         """A fault outside the bus (e.g. `report("camera observation.images.top", "no new frame for 180 ms")`):
@@ -246,16 +295,29 @@ class SafetyLayer:
             logger.error("hardware error on %s: %s", name, self.faulted[name])
         self.faults.fault(f"hardware error: {self.faulted}")
 
+    def _rearm_watchdog(self, fired: list[str]) -> None:
+        """A Bus Watchdog that fired (the loop stalled longer than it; the servo stopped and refuses goals): cleared
+        and armed again (bus_watchdog.md), and a fault in the error window, so a stall that recurs trips."""
+        try:  # every joint (shadows take it through their Secondary_ID), as start() did
+            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})
+            self.bus.sync_write("Bus_Watchdog", {m: self._watchdog_units for m in self.joints})
+        except BusError as exc:
+            self._comm_fault(exc)
+            return
+        self.faults.fault(f"Bus Watchdog fired on {', '.join(fired)}: no instruction reached it for "
+                          f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms; re-armed")
+
     def _react(self, cause: str) -> None:
-        """The configured reaction, taken once when the fault window trips."""
+        """The configured reaction, taken once when the fault window trips. Logged at INFO only: the cause is
+        `tripped`, which whoever runs the layer reports once (`edge run`'s closing line)."""
         self.counters.reactions += 1
-        logger.error("safety reaction %r after %.0f ms: %s", self.config.reaction,
+        logger.info("safety reaction %r after %.0f ms: %s", self.config.reaction,
                      (self.reaction_delay_s or 0.0) * 1000, cause)
         try:
             if self.config.reaction == "torque_off":
                 self.bus.disable_torque()
-            else:
-                self.bus.sync_write("Goal_Position", self._goal)
+            elif any(m not in self.limp for m in self._goal):
+                self.bus.sync_write("Goal_Position", {m: v for m, v in self._goal.items() if m not in self.limp})
         except BusError as exc:
             self.counters.comm_errors += 1
             logger.error("safety reaction incomplete: %s", exc)

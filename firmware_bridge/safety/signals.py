@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM while a safety layer runs: they raise in the control loop, so shutdown runs in order."""
+"""SIGINT/SIGTERM/SIGHUP while a safety layer runs: they raise in the control loop, so shutdown runs in order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import FrameType
 
 
 class SafetyStop(KeyboardInterrupt):
-    """Raised in the control loop when SIGINT/SIGTERM arrives; the `with` block then shuts down."""
+    """Raised in the control loop when SIGINT/SIGTERM/SIGHUP arrives; the `with` block then shuts down."""
 
     def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
@@ -16,15 +16,16 @@ class SafetyStop(KeyboardInterrupt):
 
 
 class StopSignals:
-    """Installs one handler for SIGINT and SIGTERM (process-wide) and puts the previous handlers back."""
+    """Installs one handler for SIGINT, SIGTERM and SIGHUP (process-wide: Ctrl-C, `kill`, a dropped SSH session)
+    and puts the previous handlers back."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self._previous: dict[int, object] = {}
 
     def install(self, handler: Callable[[int, FrameType | None], None]) -> None:
-        """`handler` for both signals until `restore()`."""
+        """`handler` for the three signals until `restore()`."""
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, handler)
 

@@ -7,6 +7,8 @@ import functools
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -230,3 +232,33 @@ def test_reversed_servo_is_calibrated_in_its_own_ticks(arm) -> None:
     assert elbow.homing_offset == lerobot_half_turn_homing((-CENTRE[3]) % 4096)
     assert (elbow.range_min, elbow.range_max) == (2047 - 300, 2047)  # +300 by hand reads -300
     assert gripper.drive_mode == 0 and (gripper.range_min, gripper.range_max) == (2047, 2047 + 300)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_sweep_restores_the_servos_and_says_so(arm, sig) -> None:
+    """SIGTERM (`kill`) or SIGHUP (the SSH session dropped) while the ranges are recorded: the `edge calibrate`
+    process restores Homing_Offset and the limits it had half-written, says so, and exits 128 + the signal."""
+    emulator, robot = arm
+    before = {i: {r: emulator.register(i, r) for r in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")}
+              for i in CENTRE}
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "calibrate", "--robot", str(robot)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert CENTRE_PROMPT in proc.stdout.readline()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert SWEEP_PROMPT in proc.stdout.readline()
+        assert emulator.register(6, "Homing_Offset") == lerobot_half_turn_homing(CENTRE[6])  # half-written
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert "servos restored to their previous calibration" in out
+    assert err.strip().splitlines()[-1] == f"interrupted (received {signal.Signals(sig).name})"
+    assert "Traceback" not in err
+    for servo_id, registers in before.items():
+        assert {r: emulator.register(servo_id, r) for r in registers} == registers
+        assert emulator.register(servo_id, "Torque_Enable") == 0
+    assert not (robot.parent / "calibration.json").exists()

@@ -278,6 +278,13 @@ def test_multi_bus_file_names_joints_like_lerobot_bimanual(tmp_path: Path) -> No
     data["buses"]["right"]["port"] = arm["port"]
     with pytest.raises(RobotConfigError, match="two buses share a port"):
         load(tmp_path, data)
+    # a /dev/serial/by-id style link and the device it points to are one port (here: /dev/null, a char device)
+    (tmp_path / "usb-FTDI_arm-if00-port0").symlink_to("/dev/null")
+    data["buses"]["left"]["port"], data["buses"]["right"]["port"] = str(tmp_path / "usb-FTDI_arm-if00-port0"), "/dev/null"
+    with pytest.raises(RobotConfigError, match=f"two buses share a port \\({tmp_path}/usb-FTDI_arm-if00-port0 and "
+                                               "/dev/null are the same device\\)"):
+        load(tmp_path, data)
+    data["buses"]["right"]["port"] = "/dev/ttyUSB1"
     save_robot_config(robot, tmp_path / "copy.yaml")
     assert load_robot_config(tmp_path / "copy.yaml") == robot
 

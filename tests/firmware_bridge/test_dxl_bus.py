@@ -248,3 +248,37 @@ def test_lost_port_is_a_bus_error_and_disconnect_still_releases(chain) -> None:
         bus.read("ID", "gripper")
     bus.disconnect()
     assert not bus.is_connected
+
+
+def test_a_factory_set_chain_answers_a_plain_sync_read_at_the_default_slack() -> None:
+    """Six servos at the factory Return Delay Time (250: 0.5 ms each, one reply after the other) answer a plain sync
+    read in about 3.7 ms of wire and delays: the reply timeout must count the delays (before it did not, and a
+    fresh `edge emulate` or a factory chain failed to connect whenever the fast read's one attempt failed)."""
+    with ServoEmulator.arm() as emulator:
+        bus = DynamixelBus(emulator.port, default_arm_motors())  # the default 3 ms slack
+        bus.connect()
+        try:
+            assert bus.return_delay_us == {m: 500 for m in bus.motors}  # read at connect
+            bus.use_fast_sync_read = False
+            for _ in range(5):
+                assert bus.sync_read("Torque_Enable") == {m: 0 for m in bus.motors}
+            bus.write("Return_Delay_Time", "gripper", 10)
+            assert bus.return_delay_us["gripper"] == 20  # tracked through writes
+        finally:
+            bus.disconnect()
+
+
+def test_a_port_held_by_another_bus_is_refused_naming_it() -> None:
+    with ServoEmulator.arm(timing=False) as emulator:
+        first = DynamixelBus(emulator.port, default_arm_motors(), timeout_slack_ms=15)
+        first.connect()
+        try:
+            second = DynamixelBus(emulator.port, default_arm_motors(), timeout_slack_ms=15)
+            heard = emulator.instructions
+            with pytest.raises(BusError, match=f"connect: {emulator.port} is in use by this program"):
+                second.connect()
+            assert emulator.instructions == heard and not second.is_connected  # nothing was sent
+        finally:
+            first.disconnect()
+        second.connect()  # free again once the first released it
+        second.disconnect()

@@ -131,11 +131,11 @@ def test_fault_reaction_within_window_stays_in_force_through_shutdown(bus: Dynam
     FAULTS[fault](emulator)
     longest_tick = run(safety, 200, until=lambda: safety.tripped is not None)
     assert safety.tripped is not None and safety.counters.reactions == 1
-    # Checked at every observe/step: at most one tick (plus the sleep between ticks) after the window.
-    assert WINDOW <= safety.reaction_delay_s <= WINDOW + longest_tick + TICK + 0.005
-    if fault in ("overload", "overheating"):
+    if fault in ("overload", "overheating"):  # the factory Shutdown turns torque off: read back, no window to wait
+        assert "torque off on elbow_flex" in safety.tripped and safety.tripped.startswith("hardware error")
         assert safety.counters.hardware_errors == 1 and 3 in emulator.servos and "elbow_flex" in safety.faulted
-    else:
+    else:  # checked at every observe/step: at most one tick (plus the sleep between ticks) after the window
+        assert WINDOW <= safety.reaction_delay_s <= WINDOW + longest_tick + TICK + 0.005
         assert safety.counters.comm_errors >= 1
     time.sleep(0.02)  # the reaction's own broadcast write lands
     written, suppressed = sum(map(len, goal_writes(emulator).values())), safety.counters.suppressed
@@ -156,7 +156,7 @@ def test_fault_reaction_within_window_stays_in_force_through_shutdown(bus: Dynam
 
 
 def test_fault_shorter_than_window_needs_no_reaction(bus: DynamixelBus, emulator: ServoEmulator) -> None:
-    safety = make(bus, error_window_s=0.3)
+    safety = make(bus, error_window_s=0.3, watchdog_ms=1000)  # the servo's watchdog outlasts the silence too
     safety.start()
     emulator.drop_replies(3, 1)  # one lost reply: absorbed by the bus retries
     run(safety, 3)
@@ -205,3 +205,31 @@ def test_signal_stops_moves_to_rest_and_releases(bus: DynamixelBus, emulator: Se
     assert signal.getsignal(signal.SIGTERM) is previous
     with pytest.raises(SafetyStop):
         safety.step({})
+
+
+def test_a_servo_reset_trips_at_once_and_its_joint_is_never_commanded_again(bus: DynamixelBus,
+                                                                           emulator: ServoEmulator) -> None:
+    safety = make(bus, error_window_s=5.0)  # far beyond the test: a reset must not wait for the window
+    safety.start()
+    run(safety, 4)
+    emulator.power_off(3)
+    emulator.reappear(3, power_cycled=True)  # back with factory RAM: torque off, Bus_Watchdog 0
+    powered_up = len(emulator.servos[3].writes)
+    run(safety, 6)
+    assert safety.tripped is not None and "servo reset: elbow_flex" in safety.tripped
+    assert safety.counters.reactions == 1 and safety.limp == {"elbow_flex"}
+    assert [v for name, v in list(emulator.servos[3].writes)[powered_up:] if name == "Goal_Position"] == []
+    assert all(emulator.register(i, "Torque_Enable") == 1 for i in emulator.servos if i != 3)  # hold
+    safety.shutdown()
+
+
+def test_a_fired_watchdog_is_re_armed_and_a_fault_in_the_window(bus: DynamixelBus, emulator: ServoEmulator) -> None:
+    safety = make(bus, error_window_s=5.0)
+    safety.start()
+    run(safety, 2)
+    for servo_id in emulator.servos:  # as if the loop had stalled past the watchdog
+        emulator.servos[servo_id].put("Bus_Watchdog", tables.WATCHDOG_FIRED)
+    run(safety, 4)
+    assert safety.tripped is None and safety.faults._since is not None  # an episode, not a reaction
+    assert set(bus.sync_read("Bus_Watchdog").values()) == {5}  # armed again
+    safety.shutdown()

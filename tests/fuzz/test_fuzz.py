@@ -1,4 +1,5 @@
-"""A seeded fuzzer over every input boundary: packages, observations, robot files and calibration files.
+"""A seeded fuzzer over every input boundary: packages, observations, robot files and calibration files, and the
+faults a run must survive (servo resets, a held port, unwritable outputs, signals).
 
 The property, case by case: the input either works, or is refused with the project's own error type
 (firmware_bridge, calibration, edge or export tree) whose message names the field or feature; never
@@ -13,7 +14,11 @@ the tallies (benchmarks/RESULTS.md has a long run).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ from calibration import CalibrationError, load_calibration, load_robot_config
 from edge.cli import main as edge_main
 from edge.errors import EdgeError
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files
+from firmware_bridge.bus import DynamixelBus
 from export.fp16.__main__ import main as fp16_main
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 from firmware_bridge.errors import FirmwareBridgeError
@@ -35,7 +41,7 @@ from tests.fuzz.mutate import bad_value, damage_archive, damage_bytes, link_pack
 
 SEED = 15
 CI_CASES = {"manifest": 160, "graph_file": 24, "validation": 30, "observation": 300, "robot_file": 24,
-            "calibration_file": 30}
+            "calibration_file": 30, "servo_fault": 16}
 PROJECT_ERRORS = (EdgeError, CalibrationError, FirmwareBridgeError)
 DATA = Path(edge.__file__).parent / "data"
 MANIFEST_SECTIONS = ["policy_type", "source", "inputs", "action", "chunking", "graphs", "validation", "policy",
@@ -382,4 +388,110 @@ def test_fuzz_calibration_files(request, arm, tmp_path, capsys):
                 ledger.check(case, status == 2, f"a refused calibration file gave status {status} in {argv[0]}")
             check_refusal_moved_nothing(ledger, case, emulator, before, oracle is not None, status)
         shutil.rmtree(robot_file.parent)
+    ledger.finish(n)
+
+
+FAULT_CLASSES = ("reset", "held port", "output path", "signal")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def when_running(emulator: ServoEmulator, delay_s: float, act: Callable[[], None],
+                 done: threading.Event) -> threading.Thread:
+    """On a thread: once every servo has torque on (the run is under way), wait `delay_s`, then `act`; gives up
+    when `done` is set (the run ended before it was under way)."""
+    def watch() -> None:
+        while not all(s.get("Torque_Enable") for s in emulator.servos.values()):
+            if done.wait(0.005):
+                return
+        time.sleep(delay_s)
+        act()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_fuzz_servo_faults(request, arm, tmp_path, capsys):
+    """`edge run` on the emulated arm with one seeded fault per case: a servo that resets (power loss, factory RAM) at
+    a random moment; the port held by another bus; an output file (--summary, --telemetry) that cannot be written;
+    SIGINT, SIGTERM or SIGHUP at a random moment. Property: the status says what happened (3, 2, 2, 128 + N), the
+    closing line is printed and says the cause once (naming the joint or the signal), a reset joint gets no goal
+    after the read-back found it limp (one in flight at most), a refusal sends nothing, torque is off after an
+    interrupt, never a traceback."""
+    emulator, robot, calibration = arm
+    robot = {**robot, "safety": {**robot["safety"], "reaction": "torque_off"}}
+    joints = {i: name for i, name in enumerate(ARM_JOINTS, start=1)}
+    ledger = Ledger("servo_fault")
+    n = cases(request, "servo_fault")
+    for i in range(n):
+        rng = rng_for(6, i)
+        kind = FAULT_CLASSES[i % len(FAULT_CLASSES)]
+        robot_file = arm_files_for(tmp_path / f"case{i}", robot, calibration)
+        argv = run_argv(robot_file)
+        argv[argv.index("--duration") + 1] = "30"  # every case ends by its fault, well before
+        argv.append("--write-calibration")  # the module's emulator holds no calibration
+        for servo_id in emulator.servos:
+            emulator.set_register(servo_id, "Torque_Enable", 0)
+        expected, case, holder, watcher = 2, f"servo fault #{i}: {kind}", None, None
+        servo_id = int(rng.integers(1, len(joints) + 1))
+        powered_up: list[int] = []
+        done = threading.Event()
+        if kind == "reset":
+            def reset(servo_id: int = servo_id) -> None:
+                emulator.power_off(servo_id)
+                time.sleep(0.03)
+                emulator.reappear(servo_id, power_cycled=True)
+                powered_up.append(len(emulator.servos[servo_id].writes))
+            expected, case = 3, f"{case} of {joints[servo_id]}"
+            watcher = when_running(emulator, float(rng.uniform(0.0, 0.6)), reset, done)
+        elif kind == "signal":
+            sig = STOP_SIGNALS[int(rng.integers(len(STOP_SIGNALS)))]
+            expected, case = 128 + sig, f"{case} {sig.name}"
+            watcher = when_running(emulator, float(rng.uniform(0.0, 0.6)), lambda sig=sig: os.kill(os.getpid(), sig),
+                                   done)
+        elif kind == "held port":
+            holder = DynamixelBus(emulator.port, {"shoulder_pan": (1, "xl430-w250")}, timeout_slack_ms=BUS_SLACK_MS)
+            holder.connect()
+        else:
+            (tmp_path / f"case{i}" / "plain").write_text("x")
+            option = ("--summary", "--telemetry")[int(rng.integers(2))]
+            target = [tmp_path / f"case{i}" / "missing" / "out.json", tmp_path / f"case{i}",
+                      tmp_path / f"case{i}" / "plain" / "out.json"][int(rng.integers(3))]
+            argv += [option, str(target)]
+            case = f"{case} {option} {target.relative_to(tmp_path)}"
+        before = servo_state(emulator)
+        status: list[int] = []
+        try:
+            ledger.run(case, lambda: status.append(edge_main(argv)), [], tally=False)
+        finally:
+            done.set()
+            if holder is not None:
+                holder.disconnect(disable_torque=False)
+            if watcher is not None:
+                watcher.join(60)
+        out, err = capsys.readouterr()
+        got = status[0] if status else None
+        ledger.outcomes[f"{kind}: exit {got}"] += 1
+        ledger.check(case, "Traceback" not in err, "the command printed a traceback")
+        ledger.check(case, got == expected, f"exit status {got}, expected {expected}: {err.strip()[-300:]}")
+        closing = out.strip().splitlines()[-1] if out.strip() else ""
+        if kind == "reset":
+            cause = f"servo reset: {joints[servo_id]}"
+            ledger.check(case, closing.startswith("stopped by a safety reaction") and cause in closing,
+                         f"closing line {closing!r}")
+            ledger.check(case, (out + err).count("servo reset") == 1, "the cause was not said exactly once")
+            late = [v for name, v in list(emulator.servos[servo_id].writes)[powered_up[0] if powered_up else 0:]
+                    if name == "Goal_Position"]
+            ledger.check(case, len(late) <= 1, f"the limp joint got {len(late)} goals after its reset")
+        elif kind == "signal":
+            ledger.check(case, closing == f"interrupted (received {sig.name}): torque off, port released",
+                         f"closing line {closing!r}")
+            ledger.check(case, (out + err).count(f"received {sig.name}") == 1, "the signal was not said once")
+            ledger.check(case, all(s.get("Torque_Enable") == 0 for s in emulator.servos.values()), "torque left on")
+        else:
+            named = emulator.port if kind == "held port" else option
+            ledger.check(case, named in err.strip().splitlines()[-1] if err.strip() else False,
+                         f"the refusal does not name {named}: {err.strip()[-200:]}")
+            check_refusal_moved_nothing(ledger, case, emulator, before, True, got)
+        shutil.rmtree(tmp_path / f"case{i}")
     ledger.finish(n)
