@@ -41,6 +41,10 @@ setup(
         # Cameras in the robot file. A robot whose image already has OpenCV (JetPack's, built with GStreamer for
         # CSI cameras) needs nothing: `import cv2` working is enough.
         "camera": ["opencv-python-headless>=4.5"],
+        # `edge serve`: PyTriton ships tritonserver with its Python backend (manylinux_2_35 x86_64/aarch64); it needs
+        # numpy < 2, so give the server a venv of its own. The robot side (`edge run --server`) needs only [remote].
+        "serve": ["nvidia-pytriton>=0.7,<0.8", "numpy<2", "tritonclient[grpc]>=2.40"],
+        "remote": ["tritonclient[grpc]>=2.40"],
         # `edge run --record`: LeRobot datasets v3.0 (parquet + MP4), torch-free; both have cp310 aarch64 wheels.
         "record": ["pyarrow>=14", "av>=14"],
         # `edge run --display`: LeRobot's rerun pin; the viewer's version must match (docs/recording.md).
@@ -48,6 +52,7 @@ setup(
         "test": ["pytest>=7", "safetensors>=0.4", "diffusers>=0.27", "onnx>=1.15", "scipy>=1.7", "matplotlib>=3.5",
                  "opencv-python-headless>=4.5", "pyarrow>=14", "av>=14", "rerun-sdk>=0.26,<0.27",
                  "packaging>=22",  # tests/test_packaging.py evaluates the onnxruntime marker
+                 "tritonclient[grpc]>=2.40",  # the robot side of tests/serve
                  "setuptools>=61", "wheel"],  # tests/test_packaging.py builds the wheel without build isolation
     },
     entry_points={

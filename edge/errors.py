@@ -36,3 +36,7 @@ class PolicyOutputError(EdgeError):
 
 class ResultsNotWritten(EdgeError):
     """A run completed (the arm moved) but a result file (summary, telemetry) could not be written."""
+
+
+class PolicyServerError(EdgeError):
+    """The policy server is unreachable, gave no chunk in time, or answered for another package."""

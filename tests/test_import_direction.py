@@ -1,7 +1,7 @@
 """The house's import rules (docs/architecture.md), read from the code's own import statements.
 
-Packages: firmware_bridge <- calibration <- edge <- export, never back. Inside edge: runtime <- robot <- sim <-
-commands. Inside firmware_bridge the emulator stands above the bus and the safety layer. Every import counts,
+Packages: firmware_bridge <- calibration <- edge <- export, never back. Inside edge: runtime <- serve <- robot <- sim
+<- commands. Inside firmware_bridge the emulator stands above the bus and the safety layer. Every import counts,
 also those inside functions and under TYPE_CHECKING. A second set of tests checks what a process loads.
 """
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("firmware_bridge", "calibration", "edge", "export")  # ground floor first
 # Within a package: the layers from the ground up; a module outside these folders is the package's own top.
 LAYERS = {
-    "edge": ("edge.errors", "edge.runtime", "edge.robot", "edge.sim", "edge.commands"),
+    "edge": ("edge.errors", "edge.runtime", "edge.serve", "edge.robot", "edge.sim", "edge.commands"),
     "firmware_bridge": ("firmware_bridge.errors", "firmware_bridge.tables", "firmware_bridge.protocol",
                         "firmware_bridge.bus", "firmware_bridge.safety", "firmware_bridge.emulator"),
 }

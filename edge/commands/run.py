@@ -4,6 +4,9 @@
 does and records them as a LeRobot dataset (edge/robot/record/episodes.py); `--display [--display-ip IP
 --display-port P]` streams to a rerun viewer (edge/robot/record/display.py).
 
+`--server grpc://host:8001 [--server-timeout-ms T]` plans every chunk on a policy server (`edge serve`) instead
+of running the package's graphs here (edge/robot/remote.py); the local package stays the contract.
+
 Exit status: 0 a clean end, 2 refused before anything moved (robot file, package, cameras, calibration
 mismatch, an output file that could not be written, a port another program holds), 3 ended by a safety reaction
 or a non-finite policy output, 4 ended cleanly but a result file could not be written, 128 + N for signal N
@@ -32,6 +35,7 @@ from edge.commands.options import count, int_in, non_negative_float, only_with, 
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES
 from edge.runtime.backends import BACKENDS
+from edge.runtime.wire import parse_server_url
 
 if TYPE_CHECKING:
     from edge.robot.drive import DriveOptions
@@ -149,9 +153,33 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="a constant observation feature, e.g. observation.environment_state=0.1,0,0.2")
+    p.add_argument("--server", type=_server_url, default=None, metavar="grpc://HOST:PORT",
+                   help="plan chunks on a policy server (`edge serve`); runs asynchronously, no graph runs here")
+    p.add_argument("--server-timeout-ms", type=_timeout_ms, default=1000.0, metavar="T",
+                   help="with --server: a chunk request unanswered for T ms is a safety reaction (default 1000)")
+    p.add_argument("--server-ca", type=Path, default=None, metavar="PEM",
+                   help="with a grpcs:// server: the root certificate that signed the server's")
     add_loop_arguments(p, hz_default=None)
     add_record_arguments(p)
     return p
+
+
+def _server_url(text: str) -> str:
+    try:
+        parse_server_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _timeout_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 3.6e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"--server-timeout-ms must be a number of milliseconds > 0, got {text!r}")
+    return value
 
 
 def parse_features(items: list[str]) -> dict[str, np.ndarray]:
@@ -174,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_record_arguments(args)
     config = robot_from(args)
+    if args.server is not None:
+        return run_remote(args, config)
     features = parse_features(args.feature)
     with edge.load_policy(args.policy, backend=args.backend) as policy:
         apply_merge(policy, args.merge)
@@ -197,4 +227,38 @@ def run(args: argparse.Namespace) -> int:
             robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
                           write_calibration=answer.strip().lower() != "c", loop_hz=hz)
             drive(robot, policy, options_from(args, hz))
+    return 0
+
+
+def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
+    """`--server`: connect (refused before torque-on if unreachable or another package), then drive asynchronously."""
+    from calibration.procedure import CalibrationMismatch
+    from edge.robot.drive import drive
+    from edge.robot.remote import RemotePlanner
+    from edge.robot.robot import Robot
+
+    if args.backend != "auto":
+        raise CLIError("--backend has no effect with --server: the server runs the graphs")
+    if args.server_ca is not None and not args.server.startswith("grpcs://"):
+        raise CLIError("--server-ca is for a grpcs:// server")
+    if args.merge == "rtc":
+        raise CLIError("--merge rtc is not available with --server yet: the guided sampling would run on the server, "
+                       "which serves unguided chunks; use latest, average, weighted or ensemble")
+    from edge.robot.chunks import check_merge_rule
+
+    planner = RemotePlanner(args.policy, args.server, args.server_timeout_ms, root_cert=args.server_ca)
+    try:
+        check_merge_rule(planner.package.manifest.policy_type, args.merge)
+        planner.connect()
+        calibrate_if_missing(config, args)
+        hz = args.hz or config.control_hz
+        robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
+                      write_calibration=args.write_calibration, loop_hz=hz)
+        args.asynchronous = True  # the loop never waits on the network
+        drive(robot, planner, options_from(args, hz))
+    except CalibrationMismatch as exc:
+        print(exc.table, file=sys.stderr)
+        raise
+    finally:
+        planner.close()
     return 0

@@ -32,6 +32,7 @@ from edge.robot.executors import AsyncExecutor, SyncExecutor
 from edge.robot.joint_names import joint_order
 from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
+from edge.robot.remote import RemotePlanner, ServerWatch
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
 from edge.runtime.files import check_writable, write_atomic
@@ -57,7 +58,7 @@ class DriveOptions:
     display_port: int = 9876
 
 
-def check_compatible(policy: PolicyRunner, robot: Robot) -> None:
+def check_compatible(policy: PolicyRunner | RemotePlanner, robot: Robot) -> None:
     """The policy must take the robot's joint vector as state, act on every joint (by the dataset's joint names when
     the package has them: another order is mapped, other names refused), get each camera's frames at its input's
     exact shape, and have every other input fed by a constant feature of the right shape."""
@@ -240,7 +241,7 @@ def _say(text: str, stream: str = "stdout") -> None:
         setattr(sys, stream, open(os.devnull, "w"))
 
 
-def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
+def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOptions,
           on_tick: Callable[[TickRecord], None] | None = None) -> Telemetry:
     """Connect `robot`, run the loop, release everything; returns the telemetry of a run that ended normally.
 
@@ -262,8 +263,13 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
+    remote = isinstance(policy, RemotePlanner)
+    watch = None
+    if remote:  # outermost: a lost server is a safety reaction at once, no goal after it; late chunks are counted
+        executor = watch = ServerWatch(executor, policy, robot)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
-    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {policy.backend.describe()}; "
+    where = policy.describe() if remote else policy.backend.describe()
+    print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "
           f"{options.hz:g} Hz, {mode}" + (f"; cameras {', '.join(robot.cameras)}" if robot.cameras else ""),
           file=sys.stderr)
 
@@ -295,6 +301,8 @@ def drive(robot: Robot, policy: PolicyRunner, options: DriveOptions,
                 _say("", "stderr")
         summary = telemetry.summary()
         _say(format_summary(summary))
+        if watch is not None:
+            _say(watch.summary())
         breakdown = robot.safety_breakdown()
         if breakdown:
             _say("  safety interventions, by kind:\n" + "\n".join(f"  {line}" for line in breakdown))

@@ -73,8 +73,10 @@ class ACTRunner(PolicyRunner):
             self.ensembler.reset()
 
     def _normalized_chunk(self, checked: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = batched(self.observation_processor.normalize(checked))
-        return self.graphs["act"].run(feeds)["action"][0]
+        return self._run(self.observation_processor.normalize(checked))
+
+    def _run(self, normalized: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.graphs["act"].run(batched(normalized))["action"][0]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         self._check_open()
@@ -102,3 +104,9 @@ class ACTRunner(PolicyRunner):
         """The chunk for an `observe` result, policy units."""
         self._check_open()
         return self.actions(self._normalized_chunk(context))
+
+    def plan_window(self, window: Mapping[str, np.ndarray], committed: np.ndarray, delay: int,
+                    seed: int) -> np.ndarray:
+        """Serving: the chunk for a normalised window of one observation (ACT draws no noise)."""
+        self._check_open()
+        return self.actions(self._run({name: value[-1] for name, value in window.items()}))

@@ -135,6 +135,12 @@ class PolicyRunner(ABC):
         execute from that tick on; `delay`: how many of them execute while this chunk is computed. Families that
         do not guide their sampling with them ignore both (the executor merges)."""
 
+    @abstractmethod
+    def plan_window(self, window: Mapping[str, np.ndarray], committed: np.ndarray, delay: int,
+                    seed: int) -> np.ndarray:
+        """Serving (edge/runtime/wire.py): `plan` for a normalised observation window {input: (n_obs_steps, ...)},
+        the family's randomness drawn from default_rng(seed). The server calls it once per request, in order."""
+
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
 

@@ -133,3 +133,10 @@ class DiffusionRunner(PolicyRunner):
                                 self.chunking.n_obs_steps - 1, self.chunking.chunk_size)
         chunk = self.denoise(self.encode(deque(context)), guide=guide)
         return self.actions(chunk[self.chunking.n_obs_steps - 1 :])
+
+    def plan_window(self, window: Mapping[str, np.ndarray], committed: np.ndarray, delay: int,
+                    seed: int) -> np.ndarray:
+        """Serving: `plan` for a normalised window; initial noise, then DDPM's variance noise, from default_rng(seed)."""
+        self.rng = np.random.default_rng(seed)
+        context = tuple({name: value[i] for name, value in window.items()} for i in range(self.chunking.n_obs_steps))
+        return self.plan(context, committed, delay)

@@ -68,12 +68,16 @@ class VQBeTRunner(PolicyRunner):
         """(..., C) logits → (...) int codes: arg-max when greedy, else a seeded softmax draw."""
         return np.argmax(logits, axis=-1) if self.greedy else sample_codes(logits, self.temperature, self.rng)
 
+    def _features(self, image: np.ndarray) -> np.ndarray:
+        """One normalised CHW frame through the `encoder` graph."""
+        return self.graphs["encoder"].run({self.image_key: image[None]})["image_features"][0]
+
     def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Encode the frame, append the step to the history (copied to fill it when empty), return the (1, n, ...)
         window — a fresh array, so asynchronous execution can plan from it while the history moves on."""
         self._check_open()
         current = self.observation_processor(observation)
-        features = self.graphs["encoder"].run({self.image_key: current[self.image_key][None]})["image_features"][0]
+        features = self._features(current[self.image_key])
         step = {self.state_key: current[self.state_key], "image_features": features}
         self._history.extend([step] * (self._history.maxlen if not self._history else 1))
         return {name: np.stack([h[name] for h in self._history])[None] for name in step}
@@ -96,6 +100,15 @@ class VQBeTRunner(PolicyRunner):
         """The chunk for an `observe` window, policy units (asynchronous execution)."""
         self._check_open()
         return self.actions(self._normalized_chunk(context))
+
+    def plan_window(self, window: Mapping[str, np.ndarray], committed: np.ndarray, delay: int,
+                    seed: int) -> np.ndarray:
+        """Serving: `plan` for a normalised window of frames (each encoded here), codes drawn from default_rng(seed)."""
+        self._check_open()
+        self.rng = np.random.default_rng(seed)
+        features = np.stack([self._features(frame) for frame in window[self.image_key]])
+        return self.plan({self.state_key: window[self.state_key][None], "image_features": features[None]},
+                         committed, delay)
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """The whole (action_chunk_size, action_dim) chunk; the observation joins the history, the queue is untouched."""

@@ -1,0 +1,1 @@
+"""Serving policy packages from NVIDIA Triton Inference Server (extra [serve]): `edge serve`."""

@@ -1,0 +1,122 @@
+"""The real tritonserver for the serving tests: `edge serve` in a subprocess, in the Python that has PyTriton.
+
+PyTriton needs numpy < 2, so CI installs it into a venv of its own (.ci/run) and names its interpreter in
+EDGE_SERVE_PYTHON; the tests themselves, the robot side, run in the suite's Python (numpy 2 in CI) with
+tritonclient. Without either, these tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "edge" / "data"
+LOCAL_SERVE_VENV = ROOT / ".venv-serve" / "bin" / "python"
+
+
+def serve_python() -> str | None:
+    """The interpreter that can run `edge serve`: EDGE_SERVE_PYTHON, else ./.venv-serve, else this one if it has
+    PyTriton."""
+    if os.environ.get("EDGE_SERVE_PYTHON"):
+        return os.environ["EDGE_SERVE_PYTHON"]
+    if LOCAL_SERVE_VENV.exists():
+        return str(LOCAL_SERVE_VENV)
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        return None
+    return sys.executable
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class Server:
+    """One `edge serve` process on free loopback ports."""
+
+    def __init__(self, packages: list[Path], *options: str):
+        python = serve_python()
+        if python is None:
+            pytest.skip("no Python with PyTriton (set EDGE_SERVE_PYTHON or make .venv-serve; CI does)")
+        self.grpc, http, metrics = free_ports(3)
+        self.url = f"grpc://127.0.0.1:{self.grpc}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [python, "-m", "edge", "serve", *map(str, packages), "--grpc-port", str(self.grpc), "--http-port",
+             str(http), "--metrics-port", str(metrics), *options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        self.models = [p.resolve().name for p in packages]
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        import tritonclient.grpc as g
+
+        client = g.InferenceServerClient(f"127.0.0.1:{self.grpc}")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"edge serve exited with {self.process.returncode}: {self.process.stderr.read()}")
+            try:
+                if all(client.is_model_ready(m) for m in self.models):
+                    client.close()
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"edge serve was not ready within {timeout} s")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def client_module():
+    return pytest.importorskip("tritonclient.grpc", reason="the robot side needs tritonclient[grpc]")
+
+
+@pytest.fixture(scope="session")
+def server(client_module) -> Iterator[Server]:  # noqa: ANN001
+    """The three bundled demo packages on one server; a 50 ms queue delay so that concurrent requests batch."""
+    s = Server([DATA / "demo_act", DATA / "demo_diffusion", DATA / "demo_vqbet"], "--max-batch", "4",
+               "--queue-delay-us", "50000")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def tampered_act(tmp_path: Path) -> Path:
+    """demo_act with another identity: the same graphs, one manifest field changed (still a valid package)."""
+    import json
+
+    copy = tmp_path / "other" / "demo_act"
+    shutil.copytree(DATA / "demo_act", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["source"]["checkpoint"] += " (retrained)"
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy

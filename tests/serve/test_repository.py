@@ -1,0 +1,73 @@
+"""`edge serve --write-repository`: the repository is a standard one that plain `tritonserver` serves.
+
+The tritonserver here is the real 2.51 binary nvidia-pytriton ships, with its Python backend; it is started on the
+repository with no PyTriton in between, as NVIDIA's container would start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge
+from edge.robot.remote import RemotePlanner
+from tests.serve.conftest import DATA, ROOT, free_ports, serve_python
+
+LOCATE = ("import json, os, sys, sysconfig, pytriton; from pytriton.utils.distribution import get_libs_path; "
+          "print(json.dumps([os.path.dirname(pytriton.__file__), str(get_libs_path()), "
+          "sysconfig.get_config_var('LIBDIR'), '%d.%d' % sys.version_info[:2]]))")
+
+
+def test_the_written_repository_serves_in_plain_tritonserver(client_module, tmp_path: Path):  # noqa: ANN001
+    python = serve_python()
+    if python is None:
+        pytest.skip("no Python with PyTriton (its tritonserver binary)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    repo = tmp_path / "models"
+    subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(DATA / "demo_diffusion"),
+                    "--max-batch", "4"], check=True, env=env, cwd=ROOT, capture_output=True)
+    config = (repo / "demo_diffusion" / "config.pbtxt").read_text()
+    assert "dynamic_batching" in config and "instance_group" in config and "edge_package_identity" in config
+    pytriton, libs, libdir, version = json.loads(subprocess.check_output([python, "-c", LOCATE], text=True))
+    server_dir = tmp_path / "tritonserver"
+    shutil.copytree(Path(pytriton) / "tritonserver", server_dir)
+    shutil.copy(server_dir / "python_backend_stubs" / version / "triton_python_backend_stub",
+                server_dir / "backends" / "python")
+    grpc, http, metrics = free_ports(3)
+    bin_dir = str(Path(python).parent)
+    server_env = {**env, "LD_LIBRARY_PATH": f"{libdir}:{libs}", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        [str(server_dir / "bin" / "tritonserver"), "--model-repository", str(repo), "--backend-directory",
+         str(server_dir / "backends"), "--grpc-address", "127.0.0.1", "--http-address", "127.0.0.1",
+         "--metrics-address", "127.0.0.1", "--grpc-port", str(grpc), "--http-port", str(http),
+         "--metrics-port", str(metrics)], env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        planner = RemotePlanner(DATA / "demo_diffusion", f"grpc://127.0.0.1:{grpc}", timeout_ms=30_000, seed=5)
+        end = time.monotonic() + 180
+        while True:
+            try:
+                planner.connect()
+                break
+            except edge.EdgeError:
+                if time.monotonic() > end or process.poll() is not None:
+                    raise
+                time.sleep(1)
+        obs = {"observation.state": np.linspace(40, 60, 6, dtype=np.float32),
+               "observation.environment_state": np.full(4, 0.5, np.float32)}
+        remote = planner.plan(planner.observe(obs), np.zeros((0, 6), np.float32), 0)
+        seed = int(np.random.default_rng(5).integers(0, np.iinfo(np.int64).max))
+        with edge.load_policy(DATA / "demo_diffusion", backend="onnxruntime") as local:
+            noise = np.random.default_rng(seed).standard_normal((1, 16, 6), dtype=np.float32)
+            expected = local.predict_action_chunk(obs, noise=noise)[1:]
+        assert np.abs(remote - expected).max() <= 1e-5
+        planner.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
