@@ -42,7 +42,7 @@ from edge.runtime.policies import runner_class  # noqa: E402
 from edge.sim.evaluate import COLUMNS as EVAL_COLUMNS  # noqa: E402
 from edge.sim.evaluate import EvalResult, evaluate, format_row, markdown_table, runner_options, text_table
 from export.checkpoint import load_checkpoint  # noqa: E402
-from export.torch_backend import TorchBackend  # noqa: E402
+from export.torch_backend import TorchBackend, source_checkpoint  # noqa: E402
 
 DATA = ROOT / "edge" / "data"
 FAMILIES = ("act", "diffusion", "vqbet")
@@ -93,7 +93,7 @@ def source_checkpoint(family: str, package, given: Path | None, log) -> tuple[Pa
     """The package's checkpoint (verified by hash) and how it was found; (None, why) if unavailable."""
     want = package.manifest.source.sha256
     candidates = [(given, "given")] if given else []
-    candidates += [(Path(package.manifest.source.checkpoint), "manifest source"),
+    candidates += [(source_checkpoint(package), "manifest source"),
                    (CACHE / want[:16] / "pretrained_model", "regenerated earlier")]
     for path, how in candidates:
         if path is not None and path.exists():

@@ -1,43 +1,32 @@
-"""Joint calibration (LeRobot-compatible files and unit conversions) and the robot configuration file. No torch."""
+"""Joint calibration (LeRobot-compatible files and unit conversions) and the robot configuration file. No torch.
 
-from calibration.calibration_file import (
-    MotorCalibration,
-    NormMode,
-    calibration_from_dict,
-    calibration_to_json,
-    load_calibration,
-    save_calibration,
-)
-from calibration.errors import CalibrationError, RobotConfigError
-from calibration.joint_normalizer import JointNormalizer
-from calibration.robot_config import (
-    BusConfig,
-    CameraConfig,
-    FeatureNames,
-    MotorConfig,
-    RobotConfig,
-    SafetyLimits,
-)
-from calibration.robot_file import load_robot_config, robot_config_from_dict
-from calibration.robot_presets import presets
+The names below load on first use (PEP 562), so that `import edge`, which reads its files through
+`calibration.strict_files`, loads neither the robot file's checks, yaml nor firmware_bridge.
+"""
 
-__all__ = [
-    "BusConfig",
-    "CameraConfig",
-    "CalibrationError",
-    "FeatureNames",
-    "JointNormalizer",
-    "MotorCalibration",
-    "MotorConfig",
-    "NormMode",
-    "RobotConfig",
-    "RobotConfigError",
-    "SafetyLimits",
-    "calibration_from_dict",
-    "calibration_to_json",
-    "load_calibration",
-    "load_robot_config",
-    "presets",
-    "robot_config_from_dict",
-    "save_calibration",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "calibration.calibration_file": ("MotorCalibration", "NormMode", "calibration_from_dict", "calibration_to_json",
+                                     "load_calibration", "save_calibration"),
+    "calibration.errors": ("CalibrationError", "RobotConfigError"),
+    "calibration.joint_normalizer": ("JointNormalizer",),
+    "calibration.robot_config": ("BusConfig", "CameraConfig", "FeatureNames", "MotorConfig", "RobotConfig",
+                                 "SafetyLimits"),
+    "calibration.robot_file": ("load_robot_config", "robot_config_from_dict"),
+    "calibration.robot_presets": ("presets",),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

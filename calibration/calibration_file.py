@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from calibration.errors import CalibrationError
+from calibration.strict_files import brief, brief_keys, read_json
 from firmware_bridge import tables
 
 # drive_mode holds the raw Drive_Mode register as LeRobot's read_calibration stores it: bit 0 is the direction,
@@ -50,24 +51,25 @@ class MotorCalibration:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise CalibrationError(f"motor '{motor}': {f.name} must be an integer, got {value!r}")
+                raise CalibrationError(f"motor {brief(motor)}: {f.name} must be an integer, got {brief(value)}")
         if not 0 <= self.id <= tables.MAX_ID:
-            raise CalibrationError(f"motor '{motor}': id must be in 0..{tables.MAX_ID}, got {self.id}")
+            raise CalibrationError(f"motor {brief(motor)}: id must be in 0..{tables.MAX_ID}, got {brief(self.id)}")
         if not 0 <= self.drive_mode <= 0xFF:
             raise CalibrationError(
-                f"motor '{motor}': drive_mode is the Drive_Mode register byte (0..255), got {self.drive_mode}")
+                f"motor {brief(motor)}: drive_mode is the Drive_Mode register byte (0..255), got {brief(self.drive_mode)}")
         if abs(self.homing_offset) > tables.HOMING_OFFSET_LIMIT:
             raise CalibrationError(
-                f"motor '{motor}': homing_offset {self.homing_offset} outside ±{tables.HOMING_OFFSET_LIMIT}"
+                f"motor {brief(motor)}: homing_offset {brief(self.homing_offset)} outside ±{tables.HOMING_OFFSET_LIMIT}"
             )
         for name in ("range_min", "range_max"):
             if not 0 <= getattr(self, name) <= resolution - 1:
                 raise CalibrationError(
-                    f"motor '{motor}': {name} must be in 0..{resolution - 1}, got {getattr(self, name)}"
+                    f"motor {brief(motor)}: {name} must be in 0..{resolution - 1}, got {brief(getattr(self, name))}"
                 )
         if self.range_min >= self.range_max:
             raise CalibrationError(
-                f"motor '{motor}': range_min ({self.range_min}) must be below range_max ({self.range_max})"
+                f"motor {brief(motor)}: range_min ({brief(self.range_min)}) must be below range_max "
+                f"({brief(self.range_max)})"
             )
 
 
@@ -79,13 +81,13 @@ def calibration_from_dict(data: Any, source: str = "calibration") -> dict[str, M
     result: dict[str, MotorCalibration] = {}
     for motor, entry in data.items():
         if not isinstance(entry, dict):
-            raise CalibrationError(f"{source}: motor '{motor}': expected an object, got {type(entry).__name__}")
+            raise CalibrationError(f"{source}: motor {brief(motor)}: expected an object, got {type(entry).__name__}")
         missing = [name for name in expected if name not in entry]
         if missing:
-            raise CalibrationError(f"{source}: motor '{motor}': missing field(s) {', '.join(missing)}")
+            raise CalibrationError(f"{source}: motor {brief(motor)}: missing field(s) {brief_keys(missing)}")
         unknown = sorted(set(entry) - set(expected))
         if unknown:
-            raise CalibrationError(f"{source}: motor '{motor}': unknown field(s) {', '.join(unknown)}")
+            raise CalibrationError(f"{source}: motor {brief(motor)}: unknown field(s) {brief_keys(unknown)}")
         calib = MotorCalibration(**{name: entry[name] for name in expected})
         try:
             calib.validate(motor)
@@ -103,14 +105,7 @@ def calibration_to_json(calibration: Mapping[str, MotorCalibration]) -> str:
 def load_calibration(path: str | Path) -> dict[str, MotorCalibration]:
     """Read and validate a LeRobot calibration JSON file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, CalibrationError, "calibration file")
     return calibration_from_dict(data, source=str(path))
 
 

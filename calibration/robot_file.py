@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from calibration.calibration_file import NormMode
 from calibration.errors import RobotConfigError
 from calibration.robot_config import (
@@ -29,6 +27,7 @@ from calibration.robot_config import (
 from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
 from calibration.robot_presets import PRESETS_DIR, robot_file
 from calibration.sections import Section
+from calibration.strict_files import brief, read_yaml
 from firmware_bridge import tables
 from firmware_bridge.safety import REACTIONS
 
@@ -48,14 +47,7 @@ def load_robot_config(path: str | Path, robot_id: str | None = None) -> RobotCon
     legacy = None
     if path.parent.resolve() == PRESETS_DIR:  # the presets kept their calibration here before (docs/calibration.md)
         legacy = (LEGACY_CALIBRATION_DIR / f"{path.stem}.json").expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RobotConfigError(f"cannot read robot file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RobotConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, RobotConfigError, "robot file")
     try:
         return robot_config_from_dict(data, base_dir=path.parent, robot_id=robot_id, legacy_calibration=legacy)
     except RobotConfigError as exc:
@@ -179,7 +171,7 @@ def _safety(safety: Section, joints: list[str]) -> SafetyLimits:
     safety.check_keys(required=("max_step_deg", "error_window_s", "reaction", "watchdog_ms"))
     reaction = safety.string("reaction")
     if reaction not in REACTIONS:
-        raise RobotConfigError(f"field 'safety.reaction': {reaction!r} is not one of {', '.join(REACTIONS)}")
+        raise RobotConfigError(f"field 'safety.reaction': {brief(reaction)} is not one of {', '.join(REACTIONS)}")
     raw_step = safety.get("max_step_deg")
     if isinstance(raw_step, dict):
         step = Section(raw_step, "safety.max_step_deg")
@@ -217,10 +209,10 @@ def _motors(raw: Any, path: str) -> tuple[tuple[MotorConfig, ...], tuple[MotorCo
         model = sec.string("model")
         if model not in tables.MODELS:
             raise RobotConfigError(
-                f"field '{where}.model': unknown model {model!r} (known: {', '.join(tables.MODELS)})")
+                f"field '{where}.model': unknown model {brief(model)} (known: {', '.join(tables.MODELS)})")
         for other in motors:
             if other.name == name:
-                raise RobotConfigError(f"field '{where}.name': duplicate motor name {name!r}")
+                raise RobotConfigError(f"field '{where}.name': duplicate motor name {brief(name)}")
             if other.id == motor_id:
                 raise RobotConfigError(f"field '{where}.id': id {motor_id} already used by '{other.name}'")
         if shadow:
@@ -230,11 +222,11 @@ def _motors(raw: Any, path: str) -> tuple[tuple[MotorConfig, ...], tuple[MotorCo
             mode = NormMode(sec.get("norm_mode"))
         except ValueError:
             raise RobotConfigError(
-                f"field '{where}.norm_mode': unknown mode {sec.get('norm_mode')!r} "
+                f"field '{where}.norm_mode': unknown mode {brief(sec.get('norm_mode'))} "
                 f"(expected {', '.join(m.value for m in NormMode)})") from None
         full_turn = sec.get("full_turn", False)
         if not isinstance(full_turn, bool):
-            raise RobotConfigError(f"field '{where}.full_turn': expected true or false, got {full_turn!r}")
+            raise RobotConfigError(f"field '{where}.full_turn': expected true or false, got {brief(full_turn)}")
         motors.append(MotorConfig(name, motor_id, model, mode, full_turn, _setup(sec, model)))
     joints = tuple(m for m in motors if m.shadow_of is None)
     shadows = tuple(m for m in motors if m.shadow_of is not None)
@@ -245,7 +237,7 @@ def _motors(raw: Any, path: str) -> tuple[tuple[MotorConfig, ...], tuple[MotorCo
         where = f"{path}[{i}] ({m.name}).shadow_of"
         primary = by_name.get(m.shadow_of)
         if primary is None:
-            raise RobotConfigError(f"field '{where}': {m.shadow_of!r} is not a joint on this bus")
+            raise RobotConfigError(f"field '{where}': {brief(m.shadow_of)} is not a joint on this bus")
         if primary.model != m.model:
             raise RobotConfigError(f"field '{where}': a shadow must be the same model as its joint "
                                    f"({m.model} vs {primary.model})")
@@ -266,12 +258,12 @@ def _setup(sec: Section, model_name: str) -> dict[str, int]:
         if key == "operating_mode":
             mode = sec.get(key)
             if mode not in tables.OPERATING_MODES:
-                raise RobotConfigError(f"field '{sec.name(key)}': unknown mode {mode!r} "
+                raise RobotConfigError(f"field '{sec.name(key)}': unknown mode {brief(mode)} "
                                        f"(known: {', '.join(tables.OPERATING_MODES)})")
             if tables.OPERATING_MODES[mode] not in model.operating_modes:
                 raise RobotConfigError(f"field '{sec.name(key)}': {model_name} has no {mode} mode")
             if mode not in tables.POSITION_MODES:
-                raise RobotConfigError(f"field '{sec.name(key)}': {mode!r} does not follow Goal_Position, which is "
+                raise RobotConfigError(f"field '{sec.name(key)}': {brief(mode)} does not follow Goal_Position, which is "
                                        f"how the policy drives a joint (use {', '.join(tables.POSITION_MODES)})")
             setup[register] = tables.OPERATING_MODES[mode]
             continue
@@ -289,12 +281,12 @@ def _camera(sec: Section, base_dir: Path) -> CameraConfig:
                    optional=("fps", "fourcc", "rotation", "max_age_ms"))
     kind = sec.string("type")
     if kind not in CAMERA_TYPES:
-        raise RobotConfigError(f"field '{sec.name('type')}': unknown camera type {kind!r} "
+        raise RobotConfigError(f"field '{sec.name('type')}': unknown camera type {brief(kind)} "
                                f"(known: {', '.join(CAMERA_TYPES)})")
     source = sec.get("source")
     if isinstance(source, bool) or not isinstance(source, (int, str)) or source == "":
         raise RobotConfigError(f"field '{sec.name('source')}': expected a device index, a /dev/video* path, a video "
-                               f"file or a GStreamer pipeline, got {source!r}")
+                               f"file or a GStreamer pipeline, got {brief(source)}")
     if isinstance(source, int) and source < 0:
         raise RobotConfigError(f"field '{sec.name('source')}': device index must be >= 0, got {source}")
     width, height = sec.integer("width"), sec.integer("height")
@@ -304,10 +296,10 @@ def _camera(sec: Section, base_dir: Path) -> CameraConfig:
     fps = None if sec.get("fps") is None else sec.number("fps", positive=True)
     fourcc = sec.get("fourcc")
     if fourcc is not None and (not isinstance(fourcc, str) or len(fourcc) != 4):
-        raise RobotConfigError(f"field '{sec.name('fourcc')}': expected 4 characters such as MJPG, got {fourcc!r}")
+        raise RobotConfigError(f"field '{sec.name('fourcc')}': expected 4 characters such as MJPG, got {brief(fourcc)}")
     rotation = sec.get("rotation", 0)
     if isinstance(rotation, bool) or rotation not in ROTATIONS:
-        raise RobotConfigError(f"field '{sec.name('rotation')}': expected one of {ROTATIONS}, got {rotation!r}")
+        raise RobotConfigError(f"field '{sec.name('rotation')}': expected one of {ROTATIONS}, got {brief(rotation)}")
     max_age = None if sec.get("max_age_ms") is None else sec.number("max_age_ms", positive=True)
     camera = CameraConfig(source, width, height, fps, fourcc, rotation, max_age, kind)
     if camera.kind == "file":

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 import edge.commands
+from edge.commands.options import check_modes
 from edge.exit_status import run_command, signals_interrupt
 
 __all__ = ["build_parser", "main"]
@@ -22,13 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(edge.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"edge.commands.{info.name}")
-        module.add_parser(sub).set_defaults(_run=module.run)
+        if hasattr(module, "add_parser"):  # options.py is a helper, not a command
+            module.add_parser(sub).set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status comes from edge/exit_status.py. SIGTERM and SIGHUP stop it as Ctrl-C does."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_modes(parser, args)
     with signals_interrupt():
         return run_command(lambda: args._run(args))
 

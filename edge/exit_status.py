@@ -58,17 +58,20 @@ def run_command(command: Callable[[], int | None]) -> int:
     try:
         return int(command() or 0)
     except BaseException as exc:
-        found = classify(exc)
-        if found is None:
-            raise
-        status, label = found
-        if getattr(exc, "reported", False):
-            pass
-        elif isinstance(exc, KeyboardInterrupt):
-            print(f"{label} ({exc})" if str(exc) else label, file=sys.stderr)
-        else:
-            print(f"{label}: {exc}", file=sys.stderr)
-        return status
+        try:
+            found = classify(exc)
+            if found is None:
+                raise
+            status, label = found
+            if getattr(exc, "reported", False):
+                pass
+            elif isinstance(exc, KeyboardInterrupt):
+                print(f"{label} ({exc})" if str(exc) else label, file=sys.stderr)
+            else:
+                print(f"{label}: {exc}", file=sys.stderr)
+            return status
+        except KeyboardInterrupt as late:  # Ctrl-C or SIGTERM while the error is reported: stop as it asks
+            return 128 + int(getattr(late, "signum", signal.SIGINT))
 
 
 @contextlib.contextmanager

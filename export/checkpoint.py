@@ -9,7 +9,6 @@ unused or mis-shaped key is an error naming the key (LeRobot itself only warns).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from calibration.strict_files import brief, read_json
 from edge.errors import PackageError
 from edge.runtime.package import STATISTICS, Normalization, check_normalization
+from export.config_fields import check_features
 from export.errors import CheckpointError
 
 OLD_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
@@ -60,15 +61,8 @@ def _hash_dir(path: Path) -> str:
 
 
 def _features(config: dict, key: str) -> list[Feature]:
-    feats = config.get(key)
-    if not isinstance(feats, dict) or not feats:
-        raise CheckpointError(f"config.json: {key!r} is missing or empty")
-    out = []
-    for name, ft in feats.items():
-        if not isinstance(ft, dict) or "type" not in ft or "shape" not in ft:
-            raise CheckpointError(f"config.json: {key}.{name} needs 'type' and 'shape'")
-        out.append(Feature(name, ft["type"], [int(s) for s in ft["shape"]]))
-    return out
+    feats = check_features(config.get(key), key)
+    return [Feature(name, ft["type"], list(ft["shape"])) for name, ft in feats.items()]
 
 
 def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[dict[str, np.ndarray], float, str] | None:
@@ -77,12 +71,15 @@ def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[di
     pipeline = path / json_name
     if not pipeline.is_file():
         return None
-    try:
-        steps = json.loads(pipeline.read_text())["steps"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{pipeline} is not a LeRobot processor file: {exc}") from None
-    for step in steps:
+    data = read_json(pipeline, CheckpointError, "processor file")
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, list):
+        raise CheckpointError(f"{pipeline} is not a LeRobot processor file: no 'steps' list")
+    for i, step in enumerate(steps):
         if isinstance(step, dict) and step.get("registry_name") == registry_name and step.get("state_file"):
+            if not isinstance(step["state_file"], str) or Path(step["state_file"]).name != step["state_file"]:
+                raise CheckpointError(f"{pipeline}: steps[{i}].state_file is {brief(step['state_file'])}, not the "
+                                      "name of a file beside it")
             state_file = path / step["state_file"]
             if not state_file.is_file():
                 raise CheckpointError(f"{pipeline} names {state_file.name}, which is missing")
@@ -92,7 +89,7 @@ def _processor_stats(path: Path, json_name: str, registry_name: str) -> tuple[di
                 raise CheckpointError(f"{state_file} cannot be read: {exc}") from None
             eps = step["config"].get("eps", 1e-8) if isinstance(step.get("config"), dict) else 1e-8
             if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-                raise CheckpointError(f"{pipeline}: the {registry_name} step's eps is {eps!r}, not a number")
+                raise CheckpointError(f"{pipeline}: the {registry_name} step's eps is {brief(eps)}, not a number")
             return stats, float(eps), state_file.name
     return None
 
@@ -107,10 +104,10 @@ def _merge_stats(sources: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, 
                 first, other = merged[key]
                 if other.shape != value.shape or not np.array_equal(other, value, equal_nan=True):
                     diff = int(np.argmax(other != value)) if other.shape == value.shape else None
-                    detail = (f"index {diff}: {float(other[diff])!r} vs {float(value[diff])!r}" if diff is not None
+                    detail = (f"index {diff}: {brief(float(other[diff]))} vs {brief(float(value[diff]))}" if diff is not None
                               else f"{other.size} vs {value.size} values")
                     feature, stat = key.rsplit(".", 1)
-                    raise CheckpointError(f"{first} and {source} disagree on statistic {stat!r} of {feature!r} "
+                    raise CheckpointError(f"{first} and {source} disagree on statistic {brief(stat)} of {brief(feature)} "
                                           f"({detail}); which one the policy was trained with is unknown, fix the "
                                           "checkpoint")
             merged[key] = (source, value)
@@ -138,11 +135,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for name in ("config.json", "model.safetensors"):
         if not (root / name).is_file():
             raise CheckpointError(f"{root} has no {name}: not a LeRobot pretrained_model directory")
-    try:
-        config = json.loads((root / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{root / 'config.json'} is not valid JSON: {exc}") from None
-    if "type" not in config:
+    config = read_json(root / "config.json", CheckpointError, "config file")
+    if not isinstance(config, dict) or "type" not in config:
         raise CheckpointError("config.json has no 'type' (expected act, diffusion or vqbet)")
     try:
         state_dict = load_file(str(root / "model.safetensors"))
@@ -164,19 +158,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     norm_map = config.get("normalization_mapping", {})
     if not isinstance(norm_map, dict):
-        raise CheckpointError(f"config.json: normalization_mapping is {norm_map!r}, not an object")
+        raise CheckpointError(f"config.json: normalization_mapping is {brief(norm_map)}, not an object")
     normalization = {}
     for f in all_feats:
         mode = norm_map.get(f.type, "IDENTITY")
         stats = {stat: v.tolist() for k, v in flat.items() for feature, stat in [k.rsplit(".", 1)]
                  if feature == f.name and stat in STATISTICS}  # what the runtime reads; counts and the like are not
         if mode != "IDENTITY" and not stats:
-            raise CheckpointError(f"feature {f.name!r} uses {mode} normalisation but the checkpoint has no "
+            raise CheckpointError(f"feature {brief(f.name)} uses {mode} normalisation but the checkpoint has no "
                                   "statistics for it (no processor files and no normalize_* buffers)")
         normalization[f.name] = Normalization(mode=mode if stats else "IDENTITY", stats=stats, eps=eps)
         elements = 3 if f.type == "VISUAL" else int(np.prod(f.shape))
         try:
-            check_normalization(normalization[f.name], f"checkpoint statistics of {f.name!r}", elements,
+            check_normalization(normalization[f.name], f"checkpoint statistics of {brief(f.name)}", elements,
                                 divides=f.type != "ACTION")
         except PackageError as exc:
             raise CheckpointError(str(exc)) from None
@@ -189,13 +183,13 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: 
     given = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     unused = sorted(set(state_dict) - {prefix + k for k in given}) + sorted(set(given) - set(expected))
     if unused:
-        raise CheckpointError(f"checkpoint has {len(unused)} weight(s) the model does not use, e.g. {unused[0]!r}"
+        raise CheckpointError(f"checkpoint has {len(unused)} weight(s) the model does not use, e.g. {brief(unused[0])}"
                               " (wrong policy type or config?)")
     missing = sorted(set(expected) - set(given))
     if missing:
-        raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s), e.g. {prefix + missing[0]!r}")
+        raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s), e.g. {brief(prefix + missing[0])}")
     for k, v in given.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"weight {prefix + k!r} has shape {tuple(v.shape)}, the config implies "
+            raise CheckpointError(f"weight {brief(prefix + k)} has shape {tuple(v.shape)}, config.json implies "
                                   f"{tuple(expected[k].shape)}")
     module.load_state_dict(given, strict=True)

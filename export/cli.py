@@ -14,12 +14,11 @@ from functools import partial
 from pathlib import Path
 
 from edge.commands.eval import add_options, evaluate_command
-from edge.exit_status import run_command
+from edge.commands.options import check_modes, count, int_in, only_with, seed
+from edge.exit_status import run_command, signals_interrupt
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from edge.runtime.package.manifest import MAX_FPS
-from export.families.base import ExportOptions
-from export.pipeline import export_package
-from export.torch_backend import TorchBackend
+from export.workstation import require_workstation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="LeRobot pretrained_model/ directory (config.json, model.safetensors, ...)")
     p.add_argument("--out", required=True, help="package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
-    p.add_argument("--samples", type=int, default=3, help="validation samples stored in the package (default 3)")
-    p.add_argument("--opset", type=int, default=17,
+    p.add_argument("--samples", type=count, default=3, help="validation samples stored in the package (default 3)")
+    p.add_argument("--opset", type=int_in(1, MAX_OPSET), default=17,
                    help=f"ONNX opset (<= {MAX_OPSET} for TensorRT 10.3 / JetPack 6)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the validation samples")
-    p.add_argument("--fused-steps", type=int, default=None, metavar="K",
+    p.add_argument("--seed", type=seed, default=0, help="seed for the validation samples")
+    p.add_argument("--fused-steps", type=count, default=None, metavar="K",
                    help="diffusion: also export a fused graph running K DDIM steps in one call")
     p.add_argument("--weights", choices=WEIGHT_STORAGE, default="float32",
                    help="float16: round the weights to float16 and store them so (half the file size); "
                         "ONNX Runtime still computes in float32 (default float32)")
-    p.add_argument("--fps", type=_fps, default=None,
+    p.add_argument("--fps", type=int_in(1, MAX_FPS), default=None,
                    help="the policy's action rate in actions a second (LeRobot's meta/info.json \"fps\"; env.fps "
                         "for simulated training): recorded in the manifest, the robot then advances the policy at it")
     p.add_argument("--no-tensorrt-check", action="store_true",
@@ -60,19 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fps(text: str) -> int:
-    """--fps at parse time: an integer number of actions a second within 1..MAX_FPS."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer number of actions a second, got {text!r}") from None
-    if not 1 <= value <= MAX_FPS:
-        raise argparse.ArgumentTypeError(f"must be within 1..{MAX_FPS}, got {value}")
-    return value
-
-
 def export(args: argparse.Namespace) -> int:
     """The command's body: export, then the FP16 preflight if asked."""
+    require_workstation("edge-export")
+    from export.families.base import ExportOptions
+    from export.pipeline import export_package
+
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
@@ -93,22 +85,30 @@ def build_eval_parser() -> argparse.ArgumentParser:
     add_options(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the pretrained_model directory (default: the manifest's source)")
+    p.add_argument("--any-checkpoint", action="store_true",
+                   help="take --checkpoint even if it is not the one the package was exported from (sha256)")
+    only_with(p, "--any-checkpoint", "--checkpoint")
     return p
 
 
 def evaluate_pytorch(args: argparse.Namespace) -> int:
     """`edge eval`'s evaluation (edge/commands/eval.py), the runner driving PyTorch modules: CPU, FP32."""
-    return evaluate_command(args, partial(TorchBackend, args.checkpoint), "pytorch", name="pytorch")
+    require_workstation("edge-export eval")
+    from export.torch_backend import TorchBackend
+
+    return evaluate_command(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
+                            name="pytorch")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Export (the default) or, with a first argument `eval`, evaluate; exit statuses from edge/exit_status.py."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["eval"]:
-        eval_args = build_eval_parser().parse_args(argv[1:])
-        return run_command(lambda: evaluate_pytorch(eval_args))
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: export(args))
+    eval_mode = argv[:1] == ["eval"]
+    parser = build_eval_parser() if eval_mode else build_parser()
+    args = parser.parse_args(argv[1:] if eval_mode else argv)
+    check_modes(parser, args)
+    with signals_interrupt():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
+        return run_command(lambda: evaluate_pytorch(args) if eval_mode else export(args))
 
 
 if __name__ == "__main__":

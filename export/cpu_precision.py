@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.exit_status import run_command
+from edge.exit_status import run_command, signals_interrupt
 from edge.runtime.files import staged_directory
 from edge.runtime.package import load_package, sha256_file, write_manifest
 from export.errors import ExportError
@@ -125,20 +125,25 @@ def quantize_package(path: str | Path, progress: Callable[[str], None] = print,
     return errors
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.cpu_precision", description="An INT8 copy of a policy package.")
     p.add_argument("package", help="an exported (FP32) policy package")
     p.add_argument("--out", required=True, help="the INT8 package directory to create")
     p.add_argument("--force", action="store_true", help="overwrite --out")
-    args = p.parse_args(argv)
-    return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with signals_interrupt():  # SIGTERM/SIGHUP remove the staging folder like Ctrl-C
+        return run_command(lambda: int8_copy(Path(args.package), Path(args.out), args.force))
 
 
 def int8_copy(package: Path, out: Path, force: bool) -> int:
     """Copy `package` to `out` and quantize the copy; nothing is left at `out` if that fails."""
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; pass --force to overwrite it")
-    with staged_directory(out) as tmp:
+    with staged_directory(out, replace=force) as tmp:
         shutil.copytree(package, tmp, dirs_exist_ok=True)
         tmp.chmod(0o755)  # copytree gave it the source's mode; quantizing writes into it
         quantize_package(tmp, progress=lambda m: print(m, file=sys.stderr))

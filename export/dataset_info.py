@@ -8,11 +8,11 @@ checkpoint's train_config.json trained on (`dataset.root`, or $HF_LEROBOT_HOME/<
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from calibration.lerobot_paths import hf_lerobot_home
+from calibration.strict_files import brief, read_json
 from edge.runtime.package import DatasetInfo
 from export.errors import CheckpointError
 
@@ -33,7 +33,7 @@ def flatten_names(names: Any, where: str) -> list[str] | None:
     for part in parts:
         items = part if isinstance(part, list) else [part]
         if not all(isinstance(n, str) and n for n in items):
-            raise CheckpointError(f"{where}: names must be non-empty strings, got {part!r}")
+            raise CheckpointError(f"{where}: names must be non-empty strings, got {brief(part)}")
         flat += items
     return flat
 
@@ -41,19 +41,14 @@ def flatten_names(names: Any, where: str) -> list[str] | None:
 def read_dataset_info(path: str | Path) -> DatasetInfo:
     """The fps and the state/action names of a LeRobot meta/info.json (names None where the dataset has none)."""
     path = Path(path)
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CheckpointError(f"cannot read dataset info {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    info = read_json(path, CheckpointError, "dataset info")
     features = info.get("features") if isinstance(info, dict) else None
     if not isinstance(features, dict):
         raise CheckpointError(f"{path}: no 'features' object (is this a LeRobot dataset's meta/info.json?)")
     fps = info.get("fps")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0
                             or float(fps) != int(fps)):
-        raise CheckpointError(f"{path}: 'fps' must be a positive whole number, got {fps!r}")
+        raise CheckpointError(f"{path}: 'fps' must be a positive whole number, got {brief(fps)}")
 
     def names(key: str) -> list[str] | None:
         feature = features.get(key)
@@ -67,9 +62,10 @@ def find_dataset_info(checkpoint: str | Path) -> Path | None:
     """meta/info.json of the dataset the checkpoint's train_config.json names, if it is on this machine."""
     config = Path(checkpoint) / "train_config.json"
     try:
-        dataset = json.loads(config.read_text(encoding="utf-8")).get("dataset") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
+        data = read_json(config, CheckpointError, "train config")
+    except CheckpointError:  # missing or unreadable: the dataset is simply not found
         return None
+    dataset = (data.get("dataset") if isinstance(data, dict) else None) or {}
     root = dataset.get("root") if isinstance(dataset, dict) else None
     repo_id = dataset.get("repo_id") if isinstance(dataset, dict) else None
     if isinstance(root, str) and root:

@@ -7,6 +7,7 @@ is loaded with the runtime's own loader and runner before it is renamed into pla
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -119,7 +120,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         check_chunking(family.policy, family.chunking)
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
-    with staged_directory(out) as tmp:  # replaces `out` only after the runtime loaded the package
+    with staged_directory(out, replace=force) as tmp:  # publishes `out` only after the runtime loaded it
         graphs, arrays, errors = {}, {}, {}
         for i, graph in enumerate(family.graphs, 1):
             progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")
@@ -149,7 +150,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         np.savez(tmp / VALIDATION_FILE, **arrays)
         manifest = Manifest(
             policy_type=ckpt.policy_type,
-            source=Source(str(ckpt.path.resolve()), ckpt.sha256, ckpt.config),
+            source=Source(os.path.relpath(ckpt.path.resolve(), out.resolve()), ckpt.sha256, ckpt.config),
             inputs=observation_inputs(ckpt),
             action=action_output(ckpt),
             chunking=family.chunking,
@@ -161,7 +162,10 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             # --fps (the policy's own rate) wins over the dataset's
             dataset=dataset if options.fps is None else replace(dataset or DatasetInfo(), fps=options.fps),
         )
-        write_manifest(tmp, manifest)
+        try:
+            write_manifest(tmp, manifest)
+        except PackageError as exc:
+            raise ExportError(f"the exported package would not load: {exc}") from None
         if options.cpu_precision == "int8":
             progress("INT8 matrix products (export/cpu_precision.py), checked against PyTorch's validation outputs")
             errors = quantize_package(tmp, progress)

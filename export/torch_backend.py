@@ -10,8 +10,8 @@ benchmarks/eval_demo.py compare the exported ONNX graphs with.
     policy = runner_class("act")(load_package(pkg), TorchBackend(checkpoint="ckpt/pretrained_model"))
 
 The checkpoint's content hash must equal the one the manifest recorded (`source.sha256`), so the
-PyTorch networks are the package's weights, not a retrained or edited checkpoint; pass
-`verify=False` to compare against another checkpoint on purpose.
+PyTorch networks are the package's weights, not a retrained or edited checkpoint; `verify=False`
+(`edge-export eval --any-checkpoint`) compares against another checkpoint on purpose.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def fused_steps(package: PolicyPackage) -> int | None:
     return ks[0] if ks else None
 
 
+def source_checkpoint(package: PolicyPackage) -> Path:
+    """The manifest's `source.checkpoint`, a relative one taken from the package directory."""
+    recorded = Path(package.manifest.source.checkpoint)
+    return recorded if recorded.is_absolute() else (package.path / recorded).resolve()
+
+
 class TorchBackend(Backend):
     """Runs graphs as PyTorch modules built from a LeRobot checkpoint (CPU, float32, eval mode).
 
@@ -82,12 +88,13 @@ class TorchBackend(Backend):
         return f"pytorch {torch.__version__} (CPU, fp32, {torch.get_num_threads()} threads){where}"
 
     def checkpoint_for(self, package: PolicyPackage) -> Path:
-        path = self.checkpoint or Path(package.manifest.source.checkpoint)
+        path = self.checkpoint or source_checkpoint(package)
         if not path.exists():
             raise BackendError(f"the PyTorch policy needs the package's source checkpoint, but {path} does not exist"
-                               " (it was exported on another machine or from a temporary directory); pass the "
-                               "pretrained_model directory explicitly (the bundled demos' checkpoints: python "
-                               "examples/make_demo_policies.py rebuilds them under build/demo_checkpoints/)")
+                               " (it was exported on another machine or from a temporary directory); give its "
+                               "pretrained_model directory with --checkpoint (checkpoint= in Python; the bundled "
+                               "demos' checkpoints: python examples/make_demo_policies.py rebuilds them under "
+                               "build/demo_checkpoints/)")
         return path
 
     def family(self, package: PolicyPackage) -> FamilyExport:
@@ -104,7 +111,7 @@ class TorchBackend(Backend):
             if self.verify and ckpt.sha256 != package.manifest.source.sha256:
                 raise BackendError(f"checkpoint {path} is not the one {package.path} was exported from (sha256 "
                                    f"{ckpt.sha256[:12]}… vs the manifest's {package.manifest.source.sha256[:12]}…); "
-                                   "pass verify=False to compare with it anyway")
+                                   "--any-checkpoint (verify=False in Python) compares with it anyway")
             k = fused_steps(package)
             options = ExportOptions(samples=1, extra={"fused_steps": k} if k is not None else {})
             self._families[key] = family_module(ckpt.policy_type).build(ckpt, options)

@@ -105,8 +105,9 @@ def loaded(modules: set[str], *prefixes: str) -> list[str]:
 def test_import_edge_loads_only_the_runtime():
     modules = run_python("import edge")
     assert "edge.runtime.package" in modules
-    assert loaded(modules, "edge.robot", "edge.sim", "edge.commands", "calibration", "firmware_bridge", "export",
+    assert loaded(modules, "edge.robot", "edge.sim", "edge.commands", "firmware_bridge", "export",
                   "yaml", "cv2", "serial", "dynamixel_sdk", "torch") == []
+    assert loaded(modules, "calibration") == ["calibration", "calibration.strict_files"]  # the one file reader
 
 
 def test_the_bus_loads_without_the_emulator():
@@ -123,9 +124,11 @@ def test_the_emulator_imports_on_its_own():
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["calibrate", "--help"]])
 def test_starting_the_edge_command_loads_no_robot_code(argv):
-    """Building the parser (every sub-command's options) loads neither calibration, yaml, the bus nor the emulator."""
+    """Building the parser (every sub-command's options) loads neither calibration (but its file reader), yaml, the
+    bus nor the emulator."""
     modules = run_python(f"from edge.cli import build_parser\ntry:\n    build_parser().parse_args({argv!r})\n"
                          "except SystemExit:\n    pass")
     assert "edge.commands.run" in modules
-    assert loaded(modules, "calibration", "yaml", "firmware_bridge.bus", "firmware_bridge.safety",
+    assert loaded(modules, "yaml", "firmware_bridge.bus", "firmware_bridge.safety",
                   "firmware_bridge.emulator", "dynamixel_sdk", "serial", "cv2", "export", "torch") == []
+    assert set(loaded(modules, "calibration")) <= {"calibration", "calibration.strict_files"}  # the file reader

@@ -51,3 +51,17 @@ print(action.shape, "torch" in __import__("sys").modules)
     result = run_without_torch(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["(6,)", "False"]
+
+
+def test_workstation_commands_without_torch_say_what_to_install(tmp_path):
+    """After `pip install .` (no torch): --help works and running says in one line what to install."""
+    help_run = run_without_torch("import sys; from export.cli import main; sys.exit(main(['--help']))")
+    assert help_run.returncode == 0 and "--out" in help_run.stdout, help_run.stderr
+    for code in ("from export.cli import main; sys.exit(main(['ckpt', '--out', %r]))" % str(tmp_path / "o"),
+                 "from export.cli import main; sys.exit(main(['eval', 'act']))",
+                 "from export.train.__main__ import main; sys.exit(main(['act', '--out', %r]))" % str(tmp_path / "t")):
+        result = run_without_torch("import sys\n" + code)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert "needs torch" in lines[0] and "pip install torch==" in lines[0], lines
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()

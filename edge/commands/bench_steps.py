@@ -15,6 +15,7 @@ import numpy as np
 
 from edge import load_policy
 from edge.commands.demo import resolve_package
+from edge.commands.options import count, counts
 from edge.errors import CLIError
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner
@@ -39,9 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("bench-steps", help="few-step DDIM study of a Diffusion Policy package",
                               description=__doc__.splitlines()[0])
     p.add_argument("package", help="a diffusion policy package directory, or diffusion for the bundled demo's")
-    p.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
+    p.add_argument("--steps", type=counts, default=",".join(map(str, DEFAULT_STEPS)),
                    help=f"comma-separated DDIM step counts (default {','.join(map(str, DEFAULT_STEPS))})")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per validation sample (default 5)")
+    p.add_argument("--repeats", type=count, default=5, help="timed runs per validation sample (default 5)")
     p.add_argument("--backend", default="auto", help="backend to run on (default auto)")
     return p
 
@@ -90,10 +91,6 @@ def format_table(rows: list[StepRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    except ValueError:
-        raise CLIError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
-    rows = study(resolve_package(args.package), steps, args.repeats, args.backend)
+    rows = study(resolve_package(args.package), args.steps, args.repeats, args.backend)
     print(format_table(rows))
     return 0

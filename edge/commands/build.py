@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.errors import CLIError
+from edge.commands.options import non_negative_int
 from edge.runtime.package import load_package
 
 
@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--engine-dir", default=None,
                    help="engine directory (default $EDGE_ENGINE_DIR, else <package>/engines); the runtime loads "
                         "engines from it when given the same directory (EDGE_ENGINE_DIR or engine_dir=)")
-    p.add_argument("--workspace-mb", type=int, default=0, help="TensorRT workspace limit in MiB (default: TensorRT's)")
+    p.add_argument("--workspace-mb", type=non_negative_int, default=0, help="TensorRT workspace limit in MiB (default: TensorRT's)")
     return p
 
 
@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     conflict = onnxruntime_conflict()
     if conflict:
         print(f"warning: {conflict}", file=sys.stderr)
-    if args.workspace_mb < 0:
-        raise CLIError(f"--workspace-mb {args.workspace_mb}: must be 0 (TensorRT's default) or more")
     package = load_package(args.package)
     precision = "fp16" if args.fp16 else "fp32"
     preflight = package.manifest.fp16_preflight

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import edge
+from edge.commands.options import only_with, seed
 from edge.commands.run import add_loop_arguments, apply_merge, options_from
 from edge.errors import CLIError, ResultsNotWritten
 from edge.runtime.files import check_writable, write_atomic
@@ -51,10 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")
     p.add_argument("--package", type=Path, default=None,
                    help="run this reach-task policy package instead of a bundled one")
-    p.add_argument("--seed", type=int, default=0, help="scene (start, target, obstacle) seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="scene (start, target, obstacle) seed (default 0)")
     p.add_argument("--outcome", type=Path, default=None,
                    help="write the episode's outcome (scene, reached, side) as JSON")
     add_loop_arguments(p, hz_default=TaskConfig.hz, duration_default=DEFAULT_DURATION_S)
+    only_with(p, "--policy", "a bundled policy, not with --package", when=lambda args: args.package is None)
     return p
 
 

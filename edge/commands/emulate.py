@@ -12,6 +12,7 @@ import contextlib
 import signal
 import time
 
+from edge.commands.options import count, int_choice, positive_float
 from edge.errors import CLIError
 from firmware_bridge import tables
 
@@ -21,18 +22,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("emulate", help="emulate a Dynamixel servo chain on a pty",
                                    description="Serve N emulated X-series servos (Protocol 2.0) on a pty; "
                                                "prints the port to open, serves until Ctrl-C.")
-    parser.add_argument("--servos", type=int, default=None, help="number of servos (default 6, or as many as --ids)")
+    parser.add_argument("--servos", type=count, default=None, help="number of servos (default 6, or as many as --ids)")
     parser.add_argument("--model", default="xl430-w250",
                         help="servo model for every id, or one per id comma-separated (a mixed chain such as "
                              "Koch's xl430-w250,xl430-w250,xl330-m288,xl330-m288,xl330-m288,xl330-m288); "
                              f"known: {', '.join(sorted(tables.MODELS))}")
-    parser.add_argument("--baudrate", type=int, default=1_000_000, help="modelled baud rate (default 1000000)")
+    parser.add_argument("--baudrate", type=int_choice(tables.BAUD_RATES.values()), default=1_000_000,
+                        help="modelled baud rate (default 1000000)")
     parser.add_argument("--ids", default=None, help="comma-separated ids (default 1..N)")
     parser.add_argument("--no-timing", action="store_true", help="reply at once instead of modelling wire time")
     parser.add_argument("--hand", action="store_true",
                         help="a hand moves every torque-off joint slowly back and forth (+-79 degrees) around where "
                              "it was taken, so `edge calibrate` can be run against the emulator")
-    parser.add_argument("--hand-period", type=float, default=None, metavar="S",
+    parser.add_argument("--hand-period", type=positive_float, default=None, metavar="S",
                         help="seconds for one back-and-forth of the hand (default: the emulated hand's own, "
                              "firmware_bridge/emulator/physics.py)")
     parser.add_argument("--fault", action="append", default=[], metavar="ID:KIND@START[+DURATION]",
@@ -93,8 +95,6 @@ def serve(chains: list[tuple[str, int, dict[int, str]]], args: argparse.Namespac
     """One emulator (pty) per chain; print `<name> <pty>` per chain (just the pty for one unnamed chain)."""
     from firmware_bridge.emulator import Hand, ServoEmulator, TimedFault
 
-    if args.hand_period is not None and args.hand_period <= 0:
-        raise CLIError(f"--hand-period must be positive, got {args.hand_period:g}")
     hand = (Hand() if args.hand_period is None else Hand(period_s=args.hand_period)) if args.hand else None
     faults = [TimedFault.parse(text) for text in args.fault]
     options = dict(timing=not args.no_timing, hand=hand, faults=faults)

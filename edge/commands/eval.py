@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.commands.demo import resolve_package
+from edge.commands.options import count, non_negative_int, seed
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
@@ -48,13 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_options(p: argparse.ArgumentParser) -> None:
     """The options every evaluation takes, whatever runs the networks (`edge eval`, `edge-export eval`)."""
     p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
-    p.add_argument("--episodes", type=int, default=50, help="episodes (default 50)")
-    p.add_argument("--seed", type=int, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
-    p.add_argument("--steps", type=int, default=None, help="diffusion: num_inference_steps K")
+    p.add_argument("--episodes", type=count, default=50, help="episodes (default 50)")
+    p.add_argument("--seed", type=seed, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
+    p.add_argument("--steps", type=count, default=None, help="diffusion: num_inference_steps K")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
     p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
-    p.add_argument("--delay-ticks", type=_delay_ticks, default=None, metavar="D",
+    p.add_argument("--delay-ticks", type=non_negative_int, default=None, metavar="D",
                    help="execute chunks asynchronously on a virtual clock, each merged D ticks after its observation "
                         "tick (default: LeRobot's synchronous select_action)")
     p.add_argument("--merge", choices=ALL_MERGE_RULES, default=None,
@@ -63,15 +64,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
-def _delay_ticks(text: str) -> int:
-    """--delay-ticks at parse time: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer number of ticks, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,8 +84,6 @@ def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backen
     `label` names the configuration in the table ("default", "fp16", "pytorch"), `name` the backend in the log
     and the JSON (default: the backend's own description).
     """
-    if args.episodes < 1:
-        raise CLIError("--episodes must be at least 1")
     if args.json is not None:
         check_writable(args.json, "--json")
     if args.merge is not None and args.delay_ticks is None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import CLIError
-from edge.robot.telemetry import load_telemetry
+from edge.robot.telemetry import read_telemetry
 
 # marker kind -> (colour, legend label, what in a record says it happened there)
 MARKERS = {
@@ -48,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise CLIError("edge report needs matplotlib: pip install 'edge-policy-runtime[plot]'") from None
-    try:
-        meta, records = load_telemetry(args.telemetry)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CLIError(f"cannot read telemetry {args.telemetry}: {exc} (expected the JSONL of edge run "
-                       "--telemetry)") from None
+    loaded = read_telemetry(args.telemetry)
+    meta, records = loaded.meta, loaded.records
+    if loaded.skipped_line is not None:
+        print(f"{args.telemetry}: skipped line {loaded.skipped_line}, cut off before its end (the run did not "
+              "finish writing it)")
     if len(records) < 2:
         raise CLIError(f"{args.telemetry} has {len(records)} tick record(s); need at least 2 (run longer)")
     out = args.out or args.telemetry.parent

@@ -16,7 +16,6 @@ or a non-finite policy output, 4 ended cleanly but a result file could not be wr
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from edge.commands.calibrate import (
     on_a_terminal,
     robot_from,
 )
+from edge.commands.options import count, int_in, non_negative_float, only_with, positive_float
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES
 from edge.runtime.backends import BACKENDS
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
                        duration_default: float | None = None) -> None:
     """Options shared by `edge run` and `edge demo`; the help states the defaults each command really has."""
-    p.add_argument("--hz", type=float, default=hz_default,
+    p.add_argument("--hz", type=positive_float, default=hz_default,
                    help=("servo loop rate (default: the robot file's control_hz)" if hz_default is None
                          else f"servo loop rate (default {hz_default:g} Hz)")
                    + "; the policy itself advances at its package's fps, goals interpolated in between "
@@ -54,13 +54,14 @@ def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
     p.add_argument("--merge", choices=ALL_MERGE_RULES, default="latest",
                    help="how overlapping chunks merge (--async); rtc (diffusion): sampling guided by the committed "
                         "actions, then latest")
-    p.add_argument("--duration", type=float, default=duration_default,
+    p.add_argument("--duration", type=positive_float, default=duration_default,
                    help="seconds to run (default: until Ctrl-C)" if duration_default is None
                    else f"seconds to run (default {duration_default:g} s, one episode)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
     p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    only_with(p, "--merge", "--async")
 
 
 def apply_merge(policy, rule: str) -> None:  # noqa: ANN001 (a loaded PolicyRunner)
@@ -84,18 +85,6 @@ def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
                         display_port=getattr(args, "display_port", None) or 9876)
 
 
-def _number(kind: type, low: float, inclusive: bool, what: str, high: float = math.inf):  # noqa: ANN202 - argparse type
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not math.isfinite(value) or value < low or (value == low and not inclusive) or value > high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-    return parse
-
-
 def _task(text: str) -> str:
     from edge.robot.record.episodes import check_task
 
@@ -110,11 +99,11 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("recording (LeRobot dataset v3.0; pip install '.[record]')")
     g.add_argument("--record", type=Path, default=None, metavar="DIR",
                    help="record episodes into a new LeRobot dataset DIR, named eval_... (lerobot-record's rule)")
-    g.add_argument("--episodes", type=_number(int, 1, True, "a whole number >= 1"), default=None,
+    g.add_argument("--episodes", type=count, default=None,
                    help="episodes to record (default 50, LeRobot's)")
-    g.add_argument("--episode-time-s", type=_number(float, 0, False, "a number of seconds > 0"), default=None,
+    g.add_argument("--episode-time-s", type=positive_float, default=None,
                    help="seconds per episode (default 60); → ends one early")
-    g.add_argument("--reset-time-s", type=_number(float, 0, True, "a number of seconds >= 0"), default=None,
+    g.add_argument("--reset-time-s", type=non_negative_float, default=None,
                    help="seconds of reset between episodes, the arm holding (default 60); → ends it early")
     g.add_argument("--task", type=_task, default=None, help="the task the episodes show (LeRobot's single_task)")
     g.add_argument("--vcodec", choices=("libsvtav1", "h264", "hevc"), default=None,
@@ -122,7 +111,7 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("live view (rerun; pip install '.[display]')")
     g.add_argument("--display", action="store_true", help="stream camera frames and joints to a rerun viewer")
     g.add_argument("--display-ip", default=None, help="the viewer's address (a headless robot needs one)")
-    g.add_argument("--display-port", type=_number(int, 1, True, "a port number 1..65535", 65535), default=None,
+    g.add_argument("--display-port", type=int_in(1, 65535), default=None,
                    help="the viewer's port (default 9876, rerun's)")
 
 
@@ -160,7 +149,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, type=Path, help="policy package directory")
     p.add_argument("--write-calibration", action="store_true",
                    help="write the calibration file's values to the servos instead of refusing a mismatch")
-    p.add_argument("--bus-slack-ms", type=float, default=3.0,
+    p.add_argument("--bus-slack-ms", type=non_negative_float, default=3.0,
                    help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="a constant observation feature, e.g. observation.environment_state=0.1,0,0.2")

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from edge.commands.calibrate import robot_from
+from edge.commands.options import non_negative_float
 from edge.errors import CLIError
 
 
@@ -23,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "57600 bps), checked to be the file's model, and given the file's ID and baud rate, read back.")
     parser.add_argument("--robot", required=True, help="robot file (YAML) or a preset: koch, omx")
     parser.add_argument("--port", default=None, help="serial port, overriding the robot file's (single-bus robots)")
-    parser.add_argument("--bus-slack-ms", type=float, default=3.0,
+    parser.add_argument("--bus-slack-ms", type=non_negative_float, default=3.0,
                         help="extra time allowed for each servo reply (default 3; raise it for slow adapters/emulators)")
     parser.add_argument("--motor", action="append", default=None, metavar="NAME",
                         help="set up only this motor (repeatable; default every motor, in reverse order)")

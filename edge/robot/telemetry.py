@@ -19,6 +19,11 @@ from typing import IO, Any, Mapping, Sequence
 
 import numpy as np
 
+from calibration.strict_files import decode, parse_json
+from edge.errors import EdgeError
+
+RECORD_KEYS = frozenset({"t", "period_ms", "inference_ms", "present", "goal"})  # what edge report plots
+
 
 @dataclass
 class TickRecord:
@@ -235,14 +240,69 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+@dataclass
+class TelemetryFile:
+    """A JSONL telemetry file: the run's meta line (None in files from before it existed: no names, no rate), its
+    tick records, and the line number of a cut-off last line that was skipped."""
+
+    meta: dict[str, Any] | None
+    records: list[dict[str, Any]]
+    skipped_line: int | None = None
+
+
+def read_telemetry(path: str | Path) -> TelemetryFile:
+    """Read a JSONL telemetry file strictly (calibration.strict_files, per line). A last line with no newline that
+    does not parse is what a crash or a full disk leaves: it is skipped and its number reported, not refused."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise EdgeError(f"cannot read telemetry {path}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    meta, records, skipped = None, [], None
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = parse_json(decode(raw, where, EdgeError, "telemetry"), where, EdgeError, "telemetry")
+        except EdgeError:
+            if number == len(lines):  # the last line has no newline after it: cut off mid-write
+                skipped = number
+                break
+            raise
+        if not records and meta is None and isinstance(record, dict) and set(record) == {"meta"}:
+            if not isinstance(record["meta"], dict):
+                raise EdgeError(f"telemetry {where}: the meta line is not an object")
+            meta = record["meta"]
+            continue
+        problem = _record_problem(record, len(records[0]["present"]) if records else None)
+        if problem:
+            raise EdgeError(f"telemetry {where} is not a tick record of edge run --telemetry: {problem}")
+        records.append(record)
+    return TelemetryFile(meta, records, skipped)
+
+
 def load_telemetry(path: str | Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The run's meta line (None in files from before it existed: no names, no rate) and its tick records."""
-    with open(path, encoding="utf-8") as f:
-        lines = [json.loads(line) for line in f if line.strip()]
-    meta = lines[0]["meta"] if lines and isinstance(lines[0], dict) and "meta" in lines[0] else None
-    return meta, lines[1:] if meta is not None else lines
+    """The run's meta line (None in older files) and its tick records (read_telemetry)."""
+    found = read_telemetry(path)
+    return found.meta, found.records
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
     """The tick records of a telemetry file."""
-    return load_telemetry(path)[1]
+    return read_telemetry(path).records
+
+
+def _record_problem(record: Any, joints: int | None) -> str | None:
+    """What makes `record` unplottable (missing keys, wrong types, a joint count that changed), or None."""
+    def numbers(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      for x in v) and len(v) == (joints or len(v))
+    if not isinstance(record, dict) or not RECORD_KEYS <= set(record):
+        return f"needs {', '.join(sorted(RECORD_KEYS))}"
+    for key in ("t", "period_ms") + (("inference_ms",) if record["inference_ms"] is not None else ()):
+        if isinstance(record[key], bool) or not isinstance(record[key], (int, float)):
+            return f"{key} is not a number"
+    if not numbers(record["present"]) or not (record["goal"] is None or numbers(record["goal"])):
+        return "present and goal must be lists of numbers, one per joint" + (f" ({joints})" if joints else "")
+    return None

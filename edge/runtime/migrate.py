@@ -13,6 +13,7 @@ import copy
 from pathlib import Path
 from typing import Any, Callable
 
+from calibration.strict_files import brief
 from edge.errors import PackageError
 from edge.runtime.package import (
     MANIFEST_VERSION,
@@ -63,7 +64,7 @@ def migrate_package(path: str | Path) -> int:
     if version == MANIFEST_VERSION:
         return version
     if not isinstance(version, int) or version not in MIGRATIONS:
-        raise PackageError(f"{root}: manifest version {version!r} has no migration to version {MANIFEST_VERSION}; "
+        raise PackageError(f"{root}: manifest version {brief(version)} has no migration to version {MANIFEST_VERSION}; "
                            "re-export the package")
     migrated = migrate_manifest(data, root)
     package = PolicyPackage(root, manifest_from_dict(migrated))

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from edge.runtime.package import ACTSection, Chunking
 from export.checkpoint import Checkpoint, load_strict
+from export.config_fields import build_within_memory
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.act import ACTConfig, ACTPolicy
 
@@ -26,7 +27,7 @@ class ACTGraph(nn.Module):
 def build_policy(ckpt: Checkpoint) -> tuple[ACTConfig, ACTPolicy]:
     """The LeRobot-compatible PyTorch ACT with the checkpoint's weights, in eval mode."""
     config = ACTConfig.from_dict(ckpt.config)
-    policy = ACTPolicy(config)
+    policy = build_within_memory(lambda: ACTPolicy(config), "ACT")
     load_strict(policy, ckpt.state_dict)
     return config, policy.eval()
 

@@ -17,6 +17,7 @@ from edge.runtime.package import Chunking, DiffusionSection, FusedGraph
 from edge.runtime.schedulers import DDIMScheduler, SchedulerConfig
 from export.checkpoint import Checkpoint, load_strict
 from export.errors import ExportError
+from export.config_fields import build_within_memory
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.diffusion import (
     OBS_ENV_STATE,
@@ -84,7 +85,7 @@ def scheduler_config(config: DiffusionConfig) -> SchedulerConfig:
 def build_policy(ckpt: Checkpoint) -> tuple[DiffusionConfig, DiffusionPolicy]:
     """The LeRobot-compatible PyTorch Diffusion Policy with the checkpoint's weights, in eval mode."""
     config = DiffusionConfig.from_dict(ckpt.config)
-    policy = DiffusionPolicy(config)
+    policy = build_within_memory(lambda: DiffusionPolicy(config), "Diffusion")
     load_strict(policy, ckpt.state_dict)
     return config, policy.eval()
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from edge.runtime.package import Chunking, VQBeTSection
 from export.checkpoint import Checkpoint, load_strict
+from export.config_fields import build_within_memory
 from export.families.base import ExportOptions, FamilyExport, GraphExport, random_inputs
 from export.models.vqbet import OBS_STATE, VQVAE_NUM_LAYERS, VQBeTConfig, VQBeTModel, VQBeTPolicy
 
@@ -81,7 +82,7 @@ class DecodeGraph(nn.Module):
 def build_policy(ckpt: Checkpoint) -> tuple[VQBeTConfig, VQBeTPolicy]:
     """The LeRobot-compatible PyTorch VQ-BeT with the checkpoint's weights, in eval mode."""
     config = VQBeTConfig.from_dict(ckpt.config)
-    policy = VQBeTPolicy(config)
+    policy = build_within_memory(lambda: VQBeTPolicy(config), "VQ-BeT")
     load_strict(policy, ckpt.state_dict)
     return config, policy.eval()
 

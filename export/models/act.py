@@ -7,7 +7,6 @@ easily; torchvision is replaced by export/models/resnet.py and einops by plain t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from itertools import chain
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.config_fields import typed_config
 from export.errors import CheckpointError
 from export.models.resnet import FrozenBatchNorm2d, ResNet
 
@@ -54,11 +54,7 @@ class ACTConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> "ACTConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        missing = [n for n, f in names.items() if n not in config and f.default is dataclasses.MISSING]
-        if missing:
-            raise CheckpointError(f"config.json lacks ACT field(s) {missing}")
-        return cls(**{k: config[k] for k in names if k in config})
+        return typed_config(cls, config, "ACT")
 
     @property
     def robot_state_feature(self) -> dict | None:

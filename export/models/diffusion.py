@@ -8,7 +8,6 @@ unrolls it for fused graphs. `DiffusionPolicy.diffusion` is what the `diffusion.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from export.config_fields import typed_config
 from export.errors import CheckpointError
 from export.models.common import CenterCrop, SpatialSoftmax, feature_map_shape, resnet_trunk
 
@@ -59,11 +59,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> "DiffusionConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        missing = [n for n, f in names.items() if n not in config and f.default is dataclasses.MISSING]
-        if missing:
-            raise CheckpointError(f"config.json lacks Diffusion field(s) {missing}")
-        cfg = cls(**{k: config[k] for k in names if k in config})
+        cfg = typed_config(cls, config, "Diffusion")
         cfg._post_init()
         return cfg
 

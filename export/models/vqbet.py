@@ -8,7 +8,6 @@ strict. `VQBeTPolicy.vqbet` is what model.safetensors' `vqbet.*` keys load into.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from export.config_fields import typed_config
 from export.errors import CheckpointError
 from export.models.common import CenterCrop, SpatialSoftmax, feature_map_shape, resnet_trunk
 
@@ -55,11 +55,7 @@ class VQBeTConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> "VQBeTConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in config]
-        if missing:
-            raise CheckpointError(f"config.json lacks VQ-BeT field(s) {missing}")
-        cfg = cls(**{k: config[k] for k in names})
+        cfg = typed_config(cls, config, "VQ-BeT")
         cfg.validate()
         return cfg
 

@@ -13,19 +13,32 @@ import importlib
 import sys
 from pathlib import Path
 
+from edge.commands.options import count, seed
+from edge.exit_status import run_command
 from export.train.dataset import generate
+from export.workstation import require_workstation
 
 FAMILIES = ("act", "diffusion", "vqbet")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.splitlines()[0])
     ap.add_argument("family", choices=FAMILIES)
     ap.add_argument("--out", type=Path, required=True, help="pretrained_model directory to write")
-    ap.add_argument("--episodes", type=int, default=200, help="expert episodes to train on (default 200)")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the family's)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    ap.add_argument("--episodes", type=count, default=200, help="expert episodes to train on (default 200)")
+    ap.add_argument("--steps", type=count, default=None, help="optimiser steps (default: the family's)")
+    ap.add_argument("--seed", type=seed, default=0)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: train(args))
+
+
+def train(args: argparse.Namespace) -> int:
+    """Generate the demonstrations and train the family (needs the workstation's PyTorch)."""
+    require_workstation("python -m export.train")
     family = importlib.import_module(f"export.train.{args.family}")
     print(f"generating {args.episodes} expert episodes{' with camera frames' if family.IMAGES else ''}",
           file=sys.stderr, flush=True)

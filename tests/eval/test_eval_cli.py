@@ -59,4 +59,4 @@ def test_eval_delay_options_are_refused_with_the_rules_that_apply():
     result = edge("eval", "act", "--episodes", "1", "--merge", "average")
     assert result.returncode == 2 and "give --delay-ticks D as well" in result.stderr
     result = edge("eval", "act", "--episodes", "1", "--delay-ticks", "-1")
-    assert result.returncode == 2 and "must be >= 0" in result.stderr
+    assert result.returncode == 2 and "--delay-ticks: must be an integer >= 0" in result.stderr

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import edge
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -36,6 +40,33 @@ def test_eval_user_errors_are_one_line(act_package, tmp_path):
         result = run("export.cli", "eval", str(act_package), "--episodes", "1", *args)
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: "), args
         assert "Traceback" not in result.stderr
+
+
+def test_a_package_and_its_checkpoint_moved_together_still_find_each_other(act_package, tmp_path):
+    """The manifest records the checkpoint relative to the package, so a copy elsewhere works without --checkpoint."""
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(act_package.parent, moved)
+    package = moved / act_package.name
+    assert not Path(json.loads((package / "manifest.json").read_text())["source"]["checkpoint"]).is_absolute()
+    result = run("export.cli", "eval", str(package), "--episodes", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_bundled_demos_name_no_machine_path():
+    for manifest in (Path(edge.__file__).parent / "data").glob("demo_*/manifest.json"):
+        assert not Path(json.loads(manifest.read_text())["source"]["checkpoint"]).is_absolute(), manifest
+
+
+def test_another_checkpoint_is_refused_naming_the_option_that_takes_it(act_package, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(act_package.parent / "pretrained_model", other)
+    (other / "README.md").write_text("edited")  # another checkpoint: its content hash differs
+    result = run("export.cli", "eval", str(act_package), "--episodes", "1", "--quiet", "--checkpoint", str(other))
+    assert result.returncode == 2 and "--any-checkpoint" in result.stderr and "verify=False" in result.stderr
+    assert "pass verify" not in result.stderr
+    result = run("export.cli", "eval", str(act_package), "--episodes", "1", "--quiet", "--checkpoint", str(other),
+                 "--any-checkpoint")
+    assert result.returncode == 0, result.stderr
 
 
 def test_eval_under_delay_with_rtc_agrees_on_pytorch_and_onnxruntime(diffusion_package, tmp_path):

@@ -192,3 +192,55 @@ def link_package(seed: Path, dst: Path) -> Path:
         if f.is_file():
             (dst / f.name).symlink_to(f.resolve())
     return dst
+
+
+def damage_text(text: str, yaml_file: bool, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A YAML or JSON file damaged as text and bytes: other encodings, stray bytes, a cut mid-character, a key
+    written twice, deep nesting, an alias bomb (YAML), huge literals, a value quoted into a string."""
+    kind = ["latin1", "utf16", "stray_byte", "cut_multibyte", "duplicate", "deep", "bomb", "huge_int",
+            "huge_string", "quote_number", "bom"][int(rng.integers(11))]
+    lines = text.splitlines(keepends=True)
+    if kind == "latin1":
+        return ("# é\n" + text if yaml_file else text.replace('"', '"é', 1)).encode("latin-1"), "saved as Latin-1"
+    if kind == "utf16":
+        return text.encode("utf-16"), "saved as UTF-16"
+    if kind == "stray_byte":
+        data = text.encode()
+        at = int(rng.integers(len(data) + 1))
+        return data[:at] + bytes([int(rng.choice([0x80, 0xC3, 0xFF, 0xFE, 0x00]))]) + data[at:], f"a stray byte at {at}"
+    if kind == "cut_multibyte":
+        data = (text.rstrip() + (' # é' if yaml_file else '')).encode()
+        if not yaml_file:
+            data = text.replace('"', '"é', 1).encode()
+            at = data.index("é".encode()) + 1
+            return data[:at], "cut inside a two-byte character"
+        return data[:-1], "cut inside a two-byte character"
+    if kind == "duplicate":
+        keyed = [i for i, line in enumerate(lines) if (":" in line and not line.lstrip().startswith(("-", "#")))]
+        if not keyed:
+            return text.encode(), "unchanged (no key line)"
+        i = keyed[int(rng.integers(len(keyed)))]
+        return "".join(lines[:i + 1] + [lines[i]] + lines[i + 1:]).encode(), f"line {i + 1} written twice"
+    if kind == "deep":
+        depth = int(rng.choice([65, 1000, 100_000]))
+        nest = "[" * depth + "]" * depth
+        return (text.replace(":", ": " + nest + " #", 1) if yaml_file else
+                text.replace(":", ": " + nest + ", \"x\":", 1)).encode(), f"{depth} levels of nesting"
+    if kind == "bomb" and yaml_file:
+        bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"a{i + 1}: &a{i + 1} [{', '.join([f'*a{i}'] * 9)}]\n" for i in range(int(rng.integers(3, 9))))
+        return (bomb + text).encode(), "an alias bomb on top"
+    if kind == "huge_int":
+        return text.replace(": ", ": " + "9" * int(rng.choice([20, 5000, 100_000])) + ("\n#" if yaml_file else ", \"y\": "),
+                            1).encode(), "a huge integer literal"
+    if kind == "huge_string":
+        return text.replace(": ", ": \"" + "x" * 1_000_000 + "\"" + ("\n#" if yaml_file else ", \"z\": "),
+                            1).encode(), "a 1 MB string"
+    if kind == "quote_number":
+        import re
+        numbers = list(re.finditer(r"(?<=: )-?\d+(\.\d+)?", text))
+        if not numbers:
+            return text.encode(), "unchanged (no number)"
+        m = numbers[int(rng.integers(len(numbers)))]
+        return (text[:m.start()] + f'"{m.group()}"' + text[m.end():]).encode(), f"number {m.group()} quoted"
+    return b"\xef\xbb\xbf" + text.encode(), "a UTF-8 byte-order mark"

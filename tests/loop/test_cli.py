@@ -41,6 +41,12 @@ def test_demo_runs_and_writes_the_summary(tmp_path):
     seams = sum(r["seam_jump"] is not None for r in records)
     assert seams > 0 and f"{seams} seam(s) marked" in report.stdout  # every chunk after the first starts a seam
 
+    cut = tmp_path / "cut.jsonl"  # what a crash mid-write leaves: the last line without its end
+    cut.write_bytes(telemetry.read_bytes()[:-30])
+    report = edge("report", str(cut), "--out", str(tmp_path / "cut_plots"))
+    assert report.returncode == 0, report.stderr
+    assert f"skipped line {len(telemetry.read_text().splitlines())}, cut off" in report.stdout and len(list((tmp_path / "cut_plots").iterdir())) == 3
+
 
 def test_run_with_a_bad_robot_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "robot.yaml"

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.robot.telemetry import Histogram, Telemetry, TickRecord, load_records
+from edge.errors import EdgeError
+from edge.robot.telemetry import Histogram, Telemetry, TickRecord, load_records, read_telemetry
 
 SUMMARY_KEYS = {"ticks", "hz", "period_ms", "inference_ms", "missed_deadlines", "bus_errors", "safety_interventions",
                 "out_of_distribution", "seams", "jerk_rms", "dropped", "holding_share"}
@@ -80,3 +81,25 @@ def test_every_record_is_streamed_and_the_summary_keys_are_unchanged(tmp_path: P
     assert [r["tick"] for r in lines] == [0, 1, 2, 3, 4] and lines[0]["present"] == [1.0] * 6
     assert json.loads((tmp_path / "run.jsonl").read_text().splitlines()[-1])["action"] == [0.0] * 6
     assert set(telemetry.summary()) == SUMMARY_KEYS  # no cameras: no frame_age_ms
+
+
+def test_a_cut_last_line_is_skipped_and_named_a_bad_middle_line_refused_by_number(tmp_path: Path) -> None:
+    telemetry = Telemetry(tmp_path / "run.jsonl")
+    for tick in range(4):
+        telemetry.add(record(tick))
+    telemetry.close()
+    text = (tmp_path / "run.jsonl").read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(text[:-25])  # what a crash mid-write leaves: the last line without its end or newline
+    loaded = read_telemetry(cut)
+    assert [r["tick"] for r in loaded.records] == [0, 1, 2] and loaded.skipped_line == 4
+    lines = text.split(b"\n")
+    lines[1] = lines[1][:-5]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(EdgeError, match=r"bad.jsonl line 2 is not valid JSON"):
+        read_telemetry(bad)
+    lines[1] = b'{"t": 1, "period_ms": 1, "inference_ms": null, "present": [1, 2], "goal": null}'
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(EdgeError, match=r"line 2 is not a tick record.*one per joint"):
+        read_telemetry(bad)

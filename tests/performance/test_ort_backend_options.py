@@ -9,7 +9,7 @@ import pytest
 
 from edge.runtime.backends import ort_cache
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from edge.runtime.package import load_package
+from edge.runtime.package import load_package, sha256_file
 from edge.runtime.policies import runner_class
 
 
@@ -62,11 +62,13 @@ def test_an_entry_is_keyed_by_the_graph_and_rebuilt_when_it_does_not_match(expor
     stamp = (model.parent / ort_cache.DATA).stat().st_mtime_ns
     assert ort_cache.cached_model(ort, source, sha) == model
     assert json.loads(key.read_text())["onnxruntime"] == ort.__version__
-    with open(model.parent / ort_cache.DATA, "ab") as f:  # a damaged data file (size changed): rebuilt
-        f.write(b"x")
+    data = model.parent / ort_cache.DATA
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x10  # one bit of one weight, same size: the hash check finds it, it is rebuilt
+    data.write_bytes(bytes(damaged))
     ort_cache.cached_model(ort, source, sha)
-    assert (model.parent / ort_cache.DATA).stat().st_size == record["sizes"][ort_cache.DATA]
-    assert (model.parent / ort_cache.DATA).stat().st_mtime_ns != stamp
+    assert sha256_file(data) == record["sha256"][ort_cache.DATA]
+    assert data.stat().st_mtime_ns != stamp
 
 
 def test_an_entry_that_fails_to_load_is_replaced_with_a_warning(export_fixture, cache):
@@ -77,8 +79,12 @@ def test_an_entry_that_fails_to_load_is_replaced_with_a_warning(export_fixture, 
     model = ort_cache.cached_model(ort, package.graph_path("act"), package.manifest.graphs["act"].sha256)
     data = model.parent / ort_cache.DATA
     size = data.stat().st_size
-    data.write_bytes(b"\0" * size)  # same size, garbage: passes the cheap check, fails in ONNX Runtime
+    data.write_bytes(b"\0" * size)  # garbage whose hashes are recorded: passes the check, fails in ONNX Runtime
     model.write_bytes(b"not a model" + b"\0" * (model.stat().st_size - 11))
+    key = model.parent / ort_cache.KEY
+    record = json.loads(key.read_text())
+    key.write_text(json.dumps({**record, "sha256": {ort_cache.MODEL: sha256_file(model), ort_cache.DATA:
+                                                    sha256_file(data)}}))
     with pytest.warns(RuntimeWarning, match="could not be loaded"):
         policy = _policy(path)
     assert np.all(np.isfinite(_chunk(policy)))

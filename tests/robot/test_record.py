@@ -214,10 +214,10 @@ def test_image_statistics_from_histograms_match_numpy() -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--record", "eval_x", "--task", "t", "--episodes", "0"), "--episodes: '0' is not a whole number >= 1"),
-    (("--record", "eval_x", "--task", "t", "--episode-time-s", "nan"), "--episode-time-s: 'nan'"),
-    (("--record", "eval_x", "--task", "t", "--reset-time-s", "-1"), "--reset-time-s: '-1'"),
-    (("--display", "--display-port", "70000"), "--display-port: '70000' is not a port number"),
+    (("--record", "eval_x", "--task", "t", "--episodes", "0"), "--episodes: must be an integer >= 1, got 0"),
+    (("--record", "eval_x", "--task", "t", "--episode-time-s", "nan"), "--episode-time-s: must be a finite number, got 'nan'"),
+    (("--record", "eval_x", "--task", "t", "--reset-time-s", "-1"), "--reset-time-s: must be >= 0, got -1"),
+    (("--display", "--display-port", "70000"), "--display-port: must be an integer in 1..65535, got 70000"),
     (("--episodes", "3",), "--episodes only apply with --record DIR"),
     (("--record", "eval_x", "--task", "t", "--duration", "5"), "--duration does not apply with --record"),
     (("--display-ip", "10.0.0.2",), "only apply with --display"),

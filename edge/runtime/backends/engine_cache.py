@@ -41,10 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import BackendError
+from calibration.strict_files import brief, read_json
+from edge.errors import BackendError, PackageError
 from edge.runtime.backends.cuda_memory import GpuInfo
 from edge.runtime.files import write_atomic
-from edge.runtime.package import PolicyPackage, sha256_file
+from edge.runtime.package import PolicyPackage, check_embedded, sha256_file
 
 ENGINE_DIR = "engines"
 ENGINE_DIR_ENV = "EDGE_ENGINE_DIR"
@@ -130,6 +131,10 @@ def fp16_graph(package: PolicyPackage, graph: str) -> tuple[Path, str]:
     if not path.is_file() or sha256_file(path) != sha:
         raise BackendError(f"graph {graph!r}: FP16 ONNX {path} is missing or does not match the sha256 the "
                            "FP16 preflight recorded; re-run `python -m export.fp16` on the package")
+    try:
+        check_embedded(path, f"FP16 graph {graph!r}")
+    except PackageError as exc:
+        raise BackendError(str(exc)) from None
     return path, sha
 
 
@@ -165,9 +170,9 @@ def candidate_versions(root: Path, graphs: list[str]) -> set[str]:
     versions: dict[str, set[str]] = {}
     for meta in root.glob("*/*.json") if root.is_dir() else []:
         try:
-            key = json.loads(meta.read_text())["key"]
+            key = read_json(meta, BackendError, "engine metadata")["key"]
             versions.setdefault(key["tensorrt"], set()).add(meta.stem)
-        except (ValueError, KeyError, TypeError):
+        except (BackendError, KeyError, TypeError):
             continue
     return {v for v, found in versions.items() if set(graphs) <= found}
 
@@ -189,10 +194,12 @@ def check_engine(root: Path, key: EngineKey, graph: str, options: BuildOptions |
         return EngineStatus(graph, "stale", engine, f"{engine if engine.exists() else meta} has no "
                                                     f"{'metadata' if engine.exists() else 'engine'} beside it")
     try:
-        recorded = json.loads(meta.read_text())
+        recorded = read_json(meta, BackendError, "engine metadata")
         built = EngineKey(**recorded["key"])
+    except BackendError as exc:
+        return EngineStatus(graph, "stale", engine, str(exc))
     except (ValueError, KeyError, TypeError) as exc:
-        return EngineStatus(graph, "stale", engine, f"{meta} is unreadable ({exc})")
+        return EngineStatus(graph, "stale", engine, f"{meta} is unreadable ({brief(str(exc))})")
     if any(getattr(built, f) is None for f in DEVICE_FIELDS):
         return EngineStatus(graph, "stale", engine, f"engine {engine} has an older cache key (without the GPU's SM "
                                                     "count, memory and CUDA versions)")

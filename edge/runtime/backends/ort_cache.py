@@ -9,12 +9,15 @@ one-off parse of the embedded weights does not stay in the robot process's memor
 
     <cache>/onnxruntime/ort<version>_<graph sha256[:16]>/graph.onnx   the model
                                                         /graph.onnx.data   its weights
-                                                        /key.json          what it was made from, and its sizes
+                                                        /key.json          what it was made from, and the
+                                                                           sha256 of the other two
 
 <cache> is $EDGE_CACHE_DIR, else $XDG_CACHE_HOME/edge, else ~/.cache/edge: bundled packages live in a read-only
 site-packages and nothing is written into a package. The key is the graph's sha256 (which load_package verified
 against the file) and the ONNX Runtime version, so an entry can never belong to another graph or another runtime;
-an entry whose key or file sizes do not match is rebuilt, and one that fails to load is replaced, with a warning.
+an entry whose key or file hashes do not match (a damaged or edited cache file) is rebuilt, and one that fails to
+load is replaced, with a warning. Hashing the entry costs a read of it per load, which is what makes the graph
+ONNX Runtime runs the graph the package's sha256 vouches for.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edge.runtime.files import staged_directory
+from calibration.strict_files import read_json
+from edge.runtime.files import OutputTaken, staged_directory
+from edge.runtime.package import sha256_file
 
 MIN_BYTES = 64 << 20  # smaller graphs load fast enough from the package itself
 MODEL, DATA, KEY = "graph.onnx", "graph.onnx.data", "key.json"
@@ -51,14 +56,18 @@ def _key(ort_version: str, graph_sha256: str) -> dict[str, Any]:
             "initializers": "external"}
 
 
+class _Unreadable(Exception):
+    """key.json cannot be read: the entry is rebuilt."""
+
+
 def _valid(entry: Path, key: dict[str, Any]) -> bool:
     try:
-        recorded = json.loads((entry / KEY).read_text())
-    except (OSError, json.JSONDecodeError):
+        recorded = read_json(entry / KEY, _Unreadable, "ONNX Runtime cache key")
+    except _Unreadable:
         return False
-    sizes = recorded.pop("sizes", {})
-    return recorded == key and all((entry / name).is_file() and (entry / name).stat().st_size == size
-                                   for name, size in sizes.items()) and set(sizes) == {MODEL, DATA}
+    digests = recorded.pop("sha256", None) if isinstance(recorded, dict) else None
+    return recorded == key and isinstance(digests, dict) and set(digests) == {MODEL, DATA} and all(
+        (entry / name).is_file() and sha256_file(entry / name) == digest for name, digest in digests.items())
 
 
 WRITER = """
@@ -83,8 +92,8 @@ def _write(source: Path, entry: Path, key: dict[str, Any]) -> None:
                               capture_output=True, text=True)
         if done.returncode != 0 or not (tmp / DATA).is_file():
             raise OSError(f"ONNX Runtime could not write it: {done.stderr.strip().splitlines()[-1:]}")
-        sizes = {name: (tmp / name).stat().st_size for name in (MODEL, DATA)}
-        (tmp / KEY).write_text(json.dumps({**key, "sizes": sizes}, indent=2))
+        digests = {name: sha256_file(tmp / name) for name in (MODEL, DATA)}
+        (tmp / KEY).write_text(json.dumps({**key, "sha256": digests}, indent=2))
 
 
 def cached_model(ort: Any, source: Path, graph_sha256: str) -> Path | None:
@@ -98,7 +107,7 @@ def cached_model(ort: Any, source: Path, graph_sha256: str) -> Path | None:
         return entry / MODEL
     try:
         _write(source, entry, key)
-    except OSError as exc:
+    except (OSError, OutputTaken) as exc:  # OutputTaken: another process is writing this entry now
         warnings.warn(f"ONNX Runtime model cache entry {entry} could not be written ({exc}); loading {source} directly",
                       RuntimeWarning, stacklevel=3)
         return None

@@ -9,7 +9,6 @@ the node and what is wrong.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
+from calibration.strict_files import read_json
 from edge.errors import PackageError
 from edge.runtime.package import PolicyPackage
 
@@ -42,7 +42,7 @@ class Problem:
 @lru_cache(maxsize=1)
 def support_table() -> dict[str, Any]:
     """The operator table (TensorRT version, opset range, per-op support, types and checks) and its source."""
-    return json.loads(TABLE.read_text())
+    return read_json(TABLE, PackageError, "TensorRT operator table")
 
 
 def _node_label(index: int, node: onnx.NodeProto) -> str:

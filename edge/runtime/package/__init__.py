@@ -21,6 +21,7 @@ across fields), fields.py (naming the field at fault), directory.py (the files o
 from edge.runtime.package.checks import check_chunking, check_inside, check_manifest, check_normalization
 from edge.runtime.package.directory import (
     PolicyPackage,
+    check_embedded,
     check_files,
     check_version,
     load_package,
@@ -67,7 +68,8 @@ from edge.runtime.package.sections import (
 )
 
 __all__ = [
-    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "sha256_file", "write_manifest",
+    "load_package", "PolicyPackage", "read_manifest", "check_version", "check_files", "check_embedded", "sha256_file",
+    "write_manifest",
     "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "DatasetInfo", "TensorSpec",
     "GraphSpec", "Source", "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step", "Fp16Range",
     "Fp16Tensor",

@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from calibration.strict_files import brief
 from edge.errors import PackageError
 from edge.runtime.package.fields import check_finite, field_ref
 from edge.runtime.package.manifest import (
@@ -35,12 +36,12 @@ def check_inside(name: str, where: str) -> None:
     """Files a manifest names must lie inside the package (no absolute paths, no '..')."""
     path = PurePosixPath(name)
     if not name or path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise PackageError(f"{field_ref(where)} is {name!r}; it must be a file name inside the package")
+        raise PackageError(f"{field_ref(where)} is {brief(name)}; it must be a file name inside the package")
 
 
 def check_digest(value: str, where: str) -> None:
     if not _SHA256.fullmatch(value):
-        raise PackageError(f"{field_ref(where)} is {value!r}, not a sha256 hex digest")
+        raise PackageError(f"{field_ref(where)} is {brief(value)}, not a sha256 hex digest")
 
 
 def check_normalization(norm: Normalization, where: str, elements: int, divides: bool) -> None:
@@ -50,9 +51,9 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
     ranges never reversed; where the runtime divides by a spread (`divides`: inputs), it must be > 0.
     """
     if norm.mode not in NORM_MODES:
-        raise PackageError(f"{where}: unknown normalisation mode {norm.mode!r} (expected one of {NORM_MODES})")
+        raise PackageError(f"{where}: unknown normalisation mode {brief(norm.mode)} (expected one of {NORM_MODES})")
     if not np.isfinite(np.float32(norm.eps)) or np.float32(norm.eps) <= 0:
-        raise PackageError(f"{where}: eps is {norm.eps!r}; it must be a number > 0 and finite in float32")
+        raise PackageError(f"{where}: eps is {brief(norm.eps)}; it must be a number > 0 and finite in float32")
     unknown = sorted(set(norm.stats) - set(STATISTICS))
     if unknown:
         raise PackageError(f"{where}: unknown statistic(s) {unknown} (known: {list(STATISTICS)})")
@@ -61,18 +62,18 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
         raise PackageError(f"{where}: {norm.mode} normalisation needs the statistic(s) {missing}")
     for name, values in norm.stats.items():
         if len(values) != elements:
-            raise PackageError(f"{where}: statistic {name!r} has {len(values)} value(s), the feature has {elements}")
+            raise PackageError(f"{where}: statistic {brief(name)} has {len(values)} value(s), the feature has {elements}")
         with np.errstate(over="ignore"):
             bad = np.flatnonzero(~np.isfinite(np.asarray(values, np.float32))).tolist()
         if bad:
-            raise PackageError(f"{where}: statistic {name!r} is not finite in float32 (the runtime's precision) at "
-                               f"index {bad} ({values[bad[0]]!r})")
+            raise PackageError(f"{where}: statistic {brief(name)} is not finite in float32 (the runtime's precision) at "
+                               f"index {bad} ({brief(values[bad[0]])})")
     if "std" in norm.stats:
         std = np.asarray(norm.stats["std"])
         zero_ok = not (divides and norm.mode == "MEAN_STD")
         bad = np.flatnonzero(std < 0 if zero_ok else std <= 0).tolist()
         if bad:
-            raise PackageError(f"{where}: statistic 'std' is {float(std[bad[0]])!r} at index {bad}; "
+            raise PackageError(f"{where}: statistic 'std' is {brief(float(std[bad[0]]))} at index {bad}; "
                                + ("a standard deviation is never negative" if zero_ok else
                                   "MEAN_STD divides by std + eps, so a zero spread turns any value off the training "
                                   "constant into ~1/eps"))
@@ -82,8 +83,8 @@ def check_normalization(norm: Normalization, where: str, elements: int, divides:
             divided = divides and MODE_STATS[norm.mode] == (lo_key, hi_key)
             bad = np.flatnonzero(hi <= lo if divided else hi < lo).tolist()
             if bad:
-                raise PackageError(f"{where}: statistics {lo_key!r}/{hi_key!r} are {float(lo[bad[0]])!r}/"
-                                   f"{float(hi[bad[0]])!r} at "
+                raise PackageError(f"{where}: statistics {brief(lo_key)}/{brief(hi_key)} are {brief(float(lo[bad[0]]))}/"
+                                   f"{brief(float(hi[bad[0]]))} at "
                                    f"index {bad}; " + (f"{norm.mode} divides by {hi_key} - {lo_key}, which must be > 0"
                                                        if divided else "the range is reversed"))
 
@@ -106,17 +107,19 @@ def _check_inputs(m: Manifest) -> None:
     for i, inp in enumerate(m.inputs):
         where = f"inputs[{i}]"
         if not inp.name or inp.name in seen:
-            raise PackageError(f"{field_ref(where + '.name')} is {inp.name!r}: feature names must be non-empty and unique")
+            raise PackageError(f"{field_ref(where + '.name')} is {brief(inp.name)}: feature names must be non-empty "
+                               "and unique")
         seen.add(inp.name)
         if inp.kind not in INPUT_KINDS:
-            raise PackageError(f"{field_ref(where + '.kind')} ({inp.name}) is {inp.kind!r}; expected one of {INPUT_KINDS}")
+            raise PackageError(f"{field_ref(where + '.kind')} ({brief(inp.name)}) is {brief(inp.kind)}; expected one "
+                               f"of {INPUT_KINDS}")
         if not inp.shape or any(d < 1 for d in inp.shape):
             raise PackageError(f"{field_ref(where + '.shape')} ({inp.name}) is {inp.shape}; dimensions must be >= 1")
         if inp.kind == "image" and (inp.dtype != "uint8" or len(inp.shape) != 3 or inp.shape[2] != 3):
             raise PackageError(f"{field_ref(where)} ({inp.name}): images must be uint8 HWC with 3 channels, manifest says "
                                f"{inp.dtype} {inp.shape}")
         if inp.kind != "image" and inp.dtype != "float32":
-            raise PackageError(f"{field_ref(where + '.dtype')} ({inp.name}) is {inp.dtype!r}; states are float32")
+            raise PackageError(f"{field_ref(where + '.dtype')} ({inp.name}) is {brief(inp.dtype)}; states are float32")
         check_normalization(inp.normalization, f"{field_ref(where + '.normalization')} ({inp.name})", inp.elements,
                             divides=True)
 
@@ -161,7 +164,7 @@ def _check_graph_io(m: Manifest, expected: GraphIO) -> None:
                         value, first = bound.setdefault(exp, (got, where))
                         reason = f"{first} says {value} ({exp.replace('_', ' ')})"
                     elif isinstance(exp, tuple):
-                        value, reason = exp[0], f"manifest field {exp[1]!r} is {exp[0]}"
+                        value, reason = exp[0], f"manifest field {brief(exp[1])} is {exp[0]}"
                     else:
                         value, reason = exp, f"it is always {exp}"
                     if got != value:
@@ -181,7 +184,7 @@ def _check_validation(m: Manifest) -> None:
                            f"the graphs are {sorted(m.graphs)}")
     for name, err in v.export_max_abs_error.items():
         if not math.isfinite(err) or err < 0:
-            raise PackageError(f"{field_ref(f'validation.export_max_abs_error.{name}')} is {err!r}")
+            raise PackageError(f"{field_ref(f'validation.export_max_abs_error.{name}')} is {brief(err)}")
 
 
 def _check_fp16(m: Manifest) -> None:
@@ -193,7 +196,7 @@ def _check_fp16(m: Manifest) -> None:
         raise PackageError(f"{field_ref('fp16_preflight.range_headroom')} is {f.range_headroom!r}; it must be >= 1")
     for name, g in f.graphs.items():
         if name not in m.graphs:
-            raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}')}: the package has no graph {name!r}")
+            raise PackageError(f"{field_ref(f'fp16_preflight.graphs.{name}')}: the package has no graph {brief(name)}")
         check_inside(g.file, f"fp16_preflight.graphs.{name}.file")
         check_digest(g.sha256, f"fp16_preflight.graphs.{name}.sha256")
         r = g.range
@@ -224,12 +227,12 @@ def _check_dataset(m: Manifest) -> None:
 def check_manifest(m: Manifest) -> None:
     """Every value and cross-field rule; PackageError naming the manifest field at fault."""
     if m.weights not in WEIGHT_STORAGE:
-        raise PackageError(f"{field_ref('weights')} is {m.weights!r} (expected one of {WEIGHT_STORAGE})")
+        raise PackageError(f"{field_ref('weights')} is {brief(m.weights)} (expected one of {WEIGHT_STORAGE})")
     if m.cpu_precision not in CPU_PRECISIONS:
-        raise PackageError(f"{field_ref('cpu_precision')} is {m.cpu_precision!r} (expected one of {CPU_PRECISIONS})")
+        raise PackageError(f"{field_ref('cpu_precision')} is {brief(m.cpu_precision)} (expected one of {CPU_PRECISIONS})")
     if m.source.config.get("type", m.policy_type) != m.policy_type:
-        raise PackageError(f"{field_ref('source.config.type')} is {m.source.config.get('type')!r} but "
-                           f"{field_ref('policy_type')} is {m.policy_type!r}")
+        raise PackageError(f"{field_ref('source.config.type')} is {brief(m.source.config.get('type'))} but "
+                           f"{field_ref('policy_type')} is {brief(m.policy_type)}")
     _check_inputs(m)
     if m.action.dim < 1:
         raise PackageError(f"{field_ref('action.dim')} is {m.action.dim}; it must be >= 1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -12,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from calibration.strict_files import brief, parse_json, read_json
 from edge.errors import PackageError
 from edge.runtime.files import write_atomic
+from edge.runtime.package.onnx_scan import NotOnnx, external_data
 from edge.runtime.package.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, Manifest
 from edge.runtime.package.parsing import manifest_from_dict
 
@@ -67,8 +68,15 @@ class PolicyPackage:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Write `manifest` as `root`/manifest.json atomically: a reader sees the old file or the new one."""
-    write_atomic(root / MANIFEST_NAME, manifest.to_json())
+    """Write `manifest` as `root`/manifest.json atomically: a reader sees the old file or the new one. What is
+    written is first parsed and checked as `load_package` will, so no command writes a manifest the runtime
+    then refuses."""
+    text = manifest.to_json()
+    try:
+        manifest_from_dict(parse_json(text, root / MANIFEST_NAME, PackageError, "manifest"))
+    except PackageError as exc:
+        raise PackageError(f"refusing to write a manifest the runtime would refuse: {exc}") from None
+    write_atomic(root / MANIFEST_NAME, text)
 
 
 def read_manifest(root: Path) -> Any:
@@ -78,10 +86,7 @@ def read_manifest(root: Path) -> Any:
     manifest_file = root / MANIFEST_NAME
     if not manifest_file.is_file():
         raise PackageError(f"{root} has no {MANIFEST_NAME}: not a policy package")
-    try:
-        return json.loads(manifest_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PackageError(f"{manifest_file} is not valid JSON: {exc}") from None
+    return read_json(manifest_file, PackageError, "manifest")
 
 
 def check_version(data: Any, root: Path) -> None:
@@ -94,13 +99,13 @@ def check_version(data: Any, root: Path) -> None:
                            f"`edge migrate {root}` (rewrites manifest.json only, the graphs are unchanged) or "
                            "re-export the package")
     newer = isinstance(version, int) and version > MANIFEST_VERSION
-    raise PackageError(f"unknown manifest version {version!r}: this runtime reads version {MANIFEST_VERSION}"
+    raise PackageError(f"unknown manifest version {brief(version)}: this runtime reads version {MANIFEST_VERSION}"
                        + ("; upgrade edge to load it" if newer else ""))
 
 
 def check_files(root: Path, manifest: Manifest) -> None:
     """Every file the manifest names exists in `root` with the recorded sha256 (graphs, validation samples)."""
-    files = {f"graph {name!r}": (g.file, g.sha256) for name, g in manifest.graphs.items()}
+    files = {f"graph {brief(name)}": (g.file, g.sha256) for name, g in manifest.graphs.items()}
     files["validation samples"] = (manifest.validation.file, manifest.validation.sha256)
     for what, (name, digest) in files.items():
         f = root / name
@@ -109,6 +114,23 @@ def check_files(root: Path, manifest: Manifest) -> None:
         if sha256_file(f) != digest:
             raise PackageError(f"{what}: {f} does not match the manifest's sha256 "
                                "(truncated or modified after export); re-export the package")
+        if what != "validation samples":
+            check_embedded(f, what)
+
+
+def check_embedded(path: Path, what: str) -> None:
+    """Refuse an ONNX graph that keeps tensors in external-data files: the manifest's sha256 covers the graph file
+    only, and ONNX Runtime would run whatever those other files hold."""
+    try:
+        outside = external_data(path)
+    except NotOnnx:
+        return  # not a protobuf at all: the backend's load refuses it, naming the file
+    if outside:
+        (tensor, location), more = outside[0], len(outside) - 1
+        raise PackageError(f"{what}: {path} keeps tensor {brief(tensor)}"
+                           + (f" and {more} more" if more else "") + f" in external file {brief(location)}, which "
+                           "the manifest's sha256 does not cover; re-export the package (edge-export embeds the "
+                           "weights in the graph)")
 
 
 def load_package(path: str | Path) -> PolicyPackage:

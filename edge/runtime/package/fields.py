@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from calibration.strict_files import brief
 from edge.errors import PackageError
 
 
 def field_ref(where: str) -> str:
     """How an error names a manifest field: "manifest field 'chunking.n_obs_steps'"."""
-    return f"manifest field {where!r}"
+    return f"manifest field {brief(where)}"
 
 
 def check_finite(value: float, where: str, positive: bool = False, below: float | None = None) -> None:
@@ -18,5 +19,5 @@ def check_finite(value: float, where: str, positive: bool = False, below: float 
         ok = bool(np.isfinite(np.float32(value))) and (not positive or np.float32(value) > 0) \
             and (below is None or value < below)
     if not ok:
-        raise PackageError(f"{field_ref(where)} is {value!r}; it must be a number finite in float32"
+        raise PackageError(f"{field_ref(where)} is {brief(value)}; it must be a number finite in float32"
                            + (" and > 0" if positive else "") + (f" and < {below:g}" if below is not None else ""))

@@ -94,7 +94,9 @@ class GraphSpec:
 
 @dataclass
 class Source:
-    """Where the package came from: the checkpoint directory, a hash over its files, its config.json."""
+    """Where the package came from: the checkpoint directory (relative to the package directory, so that the
+    package and its checkpoint can move together; absolute in older packages), a hash over its files, its
+    config.json."""
 
     checkpoint: str
     sha256: str

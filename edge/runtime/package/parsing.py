@@ -7,6 +7,7 @@ import types
 import typing
 from typing import Any, Union
 
+from calibration.strict_files import brief, brief_keys
 from edge.errors import OptionError, PackageError
 from edge.runtime.package.checks import check_manifest
 from edge.runtime.package.fields import field_ref
@@ -15,7 +16,7 @@ from edge.runtime.package.sections import POLICY_SECTIONS
 
 
 def _got(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})" if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{brief(value)} ({type(value).__name__})" if not isinstance(value, (dict, list)) else type(value).__name__
 
 
 def parse_field(tp: Any, value: Any, where: str) -> Any:
@@ -57,7 +58,7 @@ def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise PackageError(f"{field_ref(where)} has unknown key(s) {unknown}")
+        raise PackageError(f"{field_ref(where)} has unknown key(s) [{brief_keys(unknown)}]")
     missing = [n for n, f in fields.items() if n not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -73,15 +74,15 @@ def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
 def manifest_from_dict(data: Any) -> Manifest:
     """Parse and check a manifest dict; raises PackageError naming the first bad field."""
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise PackageError(f"not a policy package manifest (format is not {MANIFEST_FORMAT!r})")
+        raise PackageError(f"not a policy package manifest (format is not {brief(MANIFEST_FORMAT)})")
     policy_type = data.get("policy_type")
     if not isinstance(policy_type, str) or policy_type not in POLICY_SECTIONS:
-        raise PackageError(f"{field_ref('policy_type')} is {policy_type!r}: this runtime runs {sorted(POLICY_SECTIONS)}")
+        raise PackageError(f"{field_ref('policy_type')} is {brief(policy_type)}: this runtime runs {sorted(POLICY_SECTIONS)}")
     hints = dict(typing.get_type_hints(Manifest), policy=POLICY_SECTIONS[policy_type])
     fields = {f.name for f in dataclasses.fields(Manifest)}
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise PackageError(f"the manifest has unknown key(s) {unknown}")
+        raise PackageError(f"the manifest has unknown key(s) [{brief_keys(unknown)}]")
     missing = [f.name for f in dataclasses.fields(Manifest) if f.name not in data and f.default is dataclasses.MISSING]
     if missing:
         raise PackageError(f"the manifest is missing key(s) {missing}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from calibration.strict_files import brief
 from edge.errors import PackageError
 from edge.runtime.package.fields import check_finite, field_ref
 from edge.runtime.schedulers import SAMPLERS, SchedulerConfig
@@ -62,7 +63,7 @@ class DiffusionSection:
 
     def graph_io(self, m: Manifest) -> GraphIO:
         if self.sampler not in SAMPLERS:
-            raise PackageError(f"{field_ref('policy.sampler')} is {self.sampler!r}; known samplers {list(SAMPLERS)}")
+            raise PackageError(f"{field_ref('policy.sampler')} is {brief(self.sampler)}; known samplers {list(SAMPLERS)}")
         n_train = self.scheduler.num_train_timesteps
         if not 1 <= self.num_inference_steps <= n_train:
             raise PackageError(f"{field_ref('policy.num_inference_steps')} is {self.num_inference_steps}; it must be in "
@@ -108,7 +109,7 @@ class VQBeTSection:
         kinds = [inp.kind for inp in m.inputs]
         images = [i for i, inp in enumerate(m.inputs) if inp.name == self.image_feature and inp.kind == "image"]
         if sorted(kinds) != ["image", "state"] or not images:
-            raise PackageError(f"{field_ref('policy.image_feature')} is {self.image_feature!r}; VQ-BeT takes one state "
+            raise PackageError(f"{field_ref('policy.image_feature')} is {brief(self.image_feature)}; VQ-BeT takes one state "
                                f"input and that image, the manifest's inputs are "
                                f"{[(inp.name, inp.kind) for inp in m.inputs]}")
         state = kinds.index("state")
