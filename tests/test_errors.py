@@ -72,5 +72,5 @@ def test_cli_refusal_is_one_line_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "edge", "check", str(tmp_path / "missing")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "no such package directory" in result.stderr
     assert "Traceback" not in result.stderr

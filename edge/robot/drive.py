@@ -226,7 +226,7 @@ def how_it_ended(robot: Robot, ended: BaseException | None) -> str:
         return (f"stopped by a safety reaction ({reaction}, {max(delays) * 1e3:.0f} ms after the first fault): "
                 f"{robot.tripped}; no rest-pose motion; {state}; port released")
     if isinstance(ended, PolicyOutputError):
-        return f"stopped: {ended}; torque off, port released"
+        return f"error: {ended}; torque off, port released"
     if ended is not None:
         return f"interrupted ({ended or 'Ctrl-C'}): torque off, port released"
     return "run complete: torque off, port released"
@@ -315,7 +315,10 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
                 lost.append(f"summary {options.summary_path} not written: {exc.strerror or exc}")
         for line in lost:
             _say(f"error: {line}", "stderr")
-        _say(how_it_ended(robot, ended))
+        # a non-finite policy output is an error line (stderr) like every refusal; a safety reaction or a clean end
+        # is the report's closing line (stdout)
+        policy_failed = robot.tripped is None and isinstance(ended, PolicyOutputError)
+        _say(how_it_ended(robot, ended), "stderr" if policy_failed else "stdout")
     except KeyboardInterrupt:  # Ctrl-C while reporting
         if robot.tripped is None and ended is None:
             raise
