@@ -59,7 +59,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="execute chunks asynchronously on a virtual clock, each merged D ticks after its observation "
                         "tick (default: LeRobot's synchronous select_action)")
     p.add_argument("--merge", choices=ALL_MERGE_RULES, default=None,
-                   help="with --delay-ticks: how overlapping chunks merge (default latest; rtc for diffusion)")
+                   help="with --delay-ticks: how overlapping chunks merge (default latest; rtc for diffusion, forecast for act)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 

@@ -53,7 +53,7 @@ def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
                    help="compute the next chunk while the current one executes (the loop never waits)")
     p.add_argument("--merge", choices=ALL_MERGE_RULES, default="latest",
                    help="how overlapping chunks merge (--async); rtc (diffusion): sampling guided by the committed "
-                        "actions, then latest")
+                        "actions, then latest; forecast (act): planned from the state the committed goals reach")
     p.add_argument("--duration", type=positive_float, default=duration_default,
                    help="seconds to run (default: until Ctrl-C)" if duration_default is None
                    else f"seconds to run (default {duration_default:g} s, one episode)")

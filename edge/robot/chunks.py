@@ -18,13 +18,16 @@ from edge.errors import OptionError
 
 MERGE_RULES = ("latest", "average", "weighted", "ensemble")  # what every planner takes
 GUIDED_RULES = {"diffusion": ("rtc",)}  # rules that also steer the sampler (policy type -> names)
-ALL_MERGE_RULES = MERGE_RULES + tuple(r for rules in GUIDED_RULES.values() for r in rules)
+FORECAST_RULES = {"act": ("forecast",)}  # rules that plan from the state forecast for the merge tick (no history)
+FAMILY_RULES = {family: GUIDED_RULES.get(family, ()) + FORECAST_RULES.get(family, ())
+                for family in {**GUIDED_RULES, **FORECAST_RULES}}
+ALL_MERGE_RULES = MERGE_RULES + tuple(r for rules in FAMILY_RULES.values() for r in rules)
 LATENCY_WINDOW = 32  # recent chunk latencies D_est is estimated from (fixed memory)
 
 
 def merge_rules(policy_type: str) -> tuple[str, ...]:
     """The --merge rules a family takes."""
-    return MERGE_RULES + GUIDED_RULES.get(policy_type, ())
+    return MERGE_RULES + FAMILY_RULES.get(policy_type, ())
 
 
 def check_merge_rule(policy_type: str, rule: str) -> None:
@@ -142,12 +145,19 @@ def ticks_for(latency_s: float, period_s: float) -> int:
 
 @dataclass
 class Request:
-    """A chunk being planned: observed at `tick`; `shifted` chunks execute from row 0 at their arrival tick."""
+    """A chunk being planned: observed at `tick`; `shifted` chunks execute from row 0 at their arrival tick.
+
+    `goal` ("forecast" rule): the committed goal for tick `start` - 1. The chunk is planned from the observed state
+    moved by goal - `reference` (the last executed goal; None before the first, when the arm holds where it was
+    observed), where the committed goals take the arm by `start`, so its row 0 is for `start`."""
 
     tick: int
     committed: np.ndarray
     delay: int
     shifted: bool
+    start: int | None = None
+    goal: np.ndarray | None = None
+    reference: np.ndarray | None = None
 
 
 @dataclass
@@ -168,15 +178,19 @@ def coverage_notice(delay: int, plan_rows: int, period_s: float | None, latency_
 class ChunkSchedule:
     """When to plan, what is committed, and how an arriving chunk merges.
 
-    The next chunk starts when at most max(P - n_action_steps, D_est) actions remain (D = 0 keeps LeRobot's cadence).
-    A chunk requested with nothing left to execute (standstill, or the queue ran dry) executes from its first row at
-    its arrival tick; so does every chunk once 2·D_est > P (said once through `notify`).
+    The next chunk starts when at most max(P - n_action_steps, D_est) actions remain (D = 0 keeps LeRobot's cadence);
+    with "forecast", when min(P, P - n_action_steps + D_est) remain, planned from the state forecast for the tick
+    its row 0 executes at, so each chunk executes n_action_steps rows from its first, as synchronous execution
+    does (D_est rows once D_est > n_action_steps). A chunk requested with nothing left to execute (standstill, or
+    the queue ran dry) executes from its first row at its arrival tick; so does every chunk once 2·D_est > P (said
+    once through `notify`).
     """
 
     def __init__(self, dim: int, n_action_steps: int, merge: str, delay: DelayEstimate, coeff: float = 0.01,
                  notify: Callable[[str], None] | None = None):
         self.dim, self.n_action_steps, self.coeff, self.delay = dim, n_action_steps, coeff, delay
-        self.rule = "latest" if merge in ("rtc",) else merge  # guided rules merge as "latest"
+        self.forecast = merge == "forecast"
+        self.rule = "latest" if merge in ("rtc", "forecast") else merge  # guided and forecast rules merge as "latest"
         self.notify = notify
         self.plan_rows: int | None = None  # P, known from the first chunk
         self.noticed = False
@@ -189,7 +203,12 @@ class ChunkSchedule:
     def due(self, tick: int) -> bool:
         """Whether a chunk should be planned from this tick's observation (the caller knows none is in flight)."""
         d = self.delay.ticks
-        threshold = d if self.plan_rows is None else max(self.plan_rows - self.n_action_steps, d)
+        if self.plan_rows is None:
+            threshold = d
+        elif self.forecast:
+            threshold = min(self.plan_rows, self.plan_rows - self.n_action_steps + d)
+        else:
+            threshold = max(self.plan_rows - self.n_action_steps, d)
         return self.timeline.depth_from(tick) <= threshold
 
     def request(self, tick: int) -> Request:
@@ -206,7 +225,10 @@ class ChunkSchedule:
                 rest = np.zeros((0, self.dim), np.float32) if held is None else held.reshape(1, -1).astype(np.float32)
             return Request(tick, rest, 0, True)
         committed = self.timeline.committed(tick)
-        return Request(tick, committed, min(d, len(committed)), False)
+        delay = min(d, len(committed))
+        if self.forecast and delay > 0:  # plan from where the committed goals take the arm
+            return Request(tick, committed, delay, False, tick + delay, committed[delay - 1], self.last)
+        return Request(tick, committed, delay, False)
 
     def arrive(self, request: Request, chunk: np.ndarray, tick: int) -> Arrival:
         """Merge `chunk` (planned for `request`) before `tick`'s pop."""
@@ -215,7 +237,7 @@ class ChunkSchedule:
         before = self.timeline.value(tick)
         if before is None:
             before = self.last
-        t0 = tick if request.shifted else request.tick
+        t0 = tick if request.shifted else request.tick if request.start is None else request.start
         dropped = self.timeline.merge(t0, chunk, self.rule, self.coeff)
         after = self.timeline.value(tick)
         jump = None

@@ -4,8 +4,8 @@
 `AsyncExecutor` never blocks the tick: a worker thread plans the next chunk while the current one executes.
 `VirtualExecutor` is the same execution on a virtual clock, for evaluation: each chunk is merged exactly D ticks
 after its observation tick. Both run one core, edge/robot/chunks.py's `ChunkSchedule` (when to plan, what is
-committed, where a chunk lands, the merge rules "latest", "average", "weighted", "ensemble" and the guided "rtc"),
-and both depend on a `Planner`, not on PolicyRunner.
+committed, where a chunk lands, the merge rules "latest", "average", "weighted", "ensemble", the guided "rtc"
+and ACT's "forecast"), and both depend on a `Planner`, not on PolicyRunner.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class _ChunkExecutor:
                               "loaded with rtc=True)")
         self.policy = planner
         self.merge_rule = merge
+        self.state_key = _forecast_state(planner) if merge == "forecast" else None
         self.schedule = ChunkSchedule(planner.action_dim, planner.chunking.n_action_steps, merge, delay,
                                       ensemble_coeff, notify if notify is not None else _warn)
         self._in_flight = False
@@ -131,7 +132,12 @@ class _ChunkExecutor:
             dropped, jump, latency = arrival.dropped, arrival.seam_jump, ms
         if not self._in_flight and self.schedule.due(tick):
             self._in_flight = True
-            self._submit(self.schedule.request(tick), context)
+            request = self.schedule.request(tick)
+            if request.goal is not None:  # "forecast": plan from where the arm will be at row 0's tick
+                state = request.goal if request.reference is None else (
+                    np.asarray(observation[self.state_key], np.float32) + request.goal - request.reference)
+                context = self.policy.observe({**observation, self.state_key: state})
+            self._submit(request, context)
             for request, chunk, ms in self._arrived_now(tick):  # virtual D = 0: merged in the tick it was planned
                 arrival = self.schedule.arrive(request, chunk, tick)
                 dropped, jump, latency = dropped + arrival.dropped, arrival.seam_jump or jump, ms
@@ -141,6 +147,19 @@ class _ChunkExecutor:
 
     def close(self) -> None:
         pass
+
+
+def _forecast_state(planner: Planner) -> str:
+    """The state input a "forecast" moves by the committed goals' motion: it must be the action's own quantity (a
+    position-controlled arm whose action is the next goal position), so its shape must be the action's."""
+    inputs = getattr(getattr(planner, "package", None), "manifest", None)
+    states = [i for i in getattr(inputs, "inputs", ()) if i.kind == "state"]
+    if len(states) != 1 or list(states[0].shape) != [planner.action_dim]:
+        found = ", ".join(f"{i.name} {list(i.shape)}" for i in states) or "none"
+        raise OptionError(f"merge rule 'forecast' moves the observed state by the committed goals, so it needs one "
+                          f"state input shaped like the action ([{planner.action_dim}]); this policy's state "
+                          f"inputs: {found}")
+    return states[0].name
 
 
 def _warn(message: str) -> None:

@@ -112,7 +112,7 @@ def test_seam_jump_is_the_change_at_the_merge_tick():
     assert schedule.arrive(second, np.full((4, 1), 2.5), 2).seam_jump == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("family,merge", [("act", "weighted"), ("diffusion", "rtc")])
+@pytest.mark.parametrize("family,merge", [("act", "weighted"), ("act", "forecast"), ("diffusion", "rtc")])
 def test_virtual_and_threaded_drivers_give_identical_actions(family, merge):
     """The same arrival ticks (D = 3): the worker thread is held until the tick the virtual clock merges at."""
     delay, ticks, obs = 3, 40, observations(40)
@@ -164,6 +164,37 @@ def test_virtual_d0_is_synchronous_select_action(family):
     virtual.reset(), sync.reset()
     for t in range(30):
         np.testing.assert_array_equal(virtual.step(obs[t], t).action, sync.step(obs[t], t).action, err_msg=str(t))
+
+
+def reach_actions(executor, ticks: int) -> list:  # noqa: ANN001
+    """The actions an executor gives over one closed-loop reach episode (the arm holds until the first)."""
+    env = ReachEnv()
+    env.reset(sample_scene(np.random.default_rng(11)))
+    executor.reset()
+    goal, actions = env.joints.astype(np.float32), []
+    for t in range(ticks):
+        action = executor.step(env.observation(), t).action
+        actions.append(action)
+        goal = goal if action is None else action
+        env.step(goal)
+    return actions
+
+
+@pytest.mark.parametrize("delay", [3, 6, 10])
+def test_forecast_on_an_arm_that_reaches_its_goals_is_synchronous_execution_delayed(delay):
+    """The simulated arm reaches every goal of this policy within a tick, so the state forecast from the committed
+    goals is exact: after the first D ticks of holding, the actions are select_action's, n_action_steps per chunk."""
+    sync = reach_actions(SyncExecutor(edge.load_policy(DATA / "demo_act")), 30)
+    delayed = reach_actions(VirtualExecutor(edge.load_policy(DATA / "demo_act"), delay, "forecast"), 30 + delay)
+    assert delayed[:delay] == [None] * delay
+    np.testing.assert_allclose(np.array(delayed[delay:]), np.array(sync), atol=1e-3)
+    latest = reach_actions(VirtualExecutor(edge.load_policy(DATA / "demo_act"), delay, "latest"), 30 + delay)
+    assert np.abs(np.array(latest[delay:]) - np.array(sync)).max() > 0.1  # what the forecast changes
+
+
+def test_forecast_needs_a_state_shaped_like_the_action():
+    with pytest.raises(OptionError, match="'forecast'.*state input shaped like the action"):
+        VirtualExecutor(Rows(rows=10, n_action_steps=4), 2, "forecast")
 
 
 def test_a_merge_rule_of_another_family_is_refused_naming_those_that_apply():
