@@ -107,13 +107,18 @@ class Robot:
         return self.arms[0]
 
     def __enter__(self) -> Robot:
-        """Open in order (cameras, buses, checks and setup, safety layers); a failure closes what was opened."""
-        with ExitStack() as opened:
+        """Open in order (cameras, buses, checks and setup, safety layers); a failure closes what was opened.
+
+        Each closing step is registered before its opening step runs, and nothing but returning follows the last
+        one, so a signal (SIGINT/SIGTERM/SIGHUP raise in this thread) at any moment still closes all that opened:
+        `with` calls no __exit__ for an __enter__ that raised."""
+        opened = ExitStack()
+        try:
             for cam in self.cameras.values():
                 opened.enter_context(cam)
             for arm in self.arms:
+                opened.callback(self._release, arm)  # safe before connect: a bus never opened releases nothing
                 arm.bus.connect()
-                opened.callback(self._release, arm)
             if not self.write_calibration:
                 for arm in self.arms:
                     check_servo_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
@@ -123,10 +128,14 @@ class Robot:
                     apply_file_calibration(arm.bus, arm.config, self._calibration[arm.config.name])
                 arm.setup = arm.bus.configure(arm.config.servo_setup())
             for arm in self.arms:
-                opened.enter_context(arm.safety)
-            self._opened = opened.pop_all()
-        self._sent = {joint: arm.safety.present[m] for arm in self.arms for m, joint in arm.pairs}
-        self._present = self.normalizer.observation(self._sent)
+                opened.callback(arm.safety.shutdown)  # once only, also for a layer whose start was interrupted
+                arm.safety.__enter__()
+            self._sent = {joint: arm.safety.present[m] for arm in self.arms for m, joint in arm.pairs}
+            self._present = self.normalizer.observation(self._sent)
+        except BaseException:
+            opened.close()
+            raise
+        self._opened = opened
         return self
 
     def __exit__(self, *exc: object) -> None:

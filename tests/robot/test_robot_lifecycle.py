@@ -3,6 +3,7 @@ reverse order, also when opening fails part-way."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from calibration import load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.robot import Robot
 from firmware_bridge.emulator import ServoEmulator
-from firmware_bridge.safety import SafetyRefused
+from firmware_bridge.safety import SafetyRefused, SafetyStop
 
 
 class LoggingCamera(Camera):
@@ -67,3 +68,30 @@ def test_a_refused_start_closes_what_was_opened(arm: tuple[ServoEmulator, Path])
     assert robot.safety.closed and not robot.bus.is_connected and torque(emulator) == [0] * 6
     robot.__exit__(None, None, None)
     assert log == ["start", "close"]
+
+
+class SignalAt:
+    """Delivers a real SIGINT when the robot's last opening step (the first observation) runs: the handler then in
+    force is the safety layer's, which raises SafetyStop there."""
+
+    def __init__(self, normalizer) -> None:
+        self.normalizer = normalizer
+
+    def observation(self, sent):
+        signal.raise_signal(signal.SIGINT)
+        return self.normalizer.observation(sent)
+
+
+def test_a_signal_as_opening_ends_closes_what_was_opened(arm: tuple[ServoEmulator, Path]) -> None:
+    """`with` calls no __exit__ for an __enter__ that raised: a signal after the torque went on, before __enter__
+    returned, must still turn torque off and release the port (it left both on before)."""
+    emulator, robot_file = arm
+    log: list[str] = []
+    robot = Robot(load_robot_config(robot_file), cameras={LoggingCamera.name: LoggingCamera(log)},
+                  bus_timeout_slack_ms=15)
+    robot.normalizer = SignalAt(robot.normalizer)
+    with pytest.raises(SafetyStop):
+        with robot:
+            pytest.fail("the block must not run")
+    assert log == ["start", "close"]
+    assert robot.safety.closed and not robot.bus.is_connected and torque(emulator) == [0] * 6
