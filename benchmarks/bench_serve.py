@@ -182,7 +182,7 @@ def table(results: list[tuple[str, str, dict]], seconds: float, delay: int) -> s
              f"was running too: load average {os.getloadavg()[0]:.1f} at the end). {seconds:g} s per row. Round "
              "trip, compute and overhead (round trip − server compute) are medians over the synthetic robots of "
              "their own p50 (p99: the worst robot's); mean batch = rows of the batches the requests were in; "
-             "missed deadlines and holding share (ticks that held the last goal waiting for a late chunk) per robot; "
+             "missed deadlines and holding share (policy ticks with no action, from the first tick on: waiting for a chunk) per robot; "
              "the robot marked * is a full `edge run --server` on the pty servo emulator with a 30 fps camera. "
              f"Rates: chosen at start so that the server sustains N = 2 (a third of its chunk rate per robot). "
              f"Queue delay chosen: {delay} us.", "",

@@ -13,7 +13,6 @@ EDGE_SERVE_PYTHON or ./.venv-serve (PyTriton).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -131,27 +130,15 @@ def chunk_row(label: str, url: str, n: int) -> tuple[str, float]:
 
 
 def repository_row(python: str, n: int) -> tuple[str, float]:
-    from tests.serve.conftest import free_ports
-    from tests.serve.test_repository import LOCATE  # the test's way to find PyTriton's tritonserver
+    from tests.serve.test_repository import plain_tritonserver
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     tmp = Path(tempfile.mkdtemp())
     try:
         repo = tmp / "models"
         subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(PACKAGE),
-                        "--queue-delay-us", "0"], check=True, env=env, cwd=ROOT, capture_output=True)
-        pytriton, libs, libdir, version = json.loads(subprocess.check_output([python, "-c", LOCATE], text=True))
-        server_dir = tmp / "tritonserver"
-        shutil.copytree(Path(pytriton) / "tritonserver", server_dir)
-        shutil.copy(server_dir / "python_backend_stubs" / version / "triton_python_backend_stub",
-                    server_dir / "backends" / "python")
-        grpc, http, metrics = free_ports(3)
-        server_env = {**env, "LD_LIBRARY_PATH": f"{libdir}:{libs}", "PATH": f"{Path(python).parent}:{env['PATH']}"}
-        process = subprocess.Popen(
-            [str(server_dir / "bin" / "tritonserver"), "--model-repository", str(repo), "--backend-directory",
-             str(server_dir / "backends"), "--grpc-address", "127.0.0.1", "--http-address", "127.0.0.1",
-             "--metrics-address", "127.0.0.1", "--grpc-port", str(grpc), "--http-port", str(http),
-             "--metrics-port", str(metrics)], env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "--queue-delay-us", "0"], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                       capture_output=True)
+        process, grpc = plain_tritonserver(python, repo, tmp)
         try:
             return chunk_row("written repository, plain tritonserver, demo_act", f"grpc://127.0.0.1:{grpc}", n)
         finally:
