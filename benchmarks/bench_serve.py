@@ -86,14 +86,12 @@ def synthetic_robot(url: str, package: Path, hz: float, seconds: float, seed: in
     obs = observation(planner.package.manifest, np.random.default_rng(seed))
     rate = RateKeeper(hz)
     ticks = holds = 0
-    started = False
     while ticks / hz < seconds:
         if ticks:
             rate.wait()
         ticks += 1
         result = executor.step(obs, rate.tick)
-        started = started or result.action is not None
-        holds += started and result.action is None
+        holds += result.action is None  # from the first tick: the robot waits for a chunk from then on
     executor.close()
     return stats(planner, ticks, holds, rate.missed, seconds)
 
@@ -152,9 +150,9 @@ def full_run(python: str, url: str, package: Path, hz: float, seconds: float, wo
             raise RuntimeError(f"edge run --server exited with {process.returncode}: {err[-2000:]}")
         s = json.loads(summary.read_text())
         line = next(l for l in out.splitlines() if l.startswith("policy server"))  # noqa: E741
-        holds = int(line.split("held the last goal ")[1].split()[0])
+        holds, _, policy_ticks = line.split("held the last goal ")[1].split()[:3]  # "N of M policy ticks"
         chunks = int(line.split(": ")[1].split()[0])
-        return {"full": True, "chunks": chunks, "ticks": s["ticks"], "holds": holds, "missed": s["missed_deadlines"],
+        return {"full": True, "chunks": chunks, "ticks": int(policy_ticks), "holds": int(holds), "missed": s["missed_deadlines"],
                 "line": line}
     return process, finish
 
@@ -184,7 +182,7 @@ def table(results: list[tuple[str, str, dict]], seconds: float, delay: int) -> s
              f"was running too: load average {os.getloadavg()[0]:.1f} at the end). {seconds:g} s per row. Round "
              "trip, compute and overhead (round trip − server compute) are medians over the synthetic robots of "
              "their own p50 (p99: the worst robot's); mean batch = rows of the batches the requests were in; "
-             "missed deadlines and holding share (ticks that held the last goal waiting for a late chunk) per robot; "
+             "missed deadlines and holding share (policy ticks with no action, from the first tick on: waiting for a chunk) per robot; "
              "the robot marked * is a full `edge run --server` on the pty servo emulator with a 30 fps camera. "
              f"Rates: chosen at start so that the server sustains N = 2 (a third of its chunk rate per robot). "
              f"Queue delay chosen: {delay} us.", "",

@@ -32,7 +32,7 @@ from edge.robot.executors import AsyncExecutor, SyncExecutor
 from edge.robot.joint_names import joint_order
 from edge.robot.interpolation import PolicyRate, check_rates
 from edge.robot.rate import check_rate
-from edge.robot.remote import RemotePlanner, ServerWatch
+from edge.robot.remote import HoldCounter, RemotePlanner, ServerWatch
 from edge.robot.robot import Robot
 from edge.robot.telemetry import Telemetry, TickRecord, format_summary
 from edge.runtime.files import check_writable, write_atomic
@@ -260,13 +260,15 @@ def drive(robot: Robot, policy: PolicyRunner | RemotePlanner, options: DriveOpti
         mode = f"asynchronous ({options.merge}, chunks merged about {delay} policy ticks after their observation)"
     else:
         executor, mode = SyncExecutor(policy), "synchronous"
+    remote = isinstance(policy, RemotePlanner)
+    counter = HoldCounter(executor) if remote else None  # inside the interpolation, which would hide an empty queue
+    executor = counter or executor
     if hz < options.hz:
         executor = PolicyRate(executor, options.hz, hz)
         mode += f"; the policy at its {hz:g} Hz, goals interpolated in between"
-    remote = isinstance(policy, RemotePlanner)
     watch = None
-    if remote:  # outermost: a lost server is a safety reaction at once, no goal after it; late chunks are counted
-        executor = watch = ServerWatch(executor, policy, robot)
+    if remote:  # outermost: a lost server is a safety reaction at once, no goal after it
+        executor = watch = ServerWatch(executor, policy, robot, counter)
     telemetry = Telemetry(options.telemetry_path, cameras=list(robot.cameras), meta=run_meta(policy, robot, options))
     where = policy.describe() if remote else policy.backend.describe()
     print(f"policy {policy.package.path} ({policy.package.manifest.policy_type}) on {where}; "

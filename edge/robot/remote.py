@@ -192,14 +192,33 @@ def _why(exc: BaseException | None) -> str:
     return " ".join(str(text).split())[:200] or type(exc).__name__
 
 
-class ServerWatch:
-    """Wraps the asynchronous executor of a remote planner: a lost server or another identity becomes the robot's
-    safety reaction, and ticks that hold the last goal because the next chunk is late are counted."""
+class HoldCounter:
+    """Wraps the asynchronous executor itself (inside any goal interpolation, which would hide an empty queue): counts
+    its ticks and those with no action, from the first tick on, since the robot is waiting for a chunk from then."""
 
-    def __init__(self, executor: Any, planner: RemotePlanner, robot: Any):
-        self.executor, self.planner, self.robot = executor, planner, robot
-        self.holds = 0  # ticks with no action after the first chunk arrived
-        self._started = False
+    def __init__(self, executor: Any):
+        self.executor = executor
+        self.ticks = self.holds = 0
+
+    def reset(self) -> None:
+        self.executor.reset()
+
+    def step(self, observation: Mapping[str, np.ndarray], tick: int) -> StepResult:
+        result = self.executor.step(observation, tick)
+        self.ticks += 1
+        self.holds += result.action is None
+        return result
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+class ServerWatch:
+    """Wraps the whole executor of a remote planner (outermost): a lost server or another identity becomes the
+    robot's safety reaction, so no goal follows it. `counter` counts the ticks spent waiting for a chunk."""
+
+    def __init__(self, executor: Any, planner: RemotePlanner, robot: Any, counter: HoldCounter):
+        self.executor, self.planner, self.robot, self.counter = executor, planner, robot, counter
 
     def reset(self) -> None:
         self.executor.reset()
@@ -214,19 +233,16 @@ class ServerWatch:
             for arm in self.robot.arms:  # the reaction the robot file configures; goals are suppressed from now on
                 arm.safety.trip(str(exc))
             return StepResult(None, 0, None)
-        if result.action is not None:
-            self._started = True
-        elif self._started:
-            self.holds += 1
         return result
 
     def summary(self) -> str:
-        p = self.planner
+        p, c = self.planner, self.counter
         if not p.round_trip_ms.count:
             return f"{p.describe()}: no chunk received"
         return (f"{p.describe()}: {p.round_trip_ms.count} chunks, round trip p50 {p.round_trip_ms.percentile(50):.1f} "
                 f"/ p99 {p.round_trip_ms.percentile(99):.1f} ms, server compute p50 {p.compute_ms.percentile(50):.1f} "
-                f"ms, overhead p50 {p.overhead_ms.percentile(50):.1f} ms; held the last goal {self.holds} ticks waiting for a late chunk")
+                f"ms, overhead p50 {p.overhead_ms.percentile(50):.1f} ms; held the last goal {c.holds} of {c.ticks} "
+                "policy ticks waiting for a chunk")
 
     def close(self) -> None:
         self.executor.close()

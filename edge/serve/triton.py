@@ -10,13 +10,18 @@ metrics addresses are all set, so all three are.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.errors import BackendError
 from edge.serve.model import ServedPolicy
+
+PORT_WAIT_S = 30.0  # how long a restarted server waits for its predecessor's tritonserver to let go of the ports
 
 
 @dataclass
@@ -75,9 +80,41 @@ def bind(server: Any, served: ServedPolicy, options: ServerOptions) -> None:
                 strict=True)
 
 
+def busy_ports(options: ServerOptions) -> list[int]:
+    """The gRPC/HTTP/metrics ports that cannot be bound on `host` now (SO_REUSEADDR, as Triton binds them, so
+    connections in TIME_WAIT do not count)."""
+    busy = []
+    for port in (options.grpc_port, options.http_port, options.metrics_port):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((options.host, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def wait_for_ports(options: ServerOptions, wait_s: float = PORT_WAIT_S) -> None:
+    """Wait until every port binds. A killed `edge serve` leaves its tritonserver shutting down for a few seconds
+    (PyTriton sends it SIGTERM when its parent dies), still listening; a server restarted at once would have
+    tritonserver fail to bind and PyTriton wait minutes for a server that already exited."""
+    end = time.monotonic() + wait_s
+    busy = busy_ports(options)
+    if busy:
+        print(f"waiting up to {wait_s:.0f} s for port(s) {busy} on {options.host} (a previous server shutting "
+              "down?)", file=sys.stderr)
+    while busy and time.monotonic() < end:
+        time.sleep(0.2)
+        busy = busy_ports(options)
+    if busy:
+        raise BackendError(f"port(s) {busy} on {options.host} are in use by another process: stop it or choose "
+                           "--grpc-port/--http-port/--metrics-port")
+
+
 def serve(served: list[ServedPolicy], options: ServerOptions) -> None:
     """Start Triton with every package bound and block until Ctrl-C / SIGTERM."""
     libpython_first()
+    wait_for_ports(options)
     triton = import_pytriton()
     with triton.Triton(config=triton_config(options)) as server:
         for policy in served:

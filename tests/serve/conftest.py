@@ -50,11 +50,12 @@ def free_ports(n: int) -> list[int]:
 class Server:
     """One `edge serve` process on free loopback ports."""
 
-    def __init__(self, packages: list[Path], *options: str):
+    def __init__(self, packages: list[Path], *options: str, ports: list[int] | None = None):
         python = serve_python()
         if python is None:
             pytest.skip("no Python with PyTriton (set EDGE_SERVE_PYTHON or make .venv-serve; CI does)")
-        self.grpc, http, metrics = free_ports(3)
+        self.ports = ports or free_ports(3)
+        self.grpc, http, metrics = self.ports
         self.url = f"grpc://127.0.0.1:{self.grpc}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(

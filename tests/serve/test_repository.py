@@ -25,18 +25,12 @@ LOCATE = ("import json, os, sys, sysconfig, pytriton; from pytriton.utils.distri
           "sysconfig.get_config_var('LIBDIR'), '%d.%d' % sys.version_info[:2]]))")
 
 
-def test_the_written_repository_serves_in_plain_tritonserver(client_module, tmp_path: Path):  # noqa: ANN001
-    python = serve_python()
-    if python is None:
-        pytest.skip("no Python with PyTriton (its tritonserver binary)")
+def plain_tritonserver(python: str, repo: Path, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """The tritonserver binary PyTriton ships, on `repo`, no PyTriton in between (as NVIDIA's container starts it);
+    returns the process and its gRPC port."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    repo = tmp_path / "models"
-    subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(DATA / "demo_diffusion"),
-                    "--max-batch", "4"], check=True, env=env, cwd=ROOT, capture_output=True)
-    config = (repo / "demo_diffusion" / "config.pbtxt").read_text()
-    assert "dynamic_batching" in config and "instance_group" in config and "edge_package_identity" in config
     pytriton, libs, libdir, version = json.loads(subprocess.check_output([python, "-c", LOCATE], text=True))
-    server_dir = tmp_path / "tritonserver"
+    server_dir = workdir / "tritonserver"
     shutil.copytree(Path(pytriton) / "tritonserver", server_dir)
     shutil.copy(server_dir / "python_backend_stubs" / version / "triton_python_backend_stub",
                 server_dir / "backends" / "python")
@@ -48,6 +42,20 @@ def test_the_written_repository_serves_in_plain_tritonserver(client_module, tmp_
          str(server_dir / "backends"), "--grpc-address", "127.0.0.1", "--http-address", "127.0.0.1",
          "--metrics-address", "127.0.0.1", "--grpc-port", str(grpc), "--http-port", str(http),
          "--metrics-port", str(metrics)], env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, grpc
+
+
+def test_the_written_repository_serves_in_plain_tritonserver(client_module, tmp_path: Path):  # noqa: ANN001
+    python = serve_python()
+    if python is None:
+        pytest.skip("no Python with PyTriton (its tritonserver binary)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    repo = tmp_path / "models"
+    subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(DATA / "demo_diffusion"),
+                    "--max-batch", "4"], check=True, env=env, cwd=ROOT, capture_output=True)
+    config = (repo / "demo_diffusion" / "config.pbtxt").read_text()
+    assert "dynamic_batching" in config and "instance_group" in config and "edge_package_identity" in config
+    process, grpc = plain_tritonserver(python, repo, tmp_path)
     try:
         planner = RemotePlanner(DATA / "demo_diffusion", f"grpc://127.0.0.1:{grpc}", timeout_ms=30_000, seed=5)
         end = time.monotonic() + 180
