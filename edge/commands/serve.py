@@ -1,8 +1,10 @@
 """`edge serve PACKAGE [PACKAGE ...]`: serve policy packages to robots from NVIDIA Triton (extra [serve]).
 
 One model per package, named after its directory; robots connect with `edge run --server grpc://host:8001`.
-`--write-repository DIR` writes a standard Triton model repository instead (for NVIDIA's Triton container or
-Kubernetes) and starts nothing. docs/serving.md has the wire contract, TLS and the container command.
+`edge serve` writes a Triton model repository (edge/serve/repository.py, the packages linked) into a private
+temporary directory and runs nvidia-pytriton's plain `tritonserver` binary on it until a signal, or until that
+server dies (exit 2, its log's last lines quoted). `--write-repository DIR` writes a standalone repository instead
+(for NVIDIA's Triton container or Kubernetes) and starts nothing. docs/serving.md has the wire contract, TLS and the container command.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 from edge.errors import CLIError
+
+if TYPE_CHECKING:
+    from edge.runtime.package import PolicyPackage
 
 
 def _int_in(lo: int, hi: int, what: str):  # noqa: ANN202
@@ -47,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--queue-delay-us", type=_int_in(0, 1_000_000, "--queue-delay-us"), default=0,
                    help="how long a request may wait for others to batch with (default 0, see docs/serving.md)")
     p.add_argument("--instances", type=_int_in(1, 64, "--instances"), default=1,
-                   help="model instances per package in a written repository (instance_group count)")
+                   help="model instances per package (Triton's instance_group count; default 1)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
     p.add_argument("--sampler", default=None, help="Diffusion packages: the sampler (ddim, ddpm, dpmsolver++, unipc)")
     p.add_argument("--steps", type=_int_in(1, 10_000, "--steps"), default=None,
@@ -81,31 +87,38 @@ def run(args: argparse.Namespace) -> int:
     options = [_options(args, p.manifest.policy_type) for p in packages]
     if (args.sampler or args.steps) and not any(p.manifest.policy_type == "diffusion" for p in packages):
         raise CLIError("--sampler/--steps apply to Diffusion packages; none is given")
-    if args.write_repository is not None:
-        from edge.serve.repository import write_repository
+    from edge.serve.repository import write_repository
 
-        write_repository(args.write_repository, args.packages, options, args.max_batch, args.queue_delay_us,
-                         args.instances)
+    def write(root: Path, link: bool) -> None:
+        write_repository(root, args.packages, options, args.max_batch, args.queue_delay_us, args.instances,
+                         args.backend, link=link)
+
+    if args.write_repository is not None:
+        write(args.write_repository, link=False)
         print(f"wrote a Triton model repository for {', '.join(names)} to {args.write_repository} "
               "(docs/serving.md: the container command)")
         return 0
-    from edge.serve.model import ServedPolicy
-    from edge.serve.triton import ServerOptions, serve
+    serve(args, packages, lambda root: write(root, link=True))
 
-    served: list[ServedPolicy] = []
-    try:
-        for path, opts in zip(args.packages, options):
-            print(f"loading {path} ...", file=sys.stderr)
-            served.append(ServedPolicy(path, backend=args.backend, **opts))
-        server = ServerOptions(args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch,
-                               args.queue_delay_us, args.tls_cert, args.tls_key, args.tls_client_ca)
+
+def serve(args: argparse.Namespace, packages: list[PolicyPackage], write: Callable[[Path], None]) -> NoReturn:
+    """Run tritonserver on a private repository of `packages` until a signal (exit 128 + N) or until it dies."""
+    from edge.runtime.wire import model_name, package_identity
+    from edge.serve.triton import ServerOptions, running
+
+    options = ServerOptions(args.host, args.grpc_port, args.http_port, args.metrics_port, args.tls_cert,
+                            args.tls_key, args.tls_client_ca)
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    names = [model_name(p) for p in args.packages]
+    for name, path, package in zip(names, args.packages, packages):
+        say(f"{name}: {package.manifest.policy_type}, identity {package_identity(path).hex()[:16]}, from {path}")
+    with running(write, options) as server:
+        say(f"tritonserver (pid {server.process.pid}) loading {', '.join(names)}: each model computes one chunk "
+            f"first; log {server.log}")
+        server.wait_ready(names, say)
         scheme = "grpcs" if args.tls_cert else "grpc"
-        for s in served:
-            print(f"serving {s.name} ({s.runner.package.manifest.policy_type}, identity {s.identity.tobytes().hex()[:16]}, "
-                  f"{s.runner.backend.describe()}) at {scheme}://{args.host}:{args.grpc_port}; max batch "
-                  f"{args.max_batch}, queue delay {args.queue_delay_us} us", file=sys.stderr)
-        serve(served, server)
-    finally:
-        for s in served:
-            s.close()
-    return 0
+        say(f"ready: {', '.join(names)} at {scheme}://{args.host}:{args.grpc_port} (HTTP {args.http_port}, metrics "
+            f"{args.metrics_port}); max batch {args.max_batch}, queue delay {args.queue_delay_us} us, "
+            f"{args.instances} instance(s) each; Ctrl-C stops")
+        server.process.wait()  # until a signal (KeyboardInterrupt: exit 128 + N) or tritonserver exits by itself
+        raise server.died()

@@ -2,8 +2,8 @@
 
 DIR/<name>/config.pbtxt (Python backend, the wire contract's tensors, dynamic_batching, instance_group, the package
 identity and options as parameters), DIR/<name>/1/model.py (edge/serve/triton_model.py) and DIR/<name>/1/package/
-(the package's files, unchanged: the served copy keeps its source's identity). Written beside DIR and renamed into
-place, so a failure leaves no half repository.
+(the package's files, unchanged: the served copy keeps its source's identity; `edge serve`'s private repository links
+the package instead). Written beside DIR and renamed into place, so a failure leaves no half repository.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ def _tensors(kind: str, tensors: tuple[WireTensor, ...]) -> str:
 
 
 def config_pbtxt(name: str, package: Path, options: dict[str, Any], max_batch: int, queue_delay_us: int,
-                 instances: int) -> str:
+                 instances: int, backend: str = "auto") -> str:
     """The model's config.pbtxt (protobuf text format of Triton's ModelConfig)."""
     spec = wire_spec(load_package(package).manifest)
     spec.check_size(str(package))
     params = {"edge_package_identity": package_identity(package).hex(), "edge_options": json.dumps(options),
-              "edge_backend": "auto"}
+              "edge_backend": backend}
     parameters = "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: {json.dumps(v)} }} }}'
                            for k, v in params.items())
     return "\n".join([
@@ -46,15 +46,19 @@ def config_pbtxt(name: str, package: Path, options: dict[str, Any], max_batch: i
 
 
 def write_repository(root: Path, packages: list[Path], options: list[dict[str, Any]], max_batch: int,
-                     queue_delay_us: int, instances: int) -> None:
-    """Write (or replace) the repository at `root` with one model per package."""
+                     queue_delay_us: int, instances: int, backend: str = "auto", link: bool = False) -> None:
+    """Write (or replace) the repository at `root` with one model per package; `link`: each model's package/ is a
+    link to the package (its engines included, nothing copied), not a copy without engines."""
     model_py = Path(__file__).with_name("triton_model.py")
     with staged_directory(Path(root)) as staged:
         for package, opts in zip(packages, options):
             name = model_name(package)
-            config = config_pbtxt(name, Path(package), opts, max_batch, queue_delay_us, instances)
+            config = config_pbtxt(name, Path(package), opts, max_batch, queue_delay_us, instances, backend)
             version = staged / name / "1"
             version.mkdir(parents=True)
             (staged / name / "config.pbtxt").write_text(config)
             shutil.copy2(model_py, version / "model.py")
-            shutil.copytree(package, version / "package", ignore=shutil.ignore_patterns("engines", "*.engine"))
+            if link:
+                (version / "package").symlink_to(Path(package).resolve(), target_is_directory=True)
+            else:
+                shutil.copytree(package, version / "package", ignore=shutil.ignore_patterns("engines", "*.engine"))

@@ -1,6 +1,7 @@
-"""The real tritonserver for the serving tests: `edge serve` in a subprocess, in the Python that has PyTriton.
+"""The real tritonserver for the serving tests: `edge serve` in a subprocess, in the Python that has nvidia-pytriton
+(whose wheel ships the tritonserver binary `edge serve` runs).
 
-PyTriton needs numpy < 2, so CI installs it into a venv of its own (.ci/run) and names its interpreter in
+nvidia-pytriton needs numpy < 2, so CI installs it into a venv of its own (.ci/run) and names its interpreter in
 EDGE_SERVE_PYTHON; the tests themselves, the robot side, run in the suite's Python (numpy 2 in CI) with
 tritonclient. Without either, these tests skip.
 """
@@ -25,7 +26,7 @@ LOCAL_SERVE_VENV = ROOT / ".venv-serve" / "bin" / "python"
 
 def serve_python() -> str | None:
     """The interpreter that can run `edge serve`: EDGE_SERVE_PYTHON, else ./.venv-serve, else this one if it has
-    PyTriton."""
+    nvidia-pytriton."""
     if os.environ.get("EDGE_SERVE_PYTHON"):
         return os.environ["EDGE_SERVE_PYTHON"]
     if LOCAL_SERVE_VENV.exists():
@@ -47,13 +48,42 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (read from /proc: Linux, as tritonserver is)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(parent) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    """The command line of `pid`, "" once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Server:
     """One `edge serve` process on free loopback ports."""
 
     def __init__(self, packages: list[Path], *options: str, ports: list[int] | None = None):
         python = serve_python()
         if python is None:
-            pytest.skip("no Python with PyTriton (set EDGE_SERVE_PYTHON or make .venv-serve; CI does)")
+            pytest.skip("no Python with nvidia-pytriton (set EDGE_SERVE_PYTHON or make .venv-serve; CI does)")
         self.ports = ports or free_ports(3)
         self.grpc, http, metrics = self.ports
         self.url = f"grpc://127.0.0.1:{self.grpc}"
@@ -82,6 +112,12 @@ class Server:
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"edge serve was not ready within {timeout} s")
+
+    def tritonserver(self) -> int:
+        """The pid of the tritonserver `edge serve` started."""
+        found = [pid for pid in children(self.process.pid) if "tritonserver" in command_line(pid)]
+        assert len(found) == 1, f"edge serve has no single tritonserver child: {found}"
+        return found[0]
 
     def kill(self) -> None:
         self.process.kill()

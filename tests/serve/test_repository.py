@@ -1,14 +1,13 @@
 """`edge serve --write-repository`: the repository is a standard one that plain `tritonserver` serves.
 
 The tritonserver here is the real 2.51 binary nvidia-pytriton ships, with its Python backend; it is started on the
-repository with no PyTriton in between, as NVIDIA's container would start it.
+written (standalone, packages copied) repository with nothing around it, as NVIDIA's container would start it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -20,35 +19,27 @@ import edge
 from edge.robot.remote import RemotePlanner
 from tests.serve.conftest import DATA, ROOT, free_ports, serve_python
 
-LOCATE = ("import json, os, sys, sysconfig, pytriton; from pytriton.utils.distribution import get_libs_path; "
-          "print(json.dumps([os.path.dirname(pytriton.__file__), str(get_libs_path()), "
-          "sysconfig.get_config_var('LIBDIR'), '%d.%d' % sys.version_info[:2]]))")
+START = ("import json, sys; from pathlib import Path; from edge.serve.triton import ServerOptions, backend_directory, "
+         "command, environment, locate; d = locate(); "
+         "print(json.dumps([command(d, Path(sys.argv[1]), backend_directory(d, Path(sys.argv[2])), "
+         "ServerOptions(grpc_port=int(sys.argv[3]), http_port=int(sys.argv[4]), metrics_port=int(sys.argv[5]))), "
+         "environment(d)]))")
 
 
 def plain_tritonserver(python: str, repo: Path, workdir: Path) -> tuple[subprocess.Popen, int]:
-    """The tritonserver binary PyTriton ships, on `repo`, no PyTriton in between (as NVIDIA's container starts it);
-    returns the process and its gRPC port."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pytriton, libs, libdir, version = json.loads(subprocess.check_output([python, "-c", LOCATE], text=True))
-    server_dir = workdir / "tritonserver"
-    shutil.copytree(Path(pytriton) / "tritonserver", server_dir)
-    shutil.copy(server_dir / "python_backend_stubs" / version / "triton_python_backend_stub",
-                server_dir / "backends" / "python")
-    grpc, http, metrics = free_ports(3)
-    bin_dir = str(Path(python).parent)
-    server_env = {**env, "LD_LIBRARY_PATH": f"{libdir}:{libs}", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        [str(server_dir / "bin" / "tritonserver"), "--model-repository", str(repo), "--backend-directory",
-         str(server_dir / "backends"), "--grpc-address", "127.0.0.1", "--http-address", "127.0.0.1",
-         "--metrics-address", "127.0.0.1", "--grpc-port", str(grpc), "--http-port", str(http),
-         "--metrics-port", str(metrics)], env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return process, grpc
+    """tritonserver on `repo` as `edge serve` starts it (edge/serve/triton.py's command line and environment, found
+    by `python`), with no `edge serve` around it; returns the process and its gRPC port."""
+    ports = free_ports(3)
+    command, env = json.loads(subprocess.check_output([python, "-c", START, str(repo), str(workdir), *map(str, ports)],
+                                                      text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, ports[0]
 
 
 def test_the_written_repository_serves_in_plain_tritonserver(client_module, tmp_path: Path):  # noqa: ANN001
     python = serve_python()
     if python is None:
-        pytest.skip("no Python with PyTriton (its tritonserver binary)")
+        pytest.skip("no Python with nvidia-pytriton (its tritonserver binary)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     repo = tmp_path / "models"
     subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(DATA / "demo_diffusion"),
