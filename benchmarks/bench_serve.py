@@ -10,7 +10,7 @@ delay. Server and robots share this machine's 2 cores, so the numbers are a CPU 
 
     python benchmarks/bench_serve.py [--seconds 8] [--queue-delay-us 2000] [--no-write]
 
-The server runs in the Python that has PyTriton (EDGE_SERVE_PYTHON, else ./.venv-serve/bin/python); robots in
+The server runs in the Python that has nvidia-pytriton (EDGE_SERVE_PYTHON, else ./.venv-serve/bin/python); robots in
 --robot-python (tritonclient[grpc] and OpenCV; numpy 2 is fine). Builds the packages with torch on first use (build/bench_defaults, git-ignored).
 """
 
@@ -40,7 +40,7 @@ CAMERA = {"diffusion": "observation.image", "act": "observation.images.top"}
 def serve_python() -> str:
     python = os.environ.get("EDGE_SERVE_PYTHON") or str(ROOT / ".venv-serve" / "bin" / "python")
     if not Path(python).exists():
-        sys.exit("no Python with PyTriton: make .venv-serve (pip install '.[serve]') or set EDGE_SERVE_PYTHON")
+        sys.exit("no Python with nvidia-pytriton: make .venv-serve (pip install '.[serve]') or set EDGE_SERVE_PYTHON")
     return python
 
 

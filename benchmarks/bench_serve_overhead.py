@@ -2,12 +2,11 @@
 
     python benchmarks/bench_serve_overhead.py [--calls 200] [--no-write]
 
-Rows: a gRPC call with no model (is_server_live: tritonclient + gRPC + Triton's front end); PyTriton with a trivial
-echo model (adds Triton's Python-backend stub and PyTriton's hop to the serving process); `edge serve` (PyTriton)
-with demo_act; the repository `edge serve --write-repository` writes, in the plain tritonserver binary PyTriton
-ships (the model runs in the Python-backend stub itself: no second hop); the client's request serialisation alone.
-Overhead = round trip - server compute. Run with the robot side's Python (tritonclient); the server side in
-EDGE_SERVE_PYTHON or ./.venv-serve (PyTriton).
+Rows: a gRPC call with no model (is_server_live: tritonclient + gRPC + Triton's front end); a trivial echo model in
+Triton's Python backend (adds the hop to the Python-backend stub the model runs in); `edge serve` with demo_act (the
+plain tritonserver binary nvidia-pytriton ships, on the repository it writes: our six inputs and four outputs and
+edge's runtime in the stub); the client's request serialisation alone. Overhead = round trip - server compute. Run
+with the robot side's Python (tritonclient); the server side in EDGE_SERVE_PYTHON or ./.venv-serve (nvidia-pytriton).
 """
 
 from __future__ import annotations
@@ -29,27 +28,21 @@ sys.path.insert(0, str(ROOT))
 PACKAGE = ROOT / "edge" / "data" / "demo_act"
 
 
-def echo_server(ports: list[int]) -> None:
-    """(In the server's Python) a PyTriton model returning its input, until killed."""
-    from edge.serve.triton import libpython_first
+ECHO_CONFIG = """name: "echo"
+backend: "python"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 0 }
+"""
+ECHO_MODEL = """import triton_python_backend_utils as pb
 
-    libpython_first()
-    from pytriton.decorators import batch
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
 
-    @batch
-    def echo(x: np.ndarray) -> dict:
-        return {"y": x}
-
-    g, h, m = ports
-    config = TritonConfig(grpc_address="127.0.0.1", grpc_port=g, http_address="127.0.0.1", http_port=h,
-                          metrics_address="127.0.0.1", metrics_port=m)
-    with Triton(config=config) as server:
-        server.bind(model_name="echo", infer_func=echo, inputs=[Tensor(name="x", dtype=np.float32, shape=(-1,))],
-                    outputs=[Tensor(name="y", dtype=np.float32, shape=(-1,))],
-                    config=ModelConfig(max_batch_size=8, batcher=DynamicBatcher(max_queue_delay_microseconds=0)))
-        server.serve()
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb.InferenceResponse([pb.Tensor("y", pb.get_input_tensor_by_name(r, "x").as_numpy())])
+                for r in requests]
+"""
 
 
 def p50_ms(call, n: int) -> tuple[float, float]:  # noqa: ANN001
@@ -64,31 +57,36 @@ def p50_ms(call, n: int) -> tuple[float, float]:  # noqa: ANN001
 
 
 def trivial_rows(python: str, n: int) -> list[str]:
+    """A gRPC call with no model, and a trivial echo model in the Python backend, on the plain tritonserver."""
     import tritonclient.grpc as g
 
-    from tests.serve.conftest import free_ports
+    from tests.serve.test_repository import plain_tritonserver
 
-    ports = free_ports(3)
-    process = subprocess.Popen([python, __file__, "--echo-server", *map(str, ports)], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    tmp = Path(tempfile.mkdtemp())
     try:
-        client = g.InferenceServerClient(f"127.0.0.1:{ports[0]}")
-        end = time.monotonic() + 180
-        while not _ready(client, "echo"):
-            if time.monotonic() > end or process.poll() is not None:
-                sys.exit("the echo server did not start")
-            time.sleep(0.5)
-        x = g.InferInput("x", [1, 4], "FP32")
-        x.set_data_from_numpy(np.zeros((1, 4), np.float32))
-        live = p50_ms(client.is_server_live, n)
-        echo = p50_ms(lambda: client.infer("echo", [x]), n)
-        client.close()
+        (tmp / "models" / "echo" / "1").mkdir(parents=True)
+        (tmp / "models" / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
+        (tmp / "models" / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
+        process, grpc = plain_tritonserver(python, tmp / "models", tmp)
+        try:
+            client = g.InferenceServerClient(f"127.0.0.1:{grpc}")
+            end = time.monotonic() + 180
+            while not _ready(client, "echo"):
+                if time.monotonic() > end or process.poll() is not None:
+                    sys.exit("the echo server did not start")
+                time.sleep(0.5)
+            x = g.InferInput("x", [1, 4], "FP32")
+            x.set_data_from_numpy(np.zeros((1, 4), np.float32))
+            live = p50_ms(client.is_server_live, n)
+            echo = p50_ms(lambda: client.infer("echo", [x]), n)
+            client.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        shutil.rmtree(tmp)
     return [f"| gRPC call, no model (is_server_live) | {live[0]:.2f} / {live[1]:.2f} | - | - |",
-            f"| PyTriton, trivial echo model (4 floats) | {echo[0]:.2f} / {echo[1]:.2f} | - | - |"]
+            f"| trivial echo model (4 floats) in the Python backend | {echo[0]:.2f} / {echo[1]:.2f} | - | - |"]
 
 
 def _ready(client, model: str) -> bool:  # noqa: ANN001
@@ -129,34 +127,11 @@ def chunk_row(label: str, url: str, n: int) -> tuple[str, float]:
             f"{o.percentile(50):.2f} / {o.percentile(99):.2f} |"), serialise[0]
 
 
-def repository_row(python: str, n: int) -> tuple[str, float]:
-    from tests.serve.test_repository import plain_tritonserver
-
-    tmp = Path(tempfile.mkdtemp())
-    try:
-        repo = tmp / "models"
-        subprocess.run([python, "-m", "edge", "serve", "--write-repository", str(repo), str(PACKAGE),
-                        "--queue-delay-us", "0"], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                       capture_output=True)
-        process, grpc = plain_tritonserver(python, repo, tmp)
-        try:
-            return chunk_row("written repository, plain tritonserver, demo_act", f"grpc://127.0.0.1:{grpc}", n)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-    finally:
-        shutil.rmtree(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--echo-server", type=int, nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.echo_server:
-        echo_server(args.echo_server)  # the server's Python: no pytest, no tritonclient imports above
-        return 0
     from benchmarks._results import publish
     from benchmarks.bench_serve import serve_python
     from tests.serve.conftest import Server
@@ -166,11 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = trivial_rows(python, args.calls)
     server = Server([PACKAGE], "--queue-delay-us", "0")
     try:
-        row, serialise = chunk_row("`edge serve` (PyTriton), demo_act", server.url, args.calls)
+        row, serialise = chunk_row("`edge serve` (plain tritonserver), demo_act", server.url, args.calls)
     finally:
         server.stop()
     rows.append(row)
-    rows.append(repository_row(python, args.calls)[0])
     load = os.getloadavg()[0]
     body = "\n".join([
         f"One client, loopback, queue delay 0, {args.calls} calls per row; server and client share this machine's "

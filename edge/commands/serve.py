@@ -4,7 +4,8 @@ One model per package, named after its directory; robots connect with `edge run 
 `edge serve` writes a Triton model repository (edge/serve/repository.py, the packages linked) into a private
 temporary directory and runs nvidia-pytriton's plain `tritonserver` binary on it until a signal, or until that
 server dies (exit 2, its log's last lines quoted). `--write-repository DIR` writes a standalone repository instead
-(for NVIDIA's Triton container or Kubernetes) and starts nothing. docs/serving.md has the wire contract, TLS and the container command.
+(for NVIDIA's Triton container or Kubernetes) and starts nothing. docs/serving.md has the wire contract, TLS and
+the container command.
 """
 
 from __future__ import annotations

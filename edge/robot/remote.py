@@ -80,7 +80,7 @@ class RemotePlanner:
     def connect(self) -> None:
         """Reach the server, check the model is ready and that one chunk carries this package's identity."""
         g = self._grpc
-        cert = self.root_cert.read_bytes() if self.root_cert is not None else None
+        cert = str(self.root_cert) if self.root_cert is not None else None  # tritonclient reads the file itself
         try:
             self._client = g.InferenceServerClient(self.target, ssl=self.tls, root_certificates=cert)
             ready = self._client.is_model_ready(self.model, client_timeout=CONNECT_TIMEOUT_S)

@@ -1,10 +1,11 @@
 """One served package: requests of the wire contract (edge/runtime/wire.py) in, chunks out, through edge's runtime.
 
-Shared by `edge serve` (PyTriton) and the Python-backend model of a written Triton repository. Triton's dynamic
-batcher hands over several requests at once; the package's graphs are exported with batch 1 (the export refuses
-dynamic axes, TensorRT engines are static), so the rows of a batch run one after another on those graphs, each with
-its own seed and its own scheduler steps (docs/serving.md says why and what it costs). A row whose chunk comes out
-non-finite answers NaN instead of failing its batch neighbours; the robot refuses it as a PolicyOutputError.
+Run by the Python-backend model of a Triton repository (edge/serve/triton_model.py), `edge serve`'s or a written
+one. Triton's dynamic batcher hands over several requests at once; the package's graphs are exported with batch 1
+(the export refuses dynamic axes, TensorRT engines are static), so the rows of a batch run one after another on
+those graphs, each with its own seed and its own scheduler steps (docs/serving.md says why and what it costs). A row
+whose chunk comes out non-finite answers NaN instead of failing its batch neighbours; the robot refuses it as a
+PolicyOutputError.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import edge
 from edge.errors import OptionError, PolicyOutputError
 from edge.runtime.policies.base import PolicyRunner
-from edge.runtime.wire import WireSpec, model_name, package_identity, wire_spec
+from edge.runtime.wire import WireSpec, package_identity, wire_spec
 
 
 class ServedPolicy:
@@ -36,11 +37,6 @@ class ServedPolicy:
         except BaseException:
             self.runner.close()
             raise
-
-    @property
-    def name(self) -> str:
-        """The model name: the package's directory name."""
-        return model_name(self.path)
 
     def warm_up(self) -> None:
         """One chunk from a zero window: loads the graphs' kernels and checks the chunk's shape matches the spec."""

@@ -1,4 +1,4 @@
-"""`edge serve`'s server process: the plain `tritonserver` binary nvidia-pytriton ships, on a repository (extra [serve]).
+"""`edge serve`'s server process: the plain `tritonserver` nvidia-pytriton ships, on a repository (extra [serve]).
 
 The models run in Triton's Python-backend stubs (edge/serve/triton_model.py), so a request makes one hop from
 Triton to the model: no second process in between. Facts handled here (docs/serving.md): the stub links libpython

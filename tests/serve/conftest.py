@@ -96,18 +96,19 @@ class Server:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 180.0) -> None:
-        import tritonclient.grpc as g
+        """Until every model answers ready on the HTTP endpoint (plain HTTP also when gRPC is over TLS)."""
+        import urllib.request
 
-        client = g.InferenceServerClient(f"127.0.0.1:{self.grpc}")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.process.poll() is not None:
                 raise RuntimeError(f"edge serve exited with {self.process.returncode}: {self.process.stderr.read()}")
             try:
-                if all(client.is_model_ready(m) for m in self.models):
-                    client.close()
+                if all(opener.open(f"http://127.0.0.1:{self.ports[1]}/v2/models/{m}/ready", timeout=2).status == 200
+                       for m in self.models):
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except OSError:  # not up yet
                 pass
             time.sleep(0.5)
         self.stop()
