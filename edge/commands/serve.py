@@ -15,22 +15,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
 
+from edge.commands.options import int_in
 from edge.errors import CLIError
 
 if TYPE_CHECKING:
     from edge.runtime.package import PolicyPackage
-
-
-def _int_in(lo: int, hi: int, what: str):  # noqa: ANN202
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{what} must be in {lo}..{hi}, got {value}")
-        return value
-    return parse
 
 
 def _file(text: str) -> Path:
@@ -46,18 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--write-repository", type=Path, default=None, metavar="DIR",
                    help="write a Triton model repository to DIR instead of serving")
     p.add_argument("--host", default="127.0.0.1", help="address every endpoint binds to (default 127.0.0.1)")
-    p.add_argument("--grpc-port", type=_int_in(1, 65535, "--grpc-port"), default=8001)
-    p.add_argument("--http-port", type=_int_in(1, 65535, "--http-port"), default=8000)
-    p.add_argument("--metrics-port", type=_int_in(1, 65535, "--metrics-port"), default=8002)
-    p.add_argument("--max-batch", type=_int_in(1, 64, "--max-batch"), default=8,
+    p.add_argument("--grpc-port", type=int_in(1, 65535), default=8001)
+    p.add_argument("--http-port", type=int_in(1, 65535), default=8000)
+    p.add_argument("--metrics-port", type=int_in(1, 65535), default=8002)
+    p.add_argument("--max-batch", type=int_in(1, 64), default=8,
                    help="largest batch Triton's dynamic batcher forms (default 8; 1: no batching)")
-    p.add_argument("--queue-delay-us", type=_int_in(0, 1_000_000, "--queue-delay-us"), default=0,
+    p.add_argument("--queue-delay-us", type=int_in(0, 1_000_000), default=0,
                    help="how long a request may wait for others to batch with (default 0, see docs/serving.md)")
-    p.add_argument("--instances", type=_int_in(1, 64, "--instances"), default=1,
+    p.add_argument("--instances", type=int_in(1, 64), default=1,
                    help="model instances per package (Triton's instance_group count; default 1)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
     p.add_argument("--sampler", default=None, help="Diffusion packages: the sampler (ddim, ddpm, dpmsolver++, unipc)")
-    p.add_argument("--steps", type=_int_in(1, 10_000, "--steps"), default=None,
+    p.add_argument("--steps", type=int_in(1, 10_000), default=None,
                    help="Diffusion packages: the number of denoising steps K")
     p.add_argument("--tls-cert", type=_file, default=None, help="PEM server certificate: gRPC over TLS")
     p.add_argument("--tls-key", type=_file, default=None, help="PEM key of --tls-cert")

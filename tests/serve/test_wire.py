@@ -47,8 +47,8 @@ def test_identity_is_the_manifest_hash(tmp_path):  # noqa: ANN001
     (["run", "--robot", "koch", "--policy", "p", "--server", "localhost:8001"], "grpc://HOST:PORT"),
     (["run", "--robot", "koch", "--policy", "p", "--server", "grpc://h:1", "--server-timeout-ms", "0"], "> 0"),
     (["run", "--robot", "koch", "--policy", "p", "--server", "grpc://h:1", "--server-timeout-ms", "nan"], "> 0"),
-    (["serve", "p", "--max-batch", "0"], "--max-batch must be in 1..64"),
-    (["serve", "p", "--queue-delay-us", "-1"], "--queue-delay-us must be in"),
+    (["serve", "p", "--max-batch", "0"], "argument --max-batch: must be an integer in 1..64"),
+    (["serve", "p", "--queue-delay-us", "-1"], "argument --queue-delay-us: must be an integer in 0..1000000"),
     (["serve", "p", "--tls-cert", "/nonexistent.pem"], "no such file"),
 ])
 def test_options_are_refused_at_parse_time(args, message):  # noqa: ANN001
