@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(row)
     load = os.getloadavg()[0]
     body = "\n".join([
-        f"One client, loopback, queue delay 0, {args.calls} calls per row; server and client share this machine's "
-        f"cores (load average {load:.1f} at the end). Client request serialisation (6 input tensors): "
+        f"One client, loopback, queue delay 0, {args.calls} calls per row; server, client and other engineers' work "
+        f"share this machine's {os.cpu_count()} cores (load average {load:.1f} at the end). Client request serialisation (6 input tensors): "
         f"{serialise:.3f} ms p50. Target: overhead <= 3 ms p50.", "",
         "| path | round trip p50 / p99 ms | server compute p50 ms | overhead p50 / p99 ms |", "|---|---|---|---|",
         *rows])

@@ -40,6 +40,8 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 
 @dataclass
 class ServerOptions:
+    """Where tritonserver listens and whether gRPC is over TLS (`edge serve`'s options)."""
+
     host: str = "127.0.0.1"
     grpc_port: int = 8001
     http_port: int = 8000
@@ -50,6 +52,7 @@ class ServerOptions:
 
     @property
     def ports(self) -> tuple[int, int, int]:
+        """gRPC, HTTP and metrics ports, in that order."""
         return self.grpc_port, self.http_port, self.metrics_port
 
     def local_url(self, path: str) -> str:
