@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -114,7 +115,8 @@ def robot_process(python: str, url: str, package: Path, hz: float, seconds: floa
 
 
 def full_run(python: str, url: str, package: Path, hz: float, seconds: float, workdir: Path):  # noqa: ANN201
-    """`edge run --server` on the pty servo emulator, a 30 fps video-file camera; returns (process, finish)."""
+    """`edge run --server` on the pty servo emulator, a 30 fps video-file camera, the Bus Watchdog 3 servo periods;
+    returns (process, finish)."""
     import cv2
     import yaml
 
@@ -136,6 +138,8 @@ def full_run(python: str, url: str, package: Path, hz: float, seconds: float, wo
     config = yaml.safe_load(robot.read_text())
     config["cameras"] = {CAMERA[package.name]: {"type": "opencv", "source": str(video), "width": 96,
                                                        "height": 96, "fps": 30}}
+    # the servo loop runs at the policy's rate here (the package has no fps): the Bus Watchdog must outlast 3 periods
+    config["safety"]["watchdog_ms"] = max(config["safety"]["watchdog_ms"], 20 * math.ceil(3e3 / hz / 20))
     robot.write_text(yaml.safe_dump(config))
     summary = workdir / "summary.json"
     process = subprocess.Popen([python, "-m", "edge", "run", "--robot", str(robot), "--policy", str(package),
@@ -148,7 +152,7 @@ def full_run(python: str, url: str, package: Path, hz: float, seconds: float, wo
         out, err = process.communicate(timeout=seconds + 300)
         emulator.__exit__(None, None, None)
         if process.returncode != 0:
-            raise RuntimeError(f"edge run --server exited with {process.returncode}: {err[-2000:]}")
+            raise RuntimeError(f"edge run --server exited with {process.returncode}: {err[-1000:]}\n{out[-1500:]}")
         s = json.loads(summary.read_text())
         line = next(l for l in out.splitlines() if l.startswith("policy server"))  # noqa: E741
         holds, _, policy_ticks = line.split("held the last goal ")[1].split()[:3]  # "N of M policy ticks"
