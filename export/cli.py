@@ -14,9 +14,10 @@ from functools import partial
 from pathlib import Path
 
 from edge.commands.eval import add_options, evaluate_command
-from edge.commands.options import check_modes, count, int_in, only_with, seed
+from edge.commands.options import check_modes, count, int_in, int_list, only_with, seed
 from edge.exit_status import run_command, signals_interrupt
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
+from edge.runtime.package.batches import MAX_SERVE_BATCH
 from edge.runtime.package.manifest import MAX_FPS
 from export.workstation import require_workstation
 
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int_in(1, MAX_FPS), default=None,
                    help="the policy's action rate in actions a second (LeRobot's meta/info.json \"fps\"; env.fps "
                         "for simulated training): recorded in the manifest, the robot then advances the policy at it")
+    p.add_argument("--serve-batch", type=int_list(2, MAX_SERVE_BATCH), default=(), metavar="B,B,...",
+                   help="act, diffusion: also export every graph with these static batch sizes (e.g. 2,4,8) into the "
+                        "package's serve/ folder, for `edge serve` to run batches on; the package identity is "
+                        "unchanged and the robot never reads them (docs/serving.md, Batching)")
     p.add_argument("--no-tensorrt-check", action="store_true",
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--no-graph-rewrites", action="store_true",
@@ -68,7 +73,7 @@ def export(args: argparse.Namespace) -> int:
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
-                            fps=args.fps, extra=extra)
+                            fps=args.fps, serve_batches=args.serve_batch, extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                    tensorrt_check=not args.no_tensorrt_check, dataset_info=args.dataset_info)

@@ -99,6 +99,19 @@ def counts(text: str) -> list[int]:
     return [count(t) for t in items]
 
 
+def int_list(low: int, high: int) -> Callable[[str], tuple[int, ...]]:
+    """A comma-separated list of distinct integers in low..high, ascending (e.g. --serve-batch 2,4,8)."""
+    item = int_in(low, high)
+
+    def parse(text: str) -> tuple[int, ...]:
+        values = [item(t.strip()) for t in text.split(",")]
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"lists a value twice: {text[:40]!r}")
+        return tuple(sorted(values))
+    parse.__name__ = f"list of integers {low}..{high}"
+    return parse
+
+
 def only_with(parser: argparse.ArgumentParser, option: str, needs: str,
               when: Callable[[argparse.Namespace], bool] | None = None) -> None:
     """Refuse `option` set away from its default unless its mode is chosen: `needs` (a flag of the same parser)

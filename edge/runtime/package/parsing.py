@@ -21,7 +21,7 @@ def _got(value: Any) -> str:
 
 def parse_field(tp: Any, value: Any, where: str) -> Any:
     """`value` from JSON as type `tp` (a dataclass, list/dict of, Optional, int, float, str, bool or Any); `where`
-    names the manifest field in errors."""
+    names the manifest field in errors ("" for a whole file's top level)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return value
@@ -54,17 +54,18 @@ def parse_field(tp: Any, value: Any, where: str) -> Any:
 
 def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise PackageError(f"{field_ref(where)} must be an object, got {_got(data)}")
+        raise PackageError(f"{field_ref(where) if where else 'the file'} must be an object, got {_got(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    what = field_ref(where) if where else "the file"
     if unknown:
-        raise PackageError(f"{field_ref(where)} has unknown key(s) [{brief_keys(unknown)}]")
+        raise PackageError(f"{what} has unknown key(s) [{brief_keys(unknown)}]")
     missing = [n for n, f in fields.items() if n not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise PackageError(f"{field_ref(where)} is missing key(s) {missing}")
+        raise PackageError(f"{what} is missing key(s) {missing}")
     hints = typing.get_type_hints(cls)
-    values = {k: parse_field(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    values = {k: parse_field(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**values)
     except OptionError as exc:  # a section's own checks (SchedulerConfig)
