@@ -121,3 +121,22 @@ def tampered_act(tmp_path: Path) -> Path:
     manifest["source"]["checkpoint"] += " (retrained)"
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
+
+
+@pytest.fixture(scope="session")
+def batched_package(lerobot_fixtures: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """`batched_package("act_cam")` → that LeRobot fixture exported once with serve batch graphs B = 2 and 4."""
+    from export.families.base import ExportOptions
+    from export.pipeline import export_package
+
+    done: dict[str, Path] = {}
+
+    def _export(case: str) -> Path:
+        if case not in done:
+            out = tmp_path_factory.mktemp("batched") / case
+            export_package(lerobot_fixtures / case / "pretrained_model", out,
+                           ExportOptions(samples=2, serve_batches=(2, 4)), progress=lambda _msg: None)
+            done[case] = out
+        return done[case]
+
+    return _export
