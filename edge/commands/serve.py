@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         for s in served:
             print(f"serving {s.name} ({s.runner.package.manifest.policy_type}, identity {s.identity.tobytes().hex()[:16]}, "
                   f"{s.runner.backend.describe()}) at {scheme}://{args.host}:{args.grpc_port}; max batch "
-                  f"{args.max_batch}, queue delay {args.queue_delay_us} us", file=sys.stderr)
+                  f"{args.max_batch} ({s.batching}), queue delay {args.queue_delay_us} us", file=sys.stderr)
         serve(served, server)
     finally:
         for s in served:

@@ -52,6 +52,13 @@ class ServedPolicy:
         """The model name: the package's directory name."""
         return model_name(self.path)
 
+    @property
+    def batching(self) -> str:
+        """How this package runs a batch, in words (shown when `edge serve` starts)."""
+        if not self.batched:
+            return "batch rows one after another (no serve/ batch graphs)"
+        return f"batch graphs B = {', '.join(map(str, self.batched))}"
+
     def load_batches(self) -> None:
         """The batch graphs of the package's serve/ folder, for the graphs the runner uses, on its backend."""
         batches = load_batches(self.runner.package)
