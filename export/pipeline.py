@@ -101,6 +101,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         raise ExportError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
     if options.cpu_precision not in CPU_PRECISIONS:
         raise ExportError(f"cpu_precision {options.cpu_precision!r}: expected one of {CPU_PRECISIONS}")
+    check_sizes(options.serve_batches, options.cpu_precision)
     if not 1 <= options.opset <= MAX_OPSET:
         raise ExportError(f"opset {options.opset} is outside 1..{MAX_OPSET} (TensorRT 10.3 on JetPack 6 parses up to "
                           f"{MAX_OPSET})")
@@ -110,7 +111,6 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
     t0 = time.monotonic()
     progress(f"reading checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
-    check_sizes(options.serve_batches, ckpt.policy_type, options.cpu_precision)
     dataset = _dataset_section(ckpt, dataset_info, progress)
     if options.weights == "float16":
         progress("rounding the weights to float16 (they are stored as float16, computed in float32)")

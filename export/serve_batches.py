@@ -19,18 +19,14 @@ from edge.runtime.package.batches import MAX_SERVE_BATCH, SERVE_DIR, BatchGraphs
 from export.errors import ExportError
 from export.families.base import GraphExport
 
-BATCHED_FAMILIES = ("act", "diffusion")  # VQ-BeT's server runs the rows of a batch one after another
 ExportFile = Callable[[GraphExport, Path, list[dict[str, np.ndarray]], str], tuple[GraphSpec, float]]
 
 
-def check_sizes(sizes: tuple[int, ...], policy_type: str, cpu_precision: str) -> None:
-    """Refuse batch sizes out of range or repeated, a family without a batched server path, INT8 graphs."""
+def check_sizes(sizes: tuple[int, ...], cpu_precision: str) -> None:
+    """Refuse batch sizes out of range or repeated, and batch graphs beside INT8 ones."""
     if any(isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= MAX_SERVE_BATCH for b in sizes) \
             or len(set(sizes)) != len(sizes):
         raise ExportError(f"serve batches {list(sizes)}: each must be an integer in 2..{MAX_SERVE_BATCH}, once")
-    if sizes and policy_type not in BATCHED_FAMILIES:
-        raise ExportError(f"--serve-batch is offered for {list(BATCHED_FAMILIES)} packages; `edge serve` runs the "
-                          f"rows of a {policy_type} batch one after another on its batch-1 graphs")
     if sizes and cpu_precision != "fp32":
         raise ExportError("--serve-batch with --cpu-precision int8 is not offered: the batch graphs would compute "
                           "in FP32 while the package's INT8")

@@ -27,7 +27,7 @@ from export.families.base import ExportOptions
 from export.pipeline import export_package
 
 CASES = [("act_cam", {}), ("diffusion_cam", {"sampler": "ddpm", "num_inference_steps": 6, "rtc": True}),
-         ("diffusion_cam", {"sampler": "unipc", "num_inference_steps": 4})]
+         ("diffusion_cam", {"sampler": "unipc", "num_inference_steps": 4}), ("vqbet_cam", {})]
 
 
 def requests(served: ServedPolicy, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -42,7 +42,7 @@ def requests(served: ServedPolicy, n: int, rng: np.random.Generator) -> dict[str
     return request
 
 
-@pytest.fixture(scope="module", params=CASES, ids=["act", "diffusion-ddpm-rtc", "diffusion-unipc"])
+@pytest.fixture(scope="module", params=CASES, ids=["act", "diffusion-ddpm-rtc", "diffusion-unipc", "vqbet"])
 def case(request, batched_package):  # noqa: ANN001, ANN201
     name, options = request.param
     path = batched_package(name)
@@ -158,9 +158,9 @@ def test_a_bad_serve_batch_is_refused_at_parse_time(lerobot_fixtures: Path, tmp_
     assert not out.exists()
 
 
-def test_vqbet_batch_graphs_are_refused_before_anything_is_written(lerobot_fixtures: Path, tmp_path: Path):
+def test_int8_batch_graphs_are_refused_before_anything_is_written(lerobot_fixtures: Path, tmp_path: Path):
     out = tmp_path / "package"
-    with pytest.raises(ExportError, match="rows of a vqbet batch one after another"):
-        export_package(lerobot_fixtures / "vqbet_cam" / "pretrained_model", out, ExportOptions(serve_batches=(2,)),
-                       progress=lambda _msg: None)
+    with pytest.raises(ExportError, match="--serve-batch with --cpu-precision int8 is not offered"):
+        export_package(lerobot_fixtures / "act_cam" / "pretrained_model", out,
+                       ExportOptions(serve_batches=(2,), cpu_precision="int8"), progress=lambda _msg: None)
     assert not out.exists()

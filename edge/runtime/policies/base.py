@@ -141,13 +141,13 @@ class PolicyRunner(ABC):
         """Serving (edge/runtime/wire.py): `plan` for a normalised observation window {input: (n_obs_steps, ...)},
         the family's randomness drawn from default_rng(seed). The server calls it once per request, in order."""
 
+    @abstractmethod
     def plan_batch(self, windows: list[Mapping[str, np.ndarray]], committed: list[np.ndarray], delays: list[int],
                    seeds: list[int], graphs: Mapping[str, GraphSession], batch: int) -> np.ndarray:
         """Serving on batch graphs: `plan_window` for n <= `batch` rows at once, row i from windows[i], committed[i],
         delays[i] and its own default_rng(seeds[i]); `graphs` are this runner's graphs exported with batch `batch`
         (edge/runtime/package/batches.py), the rows padded to it with copies of row 0. Returns the normalised
         (n, P, action_dim) chunks, unchecked: the caller refuses a non-finite row alone (`actions`)."""
-        raise OptionError(f"{self.policy_type} policies plan batches row by row (no batch graphs)")
 
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
