@@ -60,8 +60,12 @@ class ServedPolicy:
         return f"batch graphs B = {', '.join(map(str, self.batched))}"
 
     def load_batches(self) -> None:
-        """The batch graphs of the package's serve/ folder, for the graphs the runner uses, on its backend."""
+        """The batch graphs of the package's serve/ folder, for the graphs the runner uses, on its backend (with
+        "auto": ONNX Runtime, as serve/ has no TensorRT engines)."""
         batches = load_batches(self.runner.package)
+        if batches is not None and self.runner.backend.name == "tensorrt":
+            raise OptionError(f"{self.path}: the serve/ batch graphs have no TensorRT engines (edge build builds the "
+                              "batch-1 graphs only); serve with --backend auto or onnxruntime, or without serve/")
         for b in batches.batches if batches is not None else []:
             view = batch_view(self.runner.package, b)
             self.batched[b.batch] = {}
