@@ -19,7 +19,6 @@ from edge import load_policy
 from edge.errors import EdgeError, PackageError
 from edge.runtime.backends.trt_compat import check_file, support_table
 from edge.runtime.files import staged_directory
-from edge.runtime.package.batches import load_batches, write_batches
 from edge.runtime.package import (
     CPU_PRECISIONS,
     MAX_OPSET,
@@ -36,6 +35,7 @@ from edge.runtime.package import (
     sha256_file,
     write_manifest,
 )
+from edge.runtime.package.batches import load_batches, write_batches
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.dataset_info import check_dataset_info, find_dataset_info, read_dataset_info

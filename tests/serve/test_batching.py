@@ -27,7 +27,8 @@ from export.families.base import ExportOptions
 from export.pipeline import export_package
 
 CASES = [("act_cam", {}), ("diffusion_cam", {"sampler": "ddpm", "num_inference_steps": 6, "rtc": True}),
-         ("diffusion_cam", {"sampler": "unipc", "num_inference_steps": 4}), ("vqbet_cam", {})]
+         ("diffusion_cam", {"sampler": "unipc", "num_inference_steps": 4}), ("vqbet_cam", {}),
+         ("vqbet_sequential", {})]
 
 
 def requests(served: ServedPolicy, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -42,7 +43,7 @@ def requests(served: ServedPolicy, n: int, rng: np.random.Generator) -> dict[str
     return request
 
 
-@pytest.fixture(scope="module", params=CASES, ids=["act", "diffusion-ddpm-rtc", "diffusion-unipc", "vqbet"])
+@pytest.fixture(scope="module", params=CASES, ids=["act", "diffusion-ddpm-rtc", "diffusion-unipc", "vqbet", "vqbet-sequential"])
 def case(request, batched_package):  # noqa: ANN001, ANN201
     name, options = request.param
     path = batched_package(name)
