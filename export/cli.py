@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from edge.commands.eval import add_options, evaluate_command
-from edge.commands.options import check_modes, count, int_in, only_with, seed
+from edge.option_types import check_modes, count, int_in, only_with, seed
 from edge.exit_status import run_command, signals_interrupt
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from edge.runtime.package.manifest import MAX_FPS

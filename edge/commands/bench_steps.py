@@ -15,7 +15,7 @@ import numpy as np
 
 from edge import load_policy
 from edge.commands.demo import resolve_package
-from edge.commands.options import count, counts
+from edge.option_types import count, counts
 from edge.errors import CLIError
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from edge.commands.demo import resolve_package
-from edge.commands.options import only_with, positive_float
+from edge.option_types import only_with, positive_float
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
 from edge.runtime.backends.trt_compat import package_problems, support_table

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import edge
-from edge.commands.options import only_with, seed
+from edge.option_types import only_with, seed
 from edge.commands.run import add_loop_arguments, apply_merge, options_from
 from edge.errors import CLIError, ResultsNotWritten
 from edge.runtime.files import check_writable, write_atomic

@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 
-from edge.commands.options import count, int_choice, positive_float
+from edge.option_types import count, int_choice, positive_float
 from edge.errors import CLIError
 from firmware_bridge import tables
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.commands.demo import resolve_package
-from edge.commands.options import count, non_negative_int, seed
+from edge.option_types import count, non_negative_int, seed
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend

@@ -31,7 +31,7 @@ from edge.commands.calibrate import (
     on_a_terminal,
     robot_from,
 )
-from edge.commands.options import count, int_in, non_negative_float, only_with, positive_float
+from edge.option_types import count, int_in, non_negative_float, only_with, positive_float
 from edge.errors import CLIError
 from edge.robot.chunks import ALL_MERGE_RULES
 from edge.runtime.backends import BACKENDS

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from edge.commands.calibrate import robot_from
-from edge.commands.options import non_negative_float
+from edge.option_types import non_negative_float
 from edge.errors import CLIError
 
 

@@ -13,7 +13,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from edge.commands.options import count, seed
+from edge.option_types import count, seed
 from edge.exit_status import run_command
 from export.train.dataset import generate
 from export.workstation import require_workstation
