@@ -12,8 +12,8 @@ import pkgutil
 import sys
 
 import edge.commands
-from edge.option_types import check_modes
 from edge.exit_status import run_command, signals_interrupt
+from edge.option_types import check_modes
 
 __all__ = ["build_parser", "main"]
 

@@ -12,8 +12,8 @@ import contextlib
 import signal
 import time
 
-from edge.option_types import count, int_choice, positive_float
 from edge.errors import CLIError
+from edge.option_types import count, int_choice, positive_float
 from firmware_bridge import tables
 
 
