@@ -1,4 +1,5 @@
-"""Command modules only parse and call: none imports another command, and export imports no command module.
+"""Command modules only parse and call: none imports another command, export imports no command module, and
+building the `edge` parser imports no ONNX.
 
 A command is a module of edge/commands/ that defines `add_parser` (what edge/cli.py registers); what commands share
 lives in a helper module there (no `add_parser`) or below, in edge/sim and edge/robot. Read from import
@@ -8,6 +9,7 @@ statements, also those inside functions.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,3 +62,18 @@ def test_the_check_finds_a_command_importing_a_command(tmp_path, monkeypatch):
     assert commands == {"edge.commands.a", "edge.commands.b"}
     assert imported_commands(folder / "b.py", commands) == ["4: edge.commands.a.add_parser"]
     assert imported_commands(folder / "helpers.py", commands) == []
+
+
+def test_the_edge_parser_loads_neither_onnx_nor_onnxruntime():
+    """`edge --help` and every sub-command's --help on a robot: building the whole argparse tree and parsing reads
+    no graph, so it imports no ONNX (slow to import; a robot may lack it until a command needs it)."""
+    probe = ("import sys\nfrom edge.cli import build_parser\nparser = build_parser()\n"
+             "names = parser._subparsers._group_actions[0].choices\n"
+             "for argv in [['--help']] + [[name, '--help'] for name in names]:\n"
+             "    try:\n        parser.parse_args(argv)\n    except SystemExit:\n        pass\n"
+             "print('COMMANDS', len(names))\n"
+             "print('LOADED', ' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.rpartition("COMMANDS")[2].split()[0]) >= 15  # every command's parser was built
+    assert result.stdout.rpartition("LOADED")[2].split() == []
