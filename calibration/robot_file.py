@@ -26,7 +26,7 @@ from calibration.robot_config import (
 )
 from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
 from calibration.robot_presets import PRESETS_DIR, robot_file
-from calibration.sections import Section
+from calibration.yaml_section import Section
 from calibration.strict_files import brief, read_yaml
 from firmware_bridge import tables
 from firmware_bridge.safety import REACTIONS

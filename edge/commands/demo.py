@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def place_arm(emulator: Any, robot_config: Any, joints: np.ndarray) -> None:
     """Move the (torque-off) emulated servos to `joints` (policy units) before the robot connects."""
-    ticks = robot_config.normalizer().unnormalize(joints)
+    ticks = robot_config.normalizer().policy_to_ticks(joints)
     ids = {m.name: m.id for m in robot_config.motors}
     for name, tick in zip(robot_config.normalizer().motors, ticks):
         emulator.set_shaft(ids[name], float(tick))

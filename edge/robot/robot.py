@@ -208,7 +208,7 @@ class Robot:
             if mapped:
                 action = action[self.joint_order.to_robot]
             finite = np.isfinite(action)  # non-finite entries go on as NaN: the safety layer rejects and counts them
-            ticks = self.normalizer.unnormalize(np.where(finite, action, 0.0)).astype(np.float64)
+            ticks = self.normalizer.policy_to_ticks(np.where(finite, action, 0.0)).astype(np.float64)
             goal = dict(zip(self.motors, np.where(finite, ticks, np.nan).tolist()))
         sent = {}
         for arm in self.arms:
@@ -217,7 +217,7 @@ class Robot:
                 sent[joint] = written[m]
         self._sent = sent
         self._propagate_trip()
-        commanded = self.normalizer.normalize([sent[m] for m in self.motors]).astype(np.float32)
+        commanded = self.normalizer.ticks_to_policy([sent[m] for m in self.motors]).astype(np.float32)
         return commanded[self.joint_order.to_policy] if mapped else commanded
 
     def _propagate_trip(self) -> None:

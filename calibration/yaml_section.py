@@ -1,4 +1,4 @@
-"""A mapping read from YAML, with typed getters and key checks whose errors carry the dotted field path."""
+"""A section (mapping) of a YAML file, with typed getters and key checks whose errors carry the dotted field path."""
 
 from __future__ import annotations
 
