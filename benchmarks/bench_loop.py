@@ -30,7 +30,7 @@ from conftest import SlowBackend  # noqa: E402
 
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
-from calibration import CameraConfig  # noqa: E402
+from edge.robot.robot_file import CameraConfig  # noqa: E402
 from edge.robot.cameras import OpenCVCamera  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.policies import runner_class  # noqa: E402

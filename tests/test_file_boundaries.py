@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 import edge
-from calibration import CalibrationError, RobotConfigError, load_calibration, load_robot_config
+from calibration import CalibrationError, RobotConfigError, load_calibration
+from edge.robot.robot_file import load_robot_config
 from calibration.strict_files import MAX_DEPTH, brief, parse_json
 from edge.errors import EdgeError, PackageError
 from edge.exit_status import signals_interrupt

@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 import edge
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.cli import main as edge_main
 from edge.robot.executors import AsyncExecutor
 from edge.runtime.package import sha256_file

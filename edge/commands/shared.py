@@ -19,7 +19,7 @@ from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS
 
 if TYPE_CHECKING:
-    from calibration import BusConfig, RobotConfig
+    from edge.robot.robot_file import BusConfig, RobotConfig
     from edge.robot.drive import DriveOptions
     from edge.robot.record.episodes import RecordOptions
 
@@ -38,7 +38,7 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def robot_from(args: argparse.Namespace) -> RobotConfig:
     """The robot the arguments name, with --id, --port and --calibration applied; RobotConfigError if unusable."""
-    from calibration import load_robot_config
+    from edge.robot.robot_file import load_robot_config
 
     return load_robot_config(args.robot, robot_id=args.robot_id).with_overrides(port=args.port,
                                                                               calibration=args.calibration)

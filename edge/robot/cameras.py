@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.robot_config import DEFAULT_FRAME_PERIODS, CameraConfig
+from edge.robot.robot_file.schema import DEFAULT_FRAME_PERIODS, CameraConfig
 from edge.errors import EdgeError
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from calibration import BusConfig, JointNormalizer, MotorConfig, RobotConfig
+from calibration import JointNormalizer
+from edge.robot.robot_file import BusConfig, MotorConfig, RobotConfig
 from calibration.lerobot_paths import joint_feature_names
 from calibration.procedure import apply_file_calibration, check_servo_calibration
 from edge.robot.cameras import Camera, OpenCVCamera

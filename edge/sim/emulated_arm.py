@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import yaml
 
-from calibration import BusConfig, RobotConfig, load_robot_config
+from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor

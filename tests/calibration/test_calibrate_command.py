@@ -20,7 +20,8 @@ from calib_lerobot_reference import lerobot_half_turn_homing
 
 import firmware_bridge.bus
 import firmware_bridge.emulator
-from calibration import load_calibration, load_robot_config
+from calibration import load_calibration
+from edge.robot.robot_file import load_robot_config
 from calibration.procedure import run_calibration
 from edge.cli import main
 

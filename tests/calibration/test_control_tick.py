@@ -13,7 +13,8 @@ from calib_lerobot_reference import lerobot_normalize
 
 import firmware_bridge.bus
 import firmware_bridge.emulator
-from calibration import MotorCalibration, load_robot_config, save_calibration
+from calibration import MotorCalibration, save_calibration
+from edge.robot.robot_file import load_robot_config
 
 safety_module = pytest.importorskip("firmware_bridge.safety")
 

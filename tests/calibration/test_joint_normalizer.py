@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from calib_lerobot_reference import lerobot_normalize, lerobot_unnormalize
 
-from calibration import (
-    CalibrationError,
-    JointNormalizer,
-    MotorCalibration,
-    calibration_from_dict,
-    robot_config_from_dict,
-)
+from calibration import CalibrationError, JointNormalizer, MotorCalibration, calibration_from_dict
+from edge.robot.robot_file import robot_config_from_dict
 
 MODES = ["degrees", "range_m100_100", "range_0_100", "degrees", "range_m100_100", "range_0_100"]
 CALIB = {

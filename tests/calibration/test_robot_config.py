@@ -12,17 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from calibration import (
-    BusConfig,
-    CalibrationError,
-    MotorCalibration,
-    NormMode,
-    RobotConfig,
-    RobotConfigError,
-    load_robot_config,
-    save_calibration,
-)
-from calibration.robot_config import SETUP_REGISTERS
+from calibration import CalibrationError, MotorCalibration, NormMode, RobotConfigError, save_calibration
+from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
+from edge.robot.robot_file.schema import SETUP_REGISTERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -314,7 +306,7 @@ def test_bad_camera_or_shadow_names_the_field(tmp_path: Path, change, message: s
 
 
 def test_presets_and_overrides(tmp_path: Path) -> None:
-    from calibration import presets
+    from edge.robot.robot_file import presets
 
     assert presets() == ["koch", "omx"]
     koch = load_robot_config("koch").with_overrides(port="/dev/ttyACM0", calibration=tmp_path / "k.json")

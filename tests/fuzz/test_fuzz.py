@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 import edge
-from calibration import CalibrationError, load_calibration, load_robot_config
+from calibration import CalibrationError, load_calibration
+from edge.robot.robot_file import load_robot_config
 from edge.cli import main as edge_main
 from edge.errors import EdgeError
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import edge
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import SyncExecutor
 from edge.robot.robot import Robot

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edge
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.errors import OptionError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.robot import Robot

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration import MotorCalibration, load_robot_config, save_calibration
+from calibration import MotorCalibration, save_calibration
+from edge.robot.robot_file import load_robot_config
 from edge.cli import main
 from edge.robot.robot import Robot
 from edge.sim.emulated_arm import hold_calibration

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from robot_helpers import CAMERA, decoded_frames, pattern, write_video
 
-from calibration import CameraConfig
+from edge.robot.robot_file import CameraConfig
 from edge.robot.cameras import CameraError, OpenCVCamera
 
 FPS = 30.0

@@ -14,7 +14,7 @@ import yaml
 from robot_helpers import edit_robot_file, servo_writes
 
 import edge as edge_runtime
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.errors import PackageError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.joint_names import joint_order

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.robot import Robot
 from firmware_bridge.emulator import ServoEmulator

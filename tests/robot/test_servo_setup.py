@@ -15,7 +15,8 @@ import pytest
 import yaml
 from robot_helpers import SLACK, edge, servo_writes
 
-from calibration import MotorCalibration, RobotConfigError, load_robot_config, robot_config_from_dict, save_calibration
+from calibration import MotorCalibration, RobotConfigError, save_calibration
+from edge.robot.robot_file import load_robot_config, robot_config_from_dict
 from edge.cli import main
 from edge.robot.robot import Robot
 from edge.sim.emulated_arm import hold_calibration
@@ -24,7 +25,7 @@ from firmware_bridge.emulator import ServoEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ACT = REPO / "edge" / "data" / "demo_act"
-PRESETS = REPO / "calibration" / "presets"
+PRESETS = REPO / "edge" / "data" / "robots"
 TARGET = "observation.environment_state=0.1,0.6,0.05,-0.05"
 
 # LeRobot 0.4.4, src/lerobot/robots/koch_follower/koch_follower.py: the motors in __init__ (ids, models) and what

@@ -15,7 +15,10 @@ from typing import Any
 
 from calibration.calibration_file import NormMode
 from calibration.errors import RobotConfigError
-from calibration.robot_config import (
+from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
+from calibration.strict_files import brief, read_yaml
+from edge.robot.robot_file.presets import PRESETS_DIR, robot_file
+from edge.robot.robot_file.schema import (
     SETUP_REGISTERS,
     BusConfig,
     CameraConfig,
@@ -24,10 +27,7 @@ from calibration.robot_config import (
     RobotConfig,
     SafetyLimits,
 )
-from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
-from calibration.robot_presets import PRESETS_DIR, robot_file
-from calibration.yaml_section import Section
-from calibration.strict_files import brief, read_yaml
+from edge.robot.robot_file.yaml_section import Section
 from firmware_bridge import tables
 from firmware_bridge.safety import REACTIONS
 

@@ -1,8 +1,8 @@
 """The robot file's schema: buses, motors and their setup, cameras, rate, safety and features as dataclasses.
 
 Everything the runtime needs to talk to a robot and to map its joints and cameras onto a policy's features lives
-here, so the same policy package runs on two robots that differ only by their robot files. robot_file.py reads and
-checks the YAML into these classes; robot_presets.py finds the bundled presets (`koch`, `omx`).
+here, so the same policy package runs on two robots that differ only by their robot files. reader.py reads and
+checks the YAML into these classes; presets.py finds the bundled presets (`koch`, `omx`).
 """
 
 from __future__ import annotations
