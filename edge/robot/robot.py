@@ -17,11 +17,12 @@ from typing import Mapping
 import numpy as np
 
 from calibration import JointNormalizer
-from edge.robot.robot_file import BusConfig, MotorConfig, RobotConfig
 from calibration.lerobot_paths import joint_feature_names
 from calibration.procedure import apply_file_calibration, check_servo_calibration
+from edge.robot.bus_safety import bus_limits, safety_config
 from edge.robot.cameras import Camera, OpenCVCamera
 from edge.robot.joint_names import JointOrder
+from edge.robot.robot_file import BusConfig, MotorConfig, RobotConfig
 from firmware_bridge import tables
 from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.safety import SafetyLayer
@@ -66,8 +67,8 @@ class Robot:
         self.arms = []
         for bc in self.config.buses:
             bus = DynamixelBus(bc.port, bc.bus_motors(), bc.baudrate, timeout_slack_ms=self.bus_timeout_slack_ms)
-            safety = SafetyLayer(bus, self.config.bus_limits(self.normalizer, bc),
-                                 self.config.safety_config(self.normalizer, bc, self.loop_hz),
+            safety = SafetyLayer(bus, bus_limits(self.normalizer, bc),
+                                 safety_config(self.config, self.normalizer, bc, self.loop_hz),
                                  watch=[s.name for s in bc.shadows])
             self.arms.append(_Arm(bc, bus, safety))
         if self.cameras is None:

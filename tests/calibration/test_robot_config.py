@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from calibration import CalibrationError, MotorCalibration, NormMode, RobotConfigError, save_calibration
+from edge.robot.bus_safety import safety_config
 from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
 from edge.robot.robot_file.schema import SETUP_REGISTERS
 
@@ -121,7 +122,7 @@ def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
     robot = load(tmp_path, data)
     calib = {n: MotorCalibration(i + 1, 0, 0, 1000, 3000) for i, n in enumerate(NAMES)}
     norm = robot.normalizer(calib)
-    config = robot.safety_config(norm)
+    config = safety_config(robot, norm)
     assert isinstance(config, safety.SafetyConfig)
     assert config.max_step_ticks["shoulder_pan"] == round(9.0 * 4095 / 360) == 102
     assert config.max_step_ticks["gripper"] == 1  # never zero: a zero step would freeze the joint
@@ -136,7 +137,7 @@ def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
 
     data["safety"]["max_step_deg"] = 6.0
     data["safety"]["watchdog_ms"] = None
-    config = load(tmp_path, data).safety_config(norm)
+    config = safety_config(load(tmp_path, data), norm)
     assert set(config.max_step_ticks.values()) == {68} and config.watchdog_ms is None
 
 

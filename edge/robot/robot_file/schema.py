@@ -10,14 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
 from calibration.errors import CalibrationError, RobotConfigError
 from calibration.joint_normalizer import JointNormalizer
 from calibration.lerobot_paths import joint_feature_names
 from firmware_bridge import tables
-from firmware_bridge.safety import SafetyConfig
 
 # Robot-file key -> control-table register, in the order they are written at connect (LeRobot's configure():
 # Return_Delay_Time, then the operating mode, then limits, profiles and gains).
@@ -289,34 +286,3 @@ class RobotConfig:
             calibration,
             resolutions=[m.resolution for m in self.motors],
         )
-
-    def safety_config(self, normalizer: JointNormalizer, bus: BusConfig | None = None,
-                      loop_hz: float | None = None) -> SafetyConfig:
-        """The safety section for one bus (default: the only one) as firmware_bridge's `SafetyConfig` (raw ticks,
-        keyed by the bus's motor names). `loop_hz`: the rate the loop really runs at; the step cap per tick is
-        max_step_deg x control_hz / loop_hz, the same speed a second at any rate (None: control_hz).
-
-        Degrees become ticks at 4095/360 (never below 1 tick); the rest pose goes through `normalizer.goal`, so
-        it is clamped to the calibrated range. Use with `SafetyLayer(bus, limits, config)`.
-        """
-        bus = bus or self.bus
-
-        scale = 1.0 if loop_hz is None else self.control_hz / loop_hz
-
-        def ticks(deg: float, motor: MotorConfig) -> int:
-            return max(1, round(deg * scale * (motor.resolution - 1) / 360))
-
-        steps = self.safety.max_step_deg
-        max_step = {m.name: ticks(steps[bus.joint_name(m.name)] if isinstance(steps, dict) else steps, m)
-                    for m in bus.motors}
-        rest = None
-        if self.rest_pose is not None:
-            goal = normalizer.goal(np.array([self.rest_pose[name] for name in self.motor_names]))
-            rest = {m.name: goal[bus.joint_name(m.name)] for m in bus.motors}
-        return SafetyConfig(max_step_ticks=max_step, error_window_s=self.safety.error_window_s,
-                            reaction=self.safety.reaction, watchdog_ms=self.safety.watchdog_ms, rest_pose=rest)
-
-    def bus_limits(self, normalizer: JointNormalizer, bus: BusConfig) -> dict[str, tuple[int, int]]:
-        """Calibrated limits of one bus's joints, keyed by the bus's motor names (what its SafetyLayer takes)."""
-        limits = normalizer.limits
-        return {m: limits[bus.joint_name(m)] for m in bus.motor_names}
