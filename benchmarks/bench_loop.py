@@ -30,11 +30,11 @@ from conftest import SlowBackend  # noqa: E402
 
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
-from edge.robot.robot_file import CameraConfig  # noqa: E402
 from edge.robot.cameras import OpenCVCamera  # noqa: E402
+from edge.robot.chunks import ticks_for  # noqa: E402
+from edge.robot.robot_file import CameraConfig  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.policies import runner_class  # noqa: E402
-from edge.robot.chunks import ticks_for  # noqa: E402
 from edge.sim.emulated_arm import drive_emulated  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
@@ -213,10 +213,10 @@ def recording_row(mode: str, seconds: float, video: Path, directory: Path) -> di
     server on loopback saving to a file, on this same machine)."""
     import subprocess
 
-    from edge.robot.record.display import RerunDisplay
-    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
     from edge.robot.control_loop import LoopConfig, run_loop
     from edge.robot.executors import SyncExecutor
+    from edge.robot.record.display import RerunDisplay
+    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
     from edge.robot.robot import Robot
     from edge.robot.telemetry import Telemetry
     from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm

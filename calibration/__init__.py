@@ -13,7 +13,7 @@ from typing import Any
 _HOMES = {
     "calibration.calibration_file": ("MotorCalibration", "NormMode", "calibration_from_dict", "calibration_to_json",
                                      "load_calibration", "save_calibration"),
-    "calibration.errors": ("CalibrationError", "RobotConfigError"),
+    "calibration.errors": ("CalibrationError",),
     "calibration.joint_normalizer": ("JointNormalizer",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from edge.cli import build_parser as edge_parser
 from edge import option_types as options
+from edge.cli import build_parser as edge_parser
 from export.cli import build_eval_parser, build_parser as export_parser
 from export.cpu_precision import build_parser as int8_parser
 from export.fp16.__main__ import build_parser as fp16_parser

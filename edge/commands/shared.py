@@ -19,9 +19,9 @@ from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS
 
 if TYPE_CHECKING:
-    from edge.robot.robot_file import BusConfig, RobotConfig
     from edge.robot.drive import DriveOptions
     from edge.robot.record.episodes import RecordOptions
+    from edge.robot.robot_file import BusConfig, RobotConfig
 
 
 def add_robot_arguments(parser: argparse.ArgumentParser) -> None:

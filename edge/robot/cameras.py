@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.robot.robot_file.schema import DEFAULT_FRAME_PERIODS, CameraConfig
 from edge.errors import EdgeError
+from edge.robot.robot_file.schema import DEFAULT_FRAME_PERIODS, CameraConfig
 
 logger = logging.getLogger(__name__)
 FIRST_FRAME_TIMEOUT_S = 5.0

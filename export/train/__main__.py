@@ -13,8 +13,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from edge.option_types import count, seed
 from edge.exit_status import run_command
+from edge.option_types import count, seed
 from export.train.dataset import generate
 from export.workstation import require_workstation
 

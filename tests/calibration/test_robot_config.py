@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from calibration import CalibrationError, MotorCalibration, NormMode, RobotConfigError, save_calibration
+from calibration import CalibrationError, MotorCalibration, NormMode, save_calibration
+from edge.errors import RobotConfigError
 from edge.robot.bus_safety import safety_config
 from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
 from edge.robot.robot_file.schema import SETUP_REGISTERS

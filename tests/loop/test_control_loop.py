@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import edge
-from edge.robot.robot_file import load_robot_config
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import SyncExecutor
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import Telemetry
 from edge.runtime.policies import runner_class
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, drive_emulated, emulated_arm, hold_calibration

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import edge
-from edge.robot.robot_file import load_robot_config
 from edge.errors import OptionError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.runtime.policies import runner_class
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, emulated_arm, hold_calibration
 from firmware_bridge.emulator import ServoEmulator

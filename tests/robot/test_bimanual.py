@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from calibration import MotorCalibration, save_calibration
-from edge.robot.robot_file import load_robot_config
 from edge.cli import main
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.sim.emulated_arm import hold_calibration
 from firmware_bridge import tables
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator

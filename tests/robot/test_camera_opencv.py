@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from robot_helpers import CAMERA, decoded_frames, pattern, write_video
 
-from edge.robot.robot_file import CameraConfig
 from edge.robot.cameras import CameraError, OpenCVCamera
+from edge.robot.robot_file import CameraConfig
 
 FPS = 30.0
 

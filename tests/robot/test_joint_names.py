@@ -14,11 +14,11 @@ import yaml
 from robot_helpers import edit_robot_file, servo_writes
 
 import edge as edge_runtime
-from edge.robot.robot_file import load_robot_config
 from edge.errors import PackageError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.joint_names import joint_order
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.runtime.package import DatasetInfo
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.robot.robot_file import load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from firmware_bridge.emulator import ServoEmulator
 from firmware_bridge.safety import SafetyRefused, SafetyStop
 

@@ -15,10 +15,11 @@ import pytest
 import yaml
 from robot_helpers import SLACK, edge, servo_writes
 
-from calibration import MotorCalibration, RobotConfigError, save_calibration
-from edge.robot.robot_file import load_robot_config, robot_config_from_dict
+from calibration import MotorCalibration, save_calibration
 from edge.cli import main
+from edge.errors import RobotConfigError
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config, robot_config_from_dict
 from edge.sim.emulated_arm import hold_calibration
 from firmware_bridge import tables
 from firmware_bridge.emulator import ServoEmulator

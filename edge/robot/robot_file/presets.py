@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from calibration.errors import RobotConfigError
+from edge.errors import RobotConfigError
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "data" / "robots"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from calibration.calibration_file import NormMode
-from calibration.errors import RobotConfigError
 from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
 from calibration.strict_files import brief, read_yaml
+from edge.errors import RobotConfigError
 from edge.robot.robot_file.presets import PRESETS_DIR, robot_file
 from edge.robot.robot_file.schema import (
     SETUP_REGISTERS,

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
-from calibration.errors import CalibrationError, RobotConfigError
+from calibration.errors import CalibrationError
 from calibration.joint_normalizer import JointNormalizer
 from calibration.lerobot_paths import joint_feature_names
+from edge.errors import RobotConfigError
 from firmware_bridge import tables
 
 # Robot-file key -> control-table register, in the order they are written at connect (LeRobot's configure():

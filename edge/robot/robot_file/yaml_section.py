@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from calibration.errors import RobotConfigError
 from calibration.strict_files import brief, brief_keys
+from edge.errors import RobotConfigError
 
 
 class Section:
