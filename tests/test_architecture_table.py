@@ -66,5 +66,6 @@ def test_the_reader_finds_paths_and_refuses_a_missing_one(tmp_path):
             "`tests/<family>/`, `PolicyRunner \\| RemotePlanner`")
     assert named_paths(cell) == ["edge/commands/<name>.py", "edge/robot/nothing_here.py", "tests/<family>/"]
     assert [exists(p) for p in named_paths(cell)] == [True, False, True]
-    doc = "## Where new things plug in\n\n| new … | files |\n|---|---|\n| **a** | `x/y.py` or `A \\| B` |\n\n## Next\n"
+    doc = ("## Where new things plug in\n\n| new … | files |\n|---|---|\n| **a** | `x/y.py` or `A \\| B` |\n"
+           "\n## Next\n")
     assert table_rows(doc, "Where new things plug in") == {"**a**": "`x/y.py` or `A \\| B`"}
