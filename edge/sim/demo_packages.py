@@ -25,7 +25,7 @@ class DemoPackage:
 
 
 def bundled() -> list[DemoPackage]:
-    """The demo packages this install has (a edge/data/demo_<name> directory with a manifest), by name."""
+    """The demo packages this install has (each an edge/data/demo_<name> directory with a manifest), by name."""
     return [DemoPackage(d.name[len(PREFIX):], d) for d in sorted(DATA.glob(PREFIX + "*"))
             if (d / "manifest.json").is_file()]
 
