@@ -40,17 +40,17 @@ CONFIG = FieldRules(config_field, CheckpointError, ints=(1, MAX_SIZE), finite=Tr
 def check_features(value: Any, key: str) -> dict[str, dict]:
     """`input_features` / `output_features`: {name: {"type": one of FEATURE_TYPES, "shape": [int >= 1, ...]}}."""
     if not isinstance(value, dict) or not value:
-        raise CheckpointError(f"config.json field {key!r} must be a non-empty object, got {described(value)}")
+        raise CheckpointError(f"{config_field(key)} must be a non-empty object, got {described(value)}")
     for name, ft in value.items():
         where = f"{key}.{str(name) if len(str(name)) <= 60 else str(name)[:57] + '...'}"
         if not isinstance(ft, dict) or "type" not in ft or "shape" not in ft:
-            raise CheckpointError(f"config.json field {where!r} needs 'type' and 'shape'")
+            raise CheckpointError(f"{config_field(where)} needs 'type' and 'shape'")
         if ft["type"] not in FEATURE_TYPES:
-            raise CheckpointError(f"config.json field {where + '.type'!r} is {brief(ft['type'])}; expected one of "
+            raise CheckpointError(f"{config_field(where + '.type')} is {brief(ft['type'])}; expected one of "
                                   f"{', '.join(FEATURE_TYPES)}")
         shape = parse_field(list[int], ft["shape"], f"{where}.shape", CONFIG)
         if not shape:
-            raise CheckpointError(f"config.json field {where + '.shape'!r} is empty")
+            raise CheckpointError(f"{config_field(where + '.shape')} is empty")
     return value
 
 
@@ -70,7 +70,7 @@ def typed_config(cls: type[T], config: dict[str, Any], family: str) -> T:
             continue
         values[name] = parse_field(hints[name], config[name], name, CONFIG)
         if name in PROBABILITIES and not 0 <= values[name] < 1:
-            raise CheckpointError(f"config.json field {name!r} is a probability in [0, 1), got {values[name]}")
+            raise CheckpointError(f"{config_field(name)} is a probability in [0, 1), got {values[name]}")
     return cls(**values)
 
 
