@@ -1,8 +1,9 @@
 """Reading the robot file: YAML (or a preset name) -> a checked `RobotConfig`, every error naming its field.
 
 Validation happens on load and every error names the field (`motors[2].norm_mode`,
-`cameras.observation.images.top.rotation`, ...), so a typo never reaches the servos. Hardware facts (models,
-registers, baud rates, watchdog bounds) come from firmware_bridge.tables, the reactions from the safety layer.
+`cameras.observation.images.top.width`, ...), so a typo never reaches the servos; a camera type's own options are
+checked by its camera class (edge/robot/cameras.py) when the robot is built. Hardware facts (models, registers,
+baud rates, watchdog bounds) come from firmware_bridge.tables, the reactions from the safety layer.
 """
 
 from __future__ import annotations

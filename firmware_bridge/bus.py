@@ -21,8 +21,8 @@ from typing import TypeVar
 from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS
 
 from firmware_bridge import tables
-from firmware_bridge.errors import FirmwareBridgeError, RequestError
-from firmware_bridge.motors_bus import WATCHDOG_FIRED
+from firmware_bridge.errors import RequestError
+from firmware_bridge.motors_bus import WATCHDOG_FIRED, BusError  # BusError: what every bus raises; named here too
 from firmware_bridge.protocol import (
     BROADCAST_ID,
     PacketReader,
@@ -36,15 +36,6 @@ from firmware_bridge.tables import Model, Register
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class BusError(FirmwareBridgeError, RuntimeError):
-    """A bus transaction failed; `motors` names the servos involved and `cause` says why."""
-
-    def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
-        self.motors = tuple(motors)
-        self.cause = cause
-        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}" if self.motors else f"{what}: {cause}")
 
 
 class _Transient(Exception):
@@ -257,8 +248,11 @@ class DynamixelBus:
         return {m: tables.MODE_NAMES.get(v, str(v)) for m, v in self.sync_read("Operating_Mode", motors).items()}
 
     def torque_enabled(self, motors: Iterable[str]) -> dict[str, bool]:
-        """Torque_Enable read back, one sync read."""
-        return {m: v == 1 for m, v in self.sync_read("Torque_Enable", motors).items()}
+        """Torque_Enable read back, one sync read (converted in place: a read-back every tick adds no dict)."""
+        values: dict = self.sync_read("Torque_Enable", motors)
+        for m, v in values.items():
+            values[m] = v == 1
+        return values
 
     def arm_watchdog(self, motors: Iterable[str], window_ms: float) -> int:
         """Bus_Watchdog 0 (clears a fired one), then the window in 20 ms units, rounded up (bus_watchdog.md)."""
@@ -268,9 +262,11 @@ class DynamixelBus:
         return units * tables.WATCHDOG_UNIT_MS
 
     def read_watchdog(self, motors: Iterable[str]) -> dict[str, int]:
-        """Bus_Watchdog read back, in ms (WATCHDOG_FIRED where it fired)."""
-        return {m: WATCHDOG_FIRED if v == tables.WATCHDOG_FIRED else v * tables.WATCHDOG_UNIT_MS
-                for m, v in self.sync_read("Bus_Watchdog", motors).items()}
+        """Bus_Watchdog read back, in ms (WATCHDOG_FIRED where it fired; converted in place like torque_enabled)."""
+        values = self.sync_read("Bus_Watchdog", motors)
+        for m, v in values.items():
+            values[m] = WATCHDOG_FIRED if v == tables.WATCHDOG_FIRED else v * tables.WATCHDOG_UNIT_MS
+        return values
 
     def hardware_error(self, motor: str) -> str | None:
         """Hardware_Error_Status in words, None when no bit is set."""

@@ -3,7 +3,7 @@
 LeRobot's MotorsBusBase idea: callers read joints, write goals, switch torque, arm the watchdog and ask for error
 status; which control-table register each call touches is the implementation's business. `DynamixelBus`
 (firmware_bridge/bus.py, Protocol 2.0 X-series) is the one implementation. Positions are the servo's raw ticks;
-a failed transaction raises `firmware_bridge.bus.BusError`.
+a failed transaction raises `BusError` (also importable from firmware_bridge.bus, where it always was).
 """
 
 from __future__ import annotations
@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from firmware_bridge.errors import FirmwareBridgeError
+
 WATCHDOG_FIRED = -1  # what `read_watchdog` gives for a servo whose watchdog fired (it stopped and refuses goals)
+
+
+class BusError(FirmwareBridgeError, RuntimeError):
+    """A bus transaction failed; `motors` names the servos involved and `cause` says why."""
+
+    def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
+        self.motors = tuple(motors)
+        self.cause = cause
+        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}" if self.motors else f"{what}: {cause}")
 
 
 class MotorsBus(Protocol):

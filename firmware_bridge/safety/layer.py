@@ -32,9 +32,8 @@ from collections.abc import Iterable, Mapping
 from types import FrameType
 
 from firmware_bridge import tables
-from firmware_bridge.bus import BusError
 from firmware_bridge.errors import FirmwareBridgeError
-from firmware_bridge.motors_bus import WATCHDOG_FIRED, MotorsBus
+from firmware_bridge.motors_bus import WATCHDOG_FIRED, BusError, MotorsBus
 from firmware_bridge.safety.config import SafetyConfig, SafetyCounters, SafetyRefused
 from firmware_bridge.safety.faults import FaultWindow, SafetyTripped
 from firmware_bridge.safety.rest_pose import move_to_rest
