@@ -75,7 +75,8 @@ def run(asynchronous: bool, slow: bool, hz: float, seconds: float, camera: Path 
     backend = SlowBackend(3.0 / hz) if slow else OnnxRuntimeBackend(threads=1)
     family = "vqbet" if camera is not None or image else "act"
     policy = runner_class(family)(edge.load_policy(DATA / f"demo_{family}").package, backend)
-    cameras = {} if camera is None else {CAMERA: TimedCamera(CAMERA, OpenCVCameraConfig(str(camera), width=48, height=48))}
+    cameras = ({} if camera is None else
+               {CAMERA: TimedCamera(CAMERA, OpenCVCameraConfig(str(camera), width=48, height=48))})
     static = {CAMERA: np.full((48, 48, 3), 40, np.uint8)} if image else {} if camera else TARGET
     errors_ms: list[float] = []  # the benchmark's own record of each tick (the telemetry keeps none)
 

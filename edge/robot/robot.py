@@ -1,8 +1,8 @@
 """One robot as the control loop sees it: observations in policy units in, actions through the safety layers out.
 
 Composes the robot file (calibration/), per bus one `MotorsBus` (a DynamixelBus unless `open_bus` builds another)
-and its safety layer (firmware_bridge/), and the cameras (edge/robot/cameras.py, built by type). Nothing reaches a servo without passing `SafetyLayer.step`: limits, step cap, NaN.
-Connecting checks before it writes: cameras deliver frames of the configured size, every servo answers with its
+and its safety layer (firmware_bridge/), and the cameras (edge/robot/cameras.py, built by type). Nothing reaches a
+servo without passing `SafetyLayer.step`: limits, step cap, NaN. Connecting checks before it writes: cameras deliver frames of the configured size, every servo answers with its
 model, and the servos hold the calibration file's values (or `write_calibration` puts them there); only then the
 per-servo setup is written torque-off, read back, and torque comes on. A refusal writes nothing to any servo.
 """
@@ -241,7 +241,8 @@ class Robot:
             return
         for guarded in self.buses:
             if guarded.safety.tripped is not None:
-                self.tripped = f"{guarded.label}: {guarded.safety.tripped}" if guarded.config.name else guarded.safety.tripped
+                cause = guarded.safety.tripped
+                self.tripped = f"{guarded.label}: {cause}" if guarded.config.name else cause
                 for other in self.buses:
                     other.safety.trip(self.tripped)
                 return
