@@ -2,9 +2,10 @@
 
 Composes the robot file (calibration/), per bus one `MotorsBus` (a DynamixelBus unless `open_bus` builds another)
 and its safety layer (firmware_bridge/), and the cameras (edge/robot/cameras.py, built by type). Nothing reaches a
-servo without passing `SafetyLayer.step`: limits, step cap, NaN. Connecting checks before it writes: cameras deliver frames of the configured size, every servo answers with its
-model, and the servos hold the calibration file's values (or `write_calibration` puts them there); only then the
-per-servo setup is written torque-off, read back, and torque comes on. A refusal writes nothing to any servo.
+servo without passing `SafetyLayer.step`: limits, step cap, NaN. Connecting checks before it writes: cameras
+deliver frames of the configured size, every servo answers with its model, and the servos hold the calibration
+file's values (or `write_calibration` puts them there); only then the per-servo setup is written torque-off, read
+back, and torque comes on. A refusal writes nothing to any servo.
 """
 
 from __future__ import annotations
