@@ -78,7 +78,7 @@ class SafetyLayer:
         self.faults = FaultWindow(config.error_window_s, config.recovery_reads, self._react)
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
         self.limp: set[str] = set()  # motors read back with torque off: never commanded again
-        self._readbacks = 0  # read-backs done: which register the next one reads
+        self._readbacks = 0  # read-backs done: whether the next one reads torque or the watchdog
         self._watchdog_ms = 0  # the watchdog window the servos must read back once armed (0: not armed)
         self.present: dict[str, int] = {}
         self.closed = False  # shutdown() has run: nothing more is commanded, torque was dealt with
