@@ -70,9 +70,8 @@ def robot_config_to_dict(config: RobotConfig, base_dir: str | Path = ".") -> dic
     if config.cameras:
         data["cameras"] = {}
         for feature, cam in config.cameras.items():
-            entry = {"type": cam.type, "source": relative(Path(cam.source)) if cam.kind == "file" else cam.source,
-                     "width": cam.width, "height": cam.height, "rotation": cam.rotation}
-            entry.update({k: getattr(cam, k) for k in ("fps", "fourcc", "max_age_ms") if getattr(cam, k) is not None})
+            entry = {"type": cam.type, "width": cam.width, "height": cam.height, **cam.options}  # options as written
+            entry.update({k: getattr(cam, k) for k in ("fps", "max_age_ms") if getattr(cam, k) is not None})
             data["cameras"][feature] = entry
     return data
 
@@ -242,7 +241,9 @@ def test_cameras_setup_buses_and_shadows_round_trip(tmp_path: Path) -> None:
     data["motors"].append({"name": "elbow_shadow", "id": 7, "model": "xl330-m288", "shadow_of": "elbow_flex"})
     robot = load(tmp_path, data)
     cam = robot.cameras["observation.images.top"]
-    assert (cam.kind, cam.source, cam.shape, cam.rotation) == ("file", str(tmp_path / "top.avi"), (480, 640, 3), 90)
+    assert (cam.type, cam.shape, cam.fps, cam.max_age_ms) == ("opencv", (480, 640, 3), 30, 120)
+    assert cam.options == {"source": "top.avi", "rotation": 90, "fourcc": "MJPG"}  # the camera class checks these
+    assert cam.base_dir == tmp_path.resolve()  # what a relative path among them is taken from
     assert robot.motor_names == NAMES  # the shadow is no joint
     bus = robot.bus
     assert bus.shadows[0].shadow_of == "elbow_flex" and bus.bus_motors()["elbow_shadow"] == (7, "xl330-m288")
@@ -286,10 +287,8 @@ def test_multi_bus_file_names_joints_like_lerobot_bimanual(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda d: d["cameras"]["observation.images.top"].update(rotation=45), r"rotation': expected one of \(0, 90"),
-        (lambda d: d["cameras"]["observation.images.top"].update(source="missing.avi"), "no video file"),
         (lambda d: d["cameras"]["observation.images.top"].update(type="realsense"), "unknown camera type 'realsense'"),
-        (lambda d: d["cameras"]["observation.images.top"].update(fourcc="MJPEG"), "expected 4 characters"),
+        (lambda d: d["cameras"]["observation.images.top"].pop("type"), r"cameras.observation.images.top.type' is"),
         (lambda d: d["cameras"]["observation.images.top"].pop("width"), r"cameras.observation.images.top.width' is"),
         (lambda d: d["cameras"]["observation.images.top"].update(fps=0), "fps': must be positive"),
         (lambda d: d["motors"].append({"name": "s", "id": 9, "model": "xl330-m288", "shadow_of": "elbow"}),

@@ -82,7 +82,7 @@ def test_two_buses_one_robot_and_a_shadow_that_follows(bimanual, capsys) -> None
         assert moved > 200
         assert abs(right.register(7, "Present_Position") - right.register(2, "Present_Position")) <= 2  # follows
         assert left.register(2, "Present_Position") == start[1]
-        safety = robot.arms[1].safety
+        safety = robot.buses[1].safety
         assert SHADOW not in safety.joints and safety.watched == [SHADOW]  # never commanded, only read back
 
         right.hardware_error(7, tables.HW_OVERLOAD)  # the shadow is read back for its hardware-error status
@@ -107,4 +107,4 @@ def test_one_bus_vanishing_stops_both_arms(bimanual) -> None:
         tick_until_tripped(robot)
         assert robot.tripped.startswith("bus left: communication")
         assert all(right.register(i, "Torque_Enable") == 0 for i in right.servos)
-        assert all(a.safety.counters.reactions == 1 for a in robot.arms)
+        assert all(a.safety.counters.reactions == 1 for a in robot.buses)

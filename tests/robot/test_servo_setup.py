@@ -72,7 +72,7 @@ def test_koch_preset_reproduces_lerobot_configure_register_for_register(tmp_path
             for motor, (servo_id, _) in LEROBOT_KOCH_MOTORS.items():
                 expected = {**before[servo_id], **LEROBOT_KOCH_CONFIGURE[motor]}
                 assert after[servo_id] == expected, motor  # what LeRobot writes, and nothing else changed
-                assert robot.arms[0].setup[motor] == LEROBOT_KOCH_CONFIGURE[motor]  # read back
+                assert robot.buses[0].setup[motor] == LEROBOT_KOCH_CONFIGURE[motor]  # read back
             # Modes 4 and 5 ignore the servo's position limits: only the safety layer's software limits hold.
             assert sorted(robot.safety.software_limited) == sorted(LEROBOT_KOCH_MOTORS)
             assert "extended_position" in robot.describe() and "current_position" in robot.describe()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
 from calibration.errors import CalibrationError
@@ -135,31 +136,22 @@ class BusConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One camera feeding one image feature, as LeRobot's OpenCVCameraConfig describes it.
+    """One camera feeding one image feature: what every camera type has (LeRobot's CameraConfig: type, width, height,
+    fps), checked here, and the type's own keys (`options`, e.g. opencv's source, fourcc, rotation), which the
+    camera class of `type` checks when it is built (edge/robot/cameras.py `CAMERAS`).
 
-    source: a device index, a /dev/video* path, a video file or image sequence (`frame_%03d.jpg`; played at its own
-    frame rate, looping) or a GStreamer pipeline string (contains '!'). width/height: the frame the policy gets, after `rotation` (degrees clockwise;
-    90/270 capture height x width, as LeRobot). max_age_ms: an older frame at a tick is a camera fault (None: 3
-    frame periods).
+    width/height: the frame the policy gets; fps: None where the source says it; max_age_ms: an older frame at a
+    tick is a camera fault (None: DEFAULT_FRAME_PERIODS frame periods); base_dir: the robot file's folder, against
+    which a relative path among the options is resolved.
     """
 
-    source: int | str
+    type: str
     width: int
     height: int
     fps: float | None = None
-    fourcc: str | None = None
-    rotation: int = 0
     max_age_ms: float | None = None
-    type: str = "opencv"
-
-    @property
-    def kind(self) -> str:
-        """"index", "device", "gstreamer" or "file"."""
-        if isinstance(self.source, int):
-            return "index"
-        if "!" in self.source:
-            return "gstreamer"
-        return "device" if self.source.startswith("/dev/") else "file"
+    options: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = Path(".")
 
     @property
     def shape(self) -> tuple[int, int, int]:
