@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._results import publish  # noqa: E402
 from benchmarks.default_models import ARM_MODELS, DefaultModel, ensure_package  # noqa: E402
 from benchmarks.roofline import graph_work, measure  # noqa: E402
-from edge.commands.options import count  # noqa: E402
+from edge.option_types import count  # noqa: E402
 from edge.runtime.package import load_package  # noqa: E402
 
 SIZES = (2, 4, 8)

@@ -13,12 +13,12 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from edge.commands.eval import add_options, evaluate_command
-from edge.commands.options import check_modes, count, int_in, int_list, only_with, seed
 from edge.exit_status import run_command, signals_interrupt
+from edge.option_types import check_modes, count, int_in, int_list, only_with, seed
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
 from edge.runtime.package.batches import MAX_SERVE_BATCH
 from edge.runtime.package.manifest import MAX_FPS
+from edge.sim.eval_command import add_eval_arguments, run_evaluation
 from export.workstation import require_workstation
 
 
@@ -87,7 +87,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-export eval",
                                 description="`edge eval` with the PyTorch networks rebuilt from the package's source "
                                             "checkpoint in place of its graphs (export/torch_backend.py).")
-    add_options(p)
+    add_eval_arguments(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the pretrained_model directory (default: the manifest's source)")
     p.add_argument("--any-checkpoint", action="store_true",
@@ -97,12 +97,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_pytorch(args: argparse.Namespace) -> int:
-    """`edge eval`'s evaluation (edge/commands/eval.py), the runner driving PyTorch modules: CPU, FP32."""
+    """`edge eval`'s evaluation (edge/sim/eval_command.py), the runner driving PyTorch modules: CPU, FP32."""
     require_workstation("edge-export eval")
     from export.torch_backend import TorchBackend
 
-    return evaluate_command(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
-                            name="pytorch")
+    return run_evaluation(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
+                          name="pytorch")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.dataset_info import check_dataset_info, find_dataset_info, read_dataset_info
 from export.errors import CheckpointError, ExportError
-from export.families import family_module
+from export.families import known_family
 from export.families.base import ExportOptions, GraphExport
 from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
@@ -119,7 +119,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         raise ExportError(f"--cpu-precision int8 is not offered for {ckpt.policy_type} policies (only for "
                           f"{list(INT8_FAMILIES)}, where its fidelity was shown: benchmarks/RESULTS.md, section int8)")
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
-    family = family_module(ckpt.policy_type).build(ckpt, options)
+    family = known_family(ckpt.policy_type).exporter().build(ckpt, options)
     try:
         check_chunking(family.policy, family.chunking)
     except PackageError as exc:

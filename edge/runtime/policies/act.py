@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from typing import Any, Mapping
 
 import numpy as np
@@ -68,7 +67,6 @@ class ACTRunner(PolicyRunner):
 
     def reset(self) -> None:
         super().reset()
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
         if self.ensembler is not None:
             self.ensembler.reset()
 

@@ -13,6 +13,7 @@ caller's to close. After `close()`, select_action, predict_action_chunk, observe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
@@ -58,6 +59,7 @@ class PolicyRunner(ABC):
             self._close_graphs()
             raise
         self.steps = 0  # select_action calls since reset()
+        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)  # LeRobot's action queue
         self._ood = MappingProxyType(self.observation_processor.counts)
 
     def _close_graphs(self) -> None:
@@ -92,9 +94,7 @@ class PolicyRunner(ABC):
 
     @property
     def queued_actions(self) -> int:
-        """Actions left in the select_action queue (0: the next select_action runs inference).
-
-        Every runner keeps LeRobot's action queue as `self._queue`, created in `reset()`."""
+        """Actions left in the select_action queue (0: the next select_action runs inference)."""
         return len(self._queue)
 
     @property
@@ -110,6 +110,7 @@ class PolicyRunner(ABC):
     def reset(self) -> None:
         """Clear queues, history, the step count and the out-of-distribution counts; call at every episode start."""
         self.steps = 0
+        self._queue.clear()
         self.observation_processor.reset()
 
     @abstractmethod

@@ -65,7 +65,6 @@ class DiffusionRunner(PolicyRunner):
     def reset(self) -> None:
         super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
     @staticmethod
     def _push(history: deque, observation: dict[str, np.ndarray]) -> None:

@@ -62,7 +62,6 @@ class VQBeTRunner(PolicyRunner):
     def reset(self) -> None:
         super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
     def choose_codes(self, logits: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """(..., C) logits → (...) int codes: arg-max when greedy, else a softmax draw from `rng` (the runner's)."""

@@ -4,7 +4,7 @@ Every command (`edge ...`, `edge-export`, `python -m export.fp16|export.train|ex
 numbers through these types, so `--hz 0`, `--duration -3`, `--seed -1`, `--samples 0` or `--tolerance nan` stop at
 the parser with argparse's one-line usage error (exit 2) instead of running, silently falling back, or tracing
 back later. `only_with` refuses an option that does nothing in the chosen mode (`--merge` without `--async`).
-This module is a helper, not a command: it has no `add_parser`.
+It sits beside edge/exit_status.py, outside edge/commands/, because export's command lines use it too.
 """
 
 from __future__ import annotations
