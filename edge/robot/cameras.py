@@ -292,8 +292,8 @@ class OpenCVCamera(Camera):
 
 
 CameraFactory = Callable[[str, CameraConfig], Camera]  # (feature name, robot file entry) -> a camera, not started
-# robot file camera `type:` -> what builds it, checking the type's options; the robot file reader takes its list of
-# types from these keys
+# robot file camera `type:` -> what builds it, checking the type's options (edge/robot/robot_file/reader.py CAMERA_TYPES
+# lists the same names for the file's check; tests/robot/test_camera_table.py holds them equal)
 CAMERAS: dict[str, CameraFactory] = {"opencv": OpenCVCamera.from_config}
 
 

@@ -1,5 +1,5 @@
-"""The camera hook: each robot-file camera is built by its type's entry in edge's camera table, whose class checks the
-type's own options and names the camera and the option; a type not in the table is refused when the file loads."""
+"""The camera hook: the robot file's camera `type:` list and edge's camera table agree, each entry is built by its
+type's class, which checks the type's own options and names the camera and the option."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from robot_helpers import CAMERA, decoded_frames, pattern, write_video
 
 from edge.errors import RobotConfigError
 from edge.robot.robot_file import CameraConfig
-from edge.robot.robot_file.reader import robot_config_from_dict
-from edge.robot.cameras import CameraError, OpenCVCamera, open_camera
+from edge.robot.robot_file.reader import CAMERA_TYPES, robot_config_from_dict
+from edge.robot.cameras import CAMERAS, CameraError, OpenCVCamera, open_camera
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "robot.yaml"
 
@@ -24,6 +24,10 @@ def camera_entry(tmp_path: Path, **entry: object) -> CameraConfig:
     data["calibration"] = str(EXAMPLE.parent / data["calibration"])
     data["cameras"] = {CAMERA: {"type": "opencv", "width": 128, "height": 96, **entry}}
     return robot_config_from_dict(data, base_dir=tmp_path).cameras[CAMERA]
+
+
+def test_the_robot_files_camera_types_are_the_camera_tables_keys() -> None:
+    assert list(CAMERAS) == list(CAMERA_TYPES)
 
 
 def test_a_robot_file_camera_is_built_by_its_type_and_decodes_real_frames(tmp_path: Path) -> None:
