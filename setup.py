@@ -17,8 +17,8 @@ setup(
                                     "calibration", "calibration.*"]),
     # Listed by kind, so nothing a checkout accumulates (engines, caches) rides along; tests/test_packaging.py
     # checks every file the bundled manifests name is in the wheel.
-    package_data={"edge": ["data/demo_*/*.json", "data/demo_*/*.onnx", "data/demo_*/*.npz", "data/tensorrt/*.json"],
-                  "calibration": ["presets/*.yaml"]},
+    package_data={"edge": ["data/demo_*/*.json", "data/demo_*/*.onnx", "data/demo_*/*.npz", "data/tensorrt/*.json",
+                           "data/robots/*.yaml"]},
     install_requires=[
         "numpy>=1.23",
         # Not on a Jetson (aarch64 with a "-tegra" kernel, e.g. 5.15.136-tegra): it keeps NVIDIA's onnxruntime-gpu,

@@ -23,11 +23,11 @@ from edge.errors import EdgeError  # noqa: E402
 from edge.runtime.backends.base import Backend  # noqa: E402
 from edge.runtime.backends.onnxruntime import CPU_EP, CUDA_EP, OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.package import PolicyPackage, load_package  # noqa: E402
-from edge.runtime.policies import runner_class  # noqa: E402
+from edge.runtime.policies import FAMILIES, runner_class  # noqa: E402
 from edge.runtime.timing import call_times_ms  # noqa: E402
 
 BUNDLED = Path(__file__).resolve().parents[1] / "edge" / "data"
-PACKAGES = ("demo_act", "demo_diffusion", "demo_vqbet")
+PACKAGES = tuple(f"demo_{family}" for family in FAMILIES)
 
 
 def tensorrt(precision: str) -> Callable[[PolicyPackage], Backend]:

@@ -30,11 +30,10 @@ from conftest import SlowBackend  # noqa: E402
 
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
-from calibration import CameraConfig  # noqa: E402
-from edge.robot.cameras import OpenCVCamera  # noqa: E402
+from edge.robot.cameras import OpenCVCamera, OpenCVCameraConfig  # noqa: E402
+from edge.robot.chunks import ticks_for  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.policies import runner_class  # noqa: E402
-from edge.robot.chunks import ticks_for  # noqa: E402
 from edge.sim.emulated_arm import drive_emulated  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
@@ -76,7 +75,8 @@ def run(asynchronous: bool, slow: bool, hz: float, seconds: float, camera: Path 
     backend = SlowBackend(3.0 / hz) if slow else OnnxRuntimeBackend(threads=1)
     family = "vqbet" if camera is not None or image else "act"
     policy = runner_class(family)(edge.load_policy(DATA / f"demo_{family}").package, backend)
-    cameras = {} if camera is None else {CAMERA: TimedCamera(CAMERA, CameraConfig(str(camera), width=48, height=48))}
+    cameras = ({} if camera is None else
+               {CAMERA: TimedCamera(CAMERA, OpenCVCameraConfig(str(camera), width=48, height=48))})
     static = {CAMERA: np.full((48, 48, 3), 40, np.uint8)} if image else {} if camera else TARGET
     errors_ms: list[float] = []  # the benchmark's own record of each tick (the telemetry keeps none)
 
@@ -213,10 +213,10 @@ def recording_row(mode: str, seconds: float, video: Path, directory: Path) -> di
     server on loopback saving to a file, on this same machine)."""
     import subprocess
 
-    from edge.robot.record.display import RerunDisplay
-    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
     from edge.robot.control_loop import LoopConfig, run_loop
     from edge.robot.executors import SyncExecutor
+    from edge.robot.record.display import RerunDisplay
+    from edge.robot.record.episodes import EpisodeRecorder, RecordOptions, record_episodes
     from edge.robot.robot import Robot
     from edge.robot.telemetry import Telemetry
     from edge.sim.emulated_arm import BUS_SLACK_MS, emulated_arm
@@ -230,7 +230,7 @@ def recording_row(mode: str, seconds: float, video: Path, directory: Path) -> di
         collections[0] += phase == "stop"
 
     policy = runner_class("act")(edge.load_policy(DATA / "demo_act").package, OnnxRuntimeBackend(threads=1))
-    camera = OpenCVCamera(CAMERA, CameraConfig(str(video), width=640, height=480))
+    camera = OpenCVCamera(CAMERA, OpenCVCameraConfig(str(video), width=640, height=480))
     telemetry = Telemetry(cameras=[CAMERA])
     executor = SyncExecutor(policy)
     timer = None

@@ -22,6 +22,7 @@ import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
 from edge.runtime.observation import ObservationProcessor  # noqa: E402
 from edge.runtime.package import Normalization, ObservationInput, load_package  # noqa: E402
+from edge.runtime.policies import FAMILIES  # noqa: E402
 from edge.runtime.timing import call_times_ms  # noqa: E402
 
 DATA = Path(edge.__file__).parent / "data"
@@ -62,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows = []
-    cases = {f"bundled {f}": load_package(DATA / f"demo_{f}").manifest.inputs for f in ("act", "diffusion", "vqbet")}
+    cases = {f"bundled {f}": load_package(DATA / f"demo_{f}").manifest.inputs for f in FAMILIES}
     cases["ALOHA-size"] = aloha_inputs()
     for name, inputs in cases.items():
         name += " (" + ", ".join(f"{i.name.rsplit('.', 1)[-1]} {i.shape}" for i in inputs) + ")"

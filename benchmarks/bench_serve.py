@@ -120,7 +120,7 @@ def full_run(python: str, url: str, package: Path, hz: float, seconds: float, wo
     import cv2
     import yaml
 
-    from calibration import load_robot_config
+    from edge.robot.robot_file import load_robot_config
     from edge.sim.emulated_arm import arm_files, hold_calibration
     from firmware_bridge.emulator import ServoEmulator
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge  # noqa: E402
 from benchmarks._results import publish  # noqa: E402
-from calibration import load_robot_config  # noqa: E402
 from edge.robot.drive import DriveOptions, drive  # noqa: E402
 from edge.robot.robot import Robot  # noqa: E402
+from edge.robot.robot_file import load_robot_config  # noqa: E402
 from edge.sim.emulated_arm import arm_files  # noqa: E402
 
 DEMO = Path(edge.__file__).parent / "data" / "demo_act"

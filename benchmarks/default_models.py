@@ -140,17 +140,23 @@ def write_checkpoint(model: DefaultModel, out: Path, seed: int = 0) -> Path:
     return save_pretrained(out, model.config, module, statistics(model, np.random.default_rng(seed)))
 
 
-def ensure_package(model: DefaultModel, log: Callable[[str], None]) -> Path:
-    """The case's checkpoint and package under WORKDIR; re-exported when the checkpoint or the exporter changed."""
-    ckpt, package = WORKDIR / model.name / "pretrained_model", WORKDIR / model.name / "package"
+def ensure_package(model: DefaultModel, log: Callable[[str], None], serve_batches: tuple[int, ...] = ()) -> Path:
+    """The case's checkpoint and package under WORKDIR; re-exported when the checkpoint or the exporter changed.
+    `serve_batches`: the package (its own folder, package_serve) also has those batch graphs in serve/."""
+    folder = "package_serve" if serve_batches else "package"
+    ckpt, package = WORKDIR / model.name / "pretrained_model", WORKDIR / model.name / folder
     if not (ckpt / "config.json").exists() or json.loads((ckpt / "config.json").read_text()) != model.config:
         log(f"{model.name}: writing a random-weight LeRobot checkpoint")
         write_checkpoint(model, ckpt)
-    manifest = package / "manifest.json"
+    manifest, serve = package / "manifest.json", package / "serve" / "manifest.json"
     exporter = max(f.stat().st_mtime for f in (ROOT / "export").rglob("*.py"))
     if (not manifest.exists() or manifest.stat().st_mtime < exporter
-            or json.loads(manifest.read_text())["source"]["sha256"] != load_checkpoint(ckpt).sha256):
-        log(f"{model.name}: edge-export")
-        subprocess.run([sys.executable, "-m", "export.cli", str(ckpt), "--out", str(package), "--force"], cwd=ROOT,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            or json.loads(manifest.read_text())["source"]["sha256"] != load_checkpoint(ckpt).sha256
+            or (serve_batches and (not serve.exists() or [b["batch"] for b in json.loads(serve.read_text())["batches"]]
+                                   != sorted(serve_batches)))):
+        log(f"{model.name}: edge-export" + (f" --serve-batch {','.join(map(str, serve_batches))}" if serve_batches
+                                            else ""))
+        extra = ["--serve-batch", ",".join(map(str, serve_batches))] if serve_batches else []
+        subprocess.run([sys.executable, "-m", "export.cli", str(ckpt), "--out", str(package), "--force", *extra],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return package

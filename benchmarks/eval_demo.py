@@ -38,14 +38,13 @@ sys.path.insert(0, str(ROOT))
 from edge.errors import EdgeError  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.package import load_package  # noqa: E402
-from edge.runtime.policies import runner_class  # noqa: E402
+from edge.runtime.policies import FAMILIES, runner_class  # noqa: E402
 from edge.sim.evaluate import COLUMNS as EVAL_COLUMNS  # noqa: E402
 from edge.sim.evaluate import EvalResult, evaluate, format_row, markdown_table, runner_options, text_table
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.torch_backend import TorchBackend, source_checkpoint  # noqa: E402
 
 DATA = ROOT / "edge" / "data"
-FAMILIES = ("act", "diffusion", "vqbet")
 DDIM_STEPS = (2, 4, 10)
 CACHE = Path(tempfile.gettempdir()) / "edge-eval-checkpoints"
 POLICY_SEED = 0
@@ -102,7 +101,7 @@ def source_checkpoint(family: str, package, given: Path | None, log) -> tuple[Pa
             log(f"{family}: {path} ({how}) is not the package's checkpoint (sha256 differs)")
     try:
         recipe = _recipe()
-        seeds = recipe.FAMILIES[family].seeds
+        seeds = recipe.recipe_for(family).seeds
     except (KeyError, AttributeError, OSError) as exc:
         return None, f"no checkpoint and no recipe to regenerate it ({exc})"
     out = CACHE / want[:16] / "pretrained_model"
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=200, help="per configuration (default 200; issue 9 asks >= 50)")
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    ap.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     ap.add_argument("--data", type=Path, default=DATA, help="directory with demo_<family> packages")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="FAMILY=DIR")
     ap.add_argument("--no-write", action="store_true", help="print the table only")

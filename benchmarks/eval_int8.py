@@ -33,23 +33,21 @@ from benchmarks.bench_defaults import median_chunk_ms, observation  # noqa: E402
 from benchmarks.default_models import MODELS, WORKDIR, ensure_package  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, loop_free_cores  # noqa: E402
 from edge.runtime.package import load_package  # noqa: E402
-from edge.runtime.policies import runner_class  # noqa: E402
+from edge.runtime.policies import FAMILIES, runner_class  # noqa: E402
 from edge.sim.evaluate import evaluate, runner_options  # noqa: E402
 from export.cpu_precision import INT8_FAMILIES, quantize_package  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
 from export.torch_backend import torch_policy  # noqa: E402
 
-FAMILIES = ("act", "diffusion", "vqbet")
 DATA = ROOT / "edge" / "data"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "lerobot"
 POLICY_SEED = 0  # as benchmarks/eval_demo.py
-DEFAULT_MODEL = {"act": "act", "diffusion": "diffusion", "vqbet": "vqbet"}
 
 
 def int8_copy(package: Path, out: Path) -> Path:
     shutil.copytree(package, out)
-    quantize_package(out, progress=lambda _m: None, families=FAMILIES)
+    quantize_package(out, progress=lambda _m: None, families=tuple(FAMILIES))
     return out
 
 
@@ -100,7 +98,7 @@ def fixture_deviation(family: str, tmp: Path) -> dict:
 
 
 def speed(family: str, rounds: int, log) -> dict:  # noqa: ANN001
-    model = MODELS[DEFAULT_MODEL[family]]
+    model = MODELS[family]  # the family's LeRobot-defaults model bears its name
     fp32 = ensure_package(model, log)
     int8 = WORKDIR / model.name / "package_int8"
     made, source = int8 / "manifest.json", fp32 / "manifest.json"
@@ -124,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    ap.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

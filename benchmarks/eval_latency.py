@@ -36,11 +36,10 @@ from edge.robot.chunks import merge_rules  # noqa: E402
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from edge.runtime.guidance import RTCOptions  # noqa: E402
 from edge.runtime.package import load_package  # noqa: E402
-from edge.runtime.policies import runner_class  # noqa: E402
+from edge.runtime.policies import FAMILIES, runner_class  # noqa: E402
 from edge.sim.evaluate import evaluate, markdown_table  # noqa: E402
 
 DATA = ROOT / "edge" / "data"
-FAMILIES = ("act", "diffusion", "vqbet")
 DELAYS = (0, 1, 2, 4, 6, 8, 10, 12)  # 10: ACT's ⌊P/2⌋
 EPISODES = {"act": 500, "diffusion": 200, "vqbet": 60}
 POLICY_SEED = 0
@@ -163,7 +162,7 @@ def kept(families: list[str]) -> tuple[str, dict[str, list[str]], dict[str, list
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", nargs="*", default=[], metavar="FAMILY=N", help="episodes per row per family")
-    p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES)
+    p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--delays", nargs="*", type=int, default=list(DELAYS))
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")

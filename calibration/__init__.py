@@ -1,7 +1,8 @@
-"""Joint calibration (LeRobot-compatible files and unit conversions) and the robot configuration file. No torch.
+"""Joint calibration: LeRobot-compatible calibration files, servo ticks <-> policy units, the procedure. No torch.
 
-The names below load on first use (PEP 562), so that `import edge`, which reads its files through
-`calibration.strict_files`, loads neither the robot file's checks, yaml nor firmware_bridge.
+Also the project's one strict YAML/JSON reader (`calibration.strict_files`). The robot file (buses, cameras,
+safety, rate) is edge's: edge/robot/robot_file/. The names below load on first use (PEP 562), so that
+`import edge`, which reads its files through `calibration.strict_files`, loads neither yaml nor firmware_bridge.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from typing import Any
 _HOMES = {
     "calibration.calibration_file": ("MotorCalibration", "NormMode", "calibration_from_dict", "calibration_to_json",
                                      "load_calibration", "save_calibration"),
-    "calibration.errors": ("CalibrationError", "RobotConfigError"),
+    "calibration.errors": ("CalibrationError",),
     "calibration.joint_normalizer": ("JointNormalizer",),
-    "calibration.robot_config": ("BusConfig", "CameraConfig", "FeatureNames", "MotorConfig", "RobotConfig",
-                                 "SafetyLimits"),
-    "calibration.robot_file": ("load_robot_config", "robot_config_from_dict"),
-    "calibration.robot_presets": ("presets",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 

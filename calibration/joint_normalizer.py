@@ -18,6 +18,9 @@ from firmware_bridge import tables
 class JointNormalizer:
     """Converts one arm's joint vector (fixed motor order) between raw ticks and policy units.
 
+    `ticks_to_policy` / `policy_to_ticks` are LeRobot's bus `_normalize` / `_unnormalize`, named for the way they
+    go: "normalise" in this house is the mean/std of LeRobot's processors (edge/runtime/normalize.py).
+
     `resolutions` are ticks per turn per motor (default `tables.TICKS_PER_TURN`, every X-series model).
 
     `apply_drive_mode` is False as in LeRobot's DynamixelMotorsBus: an X-series servo reverses itself through its
@@ -74,7 +77,7 @@ class JointNormalizer:
         """Calibrated `{motor: (range_min, range_max)}` in ticks, the joint limits firmware_bridge's SafetyLayer takes."""
         return {m: (int(lo), int(hi)) for m, lo, hi in zip(self.motors, self._lo, self._hi)}
 
-    def normalize(self, ticks: np.ndarray | Sequence[int]) -> np.ndarray:
+    def ticks_to_policy(self, ticks: np.ndarray | Sequence[int]) -> np.ndarray:
         """Present_Position ticks (motor order) -> policy units as float64.
 
         Range modes clamp to the calibrated range first; `degrees` does not (as LeRobot), so a joint pushed past
@@ -89,7 +92,7 @@ class JointNormalizer:
         out = np.where(self._flip_m100, -out, out)
         return np.where(self._flip_p100, 100 - out, out)
 
-    def unnormalize(self, values: np.ndarray | Sequence[float]) -> np.ndarray:
+    def policy_to_ticks(self, values: np.ndarray | Sequence[float]) -> np.ndarray:
         """Policy units (motor order) -> Goal_Position ticks as int64, always inside [range_min, range_max].
 
         Range modes clamp in policy units then truncate toward zero, exactly as LeRobot. `degrees` follows
@@ -110,11 +113,11 @@ class JointNormalizer:
         missing = [m for m in self.motors if m not in positions]
         if missing:
             raise CalibrationError(f"no Present_Position for motor(s) {', '.join(missing)}")
-        return self.normalize([positions[m] for m in self.motors]).astype(np.float32)
+        return self.ticks_to_policy([positions[m] for m in self.motors]).astype(np.float32)
 
     def goal(self, action: np.ndarray | Sequence[float]) -> dict[str, int]:
         """A policy action vector (motor order) -> `{motor: ticks}` ready for `sync_write("Goal_Position", ...)`."""
-        return dict(zip(self.motors, self.unnormalize(action).tolist()))
+        return dict(zip(self.motors, self.policy_to_ticks(action).tolist()))
 
     def _vector(self, values: np.ndarray | Sequence[float], what: str) -> np.ndarray:
         """Validate shape and finiteness; a bad entry is named by motor so the control loop can report it."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import Protocol, TextIO
+from pathlib import Path
+from typing import Protocol, Sequence, TextIO
 
 from calibration.calibration_file import CalibrationError, MotorCalibration, save_calibration
-from calibration.robot_config import BusConfig, RobotConfig
 from firmware_bridge import tables
 
 CAL_FIELDS = ("homing_offset", "range_min", "range_max")
@@ -35,11 +35,41 @@ class Bus(Protocol):
     def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, int]: ...
 
 
+class Joint(Protocol):
+    """What calibration reads of one servo in the robot file (edge's MotorConfig is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def full_turn(self) -> bool: ...
+
+    @property
+    def resolution(self) -> int: ...
+
+
+class Joints(Protocol):
+    """What calibration reads of one bus in the robot file: its servos and calibration file (edge's BusConfig and
+    single-bus RobotConfig are two). Typed here, not imported: the robot file lives on edge's floor, above this one."""
+
+    @property
+    def motors(self) -> Sequence[Joint]: ...
+
+    @property
+    def motor_names(self) -> list[str]: ...
+
+    @property
+    def calibration(self) -> Path | None: ...
+
+
 class CalibrationAborted(CalibrationError):
     """The user did not finish (input closed or interrupted); the servos were restored."""
 
 
-def read_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, MotorCalibration]:
+def read_servo_calibration(bus: Bus, robot: Joints) -> dict[str, MotorCalibration]:
     """What the servos hold now, as a calibration; drive_mode is the whole Drive_Mode register, as LeRobot's
     `read_calibration` stores it."""
     names = robot.motor_names
@@ -101,7 +131,7 @@ class CalibrationMismatch(CalibrationError):
             for motor, f, file_value, servo_value in rows])
 
 
-def check_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig, expected: dict[str, MotorCalibration]) -> None:
+def check_servo_calibration(bus: Bus, robot: Joints, expected: dict[str, MotorCalibration]) -> None:
     """Raise CalibrationMismatch if the servos' Homing_Offset, Drive_Mode or position limits differ from `expected`
     (reads only: nothing is written)."""
     rows = calibration_mismatches(expected, read_servo_calibration(bus, robot))
@@ -109,7 +139,7 @@ def check_servo_calibration(bus: Bus, robot: RobotConfig | BusConfig, expected: 
         raise CalibrationMismatch(str(robot.calibration), rows)
 
 
-def apply_file_calibration(bus: Bus, robot: RobotConfig | BusConfig, calibration: dict[str, MotorCalibration]) -> None:
+def apply_file_calibration(bus: Bus, robot: Joints, calibration: dict[str, MotorCalibration]) -> None:
     """What `--write-calibration` does: the file's Drive_Mode, Homing_Offset and position limits to the servos
     (torque off), then read back; a servo that does not keep them is a CalibrationMismatch."""
     bus.disable_torque()
@@ -119,7 +149,7 @@ def apply_file_calibration(bus: Bus, robot: RobotConfig | BusConfig, calibration
     check_servo_calibration(bus, robot, calibration)
 
 
-def run_calibration(bus: Bus, robot: RobotConfig | BusConfig, stdin: TextIO, stdout: TextIO,
+def run_calibration(bus: Bus, robot: Joints, stdin: TextIO, stdout: TextIO,
                     poll_s: float = 0.05) -> dict[str, MotorCalibration]:
     """Run the interactive procedure, write the servos and the robot's calibration file, return the calibration.
 
@@ -167,7 +197,7 @@ def run_calibration(bus: Bus, robot: RobotConfig | BusConfig, stdin: TextIO, std
     return new
 
 
-def _set_half_turn_homings(bus: Bus, robot: RobotConfig | BusConfig) -> dict[str, int]:
+def _set_half_turn_homings(bus: Bus, robot: Joints) -> dict[str, int]:
     """LeRobot's Dynamixel half-turn homing: clear offset and limits, then offset = 2047 - Present_Position.
 
     Present_Position already includes Homing_Offset on Dynamixel, so after this the centred arm reads 2047. A servo

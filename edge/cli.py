@@ -12,8 +12,8 @@ import pkgutil
 import sys
 
 import edge.commands
-from edge.commands.options import check_modes
 from edge.exit_status import run_command, signals_interrupt
+from edge.option_types import check_modes
 
 __all__ = ["build_parser", "main"]
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(edge.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"edge.commands.{info.name}")
-        if hasattr(module, "add_parser"):  # options.py is a helper, not a command
+        if hasattr(module, "add_parser"):  # a helper module, not a command
             module.add_parser(sub).set_defaults(_run=module.run)
     return parser
 

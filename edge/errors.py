@@ -38,5 +38,9 @@ class ResultsNotWritten(EdgeError):
     """A run completed (the arm moved) but a result file (summary, telemetry) could not be written."""
 
 
+class RobotConfigError(EdgeError, ValueError):
+    """The robot file is unusable; the message names the file and the field."""
+
+
 class PolicyServerError(EdgeError):
     """The policy server is unreachable, gave no chunk in time, or answered for another package."""

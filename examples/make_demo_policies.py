@@ -3,7 +3,8 @@
     python examples/make_demo_policies.py [--families act diffusion vqbet] [--out-dir edge/data] [--eval 50]
                                           [--reuse]
 
-For each family: generate the recipe's expert episodes (data seed 0), train with `export.train.<family>`
+For each family of export's table (export/families/__init__.py): generate the recipe's expert episodes (data
+seed 0), train with its trainer (export/train/<family>.py)
 (single-threaded; a few minutes per family on a laptop CPU, VQ-BeT about 25), keep the LeRobot-format
 checkpoint under build/demo_checkpoints/ and export it with `export_package` to <out-dir>/demo_<family>.
 --reuse takes checkpoints already there instead of training them again (to re-export only).
@@ -20,7 +21,6 @@ With --eval N, the bundled package is then run closed-loop on N episodes (edge.s
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import tempfile
@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from edge import load_policy  # noqa: E402
 from edge.sim import TaskConfig  # noqa: E402
 from edge.sim.evaluate import EvalResult, evaluate  # noqa: E402
+from export.families import FAMILIES, known_family  # noqa: E402
 from export.families.base import ExportOptions  # noqa: E402
 from export.pipeline import export_package  # noqa: E402
 from export.train.dataset import generate  # noqa: E402
@@ -58,11 +59,16 @@ class Recipe:
     episodes: int = EPISODES  # expert demonstrations
 
 
-FAMILIES = {
+RECIPES = {  # a family not named here trains with DEFAULT_RECIPE
     "act": Recipe(3000, seeds=(0, 1, 2)),
     "diffusion": Recipe(5000),
     "vqbet": Recipe(3000, weights="float16", episodes=400),
 }
+DEFAULT_RECIPE = Recipe(3000)
+
+
+def recipe_for(family: str) -> Recipe:
+    return RECIPES.get(family, DEFAULT_RECIPE)
 
 
 def checkpoint_dir(family: str, seed: int) -> Path:
@@ -71,8 +77,8 @@ def checkpoint_dir(family: str, seed: int) -> Path:
 
 def train_checkpoint(family: str, seed: int, out: Path | None = None) -> Path:
     """Train `family` with training seed `seed` on the recipe's demonstrations; returns the checkpoint."""
-    recipe = FAMILIES[family]
-    trainer = importlib.import_module(f"export.train.{family}")
+    recipe = recipe_for(family)
+    trainer = known_family(family).trainer()
     data = generate(recipe.episodes, seed=DATA_SEED, images=trainer.IMAGES)
     out = out or checkpoint_dir(family, seed)
     t0 = time.monotonic()
@@ -119,7 +125,7 @@ def dataset_info() -> Path:
 
 
 def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
-    recipe = FAMILIES[family]
+    recipe = recipe_for(family)
     options = ExportOptions(samples=2, seed=DATA_SEED, weights=recipe.weights, fps=int(TaskConfig().hz))
     checkpoints = {}
     for seed in recipe.seeds:
@@ -139,7 +145,7 @@ def build(family: str, out_dir: Path, eval_episodes: int, reuse: bool) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
+    ap.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     ap.add_argument("--out-dir", type=Path, default=ROOT / "edge" / "data")
     ap.add_argument("--reuse", action="store_true", help="reuse checkpoints under build/demo_checkpoints/")
     ap.add_argument("--eval", type=int, default=0, metavar="N", help="evaluate each bundled package on N episodes")

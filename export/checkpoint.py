@@ -137,7 +137,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{root} has no {name}: not a LeRobot pretrained_model directory")
     config = read_json(root / "config.json", CheckpointError, "config file")
     if not isinstance(config, dict) or "type" not in config:
-        raise CheckpointError("config.json has no 'type' (expected act, diffusion or vqbet)")
+        raise CheckpointError("config.json has no 'type' (the LeRobot policy family, e.g. 'act')")
     try:
         state_dict = load_file(str(root / "model.safetensors"))
     except Exception as exc:  # safetensors raises SafetensorError / OSError

@@ -13,11 +13,12 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from edge.commands.eval import add_options, evaluate_command
-from edge.commands.options import check_modes, count, int_in, only_with, seed
 from edge.exit_status import run_command, signals_interrupt
+from edge.option_types import check_modes, count, int_in, int_list, only_with, seed
 from edge.runtime.package import CPU_PRECISIONS, MAX_OPSET, WEIGHT_STORAGE
+from edge.runtime.package.batches import MAX_SERVE_BATCH
 from edge.runtime.package.manifest import MAX_FPS
+from edge.sim.eval_command import add_eval_arguments, run_evaluation
 from export.workstation import require_workstation
 
 
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int_in(1, MAX_FPS), default=None,
                    help="the policy's action rate in actions a second (LeRobot's meta/info.json \"fps\"; env.fps "
                         "for simulated training): recorded in the manifest, the robot then advances the policy at it")
+    p.add_argument("--serve-batch", type=int_list(2, MAX_SERVE_BATCH), default=(), metavar="B,B,...",
+                   help="act, diffusion: also export every graph with these static batch sizes (e.g. 2,4,8) into the "
+                        "package's serve/ folder, for `edge serve` to run batches on; the package identity is "
+                        "unchanged and the robot never reads them (docs/serving.md, Batching)")
     p.add_argument("--no-tensorrt-check", action="store_true",
                    help="export graphs even if TensorRT 10.3's ONNX parser would refuse them (ONNX Runtime only)")
     p.add_argument("--no-graph-rewrites", action="store_true",
@@ -68,7 +73,7 @@ def export(args: argparse.Namespace) -> int:
     extra = {"fused_steps": args.fused_steps} if args.fused_steps is not None else {}
     options = ExportOptions(samples=args.samples, seed=args.seed, opset=args.opset, weights=args.weights,
                             graph_rewrites=not args.no_graph_rewrites, cpu_precision=args.cpu_precision,
-                            fps=args.fps, extra=extra)
+                            fps=args.fps, serve_batches=args.serve_batch, extra=extra)
     export_package(args.checkpoint, args.out, options, force=args.force,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                    tensorrt_check=not args.no_tensorrt_check, dataset_info=args.dataset_info)
@@ -82,7 +87,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-export eval",
                                 description="`edge eval` with the PyTorch networks rebuilt from the package's source "
                                             "checkpoint in place of its graphs (export/torch_backend.py).")
-    add_options(p)
+    add_eval_arguments(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the pretrained_model directory (default: the manifest's source)")
     p.add_argument("--any-checkpoint", action="store_true",
@@ -92,12 +97,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_pytorch(args: argparse.Namespace) -> int:
-    """`edge eval`'s evaluation (edge/commands/eval.py), the runner driving PyTorch modules: CPU, FP32."""
+    """`edge eval`'s evaluation (edge/sim/eval_command.py), the runner driving PyTorch modules: CPU, FP32."""
     require_workstation("edge-export eval")
     from export.torch_backend import TorchBackend
 
-    return evaluate_command(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
-                            name="pytorch")
+    return run_evaluation(args, partial(TorchBackend, args.checkpoint, verify=not args.any_checkpoint), "pytorch",
+                          name="pytorch")
 
 
 def main(argv: list[str] | None = None) -> int:

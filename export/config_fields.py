@@ -2,17 +2,16 @@
 
 LeRobot's draccus parses config.json into typed dataclasses; reading it as a plain dict let `"chunk_size": "20"`
 reach torch as a TypeError and `dim_model: 5120000` as "can't allocate 314572800000000 bytes". Here every field
-is checked against its dataclass type (booleans are not integers, sizes and counts are >= 1, numbers finite,
-dropout a probability), the feature table too, and the network is first built on PyTorch's meta device, which
+is checked against its dataclass type by the manifest's own reader (edge/runtime/package/parsing.py) under
+config.json's rules (booleans are not integers, sizes and counts are in 1..MAX_SIZE, numbers finite), dropout a
+probability, the feature table too, and the network is first built on PyTorch's meta device, which
 allocates nothing, so that parameters that cannot fit in the memory available are refused before one is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import types
 import typing
 from typing import Any, Callable, TypeVar
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from calibration.strict_files import brief, brief_keys
+from edge.runtime.package.parsing import FieldRules, described, parse_field
 from export.errors import CheckpointError
 
 T = TypeVar("T")
@@ -29,62 +29,28 @@ MAX_SIZE = 1 << 20  # no LeRobot size or count comes near it (codebooks ~1e4, ti
 MEMORY_FACTOR = 3  # the weights are held about three times during an export: checkpoint, model, ONNX graph
 
 
-def _got(value: Any) -> str:
-    return f"{brief(value)} ({type(value).__name__})"
+def config_field(where: str) -> str:
+    """How an error names a config.json field: "config.json field 'chunk_size'"."""
+    return f"config.json field {brief(where)}"
 
 
-def _check(tp: Any, value: Any, where: str) -> Any:
-    """`value` as type `tp` (int, float, str, bool, list[...], dict[str, ...], X | None); errors name `where`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _check(inner, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise CheckpointError(f"config.json field {where!r} must be a list, got {_got(value)}")
-        return [_check(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise CheckpointError(f"config.json field {where!r} must be an object, got {_got(value)}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise CheckpointError(f"config.json field {where!r} must be true or false, got {_got(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CheckpointError(f"config.json field {where!r} must be an integer, got {_got(value)}")
-        if not 1 <= value <= MAX_SIZE:
-            raise CheckpointError(f"config.json field {where!r} is a size or count and must be in 1..{MAX_SIZE}, "
-                                  f"got {brief(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise CheckpointError(f"config.json field {where!r} must be a finite number, got {_got(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise CheckpointError(f"config.json field {where!r} must be a string, got {_got(value)}")
-        return value
-    return value
+CONFIG = FieldRules(config_field, CheckpointError, ints=(1, MAX_SIZE), finite=True)
 
 
 def check_features(value: Any, key: str) -> dict[str, dict]:
     """`input_features` / `output_features`: {name: {"type": one of FEATURE_TYPES, "shape": [int >= 1, ...]}}."""
     if not isinstance(value, dict) or not value:
-        raise CheckpointError(f"config.json field {key!r} must be a non-empty object, got {_got(value)}")
+        raise CheckpointError(f"{config_field(key)} must be a non-empty object, got {described(value)}")
     for name, ft in value.items():
         where = f"{key}.{str(name) if len(str(name)) <= 60 else str(name)[:57] + '...'}"
         if not isinstance(ft, dict) or "type" not in ft or "shape" not in ft:
-            raise CheckpointError(f"config.json field {where!r} needs 'type' and 'shape'")
+            raise CheckpointError(f"{config_field(where)} needs 'type' and 'shape'")
         if ft["type"] not in FEATURE_TYPES:
-            raise CheckpointError(f"config.json field {where + '.type'!r} is {brief(ft['type'])}; expected one of "
+            raise CheckpointError(f"{config_field(where + '.type')} is {brief(ft['type'])}; expected one of "
                                   f"{', '.join(FEATURE_TYPES)}")
-        shape = _check(list[int], ft["shape"], f"{where}.shape")
+        shape = parse_field(list[int], ft["shape"], f"{where}.shape", CONFIG)
         if not shape:
-            raise CheckpointError(f"config.json field {where + '.shape'!r} is empty")
+            raise CheckpointError(f"{config_field(where + '.shape')} is empty")
     return value
 
 
@@ -102,9 +68,9 @@ def typed_config(cls: type[T], config: dict[str, Any], family: str) -> T:
         if name in ("input_features", "output_features"):
             values[name] = check_features(config[name], name)
             continue
-        values[name] = _check(hints[name], config[name], name)
+        values[name] = parse_field(hints[name], config[name], name, CONFIG)
         if name in PROBABILITIES and not 0 <= values[name] < 1:
-            raise CheckpointError(f"config.json field {name!r} is a probability in [0, 1), got {values[name]}")
+            raise CheckpointError(f"{config_field(name)} is a probability in [0, 1), got {values[name]}")
     return cls(**values)
 
 

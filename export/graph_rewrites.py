@@ -3,8 +3,8 @@
 `mish_without_softplus`: Mish (the Diffusion U-Net's activation) without ONNX Runtime's slow scalar Softplus.
 `gemm_as_matmul`: Linear layers traced as Gemm become MatMul (+ Add), the form the INT8 option quantizes.
 
-`conv1d_as_matmul`: a 1-D convolution with a constant weight (the Diffusion U-Net's Conv1d layers, lengths 4..16
-at batch 1) becomes Transpose → Pad → Gather (im2col with constant indices) → Reshape → MatMul (+ Add bias) →
+`conv1d_as_matmul`: a 1-D convolution with a constant weight (the Diffusion U-Net's Conv1d layers, lengths 4..16,
+at the graph's static batch: 1, or B for the serving graphs) becomes Transpose → Pad → Gather (im2col with constant indices) → Reshape → MatMul (+ Add bias) →
 Transpose. ONNX Runtime's Conv reads the weight as the left operand of an unpacked GEMM; a MatMul with a constant
 right operand has its weight prepacked once at load, and at these tiny lengths that kernel is faster at every size
 measured, from the 64-channel fixture (1.33 → 0.82 ms a step) to the default 2048-channel U-Net (docs/performance.md). A weight shared by several Conv nodes (the
@@ -59,7 +59,7 @@ def conv1d_as_matmul(model: onnx.ModelProto) -> int:
     convs = [n for n in graph.node if _rewritable(n, weights)]
     if not convs:
         return 0
-    lengths = {name: shape[-1] for name, shape in static_shapes(model, {n.input[0] for n in convs}).items()}
+    shapes = static_shapes(model, {n.input[0] for n in convs})  # (batch, channels, length) of each Conv's input
     added: dict[str, onnx.TensorProto] = {}
 
     def constant(name: str, value: np.ndarray) -> str:
@@ -77,7 +77,8 @@ def conv1d_as_matmul(model: onnx.ModelProto) -> int:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         p0, p1 = attrs.get("pads", [0, 0])
         (stride,), (dilation,) = attrs.get("strides", [1]), attrs.get("dilations", [1])
-        length = (lengths[node.input[0]] + p0 + p1 - dilation * (k - 1) - 1) // stride + 1
+        batch, _, length_in = shapes[node.input[0]]
+        length = (length_in + p0 + p1 - dilation * (k - 1) - 1) // stride + 1
         tag = node.name or node.output[0]
         # row j * c_in + c of the MatMul weight is tap j of input channel c
         matmul_w = constant(f"{node.input[1]}.as_matmul",
@@ -92,7 +93,7 @@ def conv1d_as_matmul(model: onnx.ModelProto) -> int:
                 helper.make_node("Gather", [padded, constant(f"{tag}/as_matmul/taps", np.arange(length)[:, None]
                                                              * stride + np.arange(k)[None, :] * dilation)],
                                  [cols], name=f"{tag}/as_matmul/im2col", axis=1),
-                helper.make_node("Reshape", [cols, constant(f"{tag}/as_matmul/shape", np.array([1, length, k * c_in]))],
+                helper.make_node("Reshape", [cols, constant(f"{tag}/as_matmul/shape", np.array([batch, length, k * c_in]))],
                                  [flat], name=f"{tag}/as_matmul/flatten"),
             ]
             x = flat

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,18 @@ def torch_outputs(graph: GraphExport, sample: dict[str, np.ndarray]) -> dict[str
     return {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.output_names, out)}
 
 
+@contextmanager
+def mha_fast_path_off() -> Iterator[None]:
+    """PyTorch's fused multi-head-attention path off while a graph is traced (it does not export), then as it was:
+    a global switch, so it is scoped to the export and importing a family changes nothing."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def export_graph(graph: GraphExport, path: Path, opset: int, fold_batch_norm: bool = True
                  ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Write `graph` as ONNX (batch 1, fixed shapes) and return its input/output specs.
@@ -30,7 +44,7 @@ def export_graph(graph: GraphExport, path: Path, opset: int, fold_batch_norm: bo
     without, BatchNormalization stays a node (ONNX Runtime and TensorRT fuse it when they load)."""
     example = tuple(torch.from_numpy(graph.samples[0][n]) for n in graph.input_names)
     graph.module.eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), mha_fast_path_off():
         warnings.simplefilter("ignore")  # TorchScript-exporter deprecation and tracer notices
         try:
             torch.onnx.export(graph.module, example, str(path), input_names=graph.input_names,

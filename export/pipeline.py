@@ -31,17 +31,20 @@ from edge.runtime.package import (
     Source,
     Validation,
     check_chunking,
+    load_package,
     sha256_file,
     write_manifest,
 )
+from edge.runtime.package.batches import load_batches, write_batches
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.cpu_precision import INT8_FAMILIES, quantize_package
 from export.dataset_info import check_dataset_info, find_dataset_info, read_dataset_info
 from export.errors import CheckpointError, ExportError
-from export.families import family_module
-from export.families.base import ExportOptions
+from export.families import known_family
+from export.families.base import ExportOptions, GraphExport
 from export.graph_rewrites import rewrite_file
 from export.onnx_export import compare_with_onnxruntime, export_graph, torch_outputs
+from export.serve_batches import check_sizes, export_batches
 from export.weight_storage import round_to_float16, store_float16
 
 VALIDATION_FILE = "validation.npz"
@@ -98,6 +101,7 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         raise ExportError(f"weights {options.weights!r}: expected one of {WEIGHT_STORAGE}")
     if options.cpu_precision not in CPU_PRECISIONS:
         raise ExportError(f"cpu_precision {options.cpu_precision!r}: expected one of {CPU_PRECISIONS}")
+    check_sizes(options.serve_batches, options.cpu_precision)
     if not 1 <= options.opset <= MAX_OPSET:
         raise ExportError(f"opset {options.opset} is outside 1..{MAX_OPSET} (TensorRT 10.3 on JetPack 6 parses up to "
                           f"{MAX_OPSET})")
@@ -115,38 +119,45 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
         raise ExportError(f"--cpu-precision int8 is not offered for {ckpt.policy_type} policies (only for "
                           f"{list(INT8_FAMILIES)}, where its fidelity was shown: benchmarks/RESULTS.md, section int8)")
     progress(f"building {ckpt.policy_type} model ({len(ckpt.state_dict)} tensors, strict)")
-    family = family_module(ckpt.policy_type).build(ckpt, options)
+    family = known_family(ckpt.policy_type).exporter().build(ckpt, options)
     try:
         check_chunking(family.policy, family.chunking)
     except PackageError as exc:
         raise CheckpointError(f"{ckpt.path / 'config.json'} gives a package the runtime would refuse: {exc}") from None
+
+    def export_file(graph: GraphExport, path: Path, expected: list[dict[str, np.ndarray]], label: str
+                    ) -> tuple[GraphSpec, float]:
+        """One graph to ONNX at `path`: traced, rewritten, weights stored, TensorRT-checked, compared with PyTorch."""
+        # folding BatchNorm into a convolution multiplies weights: the products are not float16-exact
+        ins, outs = export_graph(graph, path, options.opset, fold_batch_norm=options.weights == "float32")
+        if options.graph_rewrites and (count := rewrite_file(path)):
+            progress(f"{label}: {count} nodes rewritten for ONNX Runtime's CPU kernels (export/graph_rewrites.py)")
+        if options.weights == "float16":
+            report = store_float16(path)
+            progress(f"{label}: {report.converted} initializers stored as float16, "
+                     f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
+        problems = check_file(path, graph.name) if tensorrt_check else []
+        if problems:
+            raise ExportError(f"TensorRT {support_table()['tensorrt']} would not parse graph {graph.name!r}: "
+                              + "; ".join(map(str, problems)) + " (--no-tensorrt-check exports it for ONNX "
+                              "Runtime only)")
+        progress(f"{label}: checking ONNX Runtime vs PyTorch on {len(graph.samples)} samples")
+        return (GraphSpec(path.name, sha256_file(path), ins, outs, options.opset),
+                compare_with_onnxruntime(graph, path, expected))
+
     with staged_directory(out, replace=force) as tmp:  # publishes `out` only after the runtime loaded it
-        graphs, arrays, errors = {}, {}, {}
+        graphs, arrays, errors, expected = {}, {}, {}, {}
         for i, graph in enumerate(family.graphs, 1):
-            progress(f"[{i}/{len(family.graphs)}] exporting graph {graph.name!r} (opset {options.opset})")
-            path = tmp / f"{graph.name}.onnx"
-            # folding BatchNorm into a convolution multiplies weights: the products are not float16-exact
-            ins, outs = export_graph(graph, path, options.opset, fold_batch_norm=options.weights == "float32")
-            if options.graph_rewrites and (count := rewrite_file(path)):
-                progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {count} nodes rewritten for ONNX Runtime's "
-                         "CPU kernels (export/graph_rewrites.py)")
-            if options.weights == "float16":
-                report = store_float16(path)
-                progress(f"[{i}/{len(family.graphs)}] {graph.name!r}: {report.converted} initializers stored as "
-                         f"float16, {report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB")
-            problems = check_file(path, graph.name) if tensorrt_check else []
-            if problems:
-                raise ExportError(f"TensorRT {support_table()['tensorrt']} would not parse graph {graph.name!r}: "
-                                  + "; ".join(map(str, problems)) + " (--no-tensorrt-check exports it for ONNX "
-                                  "Runtime only)")
-            expected = [torch_outputs(graph, s) for s in graph.samples]
-            progress(f"[{i}/{len(family.graphs)}] checking {graph.name!r}: ONNX Runtime vs PyTorch on "
-                     f"{len(graph.samples)} samples")
-            errors[graph.name] = compare_with_onnxruntime(graph, path, expected)
-            graphs[graph.name] = GraphSpec(path.name, sha256_file(path), ins, outs, options.opset)
-            for s, (sample, ref) in enumerate(zip(graph.samples, expected)):
+            label = f"[{i}/{len(family.graphs)}] {graph.name!r}"
+            progress(f"{label}: exporting (opset {options.opset})")
+            expected[graph.name] = [torch_outputs(graph, s) for s in graph.samples]
+            graphs[graph.name], errors[graph.name] = export_file(graph, tmp / f"{graph.name}.onnx",
+                                                                 expected[graph.name], label)
+            for s, (sample, ref) in enumerate(zip(graph.samples, expected[graph.name])):
                 arrays.update({f"{graph.name}/{s}/in/{k}": v for k, v in sample.items()})
                 arrays.update({f"{graph.name}/{s}/out/{k}": v for k, v in ref.items()})
+        batches = (export_batches(family.graphs, expected, graphs, tmp, options.serve_batches, export_file, progress)
+                   if options.serve_batches else None)
         np.savez(tmp / VALIDATION_FILE, **arrays)
         manifest = Manifest(
             policy_type=ckpt.policy_type,
@@ -171,7 +182,10 @@ def export_package(checkpoint: str | Path, out: str | Path, options: ExportOptio
             errors = quantize_package(tmp, progress)
         progress("loading the package with the runtime's loader and runner before committing it")
         try:
-            load_policy(tmp, backend="onnxruntime")
+            load_policy(tmp, backend="onnxruntime").close()
+            if batches is not None:
+                write_batches(tmp, batches)
+                load_batches(load_package(tmp))
         except EdgeError as exc:
             raise ExportError(f"the exported package would not load: {exc}") from None
     worst = max(errors.values())

@@ -26,7 +26,7 @@ from edge.errors import BackendError
 from edge.runtime.backends.base import Backend, GraphSession
 from edge.runtime.package import GraphSpec, PolicyPackage
 from export.checkpoint import CheckpointError, load_checkpoint
-from export.families import family_module
+from export.families import known_family
 from export.families.base import ExportOptions, FamilyExport, GraphExport
 
 
@@ -114,7 +114,7 @@ class TorchBackend(Backend):
                                    "--any-checkpoint (verify=False in Python) compares with it anyway")
             k = fused_steps(package)
             options = ExportOptions(samples=1, extra={"fused_steps": k} if k is not None else {})
-            self._families[key] = family_module(ckpt.policy_type).build(ckpt, options)
+            self._families[key] = known_family(ckpt.policy_type).exporter().build(ckpt, options)
             self.source = ckpt.path
         return self._families[key]
 

@@ -1,14 +1,15 @@
 """`DynamixelBus`: a chain of X-series servos on one serial port, Protocol 2.0, over dynamixel-sdk.
 
-Register names are the e-manual's (`Goal_Position`, `Present_Position`, ...); values are raw ticks
-and raw register units, signed registers decoded. Every request is validated before anything is
-sent; transient failures (no reply, corrupt reply) are retried a bounded number of times and then
-raised as `BusError`, naming the motors and the cause.
+The one implementation of firmware_bridge.motors_bus.MotorsBus (the semantic calls the safety layer and the robot
+make), over register transactions named as in the e-manual (`Goal_Position`, ...): raw ticks and register units,
+signed registers decoded. Every request is validated before anything is sent; transient failures (no reply,
+corrupt reply) are retried a bounded number of times, then raised as `BusError` naming the motors and the cause.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import select
 import threading
@@ -20,7 +21,8 @@ from typing import TypeVar
 from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS
 
 from firmware_bridge import tables
-from firmware_bridge.errors import FirmwareBridgeError, RequestError
+from firmware_bridge.errors import RequestError
+from firmware_bridge.motors_bus import WATCHDOG_FIRED, BusError  # BusError: what every bus raises; named here too
 from firmware_bridge.protocol import (
     BROADCAST_ID,
     PacketReader,
@@ -34,15 +36,6 @@ from firmware_bridge.tables import Model, Register
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class BusError(FirmwareBridgeError, RuntimeError):
-    """A bus transaction failed; `motors` names the servos involved and `cause` says why."""
-
-    def __init__(self, what: str, motors: Iterable[str], cause: str) -> None:
-        self.motors = tuple(motors)
-        self.cause = cause
-        super().__init__(f"{what} [{', '.join(self.motors)}]: {cause}" if self.motors else f"{what}: {cause}")
 
 
 class _Transient(Exception):
@@ -181,12 +174,10 @@ class DynamixelBus:
     # ---- configuration ----------------------------------------------------------------------
 
     def configure(self, setup: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, dict[str, int]]:
-        """Torque off, write each motor's setup registers in the given order, read them back and compare.
-
-        `setup` is `{motor: {register: value}}` (default: Return_Delay_Time 0 on every motor); nothing else is
-        written, except a Startup_Configuration other than 0, which is cleared (see `clear_startup_configuration`).
-        Every value is validated before the first write. EEPROM registers are only written torque-off, which this
-        method ensures. Returns what the servos hold afterwards, plus each motor's Operating_Mode.
+        """Torque off (EEPROM is only written so), write each motor's setup registers in the given order, read them
+        back and compare. `setup` is `{motor: {register: value}}` (default: Return_Delay_Time 0 on every motor),
+        each value validated before the first write; nothing else is written, except a Startup_Configuration other
+        than 0, which is cleared (`clear_startup_configuration`). Returns what the servos hold, plus Operating_Mode.
         """
         if setup is None:
             setup = {name: {"Return_Delay_Time": 0} for name in self.motors}
@@ -229,7 +220,7 @@ class DynamixelBus:
         """Torque on, confirmed by reading Torque_Enable back (a servo in shutdown refuses)."""
         names = self._select(motors)
         self.sync_write("Torque_Enable", {n: 1 for n in names})
-        refused = [n for n, v in self.sync_read("Torque_Enable", names).items() if v != 1]
+        refused = [n for n, on in self.torque_enabled(names).items() if not on]
         if refused:
             errors = {n: tables.describe_hw_error(self.read("Hardware_Error_Status", n)) for n in refused}
             raise BusError("enable torque", refused, f"torque stayed off (hardware error: {errors})")
@@ -238,23 +229,56 @@ class DynamixelBus:
         """Torque off, confirmed by reading Torque_Enable back."""
         names = self._select(motors)
         self.sync_write("Torque_Enable", {n: 0 for n in names})
-        still_on = [n for n, v in self.sync_read("Torque_Enable", names).items() if v != 0]
+        still_on = [n for n, on in self.torque_enabled(names).items() if on]
         if still_on:
             raise BusError("disable torque", still_on, "Torque_Enable still reads 1")
+
+    # ---- the rest of firmware_bridge.motors_bus.MotorsBus: what the safety layer and the robot call ----------
+
+    def read_positions(self, motors: Iterable[str]) -> dict[str, int]:
+        """Present_Position (ticks), one sync read."""
+        return self.sync_read("Present_Position", motors)
+
+    def write_goals(self, goals: Mapping[str, int]) -> None:
+        """Goal_Position (ticks), one broadcast sync write."""
+        self.sync_write("Goal_Position", goals)
+
+    def operating_modes(self, motors: Iterable[str]) -> dict[str, str]:
+        """Operating_Mode by name (tables.OPERATING_MODES), an unknown value as its number."""
+        return {m: tables.MODE_NAMES.get(v, str(v)) for m, v in self.sync_read("Operating_Mode", motors).items()}
+
+    def torque_enabled(self, motors: Iterable[str]) -> dict[str, bool]:
+        """Torque_Enable read back, one sync read (converted in place: a read-back every tick adds no dict)."""
+        values: dict = self.sync_read("Torque_Enable", motors)
+        for m, v in values.items():
+            values[m] = v == 1
+        return values
+
+    def arm_watchdog(self, motors: Iterable[str], window_ms: float) -> int:
+        """Bus_Watchdog 0 (clears a fired one), then the window in 20 ms units, rounded up (bus_watchdog.md)."""
+        names, units = list(motors), math.ceil(window_ms / tables.WATCHDOG_UNIT_MS)
+        self.sync_write("Bus_Watchdog", {m: 0 for m in names})
+        self.sync_write("Bus_Watchdog", {m: units for m in names})
+        return units * tables.WATCHDOG_UNIT_MS
+
+    def read_watchdog(self, motors: Iterable[str]) -> dict[str, int]:
+        """Bus_Watchdog read back, in ms (WATCHDOG_FIRED where it fired; converted in place like torque_enabled)."""
+        values = self.sync_read("Bus_Watchdog", motors)
+        for m, v in values.items():
+            values[m] = WATCHDOG_FIRED if v == tables.WATCHDOG_FIRED else v * tables.WATCHDOG_UNIT_MS
+        return values
+
+    def hardware_error(self, motor: str) -> str | None:
+        """Hardware_Error_Status in words, None when no bit is set."""
+        bits = self.read("Hardware_Error_Status", motor)
+        return tables.describe_hw_error(bits) if bits else None
 
     # ---- single-motor transactions -----------------------------------------------------------
 
     def ping(self, motor: str) -> int:
         """The model number `motor` answers with."""
         motor_id, _ = self._motor(motor)
-
-        def attempt() -> int:
-            number, result, error = self._ph.ping(self._port, motor_id)
-            self._check(result, [motor])
-            self._status(error, motor)
-            return number
-
-        return self._transaction(f"ping {motor}", [motor], attempt)
+        return self._answered(f"ping {motor}", motor, lambda: self._ph.ping(self._port, motor_id))[0]
 
     def read(self, register: str, motor: str) -> int:
         """Read one register of one motor (signed registers decoded)."""
@@ -271,26 +295,26 @@ class DynamixelBus:
         """Write one register of one motor and wait for its status (errors raise `BusError`)."""
         reg, data = self._encode(register, motor, value)
         motor_id, _ = self.motors[motor]
-
-        def attempt() -> None:
-            result, error = self._ph.writeTxRx(self._port, motor_id, reg.address, reg.size, list(data))
-            self._check(result, [motor])
-            self._status(error, motor)
-
-        self._transaction(f"write {register}={value}", [motor], attempt)
+        self._answered(f"write {register}={value}", motor,
+                       lambda: self._ph.writeTxRx(self._port, motor_id, reg.address, reg.size, list(data)))
         if register == "Return_Delay_Time":
             self.return_delay_us[motor] = value * tables.RETURN_DELAY_UNIT_US
 
     def reboot(self, motor: str) -> None:
         """REBOOT: clears a hardware-error shutdown; the motor comes back with torque off."""
         motor_id, _ = self._motor(motor)
+        self._answered(f"reboot {motor}", motor, lambda: self._ph.reboot(self._port, motor_id))
 
-        def attempt() -> None:
-            result, error = self._ph.reboot(self._port, motor_id)
+    def _answered(self, what: str, motor: str, call: Callable[[], tuple]) -> tuple:
+        """One instruction that `motor` answers with a status packet; `call()` gives the SDK's (*values, result,
+        error), and the values come back."""
+        def attempt() -> tuple:
+            *values, result, error = call()
             self._check(result, [motor])
             self._status(error, motor)
+            return tuple(values)
 
-        self._transaction(f"reboot {motor}", [motor], attempt)
+        return self._transaction(what, [motor], attempt)
 
     # ---- group transactions --------------------------------------------------------------------
 

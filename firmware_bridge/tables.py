@@ -214,6 +214,7 @@ def _model(name: str, number: int, modes: tuple[int, ...], volts: int, motor: Mo
 
 OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
                    "current_position": 5, "pwm": 16}
+MODE_NAMES = {v: k for k, v in OPERATING_MODES.items()}  # Operating_Mode value -> name
 _ALL_MODES = tuple(OPERATING_MODES.values())
 _NO_CURRENT_MODES = tuple(v for k, v in OPERATING_MODES.items() if k not in ("current", "current_position"))
 # Drive_Mode bits per product group (_includes/en/dxl/x/drive_mode.md): bit 0 reverse, bit 2 time-based profile,

@@ -1,5 +1,5 @@
 """Every command's numeric options are validated when parsed, and an option that does nothing in the chosen mode
-is refused (edge/commands/options.py): the class, over every parser the project has, not a list of examples."""
+is refused (edge/option_types.py): the class, over every parser the project has, not a list of examples."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from edge import option_types as options
 from edge.cli import build_parser as edge_parser
-from edge.commands import options
 from export.cli import build_eval_parser, build_parser as export_parser
 from export.cpu_precision import build_parser as int8_parser
 from export.fp16.__main__ import build_parser as fp16_parser
@@ -38,7 +38,7 @@ def numeric_options() -> list[tuple[str, argparse.Action]]:
 def test_no_numeric_option_takes_a_bare_int_or_float():
     bare = [f"{name} {action.option_strings[0]}" for name, action in numeric_options()
             if action.type in (int, float)]
-    assert not bare, f"parse with edge/commands/options.py's types: {bare}"
+    assert not bare, f"parse with edge/option_types.py's types: {bare}"
     assert len(numeric_options()) >= 20  # the walk found the options (rates, durations, seeds, counts, ...)
 
 

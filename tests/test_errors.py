@@ -9,6 +9,7 @@ import pytest
 
 import calibration
 import edge
+import edge.errors
 import export.errors
 import firmware_bridge.bus
 import firmware_bridge.errors
@@ -23,7 +24,7 @@ from export.errors import Fp16Error
     (firmware_bridge.errors.RequestError("unknown motor"), firmware_bridge.errors.FirmwareBridgeError),
     (firmware_bridge.safety.SafetyRefused("limits reversed"), firmware_bridge.errors.FirmwareBridgeError),
     (firmware_bridge.safety.SafetyTripped("servo lost"), firmware_bridge.errors.FirmwareBridgeError),
-    (calibration.RobotConfigError("robot.yaml"), calibration.CalibrationError),
+    (edge.errors.RobotConfigError("robot.yaml"), edge.EdgeError),
     (CalibrationAborted("input closed"), calibration.CalibrationError),
     (edge.PackageError("manifest"), edge.EdgeError),
     (edge.ObservationError("state"), edge.EdgeError),
@@ -45,7 +46,7 @@ def test_every_error_has_its_package_root(error, root):
     (firmware_bridge.bus.BusError("connect", ["j1"], "no reply"), 2),
     (firmware_bridge.errors.RequestError("id 300"), 2),
     (calibration.CalibrationError("calibration.json"), 2),
-    (calibration.RobotConfigError("robot.yaml"), 2),
+    (edge.errors.RobotConfigError("robot.yaml"), 2),
     (edge.PackageError("manifest"), 2),
     (edge.ObservationError("state"), 2),
     (export.errors.CheckpointError("config.json"), 2),

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 import edge
-from calibration import CalibrationError, RobotConfigError, load_calibration, load_robot_config
+from calibration import CalibrationError, load_calibration
 from calibration.strict_files import MAX_DEPTH, brief, parse_json
-from edge.errors import EdgeError, PackageError
+from edge.errors import EdgeError, PackageError, RobotConfigError
 from edge.exit_status import signals_interrupt
+from edge.robot.robot_file import load_robot_config
 from edge.runtime import files
 from edge.runtime.files import OutputTaken, staged_directory
 from edge.runtime.package import load_package

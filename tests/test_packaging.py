@@ -67,7 +67,7 @@ def test_wheel_holds_the_bundled_data(wheel):
         files += [g["file"] for g in (manifest.get("fp16_preflight") or {}).get("graphs", {}).values()]
         for f in files:
             assert f"edge/data/{demo}/{f}" in names, (demo, f)
-    for pattern, folder in (("*.json", "edge/data/tensorrt"), ("*.yaml", "calibration/presets")):
+    for pattern, folder in (("*.json", "edge/data/tensorrt"), ("*.yaml", "edge/data/robots")):
         expected = {f"{folder}/{p.name}" for p in (ROOT / folder).glob(pattern)}
         assert expected and expected <= names, folder
 

@@ -13,9 +13,9 @@ import pytest
 from onnx import numpy_helper
 
 import edge
-from calibration import load_robot_config
 from edge.cli import main as edge_main
 from edge.robot.executors import AsyncExecutor
+from edge.robot.robot_file import load_robot_config
 from edge.runtime.package import sha256_file
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, hold_calibration
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator

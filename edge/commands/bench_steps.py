@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from edge import load_policy
-from edge.commands.demo import resolve_package
-from edge.commands.options import count, counts
 from edge.errors import CLIError
+from edge.option_types import count, counts
 from edge.runtime.package import load_package
 from edge.runtime.policies.diffusion import DiffusionRunner
 from edge.runtime.timing import median_ms
+from edge.sim.demo_packages import resolve_package
 
 DEFAULT_STEPS = (1, 2, 4, 8, 10, 16, 32, 100)
 REFERENCE_STEPS = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.commands.options import non_negative_int
+from edge.option_types import non_negative_int
 from edge.runtime.package import load_package
 
 

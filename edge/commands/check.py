@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands.demo import resolve_package
-from edge.commands.options import only_with, positive_float
+from edge.option_types import only_with, positive_float
 from edge.runtime.backends import BACKENDS, get_backend
 from edge.runtime.backends.onnxruntime import onnxruntime_conflict
 from edge.runtime.backends.trt_compat import package_problems, support_table
 from edge.runtime.package import Fp16Preflight, load_package
 from edge.runtime.validation import check_package
+from edge.sim.demo_packages import demo_names, resolve_package
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="self-check a policy package on a backend")
-    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
+    p.add_argument("package", help=f"policy package directory, or a bundled demo package: {demo_names()}")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--tolerance", type=positive_float, default=None, help="override the package's tolerance")
     p.add_argument("--engine-dir", default=None, help="TensorRT engine directory given to `edge build --engine-dir`")

@@ -18,38 +18,22 @@ from typing import Any
 import numpy as np
 
 import edge
-from edge.commands.options import only_with, seed
-from edge.commands.run import add_loop_arguments, apply_merge, options_from
+from edge.commands.shared import add_loop_arguments, apply_merge, options_from
 from edge.errors import CLIError, ResultsNotWritten
+from edge.option_types import only_with, seed
 from edge.runtime.files import check_writable, write_atomic
+from edge.sim.demo_packages import bundled
 from edge.sim.reach import ENV_DIM, TaskConfig, joints_for, sample_scene
 from edge.sim.tracker import ReachTracker, describe
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-FAMILIES = ("act", "diffusion", "vqbet")
 ENV_STATE = "observation.environment_state"
 DEFAULT_DURATION_S = 6.0  # an episode is at most TaskConfig.max_steps = 120 ticks = 6 s at 20 Hz
 
 
-def bundled() -> dict[str, Path]:
-    """The demo packages this install has: edge/data/demo_<family> with a manifest."""
-    return {f: DATA / f"demo_{f}" for f in FAMILIES if (DATA / f"demo_{f}" / "manifest.json").is_file()}
-
-
-def resolve_package(name: str) -> Path:
-    """A package directory, or a bundled demo's family (`act`, `diffusion`, `vqbet`) as `edge eval` takes it."""
-    path = Path(name)
-    packages = bundled()
-    if not path.exists() and name in packages:
-        return packages[name]
-    if not path.is_dir():
-        raise CLIError(f"{name}: no such package directory (or a bundled demo: {', '.join(packages)})")
-    return path
-
-
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a bundled trained policy on an emulated arm (no robot, no GPU needed)")
-    p.add_argument("--policy", choices=FAMILIES, default="act", help="bundled policy family (default act)")
+    p.add_argument("--policy", choices=[package.name for package in bundled()], default="act",
+                   help="the bundled package to run (default act)")
     p.add_argument("--package", type=Path, default=None,
                    help="run this reach-task policy package instead of a bundled one")
     p.add_argument("--seed", type=seed, default=0, help="scene (start, target, obstacle) seed (default 0)")
@@ -62,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def place_arm(emulator: Any, robot_config: Any, joints: np.ndarray) -> None:
     """Move the (torque-off) emulated servos to `joints` (policy units) before the robot connects."""
-    ticks = robot_config.normalizer().unnormalize(joints)
+    ticks = robot_config.normalizer().policy_to_ticks(joints)
     ids = {m.name: m.id for m in robot_config.motors}
     for name, tick in zip(robot_config.normalizer().motors, ticks):
         emulator.set_shaft(ids[name], float(tick))
@@ -76,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.outcome is not None:
         check_writable(args.outcome, "--outcome")
-    packages = bundled()
+    packages = {p.name: p.path for p in bundled()}
     if args.package is not None:
         package = args.package
     elif args.policy not in packages:

@@ -12,8 +12,8 @@ import contextlib
 import signal
 import time
 
-from edge.commands.options import count, int_choice, positive_float
 from edge.errors import CLIError
+from edge.option_types import count, int_choice, positive_float
 from firmware_bridge import tables
 
 
@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def robot_chains(robot: str) -> list[tuple[str, int, dict[int, str]]]:
     """(bus name, baud rate, {id: model}) for every bus of a robot file, shadows included."""
-    from calibration import load_robot_config
+    from edge.robot.robot_file import load_robot_config
 
     config = load_robot_config(robot)
     return [(bus.name, bus.baudrate, {m.id: m.model for m in (*bus.motors, *bus.shadows)}) for bus in config.buses]

@@ -4,39 +4,25 @@ Runs the package's runner on edge.sim's reach-around-an-obstacle task (20 Hz, fa
 time) and prints the success rate, collisions and the share of episodes passing the obstacle on each
 side, seams, jerk, stale actions and holding. `--delay-ticks D` executes chunks as the robot does, on a virtual
 clock, each merged D ticks after its observation (`--merge` as on the robot); without it, LeRobot's synchronous
-select_action. The same evaluation on the PyTorch networks is the workstation's `edge-export eval` (export/cli.py),
-which shares `add_options` and `evaluate_command`: the robot side never imports export.
+select_action. The evaluation itself is edge/sim/eval_command.py, which the workstation's `edge-export eval`
+(export/cli.py) runs on the PyTorch networks; this command picks the backend and its precision.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import sys
-import time
 from functools import partial
-from pathlib import Path
-from typing import Callable
 
-from edge.commands.demo import resolve_package
-from edge.commands.options import count, non_negative_int, seed
 from edge.errors import CLIError
-from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends import BACKENDS, get_backend
-from edge.runtime.backends.base import Backend
-from edge.runtime.files import check_writable
-from edge.runtime.package import load_package
-from edge.runtime.policies import runner_class
-from edge.runtime.schedulers import SAMPLERS
-from edge.sim.evaluate import COLUMNS, evaluate, format_row, runner_options, text_table
+from edge.sim.eval_command import add_eval_arguments, run_evaluation
 
 PYTORCH_MOVED = "edge-export eval PACKAGE [--checkpoint DIR] ... (workstation, needs torch)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="success rate of a policy package on the simulated reach task")
-    add_options(p)
+    add_eval_arguments(p)
     p.add_argument("--backend", default=None, choices=BACKENDS, help="runtime backend (default auto; "
                    "onnxruntime when --precision is given)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
@@ -44,26 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--pytorch", action="store_true", help=f"moved: {PYTORCH_MOVED}")
     p.add_argument("--checkpoint", default=None, help=f"moved with --pytorch: {PYTORCH_MOVED}")
     return p
-
-
-def add_options(p: argparse.ArgumentParser) -> None:
-    """The options every evaluation takes, whatever runs the networks (`edge eval`, `edge-export eval`)."""
-    p.add_argument("package", help="policy package directory, or act|diffusion|vqbet for a bundled demo package")
-    p.add_argument("--episodes", type=count, default=50, help="episodes (default 50)")
-    p.add_argument("--seed", type=seed, default=1000, help="seed of the scenes and of the policy's sampler (default 1000)")
-    p.add_argument("--steps", type=count, default=None, help="diffusion: num_inference_steps K")
-    p.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help="diffusion: sampler (default the checkpoint's; dpmsolver++ and unipc are the few-step solvers)")
-    p.add_argument("--greedy", action="store_true", help="vqbet: arg-max codes instead of sampling")
-    p.add_argument("--delay-ticks", type=non_negative_int, default=None, metavar="D",
-                   help="execute chunks asynchronously on a virtual clock, each merged D ticks after its observation "
-                        "tick (default: LeRobot's synchronous select_action)")
-    p.add_argument("--merge", choices=ALL_MERGE_RULES, default=None,
-                   help="with --delay-ticks: how overlapping chunks merge (default latest; rtc for diffusion, forecast for act)")
-    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,72 +40,5 @@ def run(args: argparse.Namespace) -> int:
         backend = partial(get_backend, args.backend or "onnxruntime", precision=args.precision)
     else:
         backend = partial(get_backend, args.backend or "auto")
-    return evaluate_command(args, backend, args.precision or "default")
+    return run_evaluation(args, backend, args.precision or "default")
 
-
-def evaluate_command(args: argparse.Namespace, make_backend: Callable[[], Backend], label: str,
-                     name: str | None = None) -> int:
-    """Evaluate `args.package` on the backend `make_backend` returns; print the table and summary.
-
-    `label` names the configuration in the table ("default", "fp16", "pytorch"), `name` the backend in the log
-    and the JSON (default: the backend's own description).
-    """
-    if args.json is not None:
-        check_writable(args.json, "--json")
-    if args.merge is not None and args.delay_ticks is None:
-        raise CLIError("--merge applies to asynchronous execution: give --delay-ticks D as well")
-    merge = args.merge or "latest"
-    path = resolve_package(args.package)
-    package = load_package(path)
-    if args.delay_ticks is not None:
-        check_merge_rule(package.manifest.policy_type, merge)
-    cls = runner_class(package.manifest.policy_type)
-    options = runner_options(cls, seed=args.seed, num_inference_steps=args.steps, sampler=args.sampler,
-                             greedy=args.greedy or None, rtc=True if merge == "rtc" else None)
-    unused = [flag for flag, value, key in (("--steps", args.steps, "num_inference_steps"),
-                                            ("--sampler", args.sampler, "sampler"),
-                                            ("--greedy", args.greedy or None, "greedy"))
-              if value is not None and key not in options]
-    if unused:
-        raise CLIError(f"{', '.join(unused)} do(es) not apply to a {package.manifest.policy_type} policy")
-    with contextlib.closing(make_backend()) as backend, cls(package, backend, **options) as policy:
-        name = name or policy.backend.describe()
-        print(f"evaluating {path} ({package.manifest.policy_type}) on {name}: {args.episodes} episodes, "
-              f"seed {args.seed}" + "".join(f", {k}={v}" for k, v in options.items() if k != "seed"), file=sys.stderr)
-        t0 = time.monotonic()
-        tty = sys.stderr.isatty()
-
-        def progress(i: int, r) -> None:  # noqa: ANN001
-            if args.quiet:
-                return
-            line = (f"  episode {i}/{args.episodes}: {r.successes} successes, {r.collisions} collisions, "
-                    f"left {r.sides['left']} / right {r.sides['right']}  ({time.monotonic() - t0:.1f} s)")
-            sys.stderr.write(("\r" + line if tty else line + "\n"))
-            sys.stderr.flush()
-
-        result = evaluate(policy, args.episodes, args.seed, progress=progress, delay_ticks=args.delay_ticks,
-                          merge=merge)
-        if tty and not args.quiet:
-            sys.stderr.write("\n")
-        scheduler = getattr(policy, "scheduler", None)  # Diffusion: the sampler and K actually used
-        if scheduler is not None:
-            label += f"/{scheduler.name}-{scheduler.num_inference_steps}"
-        if options.get("greedy"):
-            label += "/greedy"
-        if args.delay_ticks is not None:
-            label += f"/D={args.delay_ticks}/{merge}"
-        row = format_row(f"{package.manifest.policy_type}/{label}", result)
-        print(text_table([row[:3] + row[4:]], COLUMNS[:3] + COLUMNS[4:]))
-        s = result.summary()
-        print(f"success {100 * s['success_rate']:.1f}% ({result.successes}/{result.episodes}), collisions "
-              f"{result.collisions}, timeouts {result.timeouts}, left {100 * s['left']:.1f}% / right "
-              f"{100 * s['right']:.1f}%, {time.monotonic() - t0:.1f} s")
-        print(f"seams {s['seams']['count']} (jump p95 {s['seams']['jump_p95']:.2f}, max {s['seams']['jump_max']:.2f} "
-              f"policy units), jerk rms {s['jerk_rms']:.0f} units/s^3, dropped {s['dropped']}, holding "
-              f"{100 * s['holding_share']:.1f}% of ticks")
-        if args.json is not None:
-            execution = ({"execution": "synchronous"} if args.delay_ticks is None else
-                         {"execution": "asynchronous", "delay_ticks": args.delay_ticks, "merge": merge})
-            args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **execution,
-                                             **s}, indent=2))
-        return 0

@@ -11,7 +11,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from edge.commands.calibrate import add_robot_arguments, robot_from
+from edge.commands.shared import add_robot_arguments, robot_from
 from edge.errors import CLIError
 
 if TYPE_CHECKING:

@@ -23,66 +23,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edge
-from edge.commands.calibrate import (
+from edge.commands.shared import (
+    add_loop_arguments,
     add_robot_arguments,
+    apply_merge,
     calibrate_bus,
     calibrate_command,
     calibrate_if_missing,
     on_a_terminal,
+    options_from,
     robot_from,
 )
-from edge.commands.options import count, int_in, non_negative_float, only_with, positive_float
 from edge.errors import CLIError
-from edge.robot.chunks import ALL_MERGE_RULES
-from edge.runtime.backends import BACKENDS
+from edge.option_types import count, int_in, non_negative_float, positive_float
 from edge.runtime.wire import parse_server_url
 
 if TYPE_CHECKING:
-    from edge.robot.drive import DriveOptions
-
-
-def add_loop_arguments(p: argparse.ArgumentParser, hz_default: float | None,
-                       duration_default: float | None = None) -> None:
-    """Options shared by `edge run` and `edge demo`; the help states the defaults each command really has."""
-    p.add_argument("--hz", type=positive_float, default=hz_default,
-                   help=("servo loop rate (default: the robot file's control_hz)" if hz_default is None
-                         else f"servo loop rate (default {hz_default:g} Hz)")
-                   + "; the policy itself advances at its package's fps, goals interpolated in between "
-                     "(docs/robot_loop.md)")
-    p.add_argument("--async", dest="asynchronous", action="store_true",
-                   help="compute the next chunk while the current one executes (the loop never waits)")
-    p.add_argument("--merge", choices=ALL_MERGE_RULES, default="latest",
-                   help="how overlapping chunks merge (--async); rtc (diffusion): sampling guided by the committed "
-                        "actions, then latest; forecast (act): planned from the state the committed goals reach")
-    p.add_argument("--duration", type=positive_float, default=duration_default,
-                   help="seconds to run (default: until Ctrl-C)" if duration_default is None
-                   else f"seconds to run (default {duration_default:g} s, one episode)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--telemetry", type=Path, default=None, help="per-tick JSONL telemetry file")
-    p.add_argument("--summary", type=Path, default=None, help="write the end-of-run summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no live status line")
-    only_with(p, "--merge", "--async")
-
-
-def apply_merge(policy, rule: str) -> None:  # noqa: ANN001 (a loaded PolicyRunner)
-    """Refuse a merge rule the loaded policy's family does not take (naming those it does); rtc turns on guided
-    sampling."""
-    from edge.robot.chunks import check_merge_rule
-    from edge.runtime.guidance import RTCOptions
-
-    check_merge_rule(policy.policy_type, rule)
-    if rule == "rtc":
-        policy.use_rtc(RTCOptions())
-
-
-def options_from(args: argparse.Namespace, hz: float) -> DriveOptions:
-    from edge.robot.drive import DriveOptions
-
-    return DriveOptions(hz=hz, duration_s=args.duration, asynchronous=args.asynchronous, merge=args.merge,
-                        telemetry_path=args.telemetry, summary_path=args.summary, status=not args.quiet,
-                        record=record_options(args), display=getattr(args, "display", False),
-                        display_ip=getattr(args, "display_ip", None),
-                        display_port=getattr(args, "display_port", None) or 9876)
+    from edge.robot.record.episodes import RecordOptions
 
 
 def _task(text: str) -> str:
@@ -131,8 +88,9 @@ def check_record_arguments(args: argparse.Namespace) -> None:
         raise CLIError("--display-ip/--display-port only apply with --display")
 
 
-def record_options(args: argparse.Namespace):  # noqa: ANN201 - RecordOptions | None, imported lazily
-    if getattr(args, "record", None) is None:
+def record_options(args: argparse.Namespace) -> RecordOptions | None:
+    """The recording --record and its options ask for, None without --record."""
+    if args.record is None:
         return None
     from edge.robot.record.episodes import RecordOptions
 
@@ -212,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration, loop_hz=hz)
         try:
-            drive(robot, policy, options_from(args, hz))
+            drive(robot, policy, options_from(args, hz, record_options(args)))
         except CalibrationMismatch as exc:  # refused before torque-on: nothing moved
             print(exc.table, file=sys.stderr)
             if not on_a_terminal():
@@ -226,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                     calibrate_bus(bus, args.bus_slack_ms, factory=False)
             robot = Robot(config, static_features=features, bus_timeout_slack_ms=args.bus_slack_ms,
                           write_calibration=answer.strip().lower() != "c", loop_hz=hz)
-            drive(robot, policy, options_from(args, hz))
+            drive(robot, policy, options_from(args, hz, record_options(args)))
     return 0
 
 
@@ -255,7 +213,7 @@ def run_remote(args: argparse.Namespace, config) -> int:  # noqa: ANN001
         robot = Robot(config, static_features=parse_features(args.feature), bus_timeout_slack_ms=args.bus_slack_ms,
                       write_calibration=args.write_calibration, loop_hz=hz)
         args.asynchronous = True  # the loop never waits on the network
-        drive(robot, planner, options_from(args, hz))
+        drive(robot, planner, options_from(args, hz, record_options(args)))
     except CalibrationMismatch as exc:
         print(exc.table, file=sys.stderr)
         raise

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
 
-from edge.commands.options import int_in
+from edge.option_types import int_in
 from edge.errors import CLIError
 
 if TYPE_CHECKING:
@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     options = [_options(args, p.manifest.policy_type) for p in packages]
     if (args.sampler or args.steps) and not any(p.manifest.policy_type == "diffusion" for p in packages):
         raise CLIError("--sampler/--steps apply to Diffusion packages; none is given")
+    if args.backend == "tensorrt":
+        from edge.runtime.package.batches import load_batches
+        for path, package in zip(args.packages, packages):
+            if load_batches(package) is not None:
+                raise CLIError(f"{path}: its serve/ batch graphs have no TensorRT engines (edge build builds the "
+                               "batch-1 graphs only); serve with --backend auto or onnxruntime, or without serve/")
     from edge.serve.repository import write_repository
 
     def write(root: Path, link: bool) -> None:
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace, packages: list[PolicyPackage], write: Callable[[Path], None]) -> NoReturn:
     """Run tritonserver on a private repository of `packages` until a signal (exit 128 + N) or until it dies."""
     from edge.runtime.wire import model_name, package_identity
+    from edge.serve.model import batching
     from edge.serve.triton import ServerOptions, running
 
     options = ServerOptions(args.host, args.grpc_port, args.http_port, args.metrics_port, args.tls_cert,
@@ -101,7 +108,8 @@ def serve(args: argparse.Namespace, packages: list[PolicyPackage], write: Callab
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     names = [model_name(p) for p in args.packages]
     for name, path, package in zip(names, args.packages, packages):
-        say(f"{name}: {package.manifest.policy_type}, identity {package_identity(path).hex()[:16]}, from {path}")
+        say(f"{name}: {package.manifest.policy_type}, identity {package_identity(path).hex()[:16]}, from {path}; "
+            f"{batching(package)}")
     with running(write, options) as server:
         say(f"tritonserver (pid {server.process.pid}) loading {', '.join(names)}: each model computes one chunk "
             f"first; log {server.log}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.commands.calibrate import robot_from
-from edge.commands.options import non_negative_float
+from edge.commands.shared import robot_from
 from edge.errors import CLIError
+from edge.option_types import non_negative_float
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -2,8 +2,10 @@
 
 `Camera` is the interface the robot reads (LeRobot's `read_latest` idea): `latest()` returns at once with the
 newest frame and its capture time, so a 30 fps camera costs a 100 Hz tick nothing; how old that frame is at the
-tick is the robot's business (a frame older than `max_age_s` is a camera fault). `OpenCVCamera` opens what the
-robot file's `cameras:` names through OpenCV: a device index or /dev/video* path, a video file or image sequence
+tick is the robot's business (a frame older than `max_age_s` is a camera fault). `CAMERAS` maps the robot file's
+camera `type:` to what builds its Camera subclass and checks the type's own options (errors name the camera and
+the option); `open_camera` builds one. `OpenCVCamera` (type `opencv`) opens what the robot file names through
+OpenCV: a device index or /dev/video* path, a video file or image sequence
 (played at its own frame rate and looped, so a recording stands in for a camera), or a GStreamer pipeline (Jetson
 CSI cameras; needs an OpenCV built with GStreamer, as JetPack's is). Frames are uint8 HWC RGB, rotated as
 configured, exactly as LeRobot's OpenCVCamera delivers them, and read-only (a published frame is never reused).
@@ -15,12 +17,14 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-from calibration.robot_config import DEFAULT_FRAME_PERIODS, CameraConfig
 from edge.errors import EdgeError
+from edge.robot.robot_file.schema import DEFAULT_FRAME_PERIODS, CameraConfig
 
 logger = logging.getLogger(__name__)
 FIRST_FRAME_TIMEOUT_S = 5.0
@@ -75,10 +79,90 @@ def has_gstreamer(cv2: Any) -> bool:
     return "YES" in line
 
 
+ROTATIONS = (0, 90, 180, 270)
+
+
+@dataclass(frozen=True)
+class OpenCVCameraConfig:
+    """An `opencv` camera, as LeRobot's OpenCVCameraConfig describes it.
+
+    source: a device index, a /dev/video* path, a video file or image sequence (`frame_%03d.jpg`; played at its own
+    frame rate, looping) or a GStreamer pipeline string (contains '!'). width/height: the frame the policy gets,
+    after `rotation` (degrees clockwise; 90/270 capture height x width, as LeRobot). max_age_ms: an older frame at
+    a tick is a camera fault (None: DEFAULT_FRAME_PERIODS frame periods).
+    """
+
+    source: int | str
+    width: int
+    height: int
+    fps: float | None = None
+    fourcc: str | None = None
+    rotation: int = 0
+    max_age_ms: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """"index", "device", "gstreamer" or "file"."""
+        if isinstance(self.source, int):
+            return "index"
+        if "!" in self.source:
+            return "gstreamer"
+        return "device" if self.source.startswith("/dev/") else "file"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The delivered frame: (height, width, 3), uint8 RGB."""
+        return (self.height, self.width, 3)
+
+    @classmethod
+    def from_config(cls, name: str, config: CameraConfig) -> OpenCVCameraConfig:
+        """Check the robot file entry's opencv options (source required; fourcc, rotation); a video file source,
+        relative to the robot file's folder, must exist."""
+        where = f"camera {name}"
+        unknown = sorted(set(config.options) - {"source", "fourcc", "rotation"})
+        if unknown:
+            raise CameraError(f"{where}: unknown option(s) {', '.join(unknown)} for type opencv (its options: "
+                              "source, fourcc, rotation)")
+        source = config.options.get("source")
+        if isinstance(source, bool) or not isinstance(source, (int, str)) or source == "" or (
+                isinstance(source, int) and source < 0):
+            raise CameraError(f"{where}: option 'source': expected a device index >= 0, a /dev/video* path, a "
+                              f"video file or a GStreamer pipeline, got {source!r}")
+        fourcc = config.options.get("fourcc")
+        if fourcc is not None and (not isinstance(fourcc, str) or len(fourcc) != 4):
+            raise CameraError(f"{where}: option 'fourcc': expected 4 characters such as MJPG, got {fourcc!r}")
+        rotation = config.options.get("rotation", 0)
+        if isinstance(rotation, bool) or rotation not in ROTATIONS:
+            raise CameraError(f"{where}: option 'rotation': expected one of {ROTATIONS}, got {rotation!r}")
+        camera = cls(source, config.width, config.height, config.fps, fourcc, rotation, config.max_age_ms)
+        if camera.kind != "file":
+            return camera
+        path = (config.base_dir / Path(str(source)).expanduser()).resolve()
+        if not any(p.is_file() for p in _first_files(path)):
+            raise CameraError(f"{where}: option 'source': no video file (or image sequence) {path}")
+        return replace(camera, source=str(path))
+
+
+def _first_files(path: Path) -> list[Path]:
+    """The file itself, or the first frames of an image sequence such as `frame_%03d.jpg` (OpenCV numbers from 0
+    or 1)."""
+    if "%" not in path.name:
+        return [path]
+    try:
+        return [path.parent / (path.name % i) for i in (0, 1)]
+    except (TypeError, ValueError):
+        return [path]
+
+
 class OpenCVCamera(Camera):
     """One robot-file camera on a background capture thread (see the module docstring)."""
 
-    def __init__(self, name: str, config: CameraConfig) -> None:
+    @classmethod
+    def from_config(cls, name: str, config: CameraConfig) -> OpenCVCamera:
+        """The `opencv` camera of the robot file's entry `name` (options checked by OpenCVCameraConfig)."""
+        return cls(name, OpenCVCameraConfig.from_config(name, config))
+
+    def __init__(self, name: str, config: OpenCVCameraConfig) -> None:
         self.name = name
         self.config = config
         self.shape = config.shape
@@ -205,6 +289,22 @@ class OpenCVCamera(Camera):
         cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
+
+
+CameraFactory = Callable[[str, CameraConfig], Camera]  # (feature name, robot file entry) -> a camera, not started
+# robot file camera `type:` -> what builds it, checking the type's options (edge/robot/robot_file/reader.py CAMERA_TYPES
+# lists the same names for the file's check; tests/robot/test_camera_table.py holds them equal)
+CAMERAS: dict[str, CameraFactory] = {"opencv": OpenCVCamera.from_config}
+
+
+def open_camera(name: str, config: CameraConfig) -> Camera:
+    """The camera the robot file's entry `name` describes, built by its type's class (not started)."""
+    try:
+        factory = CAMERAS[config.type]
+    except KeyError:
+        raise CameraError(f"camera {name}: no camera for type {config.type!r} here (known: "
+                          f"{', '.join(CAMERAS)})") from None
+    return factory(name, config)
 
 
 def list_cameras() -> tuple[list[dict[str, Any]], bool]:

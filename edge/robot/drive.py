@@ -217,13 +217,13 @@ def how_it_ended(robot: Robot, ended: BaseException | None) -> str:
     """The closing line: a clean end, an interruption, or the safety reaction and what it left in force."""
     if robot.tripped is not None:
         reaction = robot.config.safety.reaction
-        delays = [a.safety.reaction_delay_s for a in robot.arms if a.safety.reaction_delay_s is not None] or [0.0]
-        limp = sorted(m for a in robot.arms for m in a.safety.limp)
+        delay = robot.reaction_delay_s or 0.0
+        limp = robot.limp_joints
         state = ("torque left ON, holding the last safe goal (the Bus Watchdog stops any motion once this process "
                  "is gone); `edge reboot` clears latched hardware errors" if reaction == "hold" else "torque off")
         if limp:
             state += f"; no torque on {', '.join(limp)}"
-        return (f"stopped by a safety reaction ({reaction}, {max(delays) * 1e3:.0f} ms after the first fault): "
+        return (f"stopped by a safety reaction ({reaction}, {delay * 1e3:.0f} ms after the first fault): "
                 f"{robot.tripped}; no rest-pose motion; {state}; port released")
     if isinstance(ended, PolicyOutputError):
         return f"error: {ended}; torque off, port released"

@@ -230,8 +230,7 @@ class ServerWatch:
             if overdue is not None:
                 raise PolicyServerError(f"policy server {self.planner.url} gave no chunk for {overdue:.0f} ms")
         except PolicyServerError as exc:
-            for arm in self.robot.arms:  # the reaction the robot file configures; goals are suppressed from now on
-                arm.safety.trip(str(exc))
+            self.robot.trip(str(exc))  # the reaction the robot file configures; goals are suppressed from now on
             return StepResult(None, 0, None)
         return result
 

@@ -41,11 +41,12 @@ def rtc_weights(rows: int, committed: int, delay: int, decay: float) -> np.ndarr
 
 
 class ChunkGuide:
-    """A `schedulers.Guide` for one chunk: target rows (normalised) and their weights over the sampled horizon."""
+    """A `schedulers.Guide` for one chunk or a batch of them: target rows (normalised; (horizon, action_dim) or
+    (B, horizon, action_dim)) and their weights over the sampled horizon ((horizon,) or (B, horizon))."""
 
     def __init__(self, target: np.ndarray, weights: np.ndarray, consistent_noise: bool):
-        self.target = target.astype(np.float32)[None]  # (1, horizon, action_dim)
-        self.weights = weights.astype(np.float32)[None, :, None]  # (1, horizon, 1)
+        self.target = target.astype(np.float32).reshape(-1, *target.shape[-2:])  # (B, horizon, action_dim)
+        self.weights = weights.astype(np.float32).reshape(-1, weights.shape[-1], 1)  # (B, horizon, 1)
         self.rows = self.weights > 0
         self.consistent_noise = consistent_noise and bool(self.rows.any())
 
@@ -58,11 +59,30 @@ class ChunkGuide:
         return np.where(self.rows, (sample - x0 * sqrt_a) / sqrt_b, eps).astype(np.float32)
 
 
-def chunk_guide(options: RTCOptions, committed: np.ndarray, delay: int, offset: int, horizon: int) -> ChunkGuide:
-    """The guide for a horizon whose row `offset` is the observation tick; `committed` is normalised (k, dim)."""
+def _guide_rows(options: RTCOptions, committed: np.ndarray, delay: int, offset: int,
+                horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(horizon, action_dim) target and (horizon,) weights for one chunk whose row `offset` is the observation tick."""
     k = min(len(committed), horizon - offset)
     target = np.zeros((horizon, committed.shape[1]), np.float32)
     target[offset:offset + k] = committed[:k]
     weights = np.zeros(horizon, np.float32)
     weights[offset:] = rtc_weights(horizon - offset, k, delay, options.decay)
+    return target, weights
+
+
+def chunk_guide(options: RTCOptions, committed: np.ndarray, delay: int, offset: int, horizon: int) -> ChunkGuide:
+    """The guide for a horizon whose row `offset` is the observation tick; `committed` is normalised (k, dim)."""
+    return ChunkGuide(*_guide_rows(options, committed, delay, offset, horizon), options.consistent_noise)
+
+
+def batch_guide(options: RTCOptions, committed: list[np.ndarray], delays: list[int], offset: int, horizon: int,
+                batch: int) -> ChunkGuide | None:
+    """One guide for a batch of `batch` chunks, row i steered toward committed[i] (normalised; none: weight 0, which
+    leaves its x_0 exactly as unsteered), rows past len(committed) (padding) unsteered; None if no row commits."""
+    if not any(len(c) for c in committed):
+        return None
+    target = np.zeros((batch, horizon, committed[0].shape[1]), np.float32)
+    weights = np.zeros((batch, horizon), np.float32)
+    for i, (rows, delay) in enumerate(zip(committed, delays)):
+        target[i], weights[i] = _guide_rows(options, rows, delay, offset, horizon)
     return ChunkGuide(target, weights, options.consistent_noise)

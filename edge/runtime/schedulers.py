@@ -9,23 +9,20 @@ checkpoint's timestep spacing; LeRobot's clip_sample clips their x0 prediction a
 clip_sample_range 1 that is diffusers' `thresholding=True, sample_max_value=1`). Per-step constants are float32
 scalars computed in diffusers' order and kept as Python floats, so `step`'s array arithmetic is float32 on numpy
 1.x and 2.x alike and also runs unchanged on torch tensors (the exporter unrolls DDIM into fused graphs with
-these very constants).
+these very constants). The schedule's config (SchedulerConfig) and the sampler names (SAMPLERS) belong to the
+package format (edge/runtime/package/policy_sections.py); SCHEDULERS below has one class per name.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge.errors import OptionError
+from edge.runtime.package import SAMPLERS, SchedulerConfig
 
-SAMPLERS = ("ddim", "ddpm", "dpmsolver++", "unipc")
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-PREDICTION_TYPES = ("epsilon", "sample")
-TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 F32 = np.float32
 
 
@@ -37,33 +34,6 @@ class Guide(Protocol):
 
     def noise(self, eps: Any, x0: Any, sample: Any, sqrt_a: float, sqrt_b: float) -> Any:
         """DDIM/DDPM: the noise prediction to step with, given the blended x_0."""
-
-
-@dataclass
-class SchedulerConfig:
-    """The training-time noise schedule (from the checkpoint) plus diffusers' defaults LeRobot leaves alone."""
-
-    num_train_timesteps: int
-    beta_start: float
-    beta_end: float
-    beta_schedule: str
-    prediction_type: str
-    clip_sample: bool
-    clip_sample_range: float
-    set_alpha_to_one: bool = True
-    steps_offset: int = 0
-    timestep_spacing: str = "leading"
-    variance_type: str = "fixed_small"
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("beta_schedule", self.beta_schedule, BETA_SCHEDULES),
-                                     ("prediction_type", self.prediction_type, PREDICTION_TYPES),
-                                     ("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS),
-                                     ("variance_type", self.variance_type, ("fixed_small",))):
-            if value not in allowed:
-                raise OptionError(f"scheduler {name} {value!r} is not supported (supported: {list(allowed)})")
-        if self.num_train_timesteps < 1:
-            raise OptionError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
 
 
 def _linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
@@ -323,6 +293,7 @@ class UniPCMultistepScheduler(MultistepScheduler):
         return prev
 
 
+# one per name in the package format's SAMPLERS (tests/test_policy_families.py holds them together)
 SCHEDULERS = {cls.name: cls for cls in (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
                                         UniPCMultistepScheduler)}
 

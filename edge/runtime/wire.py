@@ -6,8 +6,8 @@ last n_obs_steps normalised observations, the first one copied to fill it as LeR
 plus `committed` float32 (P, action_dim) padded with zeros and `committed_rows` int32 (1,) (the real-time chunking
 planner interface's committed actions, k ≤ P rows), `delay` int32 (1,) and `seed` int64 (1,). The server answers
 `chunk` float32 (P, action_dim) in policy units (row 0 = the observation tick), `identity` uint8 (32,) — the
-sha256 of the package's manifest.json —, `compute_ms` float32 (1,), the server's compute for that chunk, and
-`batch` int32 (1,), the rows of the batch Triton formed around it.
+sha256 of the package's manifest.json —, `compute_ms` float32 (1,), the server's compute for the run that chunk
+was part of, and `batch` int32 (1,), the rows of the batch Triton formed around it.
 
 The seed's noise stream: `numpy.random.default_rng(seed)` gives the family's randomness in the order the local
 runner draws it — Diffusion: the initial noise (chunk_size, action_dim) with `standard_normal(dtype=float32)`, then

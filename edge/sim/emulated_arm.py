@@ -16,11 +16,11 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import yaml
 
-from calibration import BusConfig, RobotConfig, load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.control_loop import LoopConfig, run_loop
 from edge.robot.executors import AsyncExecutor, SyncExecutor
 from edge.robot.robot import Robot
+from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
 from edge.robot.telemetry import Telemetry, TickRecord
 from edge.runtime.policies.base import PolicyRunner
 from firmware_bridge.emulator import ServoEmulator, default_arm_motors

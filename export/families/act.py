@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from edge.runtime.package import ACTSection, Chunking
@@ -46,5 +45,3 @@ def build(ckpt: Checkpoint, options: ExportOptions) -> FamilyExport:
                         temporal_ensemble_coeff=config.temporal_ensemble_coeff)
     return FamilyExport(graphs=[graph], chunking=chunking, policy=ACTSection())
 
-
-torch.backends.mha.set_fastpath_enabled(False)  # the MHA fast path does not export

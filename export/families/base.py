@@ -47,6 +47,7 @@ class ExportOptions:
     graph_rewrites: bool = True  # export/graph_rewrites.py: equivalent rewrites for ONNX Runtime's CPU kernels
     cpu_precision: str = "fp32"  # or "int8": export/cpu_precision.py, for the families in INT8_FAMILIES
     fps: int | None = None  # the policy's action rate, recorded as the manifest's dataset.fps
+    serve_batches: tuple[int, ...] = ()  # batch sizes B >= 2 for `edge serve`: export/serve_batches.py
     extra: dict[str, Any] = field(default_factory=dict)
 
 

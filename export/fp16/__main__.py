@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.commands.options import count, positive_float, seed
 from edge.exit_status import run_command, signals_interrupt
+from edge.option_types import count, positive_float, seed
 from export.workstation import require_workstation
 
 

@@ -1,24 +1,22 @@
 """`python -m export.train {act,diffusion,vqbet} --out DIR [--episodes N] [--steps N] [--seed S]`.
 
 Generates expert demonstrations of the reach task and trains one family on them; the result is a
-LeRobot-format pretrained_model/ that `edge-export` reads like any other checkpoint. Each family
-module in export/train/ defines IMAGES (whether it needs the camera) and
-train_policy(data, out, steps, seed) -> Path.
+LeRobot-format pretrained_model/ that `edge-export` reads like any other checkpoint. The families are export's
+table (export/families/__init__.py); each one's trainer, export/train/<family>.py, defines IMAGES (whether it
+needs the camera) and train_policy(data, out, steps, seed) -> Path.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-from edge.commands.options import count, seed
 from edge.exit_status import run_command
+from edge.option_types import count, seed
+from export.families import FAMILIES, known_family
 from export.train.dataset import generate
 from export.workstation import require_workstation
-
-FAMILIES = ("act", "diffusion", "vqbet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     """Generate the demonstrations and train the family (needs the workstation's PyTorch)."""
     require_workstation("python -m export.train")
-    family = importlib.import_module(f"export.train.{args.family}")
-    print(f"generating {args.episodes} expert episodes{' with camera frames' if family.IMAGES else ''}",
+    trainer = known_family(args.family).trainer()
+    print(f"generating {args.episodes} expert episodes{' with camera frames' if trainer.IMAGES else ''}",
           file=sys.stderr, flush=True)
-    data = generate(args.episodes, seed=args.seed, images=family.IMAGES)
+    data = generate(args.episodes, seed=args.seed, images=trainer.IMAGES)
     kwargs = {} if args.steps is None else {"steps": args.steps}
-    out = family.train_policy(data, args.out, seed=args.seed, **kwargs)
+    out = trainer.train_policy(data, args.out, seed=args.seed, **kwargs)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

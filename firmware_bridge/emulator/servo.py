@@ -199,10 +199,6 @@ class EmulatedServo:
         turned = self.direction * self.motor.shaft
         self.origin = math.floor(turned / self.model.resolution) * self.model.resolution
 
-    def _shaft_for(self, goal: int) -> float:
-        """Shaft ticks at which Present_Position would read `goal`."""
-        return self.direction * (goal - self.homing + self.origin)
-
     def _hold_here(self) -> None:
         """Goal_Position = Present_Position and the profile at rest there."""
         self.put("Goal_Position", round(self.actual) + self.homing)

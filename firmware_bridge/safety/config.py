@@ -67,6 +67,20 @@ class SafetyCounters:
         """'clamped=3 step_capped=10' for the non-zero counters."""
         return " ".join(f"{k}={v}" for k, v in asdict(self).items() if v) or "no interventions"
 
+    @property
+    def interventions(self) -> int:
+        """The run summary's "safety interventions": every INTERVENTIONS counter added up (read every tick)."""
+        return self.clamped + self.step_capped + self.non_finite + self.missing + self.reactions + self.suppressed
+
+    @property
+    def bus_errors(self) -> int:
+        """Failed transactions and hardware-error alerts: the run summary's "bus errors"."""
+        return self.comm_errors + self.hardware_errors
+
+    def breakdown(self) -> dict[str, int]:
+        """Each INTERVENTIONS counter's count, in INTERVENTIONS order (what `interventions` adds up)."""
+        return {name: getattr(self, name) for name in INTERVENTIONS}
+
 
 # The counters that make up "safety interventions" in a run's summary, and what each means (edge run prints this).
 INTERVENTIONS = {

@@ -1,11 +1,12 @@
 """SafetyLayer: one bus's guard, composing the sanitizer, the error window, the stop signals and the rest pose.
 
-Works in raw ticks; per-joint limits come from the calibration layer. One control tick is:
+Works in raw ticks on any `MotorsBus` (firmware_bridge/motors_bus.py; DynamixelBus is the one); per-joint limits
+come from the calibration layer. One control tick is:
 
     bus.connect()                       # the bus belongs to its creator, who also releases it
     with SafetyLayer(bus, limits, SafetyConfig(max_step_ticks=40, error_window_s=0.1)) as safety:
         while running:                  # entered: goal = present, torque on, Bus Watchdog armed, signal handlers
-            present = safety.observe()  # sync_read Present_Position; on a failed read: last good reading
+            present = safety.observe()  # bus.read_positions; on a failed read: last good reading
             goals = policy(present)     # ticks, floats allowed
             sent = safety.step(goals)   # clamped, step-capped goals actually written (ints)
     bus.disconnect(disable_torque=False)  # torque is the layer's call: off, or left on by a `hold` reaction
@@ -26,14 +27,13 @@ refused at start. SIGINT/SIGTERM/SIGHUP raise `SafetyStop` in the loop, or `Safe
 from __future__ import annotations
 
 import logging
-import math
 import signal
 from collections.abc import Iterable, Mapping
 from types import FrameType
 
 from firmware_bridge import tables
-from firmware_bridge.bus import BusError, DynamixelBus
 from firmware_bridge.errors import FirmwareBridgeError
+from firmware_bridge.motors_bus import WATCHDOG_FIRED, BusError, MotorsBus
 from firmware_bridge.safety.config import SafetyConfig, SafetyCounters, SafetyRefused
 from firmware_bridge.safety.faults import FaultWindow, SafetyTripped
 from firmware_bridge.safety.rest_pose import move_to_rest
@@ -51,7 +51,7 @@ class SafetyLayer:
     (shadow servos, which follow their joint through Secondary_ID).
     """
 
-    def __init__(self, bus: DynamixelBus, limits: Mapping[str, tuple[int, int]], config: SafetyConfig,
+    def __init__(self, bus: MotorsBus, limits: Mapping[str, tuple[int, int]], config: SafetyConfig,
                  watch: Iterable[str] = ()) -> None:
         watched = list(watch)
         missing = [m for m in bus.motors if m not in limits and m not in watched]
@@ -78,8 +78,8 @@ class SafetyLayer:
         self.faults = FaultWindow(config.error_window_s, config.recovery_reads, self._react)
         self.faulted: dict[str, str] = {}  # motor -> latched hardware error
         self.limp: set[str] = set()  # motors read back with torque off: never commanded again
-        self._readbacks = 0  # read-backs done: which register the next one reads
-        self._watchdog_units = 0  # what Bus_Watchdog must read back once armed (0: not armed)
+        self._readbacks = 0  # read-backs done: whether the next one reads torque or the watchdog
+        self._watchdog_ms = 0  # the watchdog window the servos must read back once armed (0: not armed)
         self.present: dict[str, int] = {}
         self.closed = False  # shutdown() has run: nothing more is commanded, torque was dealt with
         self._goal: dict[str, int] = {}
@@ -109,24 +109,20 @@ class SafetyLayer:
         Refuses (SafetyRefused, nothing written) joints outside their limits and joints in a mode that does not
         follow Goal_Position (velocity, current, PWM).
         """
-        names = {v: k for k, v in tables.OPERATING_MODES.items()}
-        modes = {m: names.get(v, str(v)) for m, v in self.bus.sync_read("Operating_Mode", self.joints).items()}
+        modes = self.bus.operating_modes(self.joints)
         unusable = {m: mode for m, mode in modes.items() if mode not in tables.POSITION_MODES}
         if unusable:
             raise SafetyRefused(f"joints in a mode that ignores Goal_Position: {unusable} "
                                 f"(use {', '.join(tables.POSITION_MODES)})")
-        present = self.bus.sync_read("Present_Position", self.joints)
+        present = self.bus.read_positions(self.joints)
         outside = {m: v for m, v in present.items() if not self.limits[m][0] <= v <= self.limits[m][1]}
         if outside:
             raise SafetyRefused(f"joints outside their limits, move them inside by hand first: {outside}")
         self.modes = modes
-        self.bus.sync_write("Goal_Position", present)
+        self.bus.write_goals(present)
         self.bus.enable_torque(self.joints)
-        if self.config.watchdog_ms is not None:
-            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})  # clears a fired watchdog
-            units = math.ceil(self.config.watchdog_ms / tables.WATCHDOG_UNIT_MS)
-            self.bus.sync_write("Bus_Watchdog", {m: units for m in self.joints})
-            self._watchdog_units = units
+        if self.config.watchdog_ms is not None:  # also clears a fired watchdog
+            self._watchdog_ms = self.bus.arm_watchdog(self.joints, self.config.watchdog_ms)
         self.present, self._goal = dict(present), dict(present)
         return dict(present)
 
@@ -190,7 +186,7 @@ class SafetyLayer:
         window runs."""
         self._check_running()
         try:
-            read = self.bus.sync_read("Present_Position", self._read)
+            read = self.bus.read_positions(self._read)
         except BusError as exc:
             self._comm_fault(exc)
             return dict(self.present)
@@ -205,40 +201,39 @@ class SafetyLayer:
         return dict(self.present)
 
     def _read_back(self) -> None:
-        """Torque_Enable or Bus_Watchdog (alternately, Bus_Watchdog only when armed) of every servo read: a value
-        other than the one set at start means the servo was reset (power loss, reboot) or stopped, and its joint
-        may be limp: the reaction is taken now, and a torque-off joint is left alone."""
-        registers = ("Torque_Enable", "Bus_Watchdog") if self._watchdog_units else ("Torque_Enable",)
-        register = registers[self._readbacks % len(registers)]
+        """Torque or watchdog (alternately, the watchdog only when armed) of every servo read: a value other than
+        the one set at start means the servo was reset (power loss, reboot) or stopped, and its joint may be limp:
+        the reaction is taken now, and a torque-off joint is left alone."""
+        torque = not self._watchdog_ms or self._readbacks % 2 == 0
         self._readbacks += 1
         try:
-            values = self.bus.sync_read(register, self._read)
+            values = self.bus.torque_enabled(self._read) if torque else self.bus.read_watchdog(self._read)
         except BusError as exc:
             self._comm_fault(exc)
             return
-        expected = 1 if register == "Torque_Enable" else self._watchdog_units
+        expected = True if torque else self._watchdog_ms
         wrong = {m: v for m, v in values.items() if v != expected}
         if not wrong:
             return
-        if register == "Bus_Watchdog":  # is it limp too? (a reset servo is, unless it starts with torque on)
+        if not torque:  # is it limp too? (a reset servo is, unless it starts with torque on)
             try:
-                torque = self.bus.sync_read("Torque_Enable", list(wrong))
+                on = self.bus.torque_enabled(list(wrong))
             except BusError:
-                torque = {m: 0 for m in wrong}  # unknown: treated as limp, never commanded
-            self.limp |= {m for m, v in torque.items() if v != 1}
-        if register == "Torque_Enable":
+                on = {m: False for m in wrong}  # unknown: treated as limp, never commanded
+            self.limp |= {m for m, v in on.items() if not v}
+        if torque:
             self.limp |= set(wrong)
             known = {m: self.faulted[m] for m in wrong if m in self.faulted}
             cause = (f"hardware error: {known}, torque off on {', '.join(wrong)}" if known else
                      f"servo reset: {', '.join(wrong)} read back Torque_Enable 0 (a servo that lost power or "
                      "rebooted comes back with torque off); no goal is sent to it")
-        elif all(v == tables.WATCHDOG_FIRED for v in wrong.values()):  # a stall, not a reset: re-armed, a fault
+        elif all(v == WATCHDOG_FIRED for v in wrong.values()):  # a stall, not a reset: re-armed, a fault
             self._rearm_watchdog(list(wrong))
             return
         else:
             limp = [m for m in wrong if m in self.limp]
-            cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))}, "
-                     f"set to {expected} at start (a servo that lost power or rebooted comes back with it 0)"
+            cause = (f"servo reset: {', '.join(wrong)} read back Bus_Watchdog {sorted(set(wrong.values()))} ms, "
+                     f"set to {expected} ms at start (a servo that lost power or rebooted comes back with it 0)"
                      + (f"; torque off on {', '.join(limp)}, no goal is sent to it" if limp else ""))
         self.faults.trip(cause)
 
@@ -263,7 +258,7 @@ class SafetyLayer:
             return dict(self._goal)
         safe = self.sanitizer.sanitize(self._goal, goals)
         try:
-            self.bus.sync_write("Goal_Position", safe)
+            self.bus.write_goals(safe)
         except BusError as exc:
             self._comm_fault(exc)
             return dict(self._goal)
@@ -287,10 +282,10 @@ class SafetyLayer:
             if name in self.faulted:
                 continue
             try:
-                bits = self.bus.read("Hardware_Error_Status", name)
+                error = self.bus.hardware_error(name)
             except BusError:
-                bits = 0
-            self.faulted[name] = tables.describe_hw_error(bits) if bits else "alert"
+                error = None
+            self.faulted[name] = error or "alert"
             self.counters.hardware_errors += 1
             logger.error("hardware error on %s: %s", name, self.faulted[name])
         self.faults.fault(f"hardware error: {self.faulted}")
@@ -299,13 +294,12 @@ class SafetyLayer:
         """A Bus Watchdog that fired (the loop stalled longer than it; the servo stopped and refuses goals): cleared
         and armed again (bus_watchdog.md), and a fault in the error window, so a stall that recurs trips."""
         try:  # every joint (shadows take it through their Secondary_ID), as start() did
-            self.bus.sync_write("Bus_Watchdog", {m: 0 for m in self.joints})
-            self.bus.sync_write("Bus_Watchdog", {m: self._watchdog_units for m in self.joints})
+            self.bus.arm_watchdog(self.joints, self._watchdog_ms)
         except BusError as exc:
             self._comm_fault(exc)
             return
         self.faults.fault(f"Bus Watchdog fired on {', '.join(fired)}: no instruction reached it for "
-                          f"{self._watchdog_units * tables.WATCHDOG_UNIT_MS} ms; re-armed")
+                          f"{self._watchdog_ms} ms; re-armed")
 
     def _react(self, cause: str) -> None:
         """The configured reaction, taken once when the fault window trips. Logged at INFO only: the cause is
@@ -317,7 +311,7 @@ class SafetyLayer:
             if self.config.reaction == "torque_off":
                 self.bus.disable_torque()
             elif any(m not in self.limp for m in self._goal):
-                self.bus.sync_write("Goal_Position", {m: v for m, v in self._goal.items() if m not in self.limp})
+                self.bus.write_goals({m: v for m, v in self._goal.items() if m not in self.limp})
         except BusError as exc:
             self.counters.comm_errors += 1
             logger.error("safety reaction incomplete: %s", exc)

@@ -6,13 +6,13 @@ import logging
 import time
 from collections.abc import Mapping
 
-from firmware_bridge.bus import DynamixelBus
+from firmware_bridge.motors_bus import MotorsBus
 from firmware_bridge.safety.sanitizer import GoalSanitizer
 
 logger = logging.getLogger(__name__)
 
 
-def move_to_rest(bus: DynamixelBus, sanitizer: GoalSanitizer, goal: Mapping[str, int], rest_pose: Mapping[str, int],
+def move_to_rest(bus: MotorsBus, sanitizer: GoalSanitizer, goal: Mapping[str, int], rest_pose: Mapping[str, int],
                  timeout_s: float, tick_s: float) -> None:
     """Step the joints from `goal` (the last safe goal) toward `rest_pose` (ticks; joints it omits stay) until
     every joint is within one step of it or `timeout_s` passes (logged). BusError propagates."""
@@ -21,8 +21,8 @@ def move_to_rest(bus: DynamixelBus, sanitizer: GoalSanitizer, goal: Mapping[str,
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         goal = sanitizer.sanitize(goal, rest)
-        bus.sync_write("Goal_Position", goal)
-        present = bus.sync_read("Present_Position", list(goal))
+        bus.write_goals(goal)
+        present = bus.read_positions(list(goal))
         if goal == target and all(abs(present[m] - target[m]) <= sanitizer.max_step[m] for m in target):
             return
         time.sleep(tick_s)

@@ -20,9 +20,10 @@ from calib_lerobot_reference import lerobot_half_turn_homing
 
 import firmware_bridge.bus
 import firmware_bridge.emulator
-from calibration import load_calibration, load_robot_config
+from calibration import load_calibration
 from calibration.procedure import run_calibration
 from edge.cli import main
+from edge.robot.robot_file import load_robot_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Reply slack against the emulator, whose Python thread a loaded 2-core machine can starve for several ms

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from calib_lerobot_reference import lerobot_half_turn_homing
 
-from calibration import CalibrationError, MotorCalibration, load_calibration, load_robot_config
+from calibration import CalibrationError, MotorCalibration, load_calibration
+from edge.robot.robot_file import load_robot_config
 from calibration.procedure import (
     CalibrationAborted,
     calibration_differences,

@@ -13,7 +13,9 @@ from calib_lerobot_reference import lerobot_normalize
 
 import firmware_bridge.bus
 import firmware_bridge.emulator
-from calibration import MotorCalibration, load_robot_config, save_calibration
+from calibration import MotorCalibration, save_calibration
+from edge.robot.bus_safety import safety_config
+from edge.robot.robot_file import load_robot_config
 
 safety_module = pytest.importorskip("firmware_bridge.safety")
 
@@ -33,7 +35,7 @@ def test_observation_and_goal_through_the_safety_layer(tmp_path: Path) -> None:
         bus = firmware_bridge.bus.DynamixelBus(robot.port, robot.bus_motors(), robot.baudrate, timeout_slack_ms=15.0)
         bus.connect()
         try:
-            with safety_module.SafetyLayer(bus, norm.limits, robot.safety_config(norm)) as safety:
+            with safety_module.SafetyLayer(bus, norm.limits, safety_config(robot, norm)) as safety:
                 present = safety.observe()
                 state = norm.observation(present)
                 assert state.dtype == np.float32

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from calib_lerobot_reference import lerobot_normalize, lerobot_unnormalize
 
-from calibration import (
-    CalibrationError,
-    JointNormalizer,
-    MotorCalibration,
-    calibration_from_dict,
-    robot_config_from_dict,
-)
+from calibration import CalibrationError, JointNormalizer, MotorCalibration, calibration_from_dict
+from edge.robot.robot_file import robot_config_from_dict
 
 MODES = ["degrees", "range_m100_100", "range_0_100", "degrees", "range_m100_100", "range_0_100"]
 CALIB = {
@@ -40,15 +35,15 @@ def reference_unnormalize(values, apply_drive_mode):
 
 
 @pytest.mark.parametrize("apply_drive_mode", [False, True])
-def test_normalize_is_bit_identical_to_lerobot(apply_drive_mode: bool) -> None:
+def test_ticks_to_policy_is_bit_identical_to_lerobots_normalize(apply_drive_mode: bool) -> None:
     norm = JointNormalizer(NAMES, MODES, CALIB, apply_drive_mode=apply_drive_mode)
     rng = np.random.default_rng(0)
     for ticks in rng.integers(-200, 4300, size=(500, 6)):   # includes ticks outside the calibrated ranges
-        assert norm.normalize(ticks).tolist() == reference_normalize(ticks, apply_drive_mode)
+        assert norm.ticks_to_policy(ticks).tolist() == reference_normalize(ticks, apply_drive_mode)
 
 
 @pytest.mark.parametrize("apply_drive_mode", [False, True])
-def test_unnormalize_matches_lerobot_within_range_and_clamps_outside(apply_drive_mode: bool) -> None:
+def test_policy_to_ticks_matches_lerobots_unnormalize_within_range_and_clamps_outside(apply_drive_mode: bool) -> None:
     norm = JointNormalizer(NAMES, MODES, CALIB, apply_drive_mode=apply_drive_mode)
     rng = np.random.default_rng(1)
     values = rng.uniform(-250, 250, size=(500, 6)).astype(np.float32)  # policies emit float32
@@ -56,32 +51,32 @@ def test_unnormalize_matches_lerobot_within_range_and_clamps_outside(apply_drive
         expected = reference_unnormalize(row, apply_drive_mode)
         # LeRobot leaves out-of-range `degrees` goals to the servo limits; we clamp them to the calibrated range.
         expected = [min(CALIB[n].range_max, max(CALIB[n].range_min, t)) for n, t in zip(NAMES, expected)]
-        got = norm.unnormalize(row)
+        got = norm.policy_to_ticks(row)
         assert got.dtype == np.int64
         assert got.tolist() == expected
 
 
-def test_unnormalize_truncates_toward_zero_like_int() -> None:
+def test_policy_to_ticks_truncates_toward_zero_like_int() -> None:
     norm = JointNormalizer(["g"], ["range_0_100"], {"g": MotorCalibration(1, 0, 0, 0, 3)})
     # 50% of span 3 is 1.5 ticks: LeRobot's int() gives 1, rounding would give 2.
-    assert norm.unnormalize([50.0]).tolist() == [1]
-    assert norm.unnormalize([99.99]).tolist() == [2]
+    assert norm.policy_to_ticks([50.0]).tolist() == [1]
+    assert norm.policy_to_ticks([99.99]).tolist() == [2]
 
 
 def test_drive_mode_is_ignored_by_default_as_on_lerobots_dynamixel_bus() -> None:
     calib = {"j": MotorCalibration(1, 1, 0, 1000, 3000)}
-    assert JointNormalizer(["j"], ["range_m100_100"], calib).normalize([1000]).tolist() == [-100.0]
-    assert JointNormalizer(["j"], ["range_m100_100"], calib, apply_drive_mode=True).normalize([1000]).tolist() == [100.0]
-    assert JointNormalizer(["j"], ["degrees"], calib, apply_drive_mode=True).normalize([1000]).tolist() == \
+    assert JointNormalizer(["j"], ["range_m100_100"], calib).ticks_to_policy([1000]).tolist() == [-100.0]
+    assert JointNormalizer(["j"], ["range_m100_100"], calib, apply_drive_mode=True).ticks_to_policy([1000]).tolist() == [100.0]
+    assert JointNormalizer(["j"], ["degrees"], calib, apply_drive_mode=True).ticks_to_policy([1000]).tolist() == \
         [(1000 - 2000) * 360 / 4095]
 
 
 def test_degrees_use_mid_range_and_4095() -> None:
     norm = JointNormalizer(["j"], ["degrees"], {"j": MotorCalibration(1, 0, 0, 0, 4095)})
-    assert norm.normalize([2047]).tolist() == [-0.5 * 360 / 4095]
-    assert norm.normalize([4095]).tolist() == [180.0]
-    assert norm.unnormalize([0.0]).tolist() == [2047]
-    assert norm.unnormalize([-180.0]).tolist() == [0]
+    assert norm.ticks_to_policy([2047]).tolist() == [-0.5 * 360 / 4095]
+    assert norm.ticks_to_policy([4095]).tolist() == [180.0]
+    assert norm.policy_to_ticks([0.0]).tolist() == [2047]
+    assert norm.policy_to_ticks([-180.0]).tolist() == [0]
 
 
 def test_round_trips() -> None:
@@ -91,13 +86,13 @@ def test_round_trips() -> None:
     rng = np.random.default_rng(2)
     ticks = rng.integers(lo, hi + 1, size=(300, 6))
     for row in ticks:
-        back = norm.unnormalize(norm.normalize(row))
+        back = norm.policy_to_ticks(norm.ticks_to_policy(row))
         assert np.all(np.abs(back - row) <= 1)  # truncation toward zero may lose at most one tick
     one_tick = np.where(np.array(MODES) == "degrees", 360 / 4095,
                         np.where(np.array(MODES) == "range_m100_100", 200 / (hi - lo), 100 / (hi - lo)))
     for row in ticks:
-        units = norm.normalize(row)
-        assert np.all(np.abs(norm.normalize(norm.unnormalize(units)) - units) <= one_tick + 1e-9)
+        units = norm.ticks_to_policy(row)
+        assert np.all(np.abs(norm.ticks_to_policy(norm.policy_to_ticks(units)) - units) <= one_tick + 1e-9)
 
 
 def test_observation_and_goal_for_the_control_loop() -> None:

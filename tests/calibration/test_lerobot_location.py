@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from calibration import CalibrationError, RobotConfigError, load_robot_config
+from calibration import CalibrationError
 from calibration.lerobot_paths import calibration_root, hf_lerobot_home, joint_feature_names, robot_calibration_file
+from edge.errors import RobotConfigError
+from edge.robot.robot_file import load_robot_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ROOT = Path(__file__).resolve().parents[2]

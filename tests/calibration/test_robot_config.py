@@ -12,17 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from calibration import (
-    BusConfig,
-    CalibrationError,
-    MotorCalibration,
-    NormMode,
-    RobotConfig,
-    RobotConfigError,
-    load_robot_config,
-    save_calibration,
-)
-from calibration.robot_config import SETUP_REGISTERS
+from calibration import CalibrationError, MotorCalibration, NormMode, save_calibration
+from edge.errors import RobotConfigError
+from edge.robot.bus_safety import safety_config
+from edge.robot.robot_file import BusConfig, RobotConfig, load_robot_config
+from edge.robot.robot_file.schema import SETUP_REGISTERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -76,9 +70,8 @@ def robot_config_to_dict(config: RobotConfig, base_dir: str | Path = ".") -> dic
     if config.cameras:
         data["cameras"] = {}
         for feature, cam in config.cameras.items():
-            entry = {"type": cam.type, "source": relative(Path(cam.source)) if cam.kind == "file" else cam.source,
-                     "width": cam.width, "height": cam.height, "rotation": cam.rotation}
-            entry.update({k: getattr(cam, k) for k in ("fps", "fourcc", "max_age_ms") if getattr(cam, k) is not None})
+            entry = {"type": cam.type, "width": cam.width, "height": cam.height, **cam.options}  # options as written
+            entry.update({k: getattr(cam, k) for k in ("fps", "max_age_ms") if getattr(cam, k) is not None})
             data["cameras"][feature] = entry
     return data
 
@@ -129,7 +122,7 @@ def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
     robot = load(tmp_path, data)
     calib = {n: MotorCalibration(i + 1, 0, 0, 1000, 3000) for i, n in enumerate(NAMES)}
     norm = robot.normalizer(calib)
-    config = robot.safety_config(norm)
+    config = safety_config(robot, norm)
     assert isinstance(config, safety.SafetyConfig)
     assert config.max_step_ticks["shoulder_pan"] == round(9.0 * 4095 / 360) == 102
     assert config.max_step_ticks["gripper"] == 1  # never zero: a zero step would freeze the joint
@@ -144,7 +137,7 @@ def test_safety_section_converted_for_firmware_bridge(tmp_path: Path) -> None:
 
     data["safety"]["max_step_deg"] = 6.0
     data["safety"]["watchdog_ms"] = None
-    config = load(tmp_path, data).safety_config(norm)
+    config = safety_config(load(tmp_path, data), norm)
     assert set(config.max_step_ticks.values()) == {68} and config.watchdog_ms is None
 
 
@@ -248,7 +241,9 @@ def test_cameras_setup_buses_and_shadows_round_trip(tmp_path: Path) -> None:
     data["motors"].append({"name": "elbow_shadow", "id": 7, "model": "xl330-m288", "shadow_of": "elbow_flex"})
     robot = load(tmp_path, data)
     cam = robot.cameras["observation.images.top"]
-    assert (cam.kind, cam.source, cam.shape, cam.rotation) == ("file", str(tmp_path / "top.avi"), (480, 640, 3), 90)
+    assert (cam.type, cam.shape, cam.fps, cam.max_age_ms) == ("opencv", (480, 640, 3), 30, 120)
+    assert cam.options == {"source": "top.avi", "rotation": 90, "fourcc": "MJPG"}  # the camera class checks these
+    assert cam.base_dir == tmp_path.resolve()  # what a relative path among them is taken from
     assert robot.motor_names == NAMES  # the shadow is no joint
     bus = robot.bus
     assert bus.shadows[0].shadow_of == "elbow_flex" and bus.bus_motors()["elbow_shadow"] == (7, "xl330-m288")
@@ -292,10 +287,8 @@ def test_multi_bus_file_names_joints_like_lerobot_bimanual(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda d: d["cameras"]["observation.images.top"].update(rotation=45), r"rotation': expected one of \(0, 90"),
-        (lambda d: d["cameras"]["observation.images.top"].update(source="missing.avi"), "no video file"),
         (lambda d: d["cameras"]["observation.images.top"].update(type="realsense"), "unknown camera type 'realsense'"),
-        (lambda d: d["cameras"]["observation.images.top"].update(fourcc="MJPEG"), "expected 4 characters"),
+        (lambda d: d["cameras"]["observation.images.top"].pop("type"), r"cameras.observation.images.top.type' is"),
         (lambda d: d["cameras"]["observation.images.top"].pop("width"), r"cameras.observation.images.top.width' is"),
         (lambda d: d["cameras"]["observation.images.top"].update(fps=0), "fps': must be positive"),
         (lambda d: d["motors"].append({"name": "s", "id": 9, "model": "xl330-m288", "shadow_of": "elbow"}),
@@ -314,7 +307,7 @@ def test_bad_camera_or_shadow_names_the_field(tmp_path: Path, change, message: s
 
 
 def test_presets_and_overrides(tmp_path: Path) -> None:
-    from calibration import presets
+    from edge.robot.robot_file import presets
 
     assert presets() == ["koch", "omx"]
     koch = load_robot_config("koch").with_overrides(port="/dev/ttyACM0", calibration=tmp_path / "k.json")

@@ -204,7 +204,7 @@ def test_lerobot_read_calibration_and_the_bus_read_the_same_registers(koch) -> N
     """LeRobot stores the raw Drive_Mode (4 = time-based profile); `read_servo_calibration` reads the same."""
     from calibration import MotorCalibration
     from calibration.procedure import read_servo_calibration
-    from calibration.robot_file import robot_config_from_dict
+    from edge.robot.robot_file.reader import robot_config_from_dict
 
     emulator, lerobot = koch
     lerobot.write("Drive_Mode", "wrist_flex", 4)

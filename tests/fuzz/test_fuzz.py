@@ -29,12 +29,13 @@ import pytest
 import yaml
 
 import edge
-from calibration import CalibrationError, load_calibration, load_robot_config
+from calibration import CalibrationError, load_calibration
 from edge.cli import main as edge_main
 from edge.errors import EdgeError
+from edge.robot.robot_file import load_robot_config
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files
-from firmware_bridge.bus import DynamixelBus
 from export.fp16.__main__ import main as fp16_main
+from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
 from firmware_bridge.errors import FirmwareBridgeError
 from tests.fuzz.mutate import bad_value, damage_archive, damage_bytes, link_package, mutate_document

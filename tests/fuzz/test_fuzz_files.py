@@ -23,8 +23,9 @@ from typing import Any, Callable
 import pytest
 
 import edge
-from calibration import CalibrationError, load_calibration, load_robot_config
+from calibration import CalibrationError, load_calibration
 from edge.errors import EdgeError
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import load_records
 from edge.runtime.package import load_package
 from edge.sim.emulated_arm import arm_files

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import edge
-from calibration import load_robot_config
 from edge.errors import OptionError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.runtime.policies import runner_class
 from edge.sim.emulated_arm import BUS_SLACK_MS, arm_files, emulated_arm, hold_calibration
 from firmware_bridge.emulator import ServoEmulator
@@ -51,6 +51,6 @@ def test_the_safety_step_cap_is_a_speed_whatever_the_loop_rate(tmp_path):
         config = load_robot_config(arm_files(tmp_path, emulator.port, hz=20.0))  # max_step_deg 4 per 20 Hz tick
         robot = Robot(config, loop_hz=100.0)
         at_file_rate = Robot(config)
-        fast = robot.arms[0].safety.config.max_step_ticks
-        base = at_file_rate.arms[0].safety.config.max_step_ticks
+        fast = robot.buses[0].safety.config.max_step_ticks
+        base = at_file_rate.buses[0].safety.config.max_step_ticks
         assert all(fast[m] == max(1, round(base[m] / 5)) for m in base)  # 5x the ticks, 1/5 the step: same deg/s

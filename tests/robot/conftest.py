@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.sim.emulated_arm import arm_files, hold_calibration
 from firmware_bridge.emulator import ServoEmulator
 

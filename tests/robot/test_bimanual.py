@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration import MotorCalibration, load_robot_config, save_calibration
+from calibration import MotorCalibration, save_calibration
 from edge.cli import main
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.sim.emulated_arm import hold_calibration
 from firmware_bridge import tables
 from firmware_bridge.emulator import ARM_JOINTS, ServoEmulator
@@ -81,7 +82,7 @@ def test_two_buses_one_robot_and_a_shadow_that_follows(bimanual, capsys) -> None
         assert moved > 200
         assert abs(right.register(7, "Present_Position") - right.register(2, "Present_Position")) <= 2  # follows
         assert left.register(2, "Present_Position") == start[1]
-        safety = robot.arms[1].safety
+        safety = robot.buses[1].safety
         assert SHADOW not in safety.joints and safety.watched == [SHADOW]  # never commanded, only read back
 
         right.hardware_error(7, tables.HW_OVERLOAD)  # the shadow is read back for its hardware-error status
@@ -106,4 +107,4 @@ def test_one_bus_vanishing_stops_both_arms(bimanual) -> None:
         tick_until_tripped(robot)
         assert robot.tripped.startswith("bus left: communication")
         assert all(right.register(i, "Torque_Enable") == 0 for i in right.servos)
-        assert all(a.safety.counters.reactions == 1 for a in robot.arms)
+        assert all(a.safety.counters.reactions == 1 for a in robot.buses)

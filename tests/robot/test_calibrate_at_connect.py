@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from firmware_bridge.emulator import ServoEmulator
 
 ROOT = Path(__file__).resolve().parents[2]

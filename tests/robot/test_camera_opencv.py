@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from robot_helpers import CAMERA, decoded_frames, pattern, write_video
 
-from calibration import CameraConfig
-from edge.robot.cameras import CameraError, OpenCVCamera
+from edge.robot.cameras import CameraError, OpenCVCamera, OpenCVCameraConfig
 
 FPS = 30.0
 
@@ -28,7 +27,7 @@ def index_of(frame: np.ndarray) -> int:
 def test_video_file_plays_at_its_rate_loops_and_delivers_rgb(tmp_path: Path) -> None:
     n = 12
     video = write_video(tmp_path / "cam.avi", colour_frames(n), FPS)
-    cam = OpenCVCamera(CAMERA, CameraConfig(source=str(video), width=128, height=96))
+    cam = OpenCVCamera(CAMERA, OpenCVCameraConfig(source=str(video), width=128, height=96))
     cam.start()
     try:
         assert cam.fps == FPS and cam.max_age_s == pytest.approx(3 / FPS)  # default: 3 frame periods
@@ -64,7 +63,7 @@ def test_rotation_matches_lerobot(tmp_path: Path, rotation: int, k: int) -> None
     video = write_video(tmp_path / "cam.avi", [pattern(96, 128, seed=1)] * 3, FPS)
     expected = np.rot90(decoded_frames(video)[0], k)
     h, w = expected.shape[:2]
-    cam = OpenCVCamera(CAMERA, CameraConfig(source=str(video), width=w, height=h, rotation=rotation))
+    cam = OpenCVCamera(CAMERA, OpenCVCameraConfig(source=str(video), width=w, height=h, rotation=rotation))
     cam.start()
     try:
         frame, _ = cam.latest()
@@ -75,7 +74,7 @@ def test_rotation_matches_lerobot(tmp_path: Path, rotation: int, k: int) -> None
 
 def test_wrong_size_is_refused_naming_camera_and_shapes(tmp_path: Path) -> None:
     video = write_video(tmp_path / "small.avi", colour_frames(3, height=64, width=80), FPS)
-    cam = OpenCVCamera(CAMERA, CameraConfig(source=str(video), width=128, height=96))
+    cam = OpenCVCamera(CAMERA, OpenCVCameraConfig(source=str(video), width=128, height=96))
     with pytest.raises(CameraError, match=r"camera observation.images.top .*delivers \(64, 80, 3\) frames, "
                                           r"expected \(96, 128, 3\)"):
         cam.start()
@@ -83,7 +82,7 @@ def test_wrong_size_is_refused_naming_camera_and_shapes(tmp_path: Path) -> None:
 
 def test_a_source_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "not_a_video.avi").write_bytes(b"nothing here")
-    cam = OpenCVCamera(CAMERA, CameraConfig(source=str(tmp_path / "not_a_video.avi"), width=128, height=96))
+    cam = OpenCVCamera(CAMERA, OpenCVCameraConfig(source=str(tmp_path / "not_a_video.avi"), width=128, height=96))
     with pytest.raises(CameraError, match="not_a_video.avi"):
         cam.start()
 
@@ -94,7 +93,7 @@ def test_image_sequence_that_stops_delivering_goes_stale(tmp_path: Path) -> None
 
     for i in range(4):
         cv2.imwrite(str(tmp_path / f"f_{i:03d}.jpg"), pattern(96, 128, seed=i))
-    cam = OpenCVCamera(CAMERA, CameraConfig(source=str(tmp_path / "f_%03d.jpg"), width=128, height=96, fps=FPS))
+    cam = OpenCVCamera(CAMERA, OpenCVCameraConfig(source=str(tmp_path / "f_%03d.jpg"), width=128, height=96, fps=FPS))
     cam.start()
     try:
         for f in tmp_path.glob("f_*.jpg"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from robot_helpers import CAMERA, SLACK, decoded_frames, edge, edit_robot_file, pattern, servo_writes, write_video
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import load_records
 
 rr = pytest.importorskip("rerun")

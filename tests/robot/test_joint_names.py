@@ -14,11 +14,11 @@ import yaml
 from robot_helpers import edit_robot_file, servo_writes
 
 import edge as edge_runtime
-from calibration import load_robot_config
 from edge.errors import PackageError
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.joint_names import joint_order
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.runtime.package import DatasetInfo
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -103,7 +103,7 @@ def test_edge_run_maps_a_reordered_robot_file_by_name(arm, act_env, tmp_path, ca
     assert capsys.readouterr().err.count("mapped by name") == 1
     assert robot.position_names == pos(JOINTS)  # what a recording or the live view labels: the policy's order
     # the policy saw its own order: joint k of the state is the dataset's k-th name
-    expected = norm.normalize([start[n] for n in config.motor_names])[robot.joint_order.to_policy]
+    expected = norm.ticks_to_policy([start[n] for n in config.motor_names])[robot.joint_order.to_policy]
     np.testing.assert_allclose(records[0].present, expected, atol=0.2)
     # the goal each tick is the action, joint for joint (no step cap; both in the policy's order) unless a bus
     # error made the safety layer hold; and each servo holds the last goal of the joint of its name
@@ -112,7 +112,7 @@ def test_edge_run_maps_a_reordered_robot_file_by_name(arm, act_env, tmp_path, ca
     for r in clean:
         np.testing.assert_allclose(r.goal, np.clip(r.action, [-100] * 5 + [0], 100), atol=0.15)
     last = records[-1].goal
-    held = norm.normalize([emulator.register(ids[m], "Goal_Position") for m in config.motor_names])  # robot order
+    held = norm.ticks_to_policy([emulator.register(ids[m], "Goal_Position") for m in config.motor_names])  # robot order
     for k, name in enumerate(JOINTS):
         assert abs(held[config.motor_names.index(name)] - last[k]) < 0.15, name
 

@@ -13,7 +13,7 @@ import pytest
 from lerobot_venv import read_with_lerobot
 from robot_helpers import CAMERA, SLACK, decoded_frames, edge, edit_robot_file, pattern, servo_writes, write_video
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import load_records
 
 pytest.importorskip("pyarrow")

@@ -10,11 +10,11 @@ import pytest
 from robot_helpers import edit_robot_file
 
 import edge as edge_runtime
-from calibration import load_robot_config
 from edge.cli import main as edge_main
 from edge.commands.report import events
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import load_telemetry
 
 ENV = {"observation.environment_state": np.zeros(4, np.float32)}

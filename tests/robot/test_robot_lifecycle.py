@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import load_robot_config
 from edge.robot.cameras import Camera
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
+from firmware_bridge.bus import DynamixelBus
 from firmware_bridge.emulator import ServoEmulator
 from firmware_bridge.safety import SafetyRefused, SafetyStop
 
@@ -95,3 +96,33 @@ def test_a_signal_as_opening_ends_closes_what_was_opened(arm: tuple[ServoEmulato
             pytest.fail("the block must not run")
     assert log == ["start", "close"]
     assert robot.safety.closed and not robot.bus.is_connected and torque(emulator) == [0] * 6
+
+
+def test_every_bus_comes_from_the_factory_it_is_given(arm: tuple[ServoEmulator, Path]) -> None:
+    """The bus seam: `open_bus` builds each bus (here a DynamixelBus subclass that logs its semantic calls), and the
+    robot and its safety layer talk to that bus only."""
+    emulator, robot_file = arm
+    calls: list[str] = []
+
+    class LoggingBus(DynamixelBus):
+        def read_positions(self, motors):  # noqa: ANN001, ANN202
+            calls.append("read_positions")
+            return super().read_positions(motors)
+
+        def write_goals(self, goals):  # noqa: ANN001, ANN202
+            calls.append("write_goals")
+            return super().write_goals(goals)
+
+    built = []
+
+    def open_bus(config, slack_ms):  # noqa: ANN001, ANN202
+        built.append(LoggingBus(config.port, config.bus_motors(), config.baudrate, timeout_slack_ms=slack_ms))
+        return built[-1]
+
+    config = load_robot_config(robot_file)
+    with Robot(config, open_bus=open_bus, bus_timeout_slack_ms=15) as robot:
+        assert robot.bus is built[0] and robot.safety.bus is built[0] and len(built) == len(config.buses)
+        calls.clear()
+        robot.read()
+        robot.write(None)
+        assert calls == ["read_positions", "write_goals"] and torque(emulator) == [1] * 6

@@ -18,9 +18,9 @@ import pytest
 from robot_helpers import CAMERA, SLACK, decoded_frames, edge, edit_robot_file, pattern, servo_writes, write_video
 
 import edge as edge_runtime
-from calibration import load_robot_config
 from edge.robot.drive import DriveOptions, drive
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config
 from edge.robot.telemetry import load_records
 from firmware_bridge.safety import SafetyTripped
 

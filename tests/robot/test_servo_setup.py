@@ -15,16 +15,18 @@ import pytest
 import yaml
 from robot_helpers import SLACK, edge, servo_writes
 
-from calibration import MotorCalibration, RobotConfigError, load_robot_config, robot_config_from_dict, save_calibration
+from calibration import MotorCalibration, save_calibration
 from edge.cli import main
+from edge.errors import RobotConfigError
 from edge.robot.robot import Robot
+from edge.robot.robot_file import load_robot_config, robot_config_from_dict
 from edge.sim.emulated_arm import hold_calibration
 from firmware_bridge import tables
 from firmware_bridge.emulator import ServoEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ACT = REPO / "edge" / "data" / "demo_act"
-PRESETS = REPO / "calibration" / "presets"
+PRESETS = REPO / "edge" / "data" / "robots"
 TARGET = "observation.environment_state=0.1,0.6,0.05,-0.05"
 
 # LeRobot 0.4.4, src/lerobot/robots/koch_follower/koch_follower.py: the motors in __init__ (ids, models) and what
@@ -70,7 +72,7 @@ def test_koch_preset_reproduces_lerobot_configure_register_for_register(tmp_path
             for motor, (servo_id, _) in LEROBOT_KOCH_MOTORS.items():
                 expected = {**before[servo_id], **LEROBOT_KOCH_CONFIGURE[motor]}
                 assert after[servo_id] == expected, motor  # what LeRobot writes, and nothing else changed
-                assert robot.arms[0].setup[motor] == LEROBOT_KOCH_CONFIGURE[motor]  # read back
+                assert robot.buses[0].setup[motor] == LEROBOT_KOCH_CONFIGURE[motor]  # read back
             # Modes 4 and 5 ignore the servo's position limits: only the safety layer's software limits hold.
             assert sorted(robot.safety.software_limited) == sorted(LEROBOT_KOCH_MOTORS)
             assert "extended_position" in robot.describe() and "current_position" in robot.describe()

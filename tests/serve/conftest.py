@@ -158,3 +158,26 @@ def tampered_act(tmp_path: Path) -> Path:
     manifest["source"]["checkpoint"] += " (retrained)"
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
+
+
+@pytest.fixture(scope="session")
+def batched_package(lerobot_fixtures: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """`batched_package("act_cam")` → that LeRobot fixture exported once with serve batch graphs B = 2 and 4;
+    "vqbet_sequential": tests/vqbet's small random `sequentially_select` checkpoint (no LeRobot fixture has one)."""
+    from export.families.base import ExportOptions
+    from export.pipeline import export_package
+    from tests.vqbet.conftest import SEQUENTIAL_CONFIG, write_random_checkpoint
+
+    done: dict[str, Path] = {}
+
+    def _export(case: str) -> Path:
+        if case not in done:
+            root = tmp_path_factory.mktemp("batched")
+            ckpt = (write_random_checkpoint(root / "checkpoint", SEQUENTIAL_CONFIG) if case == "vqbet_sequential"
+                    else lerobot_fixtures / case / "pretrained_model")
+            out = root / case
+            export_package(ckpt, out, ExportOptions(samples=2, serve_batches=(2, 4)), progress=lambda _msg: None)
+            done[case] = out
+        return done[case]
+
+    return _export

@@ -12,7 +12,7 @@ import edge
 from edge.errors import PolicyServerError
 from edge.robot.remote import RemotePlanner
 from edge.runtime.normalize import Normalizer
-from tests.serve.conftest import DATA
+from tests.serve.conftest import DATA, Server
 
 SEED_MAX = np.iinfo(np.int64).max
 
@@ -55,17 +55,26 @@ def test_a_remote_chunk_is_the_local_chunk(server, name):  # noqa: ANN001
     planner.close()
 
 
-def test_four_robots_at_once_each_get_their_own_chunks(server):  # noqa: ANN001
-    """Different observations and seeds, released together so that Triton batches them: no cross-talk."""
+@pytest.fixture(scope="module")
+def batched_server(client_module, batched_package):  # noqa: ANN001, ANN201
+    """The Diffusion fixture exported with batch graphs (B = 2, 4) on its own server, batching as `server` does."""
+    s = Server([batched_package("diffusion_cam")], "--max-batch", "4", "--queue-delay-us", "50000")
+    yield s
+    s.stop()
+
+
+def four_robots(url: str, package: Path) -> None:
+    """Four robots with different observations and seeds, released together so that Triton batches them: each
+    gets the local runner's chunks for its own observations (no cross-talk)."""
     robots, rounds = 4, 4
     barrier = threading.Barrier(robots)
-    planners = [RemotePlanner(DATA / "demo_diffusion", server.url, timeout_ms=60_000, seed=100 + r)
-                for r in range(robots)]
+    planners = [RemotePlanner(package, url, timeout_ms=60_000, seed=100 + r) for r in range(robots)]
     for p in planners:
         p.connect()
-    with edge.load_policy(DATA / "demo_diffusion", backend="onnxruntime") as probe:
+    with edge.load_policy(package, backend="onnxruntime") as probe:
         observations = [[observation(probe, np.random.default_rng(1000 * r + i)) for i in range(rounds)]
                         for r in range(robots)]
+        nothing_committed = np.zeros((0, probe.action_dim), np.float32)
     got: dict[int, list[np.ndarray]] = {}
     errors: list[BaseException] = []
 
@@ -75,7 +84,7 @@ def test_four_robots_at_once_each_get_their_own_chunks(server):  # noqa: ANN001
             for obs in observations[r]:
                 context = planners[r].observe(obs)
                 barrier.wait(timeout=60)
-                out.append(planners[r].plan(context, np.zeros((0, 6), np.float32), 0))
+                out.append(planners[r].plan(context, nothing_committed, 0))
             got[r] = out
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             errors.append(exc)
@@ -90,12 +99,22 @@ def test_four_robots_at_once_each_get_their_own_chunks(server):  # noqa: ANN001
     assert max(p.batch.max for p in planners) > 1, "Triton formed no batch: the test would not see cross-talk"
     for r in range(robots):
         seeds = np.random.default_rng(100 + r)
-        with edge.load_policy(DATA / "demo_diffusion", backend="onnxruntime") as local:
+        with edge.load_policy(package, backend="onnxruntime") as local:
             for i, obs in enumerate(observations[r]):
                 expected = local_chunk(local, obs, int(seeds.integers(0, SEED_MAX)))
                 assert np.abs(normalized(local, got[r][i]) - normalized(local, expected)).max() <= 1e-5, (r, i)
     for p in planners:
         p.close()
+
+
+def test_four_robots_at_once_each_get_their_own_chunks(server):  # noqa: ANN001
+    """Rows of a batch one after another on the batch-1 graphs (the demo package has no serve/ batch graphs)."""
+    four_robots(server.url, DATA / "demo_diffusion")
+
+
+def test_four_robots_at_once_on_batch_graphs_each_get_their_own_chunks(batched_server, batched_package):  # noqa: ANN001
+    """The batches Triton forms run on the package's batch graphs (B = 2, 4; 3 rows padded to 4)."""
+    four_robots(batched_server.url, batched_package("diffusion_cam"))
 
 
 def test_another_identity_is_refused_at_connect(server, tampered_act: Path):  # noqa: ANN001

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from calibration import load_robot_config
+from edge.robot.robot_file import load_robot_config
 from edge.sim.emulated_arm import arm_files, hold_calibration
 from firmware_bridge.emulator import ServoEmulator
 from tests.serve.conftest import DATA, ROOT, Server, free_ports

@@ -4,7 +4,8 @@ Every node's op type, its data type and the restrictions that can be read off th
 against onnx-tensorrt's operator support table (edge/data/tensorrt/onnx_operators_10.3.json, with its
 source), plus the opset range, static input/output shapes and no unsupported INT64 (or other type) use.
 `edge-export`, the FP16 preflight, `edge check` and `edge build` run it; each problem names the graph,
-the node and what is wrong.
+the node and what is wrong. onnx is imported when a graph is checked, not with this module: `edge --help` and every
+command's parser stay free of it.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import onnx
-from onnx import TensorProto, helper
+from typing import TYPE_CHECKING, Any
 
 from calibration.strict_files import read_json
 from edge.errors import PackageError
 from edge.runtime.package import PolicyPackage
 
+if TYPE_CHECKING:
+    import onnx
+
 TABLE = Path(__file__).resolve().parents[2] / "data" / "tensorrt" / "onnx_operators_10.3.json"
-TYPE_NAMES = {TensorProto.FLOAT: "FP32", TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
-              TensorProto.INT32: "INT32", TensorProto.INT64: "INT64", TensorProto.INT8: "INT8",
-              TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL", TensorProto.DOUBLE: "DOUBLE"}
+TYPE_NAMES = {"FLOAT": "FP32", "FLOAT16": "FP16", "BFLOAT16": "BF16"}  # onnx's TensorProto name -> the table's
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ def _static(value: onnx.ValueInfoProto) -> bool:
 
 def _node_problems(node: onnx.NodeProto, rule: dict[str, Any], constants: set[str]) -> list[str]:
     """Restrictions from the table's `check` entry that this node breaks."""
+    from onnx import helper
+
     problems = []
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     for i in rule.get("const_inputs", []):
@@ -80,6 +81,9 @@ def _node_problems(node: onnx.NodeProto, rule: dict[str, Any], constants: set[st
 
 def check_model(model: onnx.ModelProto, graph: str) -> list[Problem]:
     """Everything in `model` that TensorRT 10.3's ONNX parser would refuse; empty when it would parse."""
+    import onnx
+    from onnx import TensorProto
+
     table = support_table()
     version = f"TensorRT {table['tensorrt']}"
     problems = []
@@ -110,7 +114,8 @@ def check_model(model: onnx.ModelProto, graph: str) -> list[Problem]:
                                                   f"({where})"))
             continue
         typed = next((n for n in node.input if n), None) or next((n for n in node.output if n), None)
-        type_name = TYPE_NAMES.get(elem.get(typed, 0), TensorProto.DataType.Name(elem.get(typed, 0)))
+        onnx_name = TensorProto.DataType.Name(elem.get(typed, 0))
+        type_name = TYPE_NAMES.get(onnx_name, onnx_name)
         if typed in elem and entry["types"] and type_name not in entry["types"]:
             problems.append(Problem(graph, label, f"{type_name} tensor {typed!r} is not a supported type for "
                                                   f"{node.op_type} in {version} ({', '.join(entry['types'])})"))
@@ -120,6 +125,8 @@ def check_model(model: onnx.ModelProto, graph: str) -> list[Problem]:
 
 def check_file(path: str | Path, graph: str) -> list[Problem]:
     """`check_model` on an ONNX file."""
+    import onnx
+
     return check_model(onnx.load(str(path)), graph)
 
 

@@ -14,8 +14,9 @@ LeRobot's module and the FP16 preflight sees well-scaled inputs. Actions leave t
 unnormalised, in the checkpoint's action units.
 
 This module is the package's face; the work is split by job: manifest.py (the typed sections and allowed
-values), sections.py (the families' `policy` sections), parsing.py (JSON to dataclasses), checks.py (the rules
-across fields), fields.py (naming the field at fault), directory.py (the files on disk and `load_package`).
+values), policy_sections.py (the families' `policy` sections, Diffusion's noise schedule), parsing.py (JSON to
+dataclasses), checks.py (the rules across fields), fields.py (naming the field at fault), directory.py (the files
+on disk and `load_package`).
 """
 
 from edge.runtime.package.checks import check_chunking, check_inside, check_manifest, check_normalization
@@ -49,21 +50,24 @@ from edge.runtime.package.manifest import (
     Fp16Range,
     Fp16Step,
     Fp16Tensor,
+    GraphIO,
     GraphSpec,
     Manifest,
     Normalization,
     ObservationInput,
+    PolicySection,
     Source,
     TensorSpec,
     Validation,
 )
 from edge.runtime.package.parsing import manifest_from_dict, parse_field
-from edge.runtime.package.sections import (
+from edge.runtime.package.policy_sections import (
     POLICY_SECTIONS,
+    SAMPLERS,
     ACTSection,
     DiffusionSection,
     FusedGraph,
-    PolicySection,
+    SchedulerConfig,
     VQBeTSection,
 )
 
@@ -73,7 +77,8 @@ __all__ = [
     "Manifest", "Normalization", "ObservationInput", "ActionOutput", "Chunking", "DatasetInfo", "TensorSpec",
     "GraphSpec", "Source", "Validation", "Fp16Preflight", "Fp16Graph", "Fp16OutputError", "Fp16Step", "Fp16Range",
     "Fp16Tensor",
-    "PolicySection", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",
+    "PolicySection", "GraphIO", "POLICY_SECTIONS", "ACTSection", "DiffusionSection", "FusedGraph", "VQBeTSection",
+    "SchedulerConfig", "SAMPLERS",
     "manifest_from_dict", "parse_field", "check_manifest", "check_chunking", "check_normalization", "check_inside",
     "MANIFEST_NAME", "MANIFEST_FORMAT", "MANIFEST_VERSION", "MAX_OPSET", "NORM_MODES", "MODE_STATS", "STATISTICS",
     "INPUT_KINDS", "WEIGHT_STORAGE", "CPU_PRECISIONS",

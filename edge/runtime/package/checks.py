@@ -24,10 +24,11 @@ from edge.runtime.package.manifest import (
     STATISTICS,
     WEIGHT_STORAGE,
     Chunking,
+    GraphIO,
     Manifest,
     Normalization,
+    PolicySection,
 )
-from edge.runtime.package.sections import GraphIO, PolicySection
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

@@ -1,7 +1,8 @@
 """The manifest as typed dataclasses, one per section, and the values its fields may take.
 
 The JSON manifest mirrors these dataclasses (`Manifest.to_json`); parsing.py reads it back into them and
-checks.py holds the rules across fields. The families' own `policy` sections are in sections.py.
+checks.py holds the rules across fields. The families' own `policy` sections are in policy_sections.py; what
+the rules ask of one is `PolicySection` here, so that this module names no family.
 """
 
 from __future__ import annotations
@@ -9,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Union
 
 import numpy as np
-
-from edge.runtime.package.sections import PolicySection
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "edge-policy-package"
@@ -26,6 +25,9 @@ STATISTICS = ("mean", "std", "min", "max", "q01", "q99", "q10", "q90")  # what t
 INPUT_KINDS = ("state", "env_state", "image")
 WEIGHT_STORAGE = ("float32", "float16")  # how the graphs store their weights (compute is float32 either way)
 CPU_PRECISIONS = ("fp32", "int8")  # what the graphs compute their matrix products in
+
+Dim = Union[int, str, tuple]  # a literal, a symbol bound on first sight, or (value, manifest field it comes from)
+GraphIO = dict[str, tuple[dict[str, list[Dim]], dict[str, list[Dim]]]]  # graph -> (inputs, outputs) -> tensor -> dims
 
 
 @dataclass
@@ -198,6 +200,16 @@ class DatasetInfo:
 
 
 MAX_FPS = 1000  # an action rate above this is a unit mistake (a period in ms, say)
+
+
+class PolicySection(Protocol):
+    """A family's `policy` section (policy_sections.py), as the rules across fields (checks.py) use it."""
+
+    def check_chunking(self, c: Chunking) -> None:
+        """Refuse chunking this family's runner does not accept, beyond the generic rules."""
+
+    def graph_io(self, m: Manifest) -> GraphIO:
+        """The graphs this family's runner feeds and reads: tensor names and shapes, each dim tied to its field."""
 
 
 @dataclass

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from typing import Any, Mapping
 
 import numpy as np
 
 from edge.errors import OptionError
-from edge.runtime.backends.base import Backend
+from edge.runtime.backends.base import Backend, GraphSession
 from edge.runtime.package import PolicyPackage
-from edge.runtime.policies.base import PolicyRunner, batched
+from edge.runtime.policies.base import PolicyRunner, batched, pad_rows
 
 
 class TemporalEnsembler:
@@ -68,7 +67,6 @@ class ACTRunner(PolicyRunner):
 
     def reset(self) -> None:
         super().reset()
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
         if self.ensembler is not None:
             self.ensembler.reset()
 
@@ -110,3 +108,10 @@ class ACTRunner(PolicyRunner):
         """Serving: the chunk for a normalised window of one observation (ACT draws no noise)."""
         self._check_open()
         return self.actions(self._run({name: value[-1] for name, value in window.items()}))
+
+    def plan_batch(self, windows: list[Mapping[str, np.ndarray]], committed: list[np.ndarray], delays: list[int],
+                   seeds: list[int], graphs: Mapping[str, GraphSession], batch: int) -> np.ndarray:
+        """Serving: the chunks of n windows in one run of the batch-`batch` graph (ACT draws no noise)."""
+        self._check_open()
+        feeds = {name: pad_rows([w[name][-1] for w in windows], batch) for name in self.input_names}
+        return graphs["act"].run(feeds)["action"][: len(windows)]

@@ -13,6 +13,7 @@ caller's to close. After `close()`, select_action, predict_action_chunk, observe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
@@ -58,6 +59,7 @@ class PolicyRunner(ABC):
             self._close_graphs()
             raise
         self.steps = 0  # select_action calls since reset()
+        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)  # LeRobot's action queue
         self._ood = MappingProxyType(self.observation_processor.counts)
 
     def _close_graphs(self) -> None:
@@ -92,9 +94,7 @@ class PolicyRunner(ABC):
 
     @property
     def queued_actions(self) -> int:
-        """Actions left in the select_action queue (0: the next select_action runs inference).
-
-        Every runner keeps LeRobot's action queue as `self._queue`, created in `reset()`."""
+        """Actions left in the select_action queue (0: the next select_action runs inference)."""
         return len(self._queue)
 
     @property
@@ -110,6 +110,7 @@ class PolicyRunner(ABC):
     def reset(self) -> None:
         """Clear queues, history, the step count and the out-of-distribution counts; call at every episode start."""
         self.steps = 0
+        self._queue.clear()
         self.observation_processor.reset()
 
     @abstractmethod
@@ -141,6 +142,14 @@ class PolicyRunner(ABC):
         """Serving (edge/runtime/wire.py): `plan` for a normalised observation window {input: (n_obs_steps, ...)},
         the family's randomness drawn from default_rng(seed). The server calls it once per request, in order."""
 
+    @abstractmethod
+    def plan_batch(self, windows: list[Mapping[str, np.ndarray]], committed: list[np.ndarray], delays: list[int],
+                   seeds: list[int], graphs: Mapping[str, GraphSession], batch: int) -> np.ndarray:
+        """Serving on batch graphs: `plan_window` for n <= `batch` rows at once, row i from windows[i], committed[i],
+        delays[i] and its own default_rng(seeds[i]); `graphs` are this runner's graphs exported with batch `batch`
+        (edge/runtime/package/batches.py), the rows padded to it with copies of row 0. Returns the normalised
+        (n, P, action_dim) chunks, unchecked: the caller refuses a non-finite row alone (`actions`)."""
+
     def actions(self, normalized: np.ndarray, step: int | None = None) -> np.ndarray:
         """Unnormalised rows of a chunk, refused with PolicyOutputError if any value is not finite.
 
@@ -162,3 +171,9 @@ class PolicyRunner(ABC):
 def batched(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Add the leading batch dimension of 1 the graphs are exported with."""
     return {k: v[None] for k, v in tensors.items()}
+
+
+def pad_rows(rows: list[np.ndarray], batch: int) -> np.ndarray:
+    """Rows stacked on a new batch axis, padded to `batch` with copies of row 0 (a real row: no odd values in
+    the padding's computation); the caller drops the padding rows."""
+    return np.stack(rows + [rows[0]] * (batch - len(rows)))

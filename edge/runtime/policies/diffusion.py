@@ -10,16 +10,16 @@ With `rtc`, `plan` steers each chunk toward the actions already committed (edge/
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from edge.errors import OptionError
-from edge.runtime.backends.base import Backend
-from edge.runtime.guidance import RTCOptions, chunk_guide
+from edge.runtime.backends.base import Backend, GraphSession
+from edge.runtime.guidance import RTCOptions, batch_guide, chunk_guide
 from edge.runtime.normalize import Normalizer
 from edge.runtime.package import DiffusionSection, PolicyPackage
-from edge.runtime.policies.base import PolicyRunner
+from edge.runtime.policies.base import PolicyRunner, pad_rows
 from edge.runtime.schedulers import Guide, make_scheduler
 
 
@@ -65,7 +65,6 @@ class DiffusionRunner(PolicyRunner):
     def reset(self) -> None:
         super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
     @staticmethod
     def _push(history: deque, observation: dict[str, np.ndarray]) -> None:
@@ -87,16 +86,24 @@ class DiffusionRunner(PolicyRunner):
             if noise.size != int(np.prod(self.chunk_shape)):
                 raise OptionError(f"noise must have shape {self.chunk_shape[1:]}, got {noise.shape}")
             noise = noise.reshape(self.chunk_shape)
+        return self._sample(self.graphs, global_cond, noise, guide,
+                            lambda: self.rng.standard_normal(self.chunk_shape, dtype=np.float32))[0]
+
+    def _sample(self, graphs: Mapping[str, GraphSession], global_cond: np.ndarray, noise: np.ndarray,
+                guide: Guide | None, draw: Callable[[], np.ndarray]) -> np.ndarray:
+        """(B, horizon, action_dim) normalised chunks from (B, ...) noise on graphs of batch B; `draw()` gives DDPM's
+        variance noise for each step with t > 0. The scheduler's step is elementwise with per-step scalar
+        constants, so one scheduler steps the B rows exactly as B schedulers would."""
         if self.fused_graph is not None and guide is None:
-            return self.graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"][0]
-        sample, denoiser = noise, self.graphs["denoiser"]
+            return graphs[self.fused_graph].run({"noise": noise, "global_cond": global_cond})["action"]
+        sample, denoiser = noise, graphs["denoiser"]
         for i, t in enumerate(self.scheduler.timesteps):
-            feeds = {"sample": sample, "timestep": np.full((1,), t, dtype=np.float32), "global_cond": global_cond}
+            feeds = {"sample": sample, "timestep": np.full((len(sample),), t, dtype=np.float32),
+                     "global_cond": global_cond}
             model_output = denoiser.run(feeds)["model_output"]
-            variance_noise = (self.rng.standard_normal(self.chunk_shape, dtype=np.float32)
-                              if self.scheduler.name == "ddpm" and t > 0 else None)
+            variance_noise = draw() if self.scheduler.name == "ddpm" and t > 0 else None
             sample = self.scheduler.step(model_output, i, sample, noise=variance_noise, guide=guide)
-        return sample[0]
+        return sample
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
         """The whole (horizon, action_dim) chunk for the history plus `observation`; state is left untouched."""
@@ -140,3 +147,23 @@ class DiffusionRunner(PolicyRunner):
         self.rng = np.random.default_rng(seed)
         context = tuple({name: value[i] for name, value in window.items()} for i in range(self.chunking.n_obs_steps))
         return self.plan(context, committed, delay)
+
+    def plan_batch(self, windows: list[Mapping[str, np.ndarray]], committed: list[np.ndarray], delays: list[int],
+                   seeds: list[int], graphs: Mapping[str, GraphSession], batch: int) -> np.ndarray:
+        """Serving: the chunks of n windows in one pass over the batch graphs. Row i draws its initial noise, then
+        DDPM's variance noise, from its own default_rng(seeds[i]) and is steered (`rtc`) toward its own committed
+        rows, exactly as `plan_window` would for it alone."""
+        self._check_open()
+        rngs = [np.random.default_rng(seed) for seed in seeds]
+
+        def draw() -> np.ndarray:
+            """One (horizon, action_dim) draw from each row's own stream, padded to the batch."""
+            return pad_rows([r.standard_normal(self.chunk_shape[1:], dtype=np.float32) for r in rngs], batch)
+
+        cond = graphs["obs_encoder"].run({name: pad_rows([w[name] for w in windows], batch)
+                                          for name in self.input_names})["global_cond"]
+        guide = None
+        if self.rtc is not None:
+            guide = batch_guide(self.rtc, [self.normalize_action(np.asarray(c, np.float32)) for c in committed],
+                                delays, self.chunking.n_obs_steps - 1, self.chunking.chunk_size, batch)
+        return self._sample(graphs, cond, draw(), guide, draw)[: len(windows), self.chunking.n_obs_steps - 1 :]

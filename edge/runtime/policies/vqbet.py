@@ -18,9 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge.errors import OptionError
-from edge.runtime.backends.base import Backend
+from edge.runtime.backends.base import Backend, GraphSession
 from edge.runtime.package import PolicyPackage, VQBeTSection
-from edge.runtime.policies.base import PolicyRunner
+from edge.runtime.policies.base import PolicyRunner, pad_rows
 
 
 def sample_codes(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -62,11 +62,12 @@ class VQBeTRunner(PolicyRunner):
     def reset(self) -> None:
         super().reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque(maxlen=self.chunking.n_action_steps)
 
-    def choose_codes(self, logits: np.ndarray) -> np.ndarray:
-        """(..., C) logits → (...) int codes: arg-max when greedy, else a seeded softmax draw."""
-        return np.argmax(logits, axis=-1) if self.greedy else sample_codes(logits, self.temperature, self.rng)
+    def choose_codes(self, logits: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(..., C) logits → (...) int codes: arg-max when greedy, else a softmax draw from `rng` (the runner's)."""
+        if self.greedy:
+            return np.argmax(logits, axis=-1)
+        return sample_codes(logits, self.temperature, self.rng if rng is None else rng)
 
     def _features(self, image: np.ndarray) -> np.ndarray:
         """One normalised CHW frame through the `encoder` graph."""
@@ -109,6 +110,31 @@ class VQBeTRunner(PolicyRunner):
         features = np.stack([self._features(frame) for frame in window[self.image_key]])
         return self.plan({self.state_key: window[self.state_key][None], "image_features": features[None]},
                          committed, delay)
+
+    def plan_batch(self, windows: list[Mapping[str, np.ndarray]], committed: list[np.ndarray], delays: list[int],
+                   seeds: list[int], graphs: Mapping[str, GraphSession], batch: int) -> np.ndarray:
+        """Serving: the chunks of n windows in one pass over the batch graphs (frame j of every window through the
+        encoder at once); row i draws its codes, primary then secondary, from its own default_rng(seeds[i])."""
+        self._check_open()
+        rngs = [np.random.default_rng(seed) for seed in seeds]
+        frames = pad_rows([w[self.image_key] for w in windows], batch)  # (B, n_obs_steps, C, H, W)
+        features = np.stack([graphs["encoder"].run({self.image_key: frames[:, j]})["image_features"]
+                             for j in range(frames.shape[1])], axis=1)
+        out = graphs["policy"].run({self.state_key: pad_rows([w[self.state_key] for w in windows], batch),
+                                    "image_features": features})
+
+        def choose(logits: np.ndarray) -> np.ndarray:
+            """Each row's codes from its own stream, padded to the batch."""
+            return pad_rows([self.choose_codes(row, rng) for row, rng in zip(logits, rngs)], batch)
+
+        if self.sequential:
+            primary = choose(out["primary_logits"])
+            secondary = graphs["secondary"].run({"features": out["features"], "primary_code": self._eye[primary]})
+            codes = np.stack([primary, choose(secondary["secondary_logits"])], axis=1)
+        else:
+            codes = choose(out["logits"])
+        feeds = {"codes": self._eye[codes], "offsets": out["offsets"]}
+        return graphs["decode"].run(feeds)["action"][: len(windows)]
 
     def predict_action_chunk(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """The whole (action_chunk_size, action_dim) chunk; the observation joins the history, the queue is untouched."""

@@ -1,25 +1,53 @@
-"""The policy families' `policy` sections of the manifest.
+"""The policy families' `policy` sections of the manifest, and the package format's list of them (POLICY_SECTIONS).
 
 Each says which chunking its runner accepts (`check_chunking`, beyond the generic rules) and which graphs, with
 which tensor names and shapes, its runner feeds and reads (`graph_io`); a new family adds its section here and to
-POLICY_SECTIONS, a new field goes into its section (and into edge/runtime/migrate.py if older packages lack it).
+POLICY_SECTIONS (the runtime's family table, edge/runtime/policies/__init__.py, pairs each with its runner), a new
+field goes into its section (and into edge/runtime/migrate.py if older packages lack it). Diffusion's noise schedule
+is part of the format too: SchedulerConfig and the sampler names are defined here, and the runtime's numpy
+schedulers (edge/runtime/schedulers.py) implement them, so the format depends on no sampler's numerics.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
 
 from calibration.strict_files import brief
-from edge.errors import PackageError
+from edge.errors import OptionError, PackageError
 from edge.runtime.package.fields import check_finite, field_ref
-from edge.runtime.schedulers import SAMPLERS, SchedulerConfig
+from edge.runtime.package.manifest import Chunking, Dim, GraphIO, Manifest
 
-if TYPE_CHECKING:
-    from edge.runtime.package.manifest import Chunking, Manifest
+SAMPLERS = ("ddim", "ddpm", "dpmsolver++", "unipc")  # edge/runtime/schedulers.py has one scheduler for each
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "sample")
+TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 
-Dim = Union[int, str, tuple]  # a literal, a symbol bound on first sight, or (value, manifest field it comes from)
-GraphIO = dict[str, tuple[dict[str, list[Dim]], dict[str, list[Dim]]]]  # graph -> (inputs, outputs) -> tensor -> dims
+
+@dataclass
+class SchedulerConfig:
+    """The training-time noise schedule (from the checkpoint) plus diffusers' defaults LeRobot leaves alone."""
+
+    num_train_timesteps: int
+    beta_start: float
+    beta_end: float
+    beta_schedule: str
+    prediction_type: str
+    clip_sample: bool
+    clip_sample_range: float
+    set_alpha_to_one: bool = True
+    steps_offset: int = 0
+    timestep_spacing: str = "leading"
+    variance_type: str = "fixed_small"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("beta_schedule", self.beta_schedule, BETA_SCHEDULES),
+                                     ("prediction_type", self.prediction_type, PREDICTION_TYPES),
+                                     ("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS),
+                                     ("variance_type", self.variance_type, ("fixed_small",))):
+            if value not in allowed:
+                raise OptionError(f"scheduler {name} {value!r} is not supported (supported: {list(allowed)})")
+        if self.num_train_timesteps < 1:
+            raise OptionError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
 
 
 @dataclass
@@ -137,7 +165,6 @@ class VQBeTSection:
         return graphs
 
 
-PolicySection = Union[ACTSection, DiffusionSection, VQBeTSection]
 POLICY_SECTIONS: dict[str, type] = {"act": ACTSection, "diffusion": DiffusionSection, "vqbet": VQBeTSection}
 
 

@@ -1,23 +1,22 @@
 """The robot file's schema: buses, motors and their setup, cameras, rate, safety and features as dataclasses.
 
 Everything the runtime needs to talk to a robot and to map its joints and cameras onto a policy's features lives
-here, so the same policy package runs on two robots that differ only by their robot files. robot_file.py reads and
-checks the YAML into these classes; robot_presets.py finds the bundled presets (`koch`, `omx`).
+here, so the same policy package runs on two robots that differ only by their robot files. reader.py reads and
+checks the YAML into these classes; presets.py finds the bundled presets (`koch`, `omx`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from calibration.calibration_file import MotorCalibration, NormMode, load_calibration
-from calibration.errors import CalibrationError, RobotConfigError
+from calibration.errors import CalibrationError
 from calibration.joint_normalizer import JointNormalizer
 from calibration.lerobot_paths import joint_feature_names
+from edge.errors import RobotConfigError
 from firmware_bridge import tables
-from firmware_bridge.safety import SafetyConfig
 
 # Robot-file key -> control-table register, in the order they are written at connect (LeRobot's configure():
 # Return_Delay_Time, then the operating mode, then limits, profiles and gains).
@@ -137,31 +136,22 @@ class BusConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One camera feeding one image feature, as LeRobot's OpenCVCameraConfig describes it.
+    """One camera feeding one image feature: what every camera type has (LeRobot's CameraConfig: type, width, height,
+    fps), checked here, and the type's own keys (`options`, e.g. opencv's source, fourcc, rotation), which the
+    camera class of `type` checks when it is built (edge/robot/cameras.py `CAMERAS`).
 
-    source: a device index, a /dev/video* path, a video file or image sequence (`frame_%03d.jpg`; played at its own
-    frame rate, looping) or a GStreamer pipeline string (contains '!'). width/height: the frame the policy gets, after `rotation` (degrees clockwise;
-    90/270 capture height x width, as LeRobot). max_age_ms: an older frame at a tick is a camera fault (None: 3
-    frame periods).
+    width/height: the frame the policy gets; fps: None where the source says it; max_age_ms: an older frame at a
+    tick is a camera fault (None: DEFAULT_FRAME_PERIODS frame periods); base_dir: the robot file's folder, against
+    which a relative path among the options is resolved.
     """
 
-    source: int | str
+    type: str
     width: int
     height: int
     fps: float | None = None
-    fourcc: str | None = None
-    rotation: int = 0
     max_age_ms: float | None = None
-    type: str = "opencv"
-
-    @property
-    def kind(self) -> str:
-        """"index", "device", "gstreamer" or "file"."""
-        if isinstance(self.source, int):
-            return "index"
-        if "!" in self.source:
-            return "gstreamer"
-        return "device" if self.source.startswith("/dev/") else "file"
+    options: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = Path(".")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -289,34 +279,3 @@ class RobotConfig:
             calibration,
             resolutions=[m.resolution for m in self.motors],
         )
-
-    def safety_config(self, normalizer: JointNormalizer, bus: BusConfig | None = None,
-                      loop_hz: float | None = None) -> SafetyConfig:
-        """The safety section for one bus (default: the only one) as firmware_bridge's `SafetyConfig` (raw ticks,
-        keyed by the bus's motor names). `loop_hz`: the rate the loop really runs at; the step cap per tick is
-        max_step_deg x control_hz / loop_hz, the same speed a second at any rate (None: control_hz).
-
-        Degrees become ticks at 4095/360 (never below 1 tick); the rest pose goes through `normalizer.goal`, so
-        it is clamped to the calibrated range. Use with `SafetyLayer(bus, limits, config)`.
-        """
-        bus = bus or self.bus
-
-        scale = 1.0 if loop_hz is None else self.control_hz / loop_hz
-
-        def ticks(deg: float, motor: MotorConfig) -> int:
-            return max(1, round(deg * scale * (motor.resolution - 1) / 360))
-
-        steps = self.safety.max_step_deg
-        max_step = {m.name: ticks(steps[bus.joint_name(m.name)] if isinstance(steps, dict) else steps, m)
-                    for m in bus.motors}
-        rest = None
-        if self.rest_pose is not None:
-            goal = normalizer.goal(np.array([self.rest_pose[name] for name in self.motor_names]))
-            rest = {m.name: goal[bus.joint_name(m.name)] for m in bus.motors}
-        return SafetyConfig(max_step_ticks=max_step, error_window_s=self.safety.error_window_s,
-                            reaction=self.safety.reaction, watchdog_ms=self.safety.watchdog_ms, rest_pose=rest)
-
-    def bus_limits(self, normalizer: JointNormalizer, bus: BusConfig) -> dict[str, tuple[int, int]]:
-        """Calibrated limits of one bus's joints, keyed by the bus's motor names (what its SafetyLayer takes)."""
-        limits = normalizer.limits
-        return {m: limits[bus.joint_name(m)] for m in bus.motor_names}

@@ -4,7 +4,7 @@ Every command (`edge ...`, `edge-export`, `python -m export.fp16|export.train|ex
 numbers through these types, so `--hz 0`, `--duration -3`, `--seed -1`, `--samples 0` or `--tolerance nan` stop at
 the parser with argparse's one-line usage error (exit 2) instead of running, silently falling back, or tracing
 back later. `only_with` refuses an option that does nothing in the chosen mode (`--merge` without `--async`).
-This module is a helper, not a command: it has no `add_parser`.
+It sits beside edge/exit_status.py, outside edge/commands/, because export's command lines use it too.
 """
 
 from __future__ import annotations
@@ -97,6 +97,19 @@ def counts(text: str) -> list[int]:
     if not all(items):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text[:40]!r}")
     return [count(t) for t in items]
+
+
+def int_list(low: int, high: int) -> Callable[[str], tuple[int, ...]]:
+    """A comma-separated list of distinct integers in low..high, ascending (e.g. --serve-batch 2,4,8)."""
+    item = int_in(low, high)
+
+    def parse(text: str) -> tuple[int, ...]:
+        values = [item(t.strip()) for t in text.split(",")]
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"lists a value twice: {text[:40]!r}")
+        return tuple(sorted(values))
+    parse.__name__ = f"list of integers {low}..{high}"
+    return parse
 
 
 def only_with(parser: argparse.ArgumentParser, option: str, needs: str,

@@ -1,21 +1,24 @@
 """Reading the robot file: YAML (or a preset name) -> a checked `RobotConfig`, every error naming its field.
 
 Validation happens on load and every error names the field (`motors[2].norm_mode`,
-`cameras.observation.images.top.rotation`, ...), so a typo never reaches the servos. Hardware facts (models,
-registers, baud rates, watchdog bounds) come from firmware_bridge.tables, the reactions from the safety layer.
+`cameras.observation.images.top.width`, ...), so a typo never reaches the servos; a camera type's own options are
+checked by its camera class (edge/robot/cameras.py) when the robot is built. Hardware facts (models, registers,
+baud rates, watchdog bounds) come from firmware_bridge.tables, the reactions from the safety layer.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from calibration.calibration_file import NormMode
-from calibration.errors import RobotConfigError
-from calibration.robot_config import (
+from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
+from calibration.strict_files import brief, read_yaml
+from edge.errors import RobotConfigError
+from edge.robot.robot_file.presets import PRESETS_DIR, robot_file
+from edge.robot.robot_file.schema import (
     SETUP_REGISTERS,
     BusConfig,
     CameraConfig,
@@ -24,17 +27,15 @@ from calibration.robot_config import (
     RobotConfig,
     SafetyLimits,
 )
-from calibration.lerobot_paths import LEGACY_CALIBRATION_DIR, robot_calibration_file
-from calibration.robot_presets import PRESETS_DIR, robot_file
-from calibration.sections import Section
-from calibration.strict_files import brief, read_yaml
+from edge.robot.robot_file.yaml_section import Section
 from firmware_bridge import tables
 from firmware_bridge.safety import REACTIONS
 
 BAUDRATES = tuple(tables.BAUD_RATES.values())
 WATCHDOG_MS = (tables.WATCHDOG_UNIT_MS, tables.WATCHDOG_MAX_UNITS * tables.WATCHDOG_UNIT_MS)  # Bus_Watchdog 1..max
-ROTATIONS = (0, 90, 180, 270)
-CAMERA_TYPES = ("opencv",)
+CAMERA_TYPES = ("opencv",)  # the robot file's camera `type:`s: the keys of edge/robot/cameras.py CAMERAS (cameras.py
+# reads this package's schema, so the reader cannot read the table; tests/robot/test_camera_table.py holds them equal)
+CAMERA_KEYS = ("type", "width", "height", "fps", "max_age_ms")  # every camera type's keys (the rest: its options)
 
 
 def load_robot_config(path: str | Path, robot_id: str | None = None) -> RobotConfig:
@@ -276,46 +277,17 @@ def _setup(sec: Section, model_name: str) -> dict[str, int]:
 
 
 def _camera(sec: Section, base_dir: Path) -> CameraConfig:
-    """One camera entry; a video file source must exist (resolved against the robot file's folder)."""
-    sec.check_keys(required=("type", "source", "width", "height"),
-                   optional=("fps", "fourcc", "rotation", "max_age_ms"))
+    """One camera entry: its type and the keys every type has; the type's own keys are left to its camera class."""
+    sec.check_keys(required=("type", "width", "height"), optional=tuple(sec.data))  # its options: its class's to check
     kind = sec.string("type")
     if kind not in CAMERA_TYPES:
         raise RobotConfigError(f"field '{sec.name('type')}': unknown camera type {brief(kind)} "
                                f"(known: {', '.join(CAMERA_TYPES)})")
-    source = sec.get("source")
-    if isinstance(source, bool) or not isinstance(source, (int, str)) or source == "":
-        raise RobotConfigError(f"field '{sec.name('source')}': expected a device index, a /dev/video* path, a video "
-                               f"file or a GStreamer pipeline, got {brief(source)}")
-    if isinstance(source, int) and source < 0:
-        raise RobotConfigError(f"field '{sec.name('source')}': device index must be >= 0, got {source}")
     width, height = sec.integer("width"), sec.integer("height")
     for key, value in (("width", width), ("height", height)):
         if value <= 0:
             raise RobotConfigError(f"field '{sec.name(key)}': must be positive, got {value}")
     fps = None if sec.get("fps") is None else sec.number("fps", positive=True)
-    fourcc = sec.get("fourcc")
-    if fourcc is not None and (not isinstance(fourcc, str) or len(fourcc) != 4):
-        raise RobotConfigError(f"field '{sec.name('fourcc')}': expected 4 characters such as MJPG, got {brief(fourcc)}")
-    rotation = sec.get("rotation", 0)
-    if isinstance(rotation, bool) or rotation not in ROTATIONS:
-        raise RobotConfigError(f"field '{sec.name('rotation')}': expected one of {ROTATIONS}, got {brief(rotation)}")
     max_age = None if sec.get("max_age_ms") is None else sec.number("max_age_ms", positive=True)
-    camera = CameraConfig(source, width, height, fps, fourcc, rotation, max_age, kind)
-    if camera.kind == "file":
-        path = (base_dir / Path(str(source)).expanduser()).resolve()
-        if not any(p.is_file() for p in _first_files(path)):
-            raise RobotConfigError(f"field '{sec.name('source')}': no video file (or image sequence) {path}")
-        camera = replace(camera, source=str(path))
-    return camera
-
-
-def _first_files(path: Path) -> list[Path]:
-    """The file itself, or the first frames of an image sequence such as `frame_%03d.jpg` (OpenCV numbers from 0
-    or 1)."""
-    if "%" not in path.name:
-        return [path]
-    try:
-        return [path.parent / (path.name % i) for i in (0, 1)]
-    except (TypeError, ValueError):
-        return [path]
+    options = {str(k): v for k, v in sec.data.items() if k not in CAMERA_KEYS}
+    return CameraConfig(kind, width, height, fps, max_age, options, base_dir.resolve())

@@ -1,12 +1,12 @@
-"""A mapping read from YAML, with typed getters and key checks whose errors carry the dotted field path."""
+"""A section (mapping) of a YAML file, with typed getters and key checks whose errors carry the dotted field path."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from calibration.errors import RobotConfigError
 from calibration.strict_files import brief, brief_keys
+from edge.errors import RobotConfigError
 
 
 class Section:

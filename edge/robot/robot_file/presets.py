@@ -1,13 +1,13 @@
-"""The robot files bundled with calibration (calibration/presets/*.yaml) and what a `--robot` argument names."""
+"""The robot files edge ships (edge/data/robots/*.yaml) and what a `--robot` argument names."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from calibration.errors import RobotConfigError
+from edge.errors import RobotConfigError
 
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "data" / "robots"
 
 
 def robot_file(name_or_path: str | Path) -> Path:
