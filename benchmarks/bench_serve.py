@@ -8,7 +8,7 @@ robot); in the Diffusion N = 2 rows one of the two is a full `edge run --server`
 video-file camera. Per configuration: batching off (--max-batch 1), on with queue delay 0, on with the chosen
 delay. Server and robots share this machine's 2 cores, so the numbers are a CPU floor, not a GPU result.
 
-    python benchmarks/bench_serve.py [--seconds 8] [--queue-delay-us 2000] [--no-write]
+    python benchmarks/bench_serve.py [--seconds 8] [--queue-delay-us 2000] [--serve-batch 2,4,8] [--no-write]
 
 The server runs in the Python that has nvidia-pytriton (EDGE_SERVE_PYTHON, else ./.venv-serve/bin/python); robots in
 --robot-python (tritonclient[grpc] and OpenCV; numpy 2 is fine). Builds the packages with torch on first use (build/bench_defaults, git-ignored).
@@ -182,7 +182,7 @@ def run_row(python: str, url: str, package: Path, hz: float, n: int, seconds: fl
             "full": full}
 
 
-def table(results: list[tuple[str, str, dict]], seconds: float, delay: int) -> str:
+def table(results: list[tuple[str, str, dict]], seconds: float, delay: int, serve_batches: tuple[int, ...]) -> str:
     shortened = "" if seconds == SECONDS else f" (shortened from {SECONDS:g} s to fit the time on this shared machine)"
     lines = [f"One `edge serve` and all robots on this machine's 2 cores (server and clients share them; other work "
              f"was running too: load average {os.getloadavg()[0]:.1f} at the end). {seconds:g} s per row{shortened}. "
@@ -208,9 +208,13 @@ def table(results: list[tuple[str, str, dict]], seconds: float, delay: int) -> s
     full = [r["full"]["line"] for _, _, r in results if r["full"]]
     if full:
         lines += ["", "Full `edge run --server` robots: " + "; ".join(full)]
-    lines += ["", "No GPU was available: the GPU target (chunks/s at N = 8 ≥ 3× N = 1) is unverified; the batch-1 "
-              "graphs run row by row inside a batch (docs/serving.md), so batching here saves only per-request "
-              "scheduling."]
+    graphs = (f"a policy marked '+batch graphs' is the same package exported with --serve-batch "
+              f"{','.join(map(str, serve_batches))} (a batch of n rows runs on the smallest B >= n, padded), the "
+              "others run a batch's rows one after another on the batch-1 graphs" if serve_batches else
+              "these packages have no batch graphs: a batch's rows run one after another on the batch-1 graphs, so "
+              "batching here saves only per-request scheduling")
+    lines += ["", f"No GPU was available: the GPU target (chunks/s at N = 8 ≥ 3× N = 1) is unverified; {graphs} "
+              "(docs/serving.md)."]
     return "\n".join(lines)
 
 
@@ -222,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="diffusion_arm,act_arm,demo_act")
     ap.add_argument("--robot-python", default=sys.executable,
                     help="the robots' Python: tritonclient[grpc] and OpenCV (default: this one)")
+    ap.add_argument("--serve-batch", default="", metavar="B,B,...",
+                    help="also serve each default-size policy exported with these batch graphs (edge-export "
+                         "--serve-batch), beside the same policy without; written to its own RESULTS.md section")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    serve_batches = tuple(int(b) for b in args.serve_batch.split(",") if b)
     from benchmarks.default_models import ARM_MODELS, ensure_package
 
     python = serve_python()
@@ -234,14 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo_act":  # the bundled tiny ACT: compute ~1 ms, so its round trip is mostly protocol
             packages[name] = ROOT / "edge" / "data" / "demo_act"
             continue
-        link = ROOT / "build" / "bench_serve" / name.replace("_arm", "")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        target = ensure_package(ARM_MODELS[name], log)
-        if link.is_symlink() and link.resolve() != target.resolve():
-            link.unlink()
-        if not link.is_symlink():
-            link.symlink_to(target)
-        packages[name] = link
+        variants = {name: ()} | ({f"{name}+batch graphs": serve_batches} if serve_batches else {})
+        for label, batches in variants.items():
+            link = ROOT / "build" / "bench_serve" / (name.replace("_arm", "") + ("_batched" if batches else ""))
+            link.parent.mkdir(parents=True, exist_ok=True)
+            target = ensure_package(ARM_MODELS[name], log, batches)
+            if link.is_symlink() and link.resolve() != target.resolve():
+                link.unlink()
+            if not link.is_symlink():
+                link.symlink_to(target)
+            packages[label] = link
     clients = [int(c) for c in args.clients.split(",")]
     configs = {"off|-": ["--max-batch", "1"], "on (8)|0 us": ["--max-batch", "8", "--queue-delay-us", "0"],
                f"on (8)|{args.queue_delay_us} us": ["--max-batch", "8", "--queue-delay-us", str(args.queue_delay_us)]}
@@ -258,14 +268,17 @@ def main(argv: list[str] | None = None) -> int:
                     rates[name] = round(min(30.0, steps / (4 * probe["compute_p50"] / 1e3)), 1)
                 for n in clients:
                     log(f"{name}: batching {config}, N = {n} at {rates[name]} Hz")
-                    full = n == 2 and name == "diffusion_arm" and config.endswith(f"{args.queue_delay_us} us")
+                    full = (n == 2 and name == "diffusion_arm" and config.endswith(f"{args.queue_delay_us} us")
+                            and not serve_batches)
                     results.append((name.replace("_arm", " (default size)"), config, run_row(robot_python, url, package, rates[name], n,
                                                                                args.seconds, full)))
         finally:
             server.terminate()
             server.wait(timeout=60)
-    publish("serving", "Serving (edge serve on Triton, N robots)", "benchmarks/bench_serve.py",
-            table(results, args.seconds, args.queue_delay_us), write=not args.no_write)
+    key, title = (("serving_batch_graphs", "Serving: batch graphs end to end (edge serve on Triton, N robots)")
+                  if serve_batches else ("serving", "Serving (edge serve on Triton, N robots)"))
+    publish(key, title, "benchmarks/bench_serve.py", table(results, args.seconds, args.queue_delay_us, serve_batches),
+            write=not args.no_write)
     return 0
 
 
