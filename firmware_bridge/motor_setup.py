@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from firmware_bridge import tables
 from firmware_bridge.bus import BusError, DynamixelBus
 from firmware_bridge.errors import FirmwareBridgeError
-from firmware_bridge.protocol import BROADCAST_ID, PING, PacketReader, TimedPortHandler, encode
+from firmware_bridge.protocol import BROADCAST_ID, INST_STATUS, PING, PacketReader, TimedPortHandler, encode
 
 # The SDK's broadcastPing waits this long for replies: every servo answers in ID order, about 3 ms apart.
 PING_WAIT_MS = 3.0 * (tables.MAX_ID + 1) + 16.0
@@ -69,7 +69,7 @@ def broadcast_ping(port: str, baudrate: int, wait_ms: float = PING_WAIT_MS) -> t
             data = handler.readPort(4096)
             received += len(data)
             for packet in reader.feed(data):
-                if packet.crc_ok and len(packet.params) == 4 and packet.instruction == 0x55:
+                if packet.crc_ok and len(packet.params) == 4 and packet.instruction == INST_STATUS:
                     found.append(FoundServo(packet.id, packet.params[1] | packet.params[2] << 8, baudrate))
                     valid += packet.size
             if handler.isPacketTimeout():
@@ -85,7 +85,8 @@ def find_single_servo(port: str, model: str, target_baudrate: int, progress: Cal
     (two servos on one ID) and a model other than `model`."""
     replies: list[FoundServo] = []
     garbled: list[int] = []
-    for bps in search_rates(model, target_baudrate):
+    rates = search_rates(model, target_baudrate)
+    for bps in rates:
         result = broadcast_ping(port, bps, wait_ms)
         progress(f"  pinging at {bps} bps" + (": the adapter cannot run at this rate, skipped" if result is None else ""))
         if result is None:
@@ -102,7 +103,7 @@ def find_single_servo(port: str, model: str, target_baudrate: int, progress: Cal
                               "controller board and try again (nothing was written)")
     if not replies:
         raise MotorSetupError(f"no servo answered a PING on {port} at any of "
-                              f"{', '.join(map(str, search_rates(model, target_baudrate)))} bps; is it connected "
+                              f"{', '.join(map(str, rates))} bps; is it connected "
                               "and powered (the adapter's power supply, not only USB)?")
     servo = replies[0]
     if servo.model_number != tables.model(model).number:

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("input closed before Enter was pressed")
     deadline = time.monotonic() + SETTLE_S
     while True:
-        gone = [p for p in before if p not in serial_ports(args.dev)]
+        now = serial_ports(args.dev)
+        gone = [p for p in before if p not in now]
         if gone or time.monotonic() > deadline:
             break
         time.sleep(0.1)

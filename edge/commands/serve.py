@@ -20,6 +20,7 @@ from edge.errors import CLIError
 
 if TYPE_CHECKING:
     from edge.runtime.package import PolicyPackage
+    from edge.runtime.package.batches import ServeBatches
 
 
 def _file(text: str) -> Path:
@@ -77,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     options = [_options(args, p.manifest.policy_type) for p in packages]
     if (args.sampler or args.steps) and not any(p.manifest.policy_type == "diffusion" for p in packages):
         raise CLIError("--sampler/--steps apply to Diffusion packages; none is given")
-    if args.backend == "tensorrt":
-        from edge.runtime.package.batches import load_batches
-        for path, package in zip(args.packages, packages):
-            if load_batches(package) is not None:
-                raise CLIError(f"{path}: its serve/ batch graphs have no TensorRT engines (edge build builds the "
-                               "batch-1 graphs only); serve with --backend auto or onnxruntime, or without serve/")
+    from edge.runtime.package.batches import load_batches, no_tensorrt_engines
+
+    batches = [load_batches(p) for p in packages]  # each serve/ folder checked once, before anything starts
+    for path, b in zip(args.packages, batches):
+        if args.backend == "tensorrt" and b is not None:
+            raise CLIError(no_tensorrt_engines(path))
     from edge.serve.repository import write_repository
 
     def write(root: Path, link: bool) -> None:
@@ -94,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote a Triton model repository for {', '.join(names)} to {args.write_repository} "
               "(docs/serving.md: the container command)")
         return 0
-    serve(args, packages, lambda root: write(root, link=True))
+    serve(args, packages, batches, lambda root: write(root, link=True))
 
 
-def serve(args: argparse.Namespace, packages: list[PolicyPackage], write: Callable[[Path], None]) -> NoReturn:
+def serve(args: argparse.Namespace, packages: list[PolicyPackage], batches: list[ServeBatches | None],
+          write: Callable[[Path], None]) -> NoReturn:
     """Run tritonserver on a private repository of `packages` until a signal (exit 128 + N) or until it dies."""
     from edge.runtime.wire import model_name, package_identity
     from edge.serve.model import batching
@@ -107,9 +109,9 @@ def serve(args: argparse.Namespace, packages: list[PolicyPackage], write: Callab
                             args.tls_key, args.tls_client_ca)
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     names = [model_name(p) for p in args.packages]
-    for name, path, package in zip(names, args.packages, packages):
+    for name, path, package, b in zip(names, args.packages, packages, batches):
         say(f"{name}: {package.manifest.policy_type}, identity {package_identity(path).hex()[:16]}, from {path}; "
-            f"{batching(package)}")
+            f"{batching(b)}")
     with running(write, options) as server:
         say(f"tritonserver (pid {server.process.pid}) loading {', '.join(names)}: each model computes one chunk "
             f"first; log {server.log}")

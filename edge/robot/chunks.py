@@ -118,6 +118,8 @@ class DelayEstimate:
         self.initial, self.period_s = int(initial), period_s
         self._latencies = np.zeros(LATENCY_WINDOW)
         self._seen = 0  # latencies recorded since the start, the cold one included
+        self._latency: float | None = None  # p95 and D, computed when a latency arrives: read on every tick
+        self._ticks = self.initial
 
     def add(self, latency_s: float) -> None:
         if self.period_s is None:
@@ -125,17 +127,17 @@ class DelayEstimate:
         self._seen += 1
         if self._seen > 1:  # the first chunk pays for warm-up (allocation, caches)
             self._latencies[(self._seen - 2) % LATENCY_WINDOW] = latency_s
+            self._latency = float(np.percentile(self._latencies[:min(self._seen - 1, LATENCY_WINDOW)], 95))
+            self._ticks = ticks_for(self._latency, self.period_s)
 
     @property
     def latency_s(self) -> float | None:
         """p95 of the recent warm chunk latencies, None before one is known (or on a virtual clock)."""
-        warm = min(self._seen - 1, LATENCY_WINDOW)
-        return float(np.percentile(self._latencies[:warm], 95)) if self.period_s is not None and warm > 0 else None
+        return self._latency
 
     @property
     def ticks(self) -> int:
-        latency = self.latency_s
-        return self.initial if latency is None else ticks_for(latency, self.period_s)
+        return self._ticks
 
 
 def ticks_for(latency_s: float, period_s: float) -> int:

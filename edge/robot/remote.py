@@ -58,7 +58,7 @@ class RemotePlanner:
         self.spec = wire_spec(m)
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        self.processor = ObservationProcessor(m.inputs, ood_margin)
+        self.processor = ObservationProcessor.for_manifest(m, ood_margin)
         self._ood = MappingProxyType(self.processor.counts)
         self._seeds = np.random.default_rng(seed)
         self._client: Any = None
@@ -96,18 +96,19 @@ class RemotePlanner:
         self.processor.reset()
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.chunking.n_obs_steps)
 
-    def observe(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check and normalise the observation, add it to the window; returns the (n_obs_steps, ...) window per
-        wire tensor (fresh arrays)."""
+    def observe(self, observation: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
+        """Check and normalise the observation, add it to the window; returns the window (n_obs_steps normalised
+        observations, each a fresh dict), stacked into wire tensors only when a chunk is asked for (`plan`)."""
         normalized = self.processor(observation)
         self._history.extend([normalized] * (1 if self._history else self.chunking.n_obs_steps))
-        return {wire: np.stack([h[name] for h in self._history]) for name, wire in self.spec.observation.items()}
+        return tuple(self._history)
 
-    def plan(self, context: dict[str, np.ndarray], committed: np.ndarray, delay: int) -> np.ndarray:
+    def plan(self, context: tuple[dict[str, np.ndarray], ...], committed: np.ndarray, delay: int) -> np.ndarray:
         """One request: the (P, action_dim) chunk in policy units, row 0 = the observation tick."""
         committed = np.zeros((0, self.action_dim), np.float32) if committed is None else committed
         block, k = pad_committed(committed, self.spec.plan_rows, self.action_dim)
-        tensors = {**context, "committed": block, "committed_rows": np.array([k], np.int32),
+        window = {wire: np.stack([h[name] for h in context]) for name, wire in self.spec.observation.items()}
+        tensors = {**window, "committed": block, "committed_rows": np.array([k], np.int32),
                    "delay": np.array([delay], np.int32),
                    "seed": np.array([self._seeds.integers(0, np.iinfo(SEED_DTYPE).max)], SEED_DTYPE)}
         return self._request(tensors, time.monotonic() + self.timeout_s)

@@ -22,20 +22,24 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edge.errors import EdgeError, OptionError
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
+    write_atomic_with(path, lambda tmp: tmp.write_text(data, encoding="utf-8") if isinstance(data, str)
+                      else tmp.write_bytes(data))
+
+
+def write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to a temporary file in the same folder, then rename it over `path`; the temporary file is
+    removed if anything fails, so a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

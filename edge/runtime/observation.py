@@ -19,6 +19,7 @@ import numpy as np
 from edge.errors import ObservationError, OptionError
 from edge.runtime.normalize import Normalizer
 from edge.runtime.package import ObservationInput
+from edge.runtime.package.manifest import Manifest
 
 log = logging.getLogger("edge.runtime.observation")
 DEFAULT_OOD_MARGIN = 3.0  # standard deviations beyond the training range
@@ -62,6 +63,13 @@ class ObservationProcessor:
         self._warned: set[str] = set()
         self._element_names = dict(element_names or {})
 
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, ood_margin: float = DEFAULT_OOD_MARGIN) -> ObservationProcessor:
+        """The processor of a package's inputs, its state warnings naming the dataset's joints when it has them."""
+        names = manifest.dataset.state_names if manifest.dataset is not None else None
+        return cls(manifest.inputs, ood_margin,
+                   element_names={i.name: names for i in manifest.inputs if i.kind == "state"} if names else {})
     def reset(self) -> None:
         """Clear the out-of-distribution counts (in place: views of them stay live) and re-arm the warnings."""
         for name in self.counts:

@@ -21,17 +21,15 @@ import numpy as np
 import edge
 from edge.errors import OptionError, PolicyOutputError
 from edge.runtime.backends.base import GraphSession
-from edge.runtime.package import PolicyPackage
-from edge.runtime.package.batches import batch_view, load_batches
+from edge.runtime.package.batches import ServeBatches, batch_view, load_batches, no_tensorrt_engines
 from edge.runtime.policies.base import PolicyRunner
 from edge.runtime.wire import WireSpec, package_identity, wire_spec
 
 Row = tuple[dict[str, np.ndarray], np.ndarray, int, int]  # one request row: window, committed, delay, seed
 
 
-def batching(package: PolicyPackage) -> str:
+def batching(batches: ServeBatches | None) -> str:
     """How a package's batches will run, in words (`edge serve` says it per package before the server starts)."""
-    batches = load_batches(package)
     if batches is None:
         return "batch rows one after another (no serve/ batch graphs)"
     return f"batch graphs B = {', '.join(map(str, batches.sizes))}"
@@ -61,8 +59,7 @@ class ServedPolicy:
         "auto": ONNX Runtime, as serve/ has no TensorRT engines)."""
         batches = load_batches(self.runner.package)
         if batches is not None and self.runner.backend.name == "tensorrt":
-            raise OptionError(f"{self.path}: the serve/ batch graphs have no TensorRT engines (edge build builds the "
-                              "batch-1 graphs only); serve with --backend auto or onnxruntime, or without serve/")
+            raise OptionError(no_tensorrt_engines(self.path))
         for b in batches.batches if batches is not None else []:
             view = batch_view(self.runner.package, b)
             self.batched[b.batch] = {}

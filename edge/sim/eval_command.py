@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from edge.errors import CLIError
+from edge.errors import CLIError, ResultsNotWritten
 from edge.option_types import count, non_negative_int, seed
 from edge.robot.chunks import ALL_MERGE_RULES, check_merge_rule
 from edge.runtime.backends.base import Backend
-from edge.runtime.files import check_writable
+from edge.runtime.files import check_writable, write_atomic
 from edge.runtime.package import load_package
 from edge.runtime.policies import runner_class
 from edge.runtime.schedulers import SAMPLERS
@@ -109,6 +109,10 @@ def run_evaluation(args: argparse.Namespace, make_backend: Callable[[], Backend]
         if args.json is not None:
             execution = ({"execution": "synchronous"} if args.delay_ticks is None else
                          {"execution": "asynchronous", "delay_ticks": args.delay_ticks, "merge": merge})
-            args.json.write_text(json.dumps({"package": str(path), "backend": name, "options": options, **execution,
-                                             **s}, indent=2))
+            try:
+                write_atomic(args.json, json.dumps({"package": str(path), "backend": name, "options": options,
+                                                    **execution, **s}, indent=2))
+            except OSError as exc:
+                raise ResultsNotWritten(f"--json {args.json} not written: {exc.strerror or exc} (the evaluation "
+                                        "itself completed)") from None
         return 0

@@ -13,7 +13,6 @@ dataset on disk is complete and readable between episodes; an episode that was n
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from edge.robot.record.stats import aggregate, histogram_stats, to_json, vector_stats
 from edge.robot.record.video import EncodedEpisode, append_video, video_info
+from edge.runtime.files import write_atomic_with
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -158,7 +158,7 @@ class DatasetWriter:
         path = cursor.path(self.root, DATA_PATH)
         if cursor.used:
             table = pa.concat_tables([pq.read_table(path), table])
-        _replace(path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
+        write_atomic_with(path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
         cursor.used = True
         frames = len(columns["index"])
         return {"data/chunk_index": cursor.chunk, "data/file_index": cursor.file,
@@ -182,11 +182,11 @@ class DatasetWriter:
         """Episodes, tasks, stats, then info (the totals) last: info.json never counts an episode not yet written."""
         pa, pq = import_pyarrow()
         episodes = pa.Table.from_pylist(self.episodes)
-        _replace(self.root / EPISODES_PATH.format(chunk_index=0, file_index=0),
+        write_atomic_with(self.root / EPISODES_PATH.format(chunk_index=0, file_index=0),
                  lambda tmp: pq.write_table(episodes, tmp))
-        _replace(self.root / "meta/tasks.parquet", lambda tmp: pq.write_table(self._tasks_table(), tmp))
+        write_atomic_with(self.root / "meta/tasks.parquet", lambda tmp: pq.write_table(self._tasks_table(), tmp))
         stats = {name: aggregate([e[name] for e in self.episode_stats]) for name in self.features}
-        _replace(self.root / "meta/stats.json", lambda tmp: tmp.write_text(json.dumps(to_json(stats), indent=4)))
+        write_atomic_with(self.root / "meta/stats.json", lambda tmp: tmp.write_text(json.dumps(to_json(stats), indent=4)))
         self._write_info()
 
     def _tasks_table(self) -> Any:
@@ -217,12 +217,5 @@ class DatasetWriter:
             "splits": {"train": f"0:{self.total_episodes}"} if self.total_episodes else {},
             "data_path": DATA_PATH, "video_path": VIDEO_PATH if self.cameras else None, "features": self.features,
         }
-        _replace(self.root / "meta/info.json", lambda tmp: tmp.write_text(json.dumps(info, indent=4)))
+        write_atomic_with(self.root / "meta/info.json", lambda tmp: tmp.write_text(json.dumps(info, indent=4)))
 
-
-def _replace(path: Path, write: Any) -> None:
-    """Write through a temporary sibling and rename it into place (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -142,6 +142,12 @@ def load_batches(package: PolicyPackage) -> ServeBatches | None:
     return batches
 
 
+def no_tensorrt_engines(package_path: Path) -> str:
+    """Why a package with serve/ batch graphs cannot be served on TensorRT (one message for edge serve and its model)."""
+    return (f"{package_path}: its serve/ batch graphs have no TensorRT engines (edge build builds the batch-1 graphs "
+            "only); serve with --backend auto or onnxruntime, or without serve/")
+
+
 def batch_view(package: PolicyPackage, batch: BatchGraphs) -> PolicyPackage:
     """The package as a backend loads batch `batch.batch`'s graphs: its manifest with those graphs, rooted in serve/
     (no FP16 copies: the batch graphs run in FP32 on ONNX Runtime)."""

@@ -46,9 +46,7 @@ class PolicyRunner(ABC):
         self.backend = backend
         self.chunking = m.chunking
         self.action_dim = m.action.dim
-        names = {i.name: m.dataset.state_names for i in m.inputs if i.kind == "state"} \
-            if m.dataset is not None and m.dataset.state_names else {}
-        self.observation_processor = ObservationProcessor(m.inputs, ood_margin, element_names=names)
+        self.observation_processor = ObservationProcessor.for_manifest(m, ood_margin)
         self.unnormalize = Normalizer(m.action.normalization, (m.action.dim,)).inverse
         self.graphs: dict[str, GraphSession] = {}
         self.closed = False
